@@ -1,0 +1,42 @@
+# Everything a fresh machine needs comes from here: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench geodata clean system-deps
+
+$(BIN)/patchmap: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+## make demo: install, run the whole chain on the bundled California data, print the map path
+demo: $(BIN)/patchmap
+	$(BIN)/patchmap demo --out out/demo
+
+## system-deps: Debian's headless Chromium for the browser test of the map
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+## make test: install with test extras (and Chromium), lint, run the suite
+test: $(BIN)/patchmap system-deps
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(BIN)/patchmap
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+
+## make geodata: rebuild geodata/ from ../shared/data (or the official Census files)
+geodata: $(BIN)/patchmap
+	$(BIN)/python scripts/build_geodata.py
+
+bench: $(BIN)/patchmap
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/partition_peers.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

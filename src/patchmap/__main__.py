@@ -1,0 +1,5 @@
+"""`python -m patchmap` runs the CLI."""
+
+from patchmap.cli import main
+
+main()

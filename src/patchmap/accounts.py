@@ -1,0 +1,168 @@
+"""Ingest: read an accounts table, validate it, geocode every row or reject it with a reason.
+
+Nothing is lost: every input row ends up either in ``IngestResult.accounts`` (placed, with
+``lat``/``lon``) or in ``IngestResult.rejects`` (with its 1-based row number and a reason).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from patchmap.errors import InputError
+from patchmap.geocode import normalize_zip, zip_locations
+from patchmap.io import read_table, write_csv
+
+REJECT_COLUMNS = ["row", "account_id", "reason"]
+
+
+@dataclass
+class IngestResult:
+    """Placed accounts, rejected rows, and how many rows were read."""
+
+    accounts: pd.DataFrame
+    rejects: pd.DataFrame
+    n_read: int
+    source: str = "accounts"
+
+    @property
+    def n_placed(self) -> int:
+        return len(self.accounts)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.rejects)
+
+    def tally(self, rejects_path: str | os.PathLike | None = None) -> str:
+        """The one-line tally every command prints: ``N read, M placed, R rejected (PATH)``."""
+        where = f" ({rejects_path})" if rejects_path is not None else ""
+        return f"{self.n_read} read, {self.n_placed} placed, {self.n_rejected} rejected{where}"
+
+    def write_rejects(self, path: str | os.PathLike) -> Path:
+        return write_csv(self.rejects, path)
+
+
+def parse_column_map(pairs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """Parse ``["lat=Latitude", "zip=Postal Code"]`` into ``{"lat": "Latitude", ...}``."""
+    mapping: dict[str, str] = {}
+    for pair in pairs or ():
+        name, sep, source = pair.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise InputError(f"--column {pair!r}: expected NAME=SOURCE_COLUMN, e.g. lat=Latitude")
+        mapping[name.strip()] = source.strip()
+    return mapping
+
+
+def empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string"),
+                         "reason": pd.Series(dtype="string")})
+
+
+def _rename(df: pd.DataFrame, column_map: Mapping[str, str], source: str) -> pd.DataFrame:
+    missing = [src for src in column_map.values() if src not in df.columns]
+    if missing:
+        raise InputError(f"{source}: mapped column {missing[0]!r} not found (columns: {', '.join(map(str, df.columns[:12]))})")
+    renamed = df.rename(columns={src: name for name, src in column_map.items()})
+    # A column both present natively and mapped from elsewhere: the mapping wins.
+    return renamed.loc[:, ~renamed.columns.duplicated(keep="last")]
+
+
+def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Coerce a column to float; a column with values but none numeric is a wrong type."""
+    raw = df[column]
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    given = raw.notna() & (raw.astype("string").str.strip() != "")
+    if given.any() and values[given].isna().all():
+        first = raw[given].iloc[0]
+        raise InputError(f"{source}: column {column!r} must be numeric (row {int(given.idxmax()) + 1}: {first!r})")
+    return values
+
+
+def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResult:
+    """Validate and geocode an accounts DataFrame already in memory."""
+    n_read = len(df)
+    if n_read == 0:
+        raise InputError(f"{source}: no rows")
+    if "account_id" not in df.columns:
+        raise InputError(f"{source}: missing required column 'account_id' (map one with --column account_id=NAME)")
+    has_latlon = {"lat", "lon"} <= set(df.columns)
+    if not has_latlon and ("lat" in df.columns or "lon" in df.columns):
+        present = "lat" if "lat" in df.columns else "lon"
+        other = "lon" if present == "lat" else "lat"
+        raise InputError(f"{source}: column {present!r} given without {other!r}")
+    if not has_latlon and "zip" not in df.columns:
+        raise InputError(f"{source}: no location columns: need 'lat' and 'lon', or 'zip' (map with --column lat=NAME)")
+
+    df = df.reset_index(drop=True).copy()
+    row = pd.Series(np.arange(1, n_read + 1), index=df.index, dtype="int64")
+    ids = df["account_id"].astype("string").str.strip()
+    ids = ids.str.replace(r"\.0$", "", regex=True) if pd.api.types.is_float_dtype(df["account_id"]) else ids
+    df["account_id"] = ids
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    reason[ids.isna() | (ids == "")] = "missing account_id"
+
+    dup = ids.duplicated(keep=False) & ids.notna() & (ids != "")
+    if dup.any():
+        first_ids = ids[dup].drop_duplicates().head(3).tolist()
+        rows = row[ids == first_ids[0]].tolist()[:3]
+        raise InputError(
+            f"{source}: column 'account_id' has {int(ids[dup].nunique())} duplicated ids "
+            f"(e.g. {first_ids[0]!r} on rows {', '.join(map(str, rows))})"
+        )
+
+    lat = pd.Series(np.nan, index=df.index)
+    lon = pd.Series(np.nan, index=df.index)
+    location_source = pd.Series(pd.NA, index=df.index, dtype="string")
+    if has_latlon:
+        lat = _numeric(df, "lat", source)
+        lon = _numeric(df, "lon", source)
+        given = lat.notna() | lon.notna()
+        in_range = lat.between(-90, 90) & lon.between(-180, 180)
+        bad_range = given & lat.notna() & lon.notna() & ~in_range
+        reason[reason.isna() & bad_range] = "coordinates out of range"
+        half = given & (lat.isna() | lon.isna())
+        reason[reason.isna() & half] = "lat/lon incomplete or not numeric"
+        ok = lat.notna() & lon.notna() & in_range
+        lat, lon = lat.where(ok), lon.where(ok)
+        location_source[ok] = "latlon"
+
+    zcta = pd.Series(pd.NA, index=df.index, dtype="string")
+    if "zip" in df.columns:
+        raw_zip = df["zip"]
+        zip5 = normalize_zip(raw_zip)
+        df["zip"] = zip5
+        resolved = zip_locations(zip5)
+        zcta = resolved["zcta"]
+        need = lat.isna() & reason.isna()
+        raw_given = raw_zip.notna() & (raw_zip.astype("string").str.strip() != "")
+        reason[need & raw_given & zip5.isna()] = "invalid ZIP " + raw_zip.astype("string").str.strip()
+        reason[need & zip5.notna() & zcta.isna()] = "unknown ZIP " + zip5
+        use = need & zcta.notna()
+        lat = lat.where(~use, resolved["lat"])
+        lon = lon.where(~use, resolved["lon"])
+        location_source[use] = "zip"
+    reason[reason.isna() & lat.isna()] = "no location (lat/lon or zip)"
+
+    df["lat"] = lat.astype("float64")
+    df["lon"] = lon.astype("float64")
+    df["zcta"] = zcta
+    df["location_source"] = location_source
+    rejected = reason.notna()
+    rejects = pd.DataFrame({"row": row[rejected], "account_id": ids[rejected], "reason": reason[rejected]})
+    accounts = df[~rejected].reset_index(drop=True)
+    accounts.insert(0, "source_row", row[~rejected].to_numpy())
+    return IngestResult(accounts=accounts, rejects=rejects.reset_index(drop=True), n_read=n_read, source=source)
+
+
+def load_accounts(path: str | os.PathLike, column_map: Mapping[str, str] | None = None) -> IngestResult:
+    """Read CSV / Parquet / Excel accounts, map column names, validate and geocode."""
+    column_map = dict(column_map or {})
+    keep_text = {column_map.get(c, c): "string" for c in ("account_id", "zip")}
+    df = read_table(path, dtype=keep_text)
+    df = _rename(df, column_map, str(path))
+    return validate_accounts(df, source=str(path))

@@ -1,0 +1,173 @@
+"""Command-line interface: click commands only, each a thin shell over a library function.
+
+Bad input surfaces as one line ``error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from patchmap.errors import InputError
+
+UNIT_CHOICE = click.Choice(["h3", "zcta", "county"])
+COLUMN_HELP = "Map a column name: NAME=SOURCE, e.g. --column lat=Latitude (repeatable)."
+
+
+def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
+    from patchmap.accounts import parse_column_map
+
+    return parse_column_map(pairs)
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+class _Group(click.Group):
+    """Usage errors keep click's exit status 2; InputError anywhere becomes one line."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line unless debugging
+            if os.environ.get("PATCHMAP_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                       "(set PATCHMAP_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="patchmap")
+def main() -> None:
+    """patchmap: balanced, contiguous, compact sales territories from a table of accounts."""
+
+
+@main.command("sample-accounts")
+@click.option("--region", default="CA", show_default=True, help="State code(s), e.g. CA or RI,DE.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--bad-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of rows given a realistic defect (to exercise rejects).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def sample_accounts_cmd(region: str, n: int, seed: int, bad_share: float, out: str) -> None:
+    """Make realistic synthetic B2B accounts placed by real ZCTA population."""
+    from patchmap.pipeline import sample_file
+
+    click.echo(str(sample_file(region, n, seed, out, bad_share=bad_share)))
+
+
+@main.command("score")
+@click.argument("accounts", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--column", "columns", multiple=True, help=COLUMN_HELP)
+def score_cmd(accounts: str, out: str, columns: tuple[str, ...]) -> None:
+    """Score accounts (look-alike model or rules) and compute reach."""
+    from patchmap.pipeline import score_file
+
+    score_file(accounts, out, column_map=_columns(columns), echo=click.echo)
+
+
+@main.command("layers")
+@click.argument("accounts", type=click.Path())
+@click.option("--units", "unit_kind", type=UNIT_CHOICE, required=True)
+@click.option("--resolution", type=click.IntRange(0, 15), default=7, show_default=True,
+              help="H3 resolution (0-15).")
+@click.option("--region", default=None, help="State code(s); default: where the accounts are.")
+@click.option("--column", "columns", multiple=True, help=COLUMN_HELP)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def layers_cmd(accounts: str, unit_kind: str, resolution: int, region: str | None,
+               columns: tuple[str, ...], out: str) -> None:
+    """Aggregate accounts into H3 / ZCTA / county units with score and reach layers."""
+    from patchmap.pipeline import layers_file
+
+    result = layers_file(accounts, out, units=unit_kind, resolution=resolution, region=region,
+                         column_map=_columns(columns), echo=click.echo)
+    click.echo(f"{len(result.units)} units -> {out}")
+
+
+@main.command("partition")
+@click.argument("units", type=click.Path())
+@click.option("--id", "id_col", required=True, help="Unit id column.")
+@click.option("--balance", required=True, help="Column(s) to balance, primary first: a,b.")
+@click.option("--territories", type=int, required=True, help="Number of territories K.")
+@click.option("--tolerance", type=float, default=5.0, show_default=True,
+              help="Allowed deviation from the mean, percent (secondary measures).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def partition_cmd(units: str, id_col: str, balance: str, territories: int, tolerance: float,
+                  seed: int, out: str) -> None:
+    """Split units into K contiguous, balanced, compact territories: PLAN.csv."""
+    from patchmap.pipeline import partition_file
+
+    partition_file(units, out, id_col=id_col, balance=_split(balance), territories=territories,
+                   tolerance_pct=tolerance, seed=seed, echo=click.echo)
+    click.echo(f"plan -> {out}")
+
+
+@main.command("map")
+@click.argument("units", type=click.Path())
+@click.argument("plan", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--id", "id_col", default="unit_id", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["html", "png", "pdf"]), default="html",
+              show_default=True)
+@click.option("--title", default=None)
+@click.option("--tiles/--no-tiles", default=True, show_default=True,
+              help="Add an (optional, online) basemap under the territories.")
+def map_cmd(units: str, plan: str, out: str, id_col: str, fmt: str, title: str | None,
+            tiles: bool) -> None:
+    """Render the plan: a self-contained HTML map, or a static PNG/PDF."""
+    from patchmap.pipeline import map_file
+
+    click.echo(str(map_file(units, plan, out, id_col=id_col, fmt=fmt, title=title, tiles=tiles)))
+
+
+@main.command("export")
+@click.argument("units", type=click.Path())
+@click.argument("plan", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--id", "id_col", default="unit_id", show_default=True)
+@click.option("--accounts", type=click.Path(), default=None,
+              help="Accounts file, for assignments.csv.")
+@click.option("--column", "columns", multiple=True, help=COLUMN_HELP)
+def export_cmd(units: str, plan: str, out: str, id_col: str, accounts: str | None,
+               columns: tuple[str, ...]) -> None:
+    """Write zip_to_rep.csv, assignments.csv, territories.geojson/.gpkg, summary.csv/.md."""
+    from patchmap.pipeline import export_file
+
+    paths = export_file(units, plan, out, id_col=id_col, accounts_path=accounts,
+                        column_map=_columns(columns), echo=click.echo)
+    for name in sorted(paths):
+        click.echo(f"{name}: {paths[name]}")
+
+
+@main.command("run")
+@click.argument("config", type=click.Path())
+def run_cmd(config: str) -> None:
+    """Run every stage from one plan file (TOML)."""
+    from patchmap.config import load_config
+    from patchmap.pipeline import run_plan
+
+    result = run_plan(load_config(config), echo=click.echo)
+    click.echo(f"map: {result.outputs['map']}")
+
+
+@main.command("demo")
+@click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True)
+def demo_cmd(out: str) -> None:
+    """Run the whole chain on the bundled California accounts into 20 territories."""
+    from patchmap.pipeline import demo_config, run_plan
+
+    result = run_plan(demo_config(out), echo=click.echo)
+    for name in sorted(result.outputs):
+        click.echo(f"{name}: {result.outputs[name]}")
+    click.echo(f"map: {Path(result.outputs['map']).resolve()}")

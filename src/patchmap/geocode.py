@@ -1,0 +1,57 @@
+"""Geocoding: lat/lon as given, ZIP codes through the ZIP→ZCTA crosswalk to the ZCTA internal point.
+
+ZIPs arrive damaged from spreadsheets (``2903`` for ``02903``, ``02903-1234``, ``2903.0``);
+``normalize_zip`` repairs what can be repaired, and everything else is reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from patchmap import geodata
+
+
+def normalize_zip(values: pd.Series) -> pd.Series:
+    """Return 5-digit ZIP strings (NA where the value is not a ZIP).
+
+    Accepts 5 digits, ZIP+4 (``12345-6789`` or 9 digits), numbers whose leading zeros
+    were dropped by Excel (``2903`` → ``02903``) and float renderings (``2903.0``).
+    """
+    s = values.astype("string").str.strip()
+    s = s.str.replace(r"\.0+$", "", regex=True)
+    s = s.str.replace(r"^(\d{5})-?\d{4}$", r"\1", regex=True)
+    ok = s.str.fullmatch(r"\d{3,5}").fillna(False).astype(bool)
+    out = s.where(ok).str.zfill(5)
+    return out.astype("string")
+
+
+def zip_locations(zips: pd.Series) -> pd.DataFrame:
+    """Resolve normalized ZIPs to ``zcta``, ``lat``, ``lon`` (the ZCTA internal point).
+
+    PO-box and unique ZIPs without a polygon of their own resolve to the ZCTA that
+    contains them. Unknown ZIPs come back with NA.
+    """
+    crosswalk = geodata.zip_crosswalk()[["zip", "zcta"]]
+    points = geodata.zcta_points()[["zcta", "lat", "lon"]]
+    # A ZIP that is itself a ZCTA but missing from the crosswalk still resolves.
+    direct = points[["zcta"]].assign(zip=points["zcta"])
+    lookup = (
+        pd.concat([crosswalk, direct[~direct["zip"].isin(crosswalk["zip"])]], ignore_index=True)
+        .merge(points, on="zcta", how="inner")
+        .set_index("zip")
+    )
+    keys = zips.astype("string")
+    idx = lookup.index.get_indexer(keys.fillna(""))
+    found = idx >= 0
+    take = np.where(found, idx, 0)
+    result = pd.DataFrame(
+        {
+            "zcta": pd.Series(lookup["zcta"].to_numpy()[take], index=zips.index, dtype="string"),
+            "lat": np.where(found, lookup["lat"].to_numpy()[take], np.nan),
+            "lon": np.where(found, lookup["lon"].to_numpy()[take], np.nan),
+        },
+        index=zips.index,
+    )
+    result.loc[~found, "zcta"] = pd.NA
+    return result

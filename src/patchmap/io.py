@@ -1,0 +1,123 @@
+"""Reading tables and unit files, and writing every output atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+from patchmap.errors import InputError
+
+TABLE_SUFFIXES = {".csv", ".txt", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    An interrupted or failed write never leaves a half-written file where a good one was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
+    """Write a CSV atomically (no index unless asked)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
+    """Write a unit GeoDataFrame; the format follows the suffix (GeoParquet by default)."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    with atomic_path(target) as tmp:
+        if suffix in {".parquet", ".geoparquet", ".pq"}:
+            units.to_parquet(tmp, compression="zstd", index=False)
+        elif suffix == ".gpkg":
+            tmp.unlink()
+            units.to_file(tmp, driver="GPKG", engine="pyogrio")
+        elif suffix in {".geojson", ".json"}:
+            tmp.unlink()
+            units.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+        else:
+            raise InputError(f"{target}: unsupported unit file type {suffix!r} (use .parquet, .gpkg or .geojson)")
+    return target
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+
+
+def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.DataFrame:
+    """Read a CSV, Parquet or Excel table into a DataFrame; errors name the file."""
+    p = Path(path)
+    _require_file(p)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"} or p.is_dir():
+            df = pd.read_parquet(p)
+        elif suffix in {".xlsx", ".xls"}:
+            df = pd.read_excel(p, dtype=dtype)
+        elif suffix == ".tsv":
+            df = pd.read_csv(p, sep="\t", dtype=dtype)
+        else:
+            df = pd.read_csv(p, dtype=dtype, sep=None if suffix == ".txt" else ",",
+                             engine="python" if suffix == ".txt" else "c")
+    except InputError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{p}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: cannot read as a table ({first})") from None
+    if df.empty:
+        raise InputError(f"{p}: no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def read_units(path: str | os.PathLike) -> gpd.GeoDataFrame:
+    """Read any polygon file geopandas reads (GeoParquet, GeoPackage, GeoJSON, Shapefile)."""
+    p = Path(path)
+    _require_file(p)
+    try:
+        if p.suffix.lower() in {".parquet", ".geoparquet", ".pq"}:
+            gdf = gpd.read_parquet(p)
+        else:
+            gdf = gpd.read_file(p, engine="pyogrio")
+    except Exception as exc:  # any reader failure is the user's file, reported in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: cannot read as polygons ({first})") from None
+    if len(gdf) == 0:
+        raise InputError(f"{p}: no units")
+    if gdf.crs is None:
+        gdf = gdf.set_crs(4326)
+    elif not gdf.crs.equals("EPSG:4326"):
+        gdf = gdf.to_crs(4326)
+    return gdf

@@ -1,0 +1,186 @@
+"""Plan metrics: balance, contiguity, compactness and disruption, each a small function.
+
+In the manner of GerryChain's metrics these are separate from the engine, so the map,
+export and benchmark code measure a plan the same way the engine reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:
+    from patchmap.units.adjacency import Adjacency
+
+__all__ = [
+    "cut_edge_fraction",
+    "deviation",
+    "disruption",
+    "equal_area_crs",
+    "is_contiguous",
+    "polsby_popper",
+    "territory_metrics",
+]
+
+
+def equal_area_crs(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> CRS:
+    """Lambert azimuthal equal-area projection centred on the data (works anywhere on Earth).
+
+    Areas (and so Polsby-Popper scores) are true in it; distances near the centre are too.
+    """
+    gs = geoms.geometry if isinstance(geoms, gpd.GeoDataFrame) else geoms
+    if gs.crs is not None and not gs.crs.is_geographic:
+        gs = gs.to_crs(4326)
+    minx, miny, maxx, maxy = gs.total_bounds
+    if not np.all(np.isfinite([minx, miny, maxx, maxy])):
+        lon0, lat0 = 0.0, 0.0
+    else:
+        lon0, lat0 = (minx + maxx) / 2.0, (miny + maxy) / 2.0
+    return CRS.from_proj4(
+        f"+proj=laea +lat_0={lat0:.4f} +lon_0={lon0:.4f} +datum=WGS84 +units=m +no_defs"
+    )
+
+
+def to_equal_area(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> gpd.GeoSeries:
+    """Geometries projected to :func:`equal_area_crs` (metres); no CRS means EPSG:4326."""
+    gs = geoms.geometry if isinstance(geoms, gpd.GeoDataFrame) else geoms
+    if gs.crs is None:
+        gs = gs.set_crs(4326)
+    return gs.to_crs(equal_area_crs(gs))
+
+
+def deviation(totals: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
+    """Signed deviation of each total from the mean, as a fraction (0.01 = 1% over)."""
+    t = np.asarray(totals, dtype=float)
+    mean = t.mean() if t.size else 0.0
+    if mean == 0:
+        return np.zeros_like(t)
+    return t / mean - 1.0
+
+
+def _codes(labels: Sequence | np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the sorted unique labels."""
+    uniq, codes = np.unique(np.asarray(labels), return_inverse=True)
+    return codes.ravel(), uniq
+
+
+def cut_edge_fraction(adjacency: Adjacency | sparse.spmatrix, labels: Sequence) -> float:
+    """Share of adjacency edges whose two units are in different territories."""
+    m = adjacency.matrix if hasattr(adjacency, "matrix") else adjacency
+    coo = sparse.triu(m, k=1).tocoo()
+    if coo.nnz == 0:
+        return 0.0
+    codes, _ = _codes(labels)
+    return float(np.mean(codes[coo.row] != codes[coo.col]))
+
+
+def is_contiguous(adjacency: Adjacency | sparse.spmatrix, labels: Sequence) -> pd.Series:
+    """Per territory: True when its units form one connected piece of the adjacency graph."""
+    m = adjacency.matrix if hasattr(adjacency, "matrix") else adjacency
+    codes, uniq = _codes(labels)
+    coo = sparse.triu(m, k=1).tocoo()
+    keep = codes[coo.row] == codes[coo.col]
+    n = len(codes)
+    sub = sparse.coo_matrix(
+        (np.ones(int(keep.sum())), (coo.row[keep], coo.col[keep])), shape=(n, n)
+    ).tocsr()
+    _, comp = connected_components(sub, directed=False)
+    pieces = pd.Series(comp).groupby(codes).nunique()
+    return pd.Series(pieces.to_numpy() == 1, index=uniq, name="contiguous")
+
+
+def polsby_popper(geoms: gpd.GeoSeries | Sequence) -> np.ndarray:
+    """Polsby-Popper compactness 4*pi*area/perimeter**2 (1 = disc), in an equal-area projection."""
+    gs = geoms if isinstance(geoms, gpd.GeoSeries) else gpd.GeoSeries(list(geoms), crs=4326)
+    arr = to_equal_area(gs).values
+    area = shapely.area(arr)
+    perim = shapely.length(arr)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pp = np.where(perim > 0, 4.0 * np.pi * area / perim**2, np.nan)
+    return pp
+
+
+def polsby_popper_from_parts(
+    labels: np.ndarray,
+    area: np.ndarray,
+    perimeter: np.ndarray,
+    shared: sparse.spmatrix,
+    n_territories: int,
+) -> np.ndarray:
+    """Polsby-Popper of each territory without dissolving polygons (exact for a coverage).
+
+    A territory's perimeter is the sum of its units' perimeters minus twice the length of
+    the boundaries its units share; ``shared`` holds shared boundary lengths per edge and
+    ``labels`` are integer codes 0..n_territories-1.
+    """
+    coo = sparse.triu(shared, k=1).tocoo()
+    inside = labels[coo.row] == labels[coo.col]
+    inner = np.bincount(labels[coo.row[inside]], weights=coo.data[inside], minlength=n_territories)
+    a = np.bincount(labels, weights=area, minlength=n_territories)
+    p = np.bincount(labels, weights=perimeter, minlength=n_territories) - 2.0 * inner
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, 4.0 * np.pi * a / p**2, np.nan)
+
+
+def territory_metrics(
+    units: gpd.GeoDataFrame,
+    labels: Sequence | pd.Series,
+    balance_cols: str | Sequence[str],
+    adjacency: Adjacency | None = None,
+) -> pd.DataFrame:
+    """One row per territory: units, balance totals, signed deviations, Polsby-Popper, contiguous.
+
+    With an ``adjacency`` that carries shared boundary lengths, compactness comes from unit
+    areas and perimeters (no polygon dissolve); otherwise territories are dissolved.
+    """
+    cols = [balance_cols] if isinstance(balance_cols, str) else list(balance_cols)
+    lab = np.asarray(labels)
+    codes, uniq = _codes(lab)
+    k = len(uniq)
+    out = pd.DataFrame({"territory": uniq})
+    out["units"] = np.bincount(codes, minlength=k)
+    for c in cols:
+        tot = np.bincount(codes, weights=units[c].to_numpy(dtype=float), minlength=k)
+        out[c] = tot
+        out[f"{c}_deviation"] = deviation(tot)
+    if adjacency is not None and adjacency.shared_km is not None:
+        pp = polsby_popper_from_parts(
+            codes, adjacency.area_km2, adjacency.perimeter_km, adjacency.shared_km, k
+        )
+    else:
+        geo = gpd.GeoDataFrame({"t": codes}, geometry=units.geometry.values, crs=units.crs)
+        dissolved = geo.dissolve(by="t").sort_index()
+        pp = polsby_popper(dissolved.geometry)
+    out["polsby_popper"] = pp
+    if adjacency is not None:
+        out["contiguous"] = is_contiguous(adjacency, lab).to_numpy()
+    return out
+
+
+def disruption(
+    labels_a: Sequence | pd.Series,
+    labels_b: Sequence | pd.Series,
+    weights: Sequence[float] | np.ndarray | pd.Series | None = None,
+) -> float:
+    """Share of the weight (unit count when None) whose territory differs between two plans.
+
+    Labels are compared as given, so both plans must use the same territory names; Series
+    are aligned on their index first.
+    """
+    if isinstance(labels_a, pd.Series) and isinstance(labels_b, pd.Series):
+        labels_b = labels_b.reindex(labels_a.index)
+    a = np.asarray(labels_a, dtype=object)
+    b = np.asarray(labels_b, dtype=object)
+    w = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=float)
+    total = w.sum()
+    if total == 0:
+        return 0.0
+    return float(w[a != b].sum() / total)
