@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from conftest import run_cli
 
+from conftest import run_cli
 from patchmap import geodata
 
 

@@ -87,7 +87,7 @@ def sample_accounts(
     industry = np.array(names)[industry_idx]
     employees = np.maximum(1, np.round(rng.lognormal(mean=3.6, sigma=1.3, size=n))).astype(int)
     rev_per_emp = np.array([v[2] for v in INDUSTRIES.values()])[industry_idx] * 1_000
-    annual_revenue = np.round(employees * rev_per_emp * rng.lognormal(0, 0.5, n), -3)
+    annual_revenue = np.round(employees * rev_per_emp * rng.lognormal(0, 0.5, n), -3).astype(np.int64)
     uses_crm = (rng.random(n) < 0.25 + 0.3 * (employees > 100)).astype(int)
     uses_cloud = (rng.random(n) < 0.45).astype(int)
 

@@ -1,0 +1,519 @@
+"""Build patchmap's bundled ``geodata/`` from U.S. Census Bureau files.
+
+Defaults read the copies in ``../shared/data`` next to the repository; every input also
+accepts the official download (a path or URL to the TIGER/Line zip or shapefile, the gazetteer
+``.txt``/``.zip``, the UDS Mapper ``.xlsx``/``.csv``, ...), so newer vintages can be swapped in.
+ZCTA polygons are simplified as a *coverage* so neighbouring ZCTAs stay glued together.
+
+    python scripts/build_geodata.py            # or: make geodata
+    python scripts/build_geodata.py --tolerance 30 --out build/geodata
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from patchmap.geodata import FIPS_TO_STATE
+from patchmap.io import atomic_path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+CRS = "EPSG:4326"
+SIMPLIFY_CRS = "EPSG:5070"  # CONUS Albers equal-area: the tolerance is in metres
+DEFAULT_TOLERANCE_M = 50.0
+DEFAULT_GRID_DEG = 1e-6  # ~0.1 m; snapping to it shrinks the files a little
+MAX_LOST_PAIRS = 0.005  # fail if simplification loses more than 0.5 % of rook neighbours
+
+ZCTA_OUTPUTS = {"ca": "zcta_ca.parquet", "ri_de_dc": "zcta_ri_de_dc.parquet"}
+
+SOURCES = {
+    "zcta": "U.S. Census Bureau, TIGER/Line Shapefiles 2010, ZCTA5 by state (tl_2010_SS_zcta510)",
+    "gazetteer": "U.S. Census Bureau, 2010 Census Gazetteer Files, ZCTAs (Gaz_zcta_national)",
+    "population": "U.S. Census Bureau, 2010 Census Summary File 1, table P1 (total population)",
+    "crosswalk": "UDS Mapper ZIP Code to ZCTA Crosswalk 2015 (John Snow, Inc.)",
+    "cb": "U.S. Census Bureau cartographic boundary files 2017 (1:10m), via the us-atlas package",
+}
+PUBLIC_DOMAIN = "public domain (U.S. Government work)"
+UDS_LICENCE = "published by UDS Mapper / John Snow, Inc. (JSI) for free use"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _suffix(src: str) -> str:
+    """Lower-case file suffix of a path or URL (``.zip``, ``.parquet``, ...)."""
+    path = urllib.parse.urlparse(src).path if "://" in src else src
+    return Path(path).suffix.lower()
+
+
+def _read_geo(src: str) -> gpd.GeoDataFrame:
+    """GeoParquet, or anything GDAL reads (shapefile, zipped shapefile, URL), in EPSG:4326."""
+    if _suffix(src) in {".parquet", ".geoparquet"}:
+        gdf = gpd.read_parquet(src)
+    else:
+        gdf = gpd.read_file(src, engine="pyogrio")
+    if gdf.crs is None:
+        gdf = gdf.set_crs(CRS)  # TIGER is NAD83 geographic; metre-level differences only
+    return gdf.to_crs(CRS)
+
+
+def _read_table(src: str, **kwargs) -> pd.DataFrame:
+    """CSV / tab-separated text (plain or zipped, path or URL), Excel or Parquet, all as str."""
+    suffix = _suffix(src)
+    if suffix in {".xlsx", ".xls"}:
+        df = pd.read_excel(src, dtype=str)
+    elif suffix == ".parquet":
+        df = pd.read_parquet(src).astype(str)
+    else:
+        df = pd.read_csv(src, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kwargs)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _col(df: pd.DataFrame, *patterns: str, what: str) -> str:
+    """Name of the first column fully matching one of ``patterns`` (case-insensitive regexes)."""
+    for pattern in patterns:
+        for column in df.columns:
+            if re.fullmatch(pattern, str(column), flags=re.IGNORECASE):
+                return column
+    sys.exit(f"error: {what}: no column matching {' or '.join(patterns)} in {list(df.columns)}")
+
+
+def _zcta5(values: pd.Series) -> pd.Series:
+    """5-character ZCTA/ZIP strings from ids like ``1001``, ``01001`` or ``ZCTA5 01001``."""
+    digits = values.astype(str).str.strip().str.extract(r"(\d{1,5})$", expand=False)
+    return digits.str.zfill(5)
+
+
+def read_population(src: str) -> pd.Series:
+    """2010 population per ZCTA; state parts of a cross-border ZCTA are summed."""
+    df = _read_table(src)
+    zcta = _zcta5(df[_col(df, r".*zcta.*", r"geo_?id", r"name", what=src)])
+    pop = pd.to_numeric(df[_col(df, r".*population.*", r"p0*1_?0*1n?", what=src)], errors="coerce")
+    ok = zcta.notna() & pop.notna()  # drops blank lines and label rows of census exports
+    return pop[ok].groupby(zcta[ok]).sum().round().astype("int64")
+
+
+def read_gazetteer(src: str) -> pd.DataFrame:
+    """Gazetteer ZCTAs: ``zcta``, ``lat``, ``lon``, ``land_km2`` (blank trailer lines dropped)."""
+    df = _read_table(src, sep="\t")
+    df = df[df[_col(df, r"geoid", what=src)].str.strip() != ""]
+    return pd.DataFrame(
+        {
+            "zcta": _zcta5(df[_col(df, r"geoid", what=src)]),
+            "lat": pd.to_numeric(df[_col(df, r"intptlat", what=src)]),
+            "lon": pd.to_numeric(df[_col(df, r"intptlong?", what=src)]),
+            "land_km2": pd.to_numeric(df[_col(df, r"aland", what=src)]) / 1e6,
+        }
+    ).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- geometry helpers
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Valid geometries keeping only their polygonal parts (drops collapsed lines/points)."""
+    geoms = shapely.make_valid(np.asarray(geoms), method="structure", keep_collapsed=False)
+    mixed = np.flatnonzero(~np.isin(shapely.get_type_id(geoms), [3, 6]))  # not (Multi)Polygon
+    if mixed.size:
+        parts, idx = shapely.get_parts(geoms[mixed], return_index=True)
+        parts, sub = shapely.get_parts(parts, return_index=True)  # multipolygons in collections
+        keep = shapely.get_type_id(parts) == 3
+        fixed = np.full(mixed.size, shapely.from_wkt("MULTIPOLYGON EMPTY"), dtype=object)
+        shapely.multipolygons(parts[keep], indices=idx[sub][keep], out=fixed)
+        geoms[mixed] = fixed
+    return geoms
+
+
+def rook_pairs(geoms: np.ndarray) -> set[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, whose boundaries share a segment of positive length."""
+    tree = shapely.STRtree(geoms)
+    i, j = tree.query(geoms, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    boundary = shapely.boundary(geoms)
+    shared = shapely.length(shapely.intersection(boundary[i], boundary[j])) > 0
+    return set(zip(i[shared].tolist(), j[shared].tolist(), strict=True))
+
+
+def simplify_coverage(geoms: np.ndarray, tolerance_m: float, grid_deg: float) -> np.ndarray:
+    """Coverage-simplify EPSG:4326 polygons with a tolerance in metres; stay valid and glued.
+
+    Shared edges are simplified once for both neighbours (``shapely.coverage_simplify``), so
+    no gaps or overlaps open. Snapping to ``grid_deg`` is kept only if the coverage stays valid.
+    """
+    projected = gpd.GeoSeries(geoms, crs=CRS).to_crs(SIMPLIFY_CRS).values
+    simple = shapely.coverage_simplify(np.asarray(projected), tolerance_m)
+    simple = np.asarray(gpd.GeoSeries(simple, crs=SIMPLIFY_CRS).to_crs(CRS).values)
+    if grid_deg > 0:
+        snapped = shapely.set_precision(simple, grid_deg)
+        if shapely.is_valid(snapped).all() and shapely.coverage_is_valid(snapped):
+            simple = snapped
+        else:
+            print(f"  snapping to {grid_deg} deg broke the coverage; kept full precision")
+    invalid = ~shapely.is_valid(simple)
+    if invalid.any():
+        print(f"  made {invalid.sum()} invalid simplified geometries valid")
+        simple[invalid] = _polygonal(simple[invalid])
+    empty = shapely.is_empty(simple)
+    if empty.any():
+        print(f"  {empty.sum()} geometries collapsed; kept them unsimplified")
+        simple[empty] = geoms[empty]
+    return simple
+
+
+# ---------------------------------------------------------------- layers
+
+
+def build_states(src: str) -> gpd.GeoDataFrame:
+    """State polygons: ``state_fips``, ``state`` (USPS), ``name``."""
+    raw = _read_geo(src)
+    fips = raw[_col(raw, r"state_fips", r"statefp\d*", r"geoid\d*", what=src)].str.zfill(2)
+    gdf = gpd.GeoDataFrame(
+        {
+            "state_fips": fips,
+            "state": fips.map(FIPS_TO_STATE),
+            "name": raw[_col(raw, r"name\d*", what=src)],
+        },
+        geometry=_polygonal(raw.geometry.values),
+        crs=CRS,
+    )
+    unknown = gdf["state"].isna()
+    if unknown.any():
+        print(f"  states: dropped {unknown.sum()} rows with unknown FIPS {sorted(fips[unknown])}")
+    return gdf[~unknown].sort_values("state_fips").reset_index(drop=True)
+
+
+def assign_states(points: pd.DataFrame, states: gpd.GeoDataFrame) -> pd.Series:
+    """USPS state containing each lon/lat point; the nearest state for points outside all."""
+    pts = shapely.points(points["lon"].to_numpy(), points["lat"].to_numpy())
+    polys = states.geometry.values
+    tree = shapely.STRtree(polys)
+    p_idx, s_idx = tree.query(pts, predicate="intersects")
+    first = pd.Series(s_idx).groupby(p_idx).first()
+    hit = np.full(len(pts), -1)
+    hit[first.index.to_numpy()] = first.to_numpy()
+    outside = hit < 0
+    if outside.any():
+        hit[outside] = tree.query_nearest(pts[outside], all_matches=False)[1]
+    print(f"  zcta_points: {outside.sum()} points outside every state polygon -> nearest state")
+    return pd.Series(states["state"].to_numpy()[hit], index=points.index)
+
+
+def build_zcta_points(
+    gazetteer: pd.DataFrame, population: pd.Series, states: gpd.GeoDataFrame
+) -> pd.DataFrame:
+    """National ZCTA points with population and the state found by point-in-polygon."""
+    points = gazetteer.copy()
+    pop = points["zcta"].map(population)
+    print(f"  zcta_points: {pop.isna().sum()} ZCTAs without population (set to 0)")
+    points["population"] = pop.fillna(0).astype("int64")
+    points["state"] = assign_states(points, states)
+    return points.sort_values("zcta").reset_index(drop=True)
+
+
+def build_zcta_polygons(
+    srcs: Sequence[str],
+    population: pd.Series,
+    states: gpd.GeoDataFrame,
+    tolerance_m: float,
+    grid_deg: float,
+) -> tuple[gpd.GeoDataFrame, tuple[int, int]]:
+    """ZCTA polygons of TIGER files, coverage-simplified, with population.
+
+    Also returns the number of rook-adjacent pairs before and after simplification.
+    """
+    raw = pd.concat([_read_geo(s) for s in srcs], ignore_index=True)
+    what = ", ".join(srcs)
+    zcta = _zcta5(raw[_col(raw, r"zcta5ce\d*", r"zcta5?", r"geoid\d*", what=what)])
+    state_col = next((c for c in raw.columns if re.fullmatch(r"statefp\d*", c, re.I)), None)
+    if state_col is not None:
+        state = raw[state_col].str.zfill(2).map(FIPS_TO_STATE)
+    else:  # national files have no state column: use each polygon's representative point
+        rep = shapely.point_on_surface(raw.geometry.values)
+        state = assign_states(
+            pd.DataFrame({"lon": shapely.get_x(rep), "lat": shapely.get_y(rep)}), states
+        )
+    gdf = gpd.GeoDataFrame(
+        {
+            "zcta": zcta,
+            "state": state,
+            "land_km2": pd.to_numeric(raw[_col(raw, r"aland\d*", what=what)]) / 1e6,
+            "water_km2": pd.to_numeric(raw[_col(raw, r"awater\d*", what=what)]) / 1e6,
+            "population": zcta.map(population).fillna(0).astype("int64"),
+        },
+        geometry=_polygonal(raw.geometry.values),
+        crs=CRS,
+    )
+    gdf = gdf.sort_values(["zcta", "state"]).reset_index(drop=True)
+    full = np.asarray(gdf.geometry.values)
+    print(
+        f"  {len(gdf)} ZCTAs ({', '.join(sorted(gdf['state'].unique()))}), "
+        f"{shapely.get_num_coordinates(full).sum():,} vertices, coverage valid: "
+        f"{shapely.coverage_is_valid(full)}"
+    )
+    before = rook_pairs(full)
+    simple = simplify_coverage(full, tolerance_m, grid_deg)
+    after = rook_pairs(simple)
+    lost, gained = len(before - after), len(after - before)
+    print(
+        f"  simplified at {tolerance_m:g} m: {shapely.get_num_coordinates(simple).sum():,} "
+        f"vertices; valid: {shapely.is_valid(simple).all()}; coverage valid: "
+        f"{shapely.coverage_is_valid(simple)}"
+    )
+    print(
+        f"  rook-adjacent pairs: {len(before)} before, {len(after)} after "
+        f"(lost {lost}, gained {gained})"
+    )
+    if lost > MAX_LOST_PAIRS * max(len(before), 1):
+        sys.exit(
+            f"error: simplification lost {lost} of {len(before)} neighbour pairs; lower --tolerance"
+        )
+    gdf.geometry = simple
+    return gdf, (len(before), len(after))
+
+
+def build_counties(src: str, points: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Counties with USPS state and 2010 population (summed from ZCTA points if not given)."""
+    raw = _read_geo(src)
+    print(
+        f"  counties: {(~shapely.is_valid(raw.geometry.values)).sum()} invalid geometries repaired"
+    )
+    geoid = raw[_col(raw, r"geoid\d*", r"county", what=src)].str.zfill(5)
+    gdf = gpd.GeoDataFrame(
+        {
+            "county": geoid,
+            "name": raw[_col(raw, r"name\d*", what=src)],
+            "state_fips": geoid.str[:2],
+            "state": geoid.str[:2].map(FIPS_TO_STATE),
+        },
+        geometry=_polygonal(raw.geometry.values),
+        crs=CRS,
+    )
+    pop_col = next((c for c in raw.columns if "population" in c.lower()), None)
+    if pop_col is not None:
+        pop = pd.to_numeric(raw[pop_col], errors="coerce")
+    else:  # official cartographic files carry no population: sum ZCTAs by internal point
+        pts = shapely.points(points["lon"].to_numpy(), points["lat"].to_numpy())
+        p_idx, c_idx = shapely.STRtree(gdf.geometry.values).query(pts, predicate="intersects")
+        first = pd.Series(c_idx).groupby(p_idx).first()
+        pop = points["population"].to_numpy()[first.index].astype(float)
+        pop = pd.Series(pop).groupby(first.to_numpy()).sum().reindex(range(len(gdf)))
+    gdf.insert(4, "population", pop.fillna(0).round().astype("int64").to_numpy())
+    return gdf.sort_values("county").reset_index(drop=True)
+
+
+def build_crosswalk(src: str, known: pd.Series) -> tuple[pd.DataFrame, int]:
+    """USPS ZIP -> ZCTA, and how many rows were dropped (ZCTA empty or not in the gazetteer)."""
+    raw = _read_table(src)
+    cw = pd.DataFrame(
+        {
+            "zip": _zcta5(raw[_col(raw, r"zip", r"zip_?code", what=src)]),
+            "zcta": _zcta5(raw[_col(raw, r"zcta_use", r"zcta", what=src)].replace("", None)),
+            "zip_type": raw[_col(raw, r"zip_?type", what=src)],
+            "city": raw[_col(raw, r"city_?name", r"po_name", what=src)],
+            "state": raw[_col(raw, r"state_?abbr", r"state", what=src)],
+        }
+    )
+    bad = cw["zcta"].isna() | ~cw["zcta"].isin(known)
+    print(
+        f"  zip_zcta: dropped {bad.sum()} of {len(cw)} ZIPs whose ZCTA is empty or not in the "
+        f"gazetteer ({', '.join(sorted(cw.loc[bad, 'state'].unique()))})"
+    )
+    return cw[~bad].sort_values("zip").reset_index(drop=True), int(bad.sum())
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write (Geo)Parquet with zstd, atomically (temporary file, then ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, compression="zstd", index=False)
+        tmp.chmod(0o644)  # mkstemp creates 0600 files
+
+
+def _mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.2f} MB"
+
+
+def render_readme(
+    out: Path,
+    rows: dict[str, int],
+    args: argparse.Namespace,
+    adjacency: dict[str, tuple[int, int]],
+    dropped: int,
+) -> str:
+    """The geodata/README.md text: what each file is, where it comes from, how to rebuild."""
+
+    def size(name: str) -> str:
+        return _mb(out / name)
+
+    total = sum(p.stat().st_size for p in out.glob("*.parquet")) / 1e6
+    adj = "; ".join(f"{name}: {b} before, {a} after" for name, (b, a) in adjacency.items())
+    return f"""# Bundled reference geography
+
+Small, simplified copies of U.S. Census geography that patchmap reads at run time through
+`patchmap.geodata` (set `PATCHMAP_GEODATA` to use another directory). Rebuild with
+`make geodata`, i.e. `python scripts/build_geodata.py` (see `--help`: every input also
+accepts the official Census download, as a path or URL, for a newer vintage).
+
+All layers are EPSG:4326. Parquet files are zstd-compressed; the polygon layers are GeoParquet.
+Total size of the Parquet files: {total:.2f} MB.
+
+| file | what | rows | size |
+|---|---|---|---|
+| `zcta_ca.parquet` | California ZIP Code Tabulation Areas: `zcta`, `state`, `land_km2`, `water_km2`, `population`, geometry | {rows["zcta_ca.parquet"]:,} | {size("zcta_ca.parquet")} |
+| `zcta_ri_de_dc.parquet` | same for Rhode Island, Delaware and DC (small; used by fast tests) | {rows["zcta_ri_de_dc.parquet"]:,} | {size("zcta_ri_de_dc.parquet")} |
+| `counties.parquet` | counties: `county` (5-digit FIPS), `name`, `state_fips`, `state`, `population`, geometry | {rows["counties.parquet"]:,} | {size("counties.parquet")} |
+| `states.parquet` | states, DC, Puerto Rico and territories: `state_fips`, `state`, `name`, geometry | {rows["states.parquet"]:,} | {size("states.parquet")} |
+| `zcta_points.parquet` | every U.S. ZCTA as its internal point: `zcta`, `lat`, `lon`, `land_km2`, `population`, `state` (plain Parquet) | {rows["zcta_points.parquet"]:,} | {size("zcta_points.parquet")} |
+| `zip_zcta.parquet` | USPS ZIP -> ZCTA: `zip`, `zcta`, `zip_type`, `city`, `state` (plain Parquet) | {rows["zip_zcta.parquet"]:,} | {size("zip_zcta.parquet")} |
+
+## Sources, vintage and licence
+
+| file | source | vintage | licence |
+|---|---|---|---|
+| `zcta_ca.parquet`, `zcta_ri_de_dc.parquet` | {SOURCES["zcta"]}; population: {SOURCES["population"]} | 2010 | {PUBLIC_DOMAIN} |
+| `counties.parquet`, `states.parquet` | {SOURCES["cb"]}; county population: 2010 ZCTA population summed by ZCTA internal point (an approximation) | 2017 (population 2010) | {PUBLIC_DOMAIN} |
+| `zcta_points.parquet` | {SOURCES["gazetteer"]}; population: {SOURCES["population"]} | 2010 | {PUBLIC_DOMAIN} |
+| `zip_zcta.parquet` | {SOURCES["crosswalk"]} | 2015 | {UDS_LICENCE} |
+
+## Processing
+
+- ZCTA polygons are simplified as a coverage (`shapely.coverage_simplify`, tolerance
+  {args.tolerance:g} m in EPSG:5070, Visvalingam–Whyatt) so that shared borders are simplified
+  once for both neighbours: no gaps or overlaps open and every ZCTA keeps its neighbours
+  (rook-adjacent pairs, i.e. sharing a border of positive length — {adj}).
+  Coordinates are then snapped to a {args.grid:g}° grid; all geometries are valid.
+  Island ZCTAs such as 90704 (Santa Catalina) and 93042 (San Nicolas Island) have no land
+  neighbour.
+- `population` is the 2010 population of the whole ZCTA (a ZCTA crossing a state line is
+  summed over its state parts, while its polygon and `land_km2` cover only the in-state part).
+  Puerto Rico ZCTAs are absent from the population file and carry population 0.
+- `zcta_points.state` is the state polygon containing the gazetteer internal point (the nearest
+  state for coastal points that fall outside the generalized state outlines).
+- `zip_zcta`: PO-box and unique (single-building) ZIPs map to the ZCTA that contains them
+  (`ZCTA_USE`); {dropped} ZIPs whose ZCTA is not in the 2010 gazetteer (territories) are dropped.
+- County geometries are repaired with `make_valid`, keeping polygonal parts only.
+"""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    d = SHARED
+    p.add_argument(
+        "--zcta-ca",
+        nargs="+",
+        default=[str(d / "zcta2010_ca.parquet")],
+        help="California ZCTA polygons: GeoParquet or TIGER tl_2010_06_zcta510 (zip/URL)",
+    )
+    p.add_argument(
+        "--zcta-ri-de-dc",
+        nargs="+",
+        default=[str(d / "zcta2010_ri_de_dc.parquet")],
+        help="RI, DE and DC ZCTA polygons: GeoParquet or the three TIGER state files",
+    )
+    p.add_argument(
+        "--gazetteer",
+        default=str(d / "Gaz_zcta_national_2010.txt"),
+        help="ZCTA gazetteer (Gaz_zcta_national.txt or .zip)",
+    )
+    p.add_argument(
+        "--population",
+        default=str(d / "zcta_population_2010.csv"),
+        help="population per ZCTA (CSV with a ZCTA and a population column)",
+    )
+    p.add_argument(
+        "--crosswalk",
+        default=str(d / "zip_to_zcta_2015.csv"),
+        help="UDS Mapper ZIP to ZCTA crosswalk (.csv or .xlsx)",
+    )
+    p.add_argument(
+        "--counties",
+        default=str(d / "us_counties_2017.parquet"),
+        help="county polygons: GeoParquet or cartographic boundary shapefile (zip/URL)",
+    )
+    p.add_argument(
+        "--states",
+        default=str(d / "us_states_2017.parquet"),
+        help="state polygons: GeoParquet or cartographic boundary shapefile (zip/URL)",
+    )
+    p.add_argument("--out", type=Path, default=REPO / "geodata", help="output directory")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE_M,
+        help="coverage simplification tolerance in metres (default %(default)s)",
+    )
+    p.add_argument(
+        "--grid",
+        type=float,
+        default=DEFAULT_GRID_DEG,
+        help="coordinate grid in degrees, 0 to keep full precision (default %(default)s)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, int] = {}
+    adjacency: dict[str, tuple[int, int]] = {}
+
+    def done(name: str, frame: pd.DataFrame) -> None:
+        rows[name] = len(frame)
+        print(f"wrote {name}: {len(frame):,} rows, {_mb(out / name)}")
+
+    print("states")
+    states = build_states(args.states)
+    write_parquet(states, out / "states.parquet")
+    done("states.parquet", states)
+
+    print("population, gazetteer, ZCTA points")
+    population = read_population(args.population)
+    points = build_zcta_points(read_gazetteer(args.gazetteer), population, states)
+    write_parquet(points, out / "zcta_points.parquet")
+    done("zcta_points.parquet", points)
+
+    print("counties")
+    counties = build_counties(args.counties, points)
+    write_parquet(counties, out / "counties.parquet")
+    done("counties.parquet", counties)
+
+    print("ZIP -> ZCTA crosswalk")
+    crosswalk, dropped = build_crosswalk(args.crosswalk, points["zcta"])
+    write_parquet(crosswalk, out / "zip_zcta.parquet")
+    done("zip_zcta.parquet", crosswalk)
+
+    for key, name in ZCTA_OUTPUTS.items():
+        print(f"ZCTA polygons -> {name}")
+        srcs = args.zcta_ca if key == "ca" else args.zcta_ri_de_dc
+        zcta, adjacency[name] = build_zcta_polygons(
+            srcs, population, states, args.tolerance, args.grid
+        )
+        write_parquet(zcta, out / name)
+        done(name, zcta)
+
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(render_readme(out, rows, args, adjacency, dropped), encoding="utf-8")
+        tmp.chmod(0o644)
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"wrote README.md; geodata total {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

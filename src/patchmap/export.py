@@ -1,0 +1,697 @@
+"""Exports a CRM can load: ZIP-to-rep lookup, account assignments, territory polygons, summary.
+
+Everything works from files alone (units + PLAN.csv); an engine ``Plan`` only adds its own
+view of deviation, compactness and contiguity. Every file is written atomically, so a
+re-run overwrites cleanly and an interrupted one leaves the previous file in place.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from patchmap.errors import InputError
+from patchmap.io import atomic_path, write_csv, write_text
+
+__all__ = [
+    "DEFAULT_BALANCE",
+    "PLAN_COLUMNS",
+    "dissolve_territories",
+    "export_plan",
+    "plan_frame",
+    "read_plan",
+    "rep_table",
+    "territory_summary",
+    "unit_kind",
+    "validate_plan",
+    "zip_to_rep",
+]
+
+PLAN_COLUMNS = ["unit_id", "territory"]
+#: Balance columns assumed when only files are given (the same default as `patchmap run`).
+DEFAULT_BALANCE = ("potential", "accounts")
+#: Unit columns summed per territory when present.
+SUM_COLUMNS = (
+    "accounts", "customers", "score", "reach", "potential", "whitespace", "population", "area_km2",
+)  # fmt: skip
+_MAX_LISTED = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# plans
+
+
+def _listed(values: Sequence[Any], *, quote: bool = True) -> str:
+    shown = ", ".join(repr(str(v)) if quote else str(v) for v in values[:_MAX_LISTED])
+    more = len(values) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _unit_ids(units: gpd.GeoDataFrame | pd.DataFrame | Sequence[str]) -> pd.Index:
+    if isinstance(units, pd.DataFrame):
+        if "unit_id" not in units.columns:
+            raise InputError("units: column 'unit_id' not found")
+        ids = units["unit_id"]
+    else:
+        ids = pd.Series(list(units))
+    return pd.Index(ids.astype(str))
+
+
+def validate_plan(
+    plan: pd.DataFrame,
+    units: gpd.GeoDataFrame | pd.DataFrame | Sequence[str],
+    *,
+    source: str = "plan",
+    first_line: int = 1,
+    row_word: str = "row",
+) -> pd.DataFrame:
+    """Check a ``unit_id,territory`` table against the units; return it in unit order.
+
+    Every unit must appear exactly once and nothing else may; ids are compared as text
+    (leading zeros kept). Errors name the rows (``row_word`` numbered from ``first_line``).
+    """
+    missing_cols = [c for c in PLAN_COLUMNS if c not in plan.columns]
+    if missing_cols:
+        raise InputError(
+            f"{source}: column {missing_cols[0]!r} not found (expected header unit_id,territory)"
+        )
+    df = plan[PLAN_COLUMNS].copy()
+    ids = df["unit_id"].astype("string").str.strip()
+    terr = df["territory"].astype("string").str.strip()
+    lines = np.arange(len(df)) + first_line
+    blank = ids.isna() | (ids == "") | terr.isna() | (terr == "")
+    if blank.any():
+        bad = lines[blank.to_numpy()]
+        raise InputError(f"{source}: {row_word} {_listed(list(bad), quote=False)}: empty unit_id or territory")
+    ids = ids.astype(str)
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup].iloc[0]
+        where = lines[(ids == first).to_numpy()]
+        n = int(ids.duplicated().sum())
+        raise InputError(
+            f"{source}: unit_id {first!r} appears on {row_word}s {', '.join(map(str, where))}"
+            f" ({n} duplicate row{'s' if n > 1 else ''} in all)"
+        )
+    known = _unit_ids(units)
+    unknown = ~ids.isin(known).to_numpy()
+    if unknown.any():
+        pairs = [f"{row_word} {ln} ({uid!r})" for ln, uid in zip(lines[unknown], ids[unknown], strict=True)]
+        more = len(pairs) - _MAX_LISTED
+        raise InputError(
+            f"{source}: unit_id not among the units on {', '.join(pairs[:_MAX_LISTED])}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    absent = known[~known.isin(ids)]
+    if len(absent):
+        raise InputError(
+            f"{source}: {len(absent)} unit(s) have no territory: {_listed(list(absent))}"
+        )
+    out = pd.DataFrame({"unit_id": ids.to_numpy(), "territory": terr.astype(str).to_numpy()})
+    order = pd.Index(out["unit_id"]).get_indexer(known)
+    return out.iloc[order].reset_index(drop=True)
+
+
+def read_plan(
+    path: str | os.PathLike, units: gpd.GeoDataFrame | pd.DataFrame | Sequence[str]
+) -> pd.DataFrame:
+    """Read and validate a PLAN.csv (exact header ``unit_id,territory``); ids stay text.
+
+    Returns ``unit_id, territory`` in the order of ``units``. Unknown ids, missing units
+    and duplicates raise :class:`InputError` naming the lines.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: file not found")
+    try:
+        df = pd.read_csv(
+            p, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{p}: file is empty (expected header unit_id,territory)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{p}: cannot read as CSV ({first})") from None
+    header = [str(c).strip() for c in df.columns]
+    if header != PLAN_COLUMNS:
+        raise InputError(f"{p}: header is {','.join(header)!r}, expected exactly 'unit_id,territory'")
+    df.columns = header
+    if df.empty:
+        raise InputError(f"{p}: no rows after the header")
+    return validate_plan(df, units, source=str(p), first_line=2, row_word="line")
+
+
+def plan_frame(plan: Any, units: gpd.GeoDataFrame | None = None) -> pd.DataFrame:
+    """``unit_id, territory`` from a DataFrame, an engine ``Plan``, a Series or a PLAN.csv path.
+
+    With ``units`` given the plan is validated and returned in unit order.
+    """
+    if isinstance(plan, (str, os.PathLike)):
+        if units is None:
+            raise InputError(f"{plan}: reading a plan file needs the units")
+        return read_plan(plan, units)
+    if hasattr(plan, "to_frame") and not isinstance(plan, (pd.Series, pd.DataFrame)):
+        df = plan.to_frame()
+    elif hasattr(plan, "assignment") and not isinstance(plan, pd.DataFrame):
+        df = plan.assignment
+    else:
+        df = plan
+    if isinstance(df, pd.Series):
+        df = pd.DataFrame({"unit_id": df.index.astype(str), "territory": df.to_numpy()})
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"plan: expected a unit_id,territory table, got {type(plan).__name__}")
+    if units is None:
+        missing = [c for c in PLAN_COLUMNS if c not in df.columns]
+        if missing:
+            raise InputError(f"plan: column {missing[0]!r} not found")
+        return pd.DataFrame({c: df[c].astype(str).to_numpy() for c in PLAN_COLUMNS})
+    return validate_plan(df, units)
+
+
+def _labels(units: gpd.GeoDataFrame, plan: Any) -> np.ndarray:
+    """Territory label of each unit row, as text (plan validated against the units)."""
+    pf = plan_frame(plan, units)
+    return pf["territory"].to_numpy(dtype=object)
+
+
+def _engine_territories(plan_metrics: Any) -> pd.DataFrame | None:
+    """The engine's per-territory table (a ``Plan`` or a DataFrame), or None."""
+    if plan_metrics is None:
+        return None
+    t = plan_metrics if isinstance(plan_metrics, pd.DataFrame) else getattr(plan_metrics, "territories", None)
+    if not isinstance(t, pd.DataFrame) or "territory" not in t.columns:
+        return None
+    t = t.copy()
+    t["territory"] = t["territory"].astype(str)
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# units: kind, geometry
+
+
+def unit_kind(units: gpd.GeoDataFrame) -> str:
+    """``'h3'``, ``'zcta'`` or ``'polygon'`` (counties and user polygons), from the unit ids."""
+    import h3
+
+    ids = units["unit_id"].astype(str)
+    sample = ids.iloc[: min(len(ids), 200)]
+    try:
+        if len(sample) and all(h3.is_valid_cell(i) for i in sample):
+            return "h3"
+    except (TypeError, ValueError):
+        pass
+    if len(sample) and sample.str.fullmatch(r"\d{5}").all():
+        from patchmap import geodata
+
+        zctas = geodata.zcta_points()["zcta"]
+        if ids.isin(zctas).mean() >= 0.9:
+            return "zcta"
+    return "polygon"
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Valid MultiPolygons (invalid input repaired, stray lines and points dropped)."""
+    geoms = np.asarray(geoms, dtype=object)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms = geoms.copy()
+        geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
+    parts, idx = shapely.get_parts(geoms, return_index=True)
+    poly = shapely.get_type_id(parts) == 3
+    out = np.empty(len(geoms), dtype=object)
+    if poly.any():
+        shapely.multipolygons(parts[poly], indices=idx[poly], out=out)
+    out[shapely.is_missing(out)] = shapely.from_wkt("MULTIPOLYGON EMPTY")
+    return out
+
+
+def dissolve_territories(units: gpd.GeoDataFrame, labels: Sequence[str] | np.ndarray) -> gpd.GeoDataFrame:
+    """One valid (Multi)Polygon per territory, sorted by territory, index reset."""
+    geo = gpd.GeoDataFrame(
+        {"territory": np.asarray(labels, dtype=object)}, geometry=units.geometry.values, crs=units.crs or 4326
+    )
+    d = geo.dissolve(by="territory", sort=True).reset_index()
+    d = d.set_geometry(_polygonal(d.geometry.values), crs=geo.crs)
+    return d[["territory", "geometry"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# reps
+
+
+def _check_reps(reps: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("rep_id", "lat", "lon") if c not in reps.columns]
+    if missing:
+        raise InputError(f"reps: column {missing[0]!r} not found (expected rep_id, lat, lon)")
+    r = reps.copy()
+    r["rep_id"] = r["rep_id"].astype(str).str.strip()
+    for c in ("lat", "lon"):
+        vals = pd.to_numeric(r[c], errors="coerce")
+        bad = vals.isna() | (vals.abs() > (90 if c == "lat" else 180))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"reps: row {i + 1}: column {c!r} is not a valid coordinate ({r[c].iloc[i]!r})")
+        r[c] = vals.astype(float)
+    if r["rep_id"].duplicated().any():
+        raise InputError(f"reps: rep_id {r['rep_id'][r['rep_id'].duplicated()].iloc[0]!r} appears twice")
+    if "territory" in r.columns:
+        r["territory"] = r["territory"].astype("string").str.strip()
+    return r
+
+
+def rep_table(
+    reps: pd.DataFrame | None, territories: Sequence[str], dissolved: gpd.GeoDataFrame | None = None
+) -> pd.DataFrame:
+    """Which rep covers which territory: ``territory, rep_id, rep_name, rep_capacity``.
+
+    From the reps' ``territory`` column; else when territory labels are rep ids; else by
+    the territory polygon that holds each rep's home. Several reps are joined with ``;``.
+    """
+    terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str), name="territory")
+    out = pd.DataFrame(index=terr)
+    if reps is None or len(reps) == 0:
+        return out.reset_index()
+    r = _check_reps(reps)
+    if "territory" in r.columns and r["territory"].notna().any():
+        link = r.dropna(subset=["territory"])
+    elif terr.isin(r["rep_id"]).all():
+        link = r.assign(territory=r["rep_id"])
+    elif dissolved is not None:
+        pts = gpd.GeoDataFrame(r, geometry=gpd.points_from_xy(r["lon"], r["lat"]), crs=4326)
+        hit = gpd.sjoin(pts, dissolved[["territory", "geometry"]].rename(columns={"territory": "_t"}),
+                        how="inner", predicate="intersects")
+        link = hit.drop(columns=["territory"], errors="ignore").rename(columns={"_t": "territory"})
+        link = link.drop_duplicates(subset="rep_id")
+    else:
+        return out.reset_index()
+    link = link[link["territory"].astype(str).isin(terr)].copy()
+    link["territory"] = link["territory"].astype(str)
+    agg: dict[str, Any] = {"rep_id": ("rep_id", lambda s: ";".join(s.astype(str)))}
+    if "name" in link.columns:
+        agg["rep_name"] = ("name", lambda s: ";".join(s.fillna("").astype(str)))
+    if "capacity" in link.columns:
+        link["capacity"] = pd.to_numeric(link["capacity"], errors="coerce")
+        agg["rep_capacity"] = ("capacity", "sum")
+    grouped = link.groupby("territory").agg(**agg) if len(link) else pd.DataFrame(columns=list(agg))
+    return out.join(grouped).reset_index()
+
+
+# ---------------------------------------------------------------------------------------------
+# per-territory summary
+
+
+def _capacity_rule(capacity: float | Mapping[str, float] | str | None) -> dict[str, float]:
+    """``150`` (accounts per rep), ``{'potential': 2e6}`` or ``'potential=2e6'`` -> {col: per rep}."""
+    if capacity is None:
+        return {}
+    if isinstance(capacity, (int, float)):
+        rule = {"accounts": float(capacity)}
+    elif isinstance(capacity, str):
+        name, sep, value = capacity.partition("=")
+        if not sep:
+            name, value = "accounts", name
+        try:
+            rule = {name.strip(): float(value)}
+        except ValueError:
+            raise InputError(f"capacity: expected e.g. 150 or potential=2000000, got {capacity!r}") from None
+    else:
+        rule = {str(k): float(v) for k, v in capacity.items()}
+    bad = [k for k, v in rule.items() if not v > 0]
+    if bad:
+        raise InputError(f"capacity: {bad[0]} per rep must be positive")
+    return rule
+
+
+def _balance_cols(units: pd.DataFrame, balance: str | Sequence[str] | None) -> list[str]:
+    if balance is None:
+        cols = [c for c in DEFAULT_BALANCE if c in units.columns]
+        return cols or [c for c in ("population",) if c in units.columns]
+    cols = [balance] if isinstance(balance, str) else list(balance)
+    missing = [c for c in cols if c not in units.columns]
+    if missing:
+        raise InputError(f"units: balance column {missing[0]!r} not found")
+    return cols
+
+
+def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce").fillna(0.0).astype(float)
+
+
+def _contiguity(units: gpd.GeoDataFrame, labels: np.ndarray, adjacency: Any | None) -> np.ndarray:
+    """Per sorted territory: one connected piece of the unit adjacency (islands bridged)."""
+    from patchmap.metrics import is_contiguous
+
+    if adjacency is None:
+        from patchmap.units.adjacency import build_adjacency
+
+        adjacency = build_adjacency(units, id_col="unit_id")
+    return is_contiguous(adjacency, labels).to_numpy()
+
+
+def territory_summary(
+    units: gpd.GeoDataFrame,
+    plan: Any,
+    *,
+    accounts: pd.DataFrame | None = None,
+    reps: pd.DataFrame | None = None,
+    capacity: float | Mapping[str, float] | str | None = None,
+    balance: str | Sequence[str] | None = None,
+    plan_metrics: Any = None,
+    adjacency: Any = None,
+    dissolved: gpd.GeoDataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per territory: reps, units, accounts, customers, totals, deviation, compactness.
+
+    Columns present depend on what the units (and accounts) carry. ``deviation`` is the
+    signed deviation from the mean of the balance column furthest from target; an engine
+    ``plan_metrics`` (``Plan`` or its ``territories`` table) supplies deviation,
+    Polsby-Popper and contiguity as the engine measured them.
+    """
+    from patchmap.metrics import deviation as _deviation
+    from patchmap.metrics import polsby_popper
+
+    units = units.reset_index(drop=True)
+    labels = _labels(units, plan)
+    codes, terr = pd.factorize(pd.Series(labels, dtype=object), sort=True)
+    k = len(terr)
+    out = pd.DataFrame({"territory": np.asarray(terr, dtype=object).astype(str)})
+    if dissolved is None:
+        dissolved = dissolve_territories(units, labels)
+    reps_t = rep_table(reps, out["territory"], dissolved)
+    for c in ("rep_id", "rep_name", "rep_capacity"):
+        if c in reps_t.columns:
+            out[c] = reps_t.set_index("territory")[c].reindex(out["territory"]).to_numpy()
+    out["units"] = np.bincount(codes, minlength=k)
+
+    def total(values: pd.Series | np.ndarray, c: np.ndarray = codes) -> np.ndarray:
+        return np.bincount(c, weights=np.asarray(values, dtype=float), minlength=k)
+
+    for col in SUM_COLUMNS:
+        if col in units.columns:
+            out[col] = _whole(total(_numeric(units, col)))
+    acc = _accounts_in_units(accounts, units["unit_id"], labels) if accounts is not None else None
+    if acc is not None:
+        acodes = pd.Index(out["territory"]).get_indexer(acc["territory"])
+        if "accounts" not in out.columns:
+            out["accounts"] = np.bincount(acodes, minlength=k)
+        if "customers" not in out.columns and "status" in acc.columns:
+            is_cust = acc["status"].astype(str).str.strip().str.lower().eq("customer")
+            out["customers"] = np.bincount(acodes[is_cust.to_numpy()], minlength=k)
+        for col in ("score", "reach", "potential"):
+            if col not in out.columns and col in acc.columns:
+                out[col] = total(_numeric(acc, col), acodes)
+        if "score" in acc.columns:
+            n = np.bincount(acodes, minlength=k)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["avg_score"] = np.where(n > 0, total(_numeric(acc, "score"), acodes) / n, np.nan)
+        expected = _expected_revenue(acc)
+        if expected is not None:
+            out["expected_revenue"] = total(expected, acodes)
+    if "avg_score" not in out.columns and "score" in out.columns and "accounts" in out.columns:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["avg_score"] = np.where(out["accounts"] > 0, out["score"] / out["accounts"], np.nan)
+    if "expected_revenue" not in out.columns:
+        if "expected_revenue" in units.columns:
+            out["expected_revenue"] = total(_numeric(units, "expected_revenue"))
+        elif "potential" in out.columns:
+            out["expected_revenue"] = out["potential"]
+
+    engine = _engine_territories(plan_metrics)
+    cols = _balance_cols(units, balance)
+    devs = []
+    for col in cols:
+        if col not in out.columns:
+            out[col] = total(_numeric(units, col))
+        out[f"{col}_deviation"] = _deviation(out[col].to_numpy())
+        devs.append(out[f"{col}_deviation"].to_numpy())
+    if not devs:
+        devs.append(_deviation(out["units"].to_numpy()))
+    stacked = np.vstack(devs)
+    out["deviation"] = stacked[np.argmax(np.abs(stacked), axis=0), np.arange(k)]
+    out["polsby_popper"] = polsby_popper(dissolved.set_index("territory").geometry.reindex(out["territory"]))
+    if engine is not None:
+        e = engine.set_index("territory").reindex(out["territory"])
+        for col in ("deviation", "polsby_popper", "contiguous"):
+            if col in e.columns and e[col].notna().all():
+                out[col] = e[col].to_numpy()
+    if "contiguous" not in out.columns:
+        out["contiguous"] = _contiguity(units, labels, adjacency)
+    out["contiguous"] = out["contiguous"].astype(bool)
+
+    rule = _capacity_rule(capacity)
+    if rule:
+        need = np.zeros(k)
+        for col, per_rep in rule.items():
+            if col not in out.columns:
+                raise InputError(f"capacity: column {col!r} not available (have {', '.join(out.columns)})")
+            need = np.maximum(need, np.ceil(out[col].to_numpy(dtype=float) / per_rep - 1e-9))
+        out["recommended_reps"] = np.maximum(need, 1).astype(int)
+    if "rep_capacity" in out.columns and "accounts" in out.columns:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["capacity_used"] = out["accounts"] / pd.to_numeric(out["rep_capacity"], errors="coerce")
+    return out
+
+
+def _whole(values: np.ndarray) -> np.ndarray:
+    """Totals as integers when they are whole numbers (counts), else unchanged."""
+    if np.all(np.isfinite(values)) and np.all(values == np.round(values)) and np.abs(values).max(initial=0) < 2**53:
+        return values.astype(np.int64)
+    return values
+
+
+def _expected_revenue(acc: pd.DataFrame) -> pd.Series | None:
+    """Per account: ``expected_revenue``, else ``p_win * deal_size`` (or ``deal``), else None."""
+    if "expected_revenue" in acc.columns:
+        return _numeric(acc, "expected_revenue")
+    deal = next((c for c in ("deal_size", "deal", "deal_value") if c in acc.columns), None)
+    if "p_win" in acc.columns and deal is not None:
+        return _numeric(acc, "p_win") * _numeric(acc, deal)
+    return None
+
+
+def _accounts_in_units(accounts: pd.DataFrame, unit_ids: pd.Series, labels: np.ndarray) -> pd.DataFrame:
+    """Accounts that sit in one of the units, with the ``territory`` of that unit."""
+    if "unit_id" not in accounts.columns:
+        raise InputError("accounts: column 'unit_id' not found (place accounts into units first)")
+    acc = accounts.copy()
+    acc["unit_id"] = acc["unit_id"].astype("string").str.strip()
+    lookup = pd.Series(np.asarray(labels, dtype=object), index=pd.Index(unit_ids.astype(str)))
+    acc["territory"] = acc["unit_id"].map(lookup)
+    return acc[acc["territory"].notna()].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# ZIP lookup
+
+
+def zip_to_rep(
+    units: gpd.GeoDataFrame,
+    labels: np.ndarray,
+    *,
+    kind: str | None = None,
+    reps_t: pd.DataFrame | None = None,
+    crosswalk: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per 5-digit ZIP in scope (PO-box and unique ZIPs included, via their ZCTA).
+
+    ZCTA units take the ZIPs whose ZCTA is a unit; H3 and other polygons place each ZCTA's
+    internal point into a unit (the H3 cell of the point, else a spatial join; points just
+    off a coast snap to the nearest unit within 5 km) and carry its ZIPs over.
+    """
+    from patchmap import geodata
+
+    kind = kind or unit_kind(units)
+    xw = geodata.zip_crosswalk() if crosswalk is None else crosswalk.copy()
+    for c in ("zip", "zcta"):
+        xw[c] = xw[c].astype(str).str.zfill(5)
+    ids = units["unit_id"].astype(str).to_numpy()
+    terr_of_unit = pd.Series(np.asarray(labels, dtype=object), index=ids)
+    if kind == "zcta":
+        zcta_unit = pd.Series(ids, index=ids)
+    else:
+        pts = geodata.zcta_points()
+        if kind == "h3":
+            import h3
+
+            from patchmap.units.h3 import points_to_cells
+
+            res = h3.get_resolution(ids[0])
+            cells = points_to_cells(pts["lat"].to_numpy(), pts["lon"].to_numpy(), res)
+            hit = pd.Index(ids).get_indexer(cells) >= 0
+            zcta_unit = pd.Series(cells[hit], index=pts["zcta"].to_numpy()[hit])
+        else:
+            zcta_unit = _points_in_polygons(pts, units)
+    zcta_unit = zcta_unit[~zcta_unit.index.duplicated()]
+    z = xw[xw["zcta"].isin(zcta_unit.index)].drop_duplicates(subset="zip").copy()
+    z["unit_id"] = z["zcta"].map(zcta_unit).to_numpy()
+    z["territory"] = z["unit_id"].map(terr_of_unit).to_numpy()
+    cols = ["zip", "zcta"] + ([] if kind == "zcta" else ["unit_id"]) + ["territory"]
+    if reps_t is not None:
+        for c in ("rep_id", "rep_name"):
+            if c in reps_t.columns and reps_t[c].notna().any():
+                z[c] = z["territory"].map(reps_t.set_index("territory")[c]).to_numpy()
+                cols.append(c)
+    cols += [c for c in ("zip_type", "city", "state") if c in z.columns]
+    return z[cols].sort_values("zip", kind="stable").reset_index(drop=True)
+
+
+def _points_in_polygons(pts: pd.DataFrame, units: gpd.GeoDataFrame, snap_km: float = 5.0) -> pd.Series:
+    """Unit id of each ZCTA point inside (or within ``snap_km`` of) a unit, indexed by ZCTA."""
+    from patchmap.metrics import equal_area_crs
+
+    minx, miny, maxx, maxy = units.total_bounds
+    pad = 0.1
+    near = pts[pts["lon"].between(minx - pad, maxx + pad) & pts["lat"].between(miny - pad, maxy + pad)]
+    p = gpd.GeoDataFrame({"zcta": near["zcta"].to_numpy()},
+                         geometry=gpd.points_from_xy(near["lon"], near["lat"]), crs=4326)
+    u = gpd.GeoDataFrame({"unit_id": units["unit_id"].astype(str).to_numpy()},
+                         geometry=units.geometry.values, crs=units.crs or 4326)
+    inside = gpd.sjoin(p, u, how="left", predicate="intersects").drop_duplicates(subset="zcta")
+    found = inside.dropna(subset=["unit_id"])
+    rest = p[~p["zcta"].isin(found["zcta"])]
+    if len(rest):
+        crs = equal_area_crs(u)
+        snapped = gpd.sjoin_nearest(rest.to_crs(crs), u.to_crs(crs), how="inner",
+                                    max_distance=snap_km * 1000.0).drop_duplicates(subset="zcta")
+        found = pd.concat([found[["zcta", "unit_id"]], snapped[["zcta", "unit_id"]]])
+    return pd.Series(found["unit_id"].astype(str).to_numpy(), index=found["zcta"].to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def _write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str = "territories") -> Path:
+    """GeoPackage with a named layer, written atomically (the temp name is no layer name)."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        gdf.to_file(tmp, driver="GPKG", engine="pyogrio", layer=layer)
+    return path
+
+
+def _write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
+    """GeoJSON (RFC 7946, 6 decimals: about 0.1 m), written atomically."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6"})
+    return path
+
+
+def _fmt(v: Any, col: str) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "**no**"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if col == "deviation" or col.endswith("_deviation") or col == "capacity_used":
+        return f"{100 * float(v):+.1f}%"
+    if col in ("polsby_popper", "avg_score"):
+        return f"{float(v):.3f}" if col == "polsby_popper" else f"{float(v):.1f}"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):,.0f}" if abs(v) >= 100 else f"{float(v):,.2f}"
+    return str(v).replace("|", "\\|")
+
+
+def _is_num(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def summary_markdown(summary: pd.DataFrame, *, title: str = "Territory plan", plan_metrics: Any = None) -> str:
+    """The summary table as Markdown, with a headline of balance and contiguity."""
+    k = len(summary)
+    max_dev = float(np.abs(summary["deviation"]).max()) if k else 0.0
+    if plan_metrics is not None and getattr(plan_metrics, "max_deviation", None) is not None:
+        max_dev = float(plan_metrics.max_deviation)
+    n_cont = int(summary["contiguous"].sum())
+    lines = [f"# {title}", ""]
+    lines.append(f"- territories: {k}")
+    lines.append(f"- max deviation from target: {100 * max_dev:.2f}%")
+    lines.append(f"- contiguous: {n_cont} of {k}")
+    lines.append(f"- mean Polsby-Popper: {summary['polsby_popper'].mean():.3f}")
+    cut = getattr(plan_metrics, "cut_edge_fraction", None) if plan_metrics is not None else None
+    if cut is not None:
+        lines.append(f"- cut-edge fraction: {float(cut):.3f}")
+    lines.append("")
+    cols = [c for c in summary.columns if not c.endswith("_deviation") or c == "deviation"]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join("---:" if _is_num(summary[c]) else "---" for c in cols) + "|")
+    for row in summary[cols].itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v, c) for v, c in zip(row, cols, strict=True)) + " |")
+    numeric = [c for c in cols if c in SUM_COLUMNS or c in ("units", "expected_revenue", "recommended_reps")]
+    if numeric:
+        tot = ["**total**" if i == 0 else "" for i in range(len(cols))]
+        for c in numeric:
+            tot[cols.index(c)] = _fmt(summary[c].sum(), c)
+        lines.append("| " + " | ".join(tot) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def export_plan(
+    units: gpd.GeoDataFrame,
+    plan: Any,
+    out_dir: str | os.PathLike,
+    *,
+    accounts: pd.DataFrame | None = None,
+    reps: pd.DataFrame | None = None,
+    capacity: float | Mapping[str, float] | str | None = None,
+    unit_kind: str | None = None,
+    balance: str | Sequence[str] | None = None,
+    plan_metrics: Any = None,
+) -> dict[str, Path]:
+    """Write the CRM tables and territory polygons of a plan into ``out_dir``.
+
+    Files: ``zip_to_rep.csv``, ``assignments.csv`` (with ``accounts``), ``territories.geojson``,
+    ``territories.gpkg``, ``summary.csv``, ``summary.md``. Returns ``{name: path}``.
+    ``capacity`` is accounts per rep (a number) or ``{column: amount per rep}``.
+    """
+    kind = unit_kind
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if "unit_id" not in units.columns:
+        raise InputError("units: column 'unit_id' not found")
+    units = units.reset_index(drop=True).copy()
+    units["unit_id"] = units["unit_id"].astype(str)
+    if plan_metrics is None and not isinstance(plan, (pd.DataFrame, pd.Series, str, os.PathLike)):
+        plan_metrics = plan
+    labels = _labels(units, plan)
+    pf = pd.DataFrame({"unit_id": units["unit_id"], "territory": labels})
+    dissolved = dissolve_territories(units, labels)
+    summary = territory_summary(
+        units, pf, accounts=accounts, reps=reps, capacity=capacity, balance=balance,
+        plan_metrics=plan_metrics, dissolved=dissolved,
+    )
+    reps_t = summary[[c for c in ("territory", "rep_id", "rep_name") if c in summary.columns]]
+    written: dict[str, Path] = {}
+
+    zips = zip_to_rep(units, labels, kind=kind or _unit_kind(units), reps_t=reps_t)
+    written["zip_to_rep"] = write_csv(zips, out / "zip_to_rep.csv")
+
+    if accounts is not None:
+        acc = _accounts_in_units(accounts, units["unit_id"], labels)
+        if len(reps_t.columns) > 1:
+            acc = acc.merge(reps_t, on="territory", how="left")
+        lead = [c for c in ("account_id", "name", "unit_id", "territory", "rep_id", "rep_name") if c in acc.columns]
+        extra = [c for c in ("status", "score", "reach", "potential", "p_win", "deal_size", "zip", "lat", "lon")
+                 if c in acc.columns and c not in lead]
+        written["assignments"] = write_csv(acc[lead + extra], out / "assignments.csv")
+
+    geo = gpd.GeoDataFrame(dissolved.merge(summary, on="territory", how="left"), geometry="geometry", crs=4326)
+    written["territories_geojson"] = _write_geojson(geo, out / "territories.geojson")
+    written["territories_gpkg"] = _write_gpkg(geo, out / "territories.gpkg")
+    written["summary"] = write_csv(summary, out / "summary.csv")
+    written["summary_md"] = write_text(summary_markdown(summary, plan_metrics=plan_metrics), out / "summary.md")
+    return written
+
+
+_unit_kind = unit_kind

@@ -1,0 +1,558 @@
+"""Layers: place accounts in units (H3 cells, ZCTAs, counties) and sum them per unit.
+
+Every unit of the region appears, also those with no account (zeros there), and nothing is
+lost: each account is either placed in exactly one unit or rejected with a reason, and the
+sum of every column over the units equals its sum over the placed accounts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from patchmap.errors import InputError
+from patchmap.io import write_units
+from patchmap.units import h3 as h3u
+
+__all__ = [
+    "MEASURES",
+    "UNIT_KINDS",
+    "LayersResult",
+    "build_layers",
+    "local_equal_area_crs",
+    "locate_points",
+    "place_accounts",
+    "write_layers",
+]
+
+UNIT_KINDS = ("h3", "zcta", "county")
+MEASURES = ("score", "reach", "potential")
+#: Points in no unit but this close to one join the nearest: coastline slivers left by the
+#: simplification of ZCTAs (1 km); counties and states are 1:10,000,000 cartographic
+#: outlines whose coasts are off by a few km (5 km).
+NEAREST_METERS = {"zcta": 1000.0, "county": 5000.0, "state": 5000.0}
+MAX_H3_CELLS = 3_000_000  # guard against polyfilling a large region at a fine resolution
+OUTSIDE = "outside the region's units"
+_ROUND = 1_000_000
+
+
+@dataclass
+class LayersResult:
+    """Units with summed measures and densities, the placed accounts, and the rejects."""
+
+    units: gpd.GeoDataFrame
+    placed: pd.DataFrame
+    rejects: pd.DataFrame
+    kind: str = "zcta"
+    resolution: int | None = None
+    states: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_read(self) -> int:
+        return len(self.placed) + len(self.rejects)
+
+    def tally(self) -> str:
+        """One line: ``N read, M placed, R rejected; U units``."""
+        return (f"{self.n_read} read, {len(self.placed)} placed, {len(self.rejects)} rejected; "
+                f"{len(self.units)} {self.kind} units")
+
+
+# ---------------------------------------------------------------- geometry helpers
+
+def local_equal_area_crs(bounds: Sequence[float]) -> CRS:
+    """A Lambert azimuthal equal-area CRS centred on ``(minx, miny, maxx, maxy)``.
+
+    Areas are exact anywhere; distances are close to true near the centre, which is what
+    the 1 km nearest-unit tolerance needs.
+    """
+    minx, miny, maxx, maxy = (float(v) for v in bounds)
+    lon0 = (minx + maxx) / 2 if maxx - minx <= 180 else 0.0
+    lat0 = (miny + maxy) / 2
+    return CRS.from_proj4(f"+proj=laea +lat_0={lat0:.4f} +lon_0={lon0:.4f} +datum=WGS84 +units=m +no_defs")
+
+
+def _coordinate_codes(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Factorize points by coordinate rounded to 1e-6 degree: (codes, unique lon, unique lat)."""
+    ilat = np.rint(lat * _ROUND).astype("int64") + 90 * _ROUND
+    ilon = np.rint(lon * _ROUND).astype("int64") + 180 * _ROUND
+    codes, uniq = pd.factorize(ilat * (400 * _ROUND) + ilon, sort=False)
+    ulat = uniq // (400 * _ROUND) - 90 * _ROUND
+    ulon = uniq % (400 * _ROUND) - 180 * _ROUND
+    return codes, ulon / _ROUND, ulat / _ROUND
+
+
+def locate_points(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    polygons: np.ndarray | gpd.GeoSeries,
+    *,
+    nearest_m: float = 0.0,
+) -> np.ndarray:
+    """Index of the polygon containing each point (-1 for none), first polygon on ties.
+
+    Vectorized over points: points are de-duplicated and sorted by longitude once; then,
+    per *polygon*, the points inside its bounding box are tested with the prepared
+    ``shapely.contains_xy``. Points in no polygon but within ``nearest_m`` metres of one
+    (coastline slivers left by simplification) take the nearest polygon.
+    """
+    lon = np.asarray(lon, dtype="float64")
+    lat = np.asarray(lat, dtype="float64")
+    polys = np.asarray(polygons.values if isinstance(polygons, gpd.GeoSeries) else polygons, dtype=object)
+    if lon.size == 0 or polys.size == 0:
+        return np.full(lon.size, -1, dtype="int64")
+    codes, ulon, ulat = _coordinate_codes(lon, lat)
+    order = np.argsort(ulon, kind="stable")
+    xs, ys = ulon[order], ulat[order]
+    found = np.full(ulon.size, -1, dtype="int64")
+    bounds = shapely.bounds(polys)
+    shapely.prepare(polys)
+    los = np.searchsorted(xs, bounds[:, 0], side="left")
+    his = np.searchsorted(xs, bounds[:, 2], side="right")
+    for i in np.nonzero(his > los)[0]:  # one iteration per unit, not per account
+        lo, hi = los[i], his[i]
+        yy = ys[lo:hi]
+        cand = np.nonzero((yy >= bounds[i, 1]) & (yy <= bounds[i, 3]))[0] + lo
+        if cand.size == 0:
+            continue
+        cand = cand[found[order[cand]] < 0]
+        if cand.size == 0:
+            continue
+        inside = cand[shapely.contains_xy(polys[i], xs[cand], ys[cand])]
+        found[order[inside]] = i
+    missing = np.nonzero(found < 0)[0]
+    if nearest_m > 0 and missing.size:
+        crs = local_equal_area_crs(shapely.total_bounds(polys))
+        proj_polys = gpd.GeoSeries(polys, crs=4326).to_crs(crs).values
+        pts = gpd.GeoSeries(shapely.points(ulon[missing], ulat[missing]), crs=4326).to_crs(crs).values
+        tree = shapely.STRtree(proj_polys)
+        pt_i, poly_i = tree.query_nearest(pts, max_distance=nearest_m, all_matches=False)
+        found[missing[pt_i]] = poly_i
+    return found[codes]
+
+
+# ---------------------------------------------------------------- account helpers
+
+def _rows(accounts: pd.DataFrame) -> np.ndarray:
+    """1-based data rows: ``source_row`` from ingest when present, else position + 1."""
+    if "source_row" in accounts.columns:
+        return pd.to_numeric(accounts["source_row"], errors="coerce").fillna(0).astype("int64").to_numpy()
+    return np.arange(1, len(accounts) + 1, dtype="int64")
+
+
+def _ids(accounts: pd.DataFrame) -> pd.Series:
+    if "account_id" in accounts.columns:
+        return accounts["account_id"].astype("string").reset_index(drop=True)
+    return pd.Series(_rows(accounts).astype(str), dtype="string")
+
+
+def _rejects(accounts: pd.DataFrame, mask: np.ndarray, reason: str | np.ndarray) -> pd.DataFrame:
+    reasons = np.broadcast_to(np.asarray(reason, dtype=object), (len(accounts),))
+    return pd.DataFrame({
+        "row": pd.Series(_rows(accounts)[mask], dtype="int64"),
+        "account_id": _ids(accounts)[mask].reset_index(drop=True),
+        "reason": pd.Series(reasons[mask], dtype="string"),
+    })
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string"),
+                         "reason": pd.Series(dtype="string")})
+
+
+def _coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """lat, lon as float arrays (NaN where missing); wrong types raise InputError."""
+    for col in ("lat", "lon"):
+        if col not in accounts.columns:
+            raise InputError(f"accounts: missing column {col!r} (run ingest first, or give lat/lon)")
+    out = []
+    for col in ("lat", "lon"):
+        raw = accounts[col]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
+        out.append(values.to_numpy())
+    lat, lon = out
+    outside = ~(np.isnan(lat) | np.isnan(lon)) & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+    lat = np.where(outside, np.nan, lat)
+    lon = np.where(outside, np.nan, lon)
+    return lat, lon
+
+
+def _from_zip(accounts: pd.DataFrame, lat: np.ndarray) -> np.ndarray:
+    """Accounts geocoded from their ZIP (they carry the ZCTA they were placed by)."""
+    if "zcta" not in accounts.columns:
+        return np.zeros(len(accounts), dtype=bool)
+    has = accounts["zcta"].notna().to_numpy()
+    if "location_source" in accounts.columns:
+        return has & (accounts["location_source"].astype("string") == "zip").fillna(False).to_numpy(dtype=bool)
+    return has & np.isnan(lat)
+
+
+def _measure(accounts: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric measure column as float (NaN -> 0); text raises InputError naming the row."""
+    raw = accounts[col]
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
+    return values.fillna(0.0).to_numpy()
+
+
+def _customers(accounts: pd.DataFrame) -> np.ndarray | None:
+    """Boolean customer flag from ``status == 'customer'`` or an ``is_customer`` column."""
+    if "status" in accounts.columns:
+        return (accounts["status"].astype("string").str.strip().str.lower() == "customer").fillna(False).to_numpy(dtype=bool)
+    if "is_customer" in accounts.columns:
+        raw = accounts["is_customer"].astype("string").str.strip().str.lower()
+        return raw.isin(["1", "true", "yes", "y", "customer", "1.0"]).fillna(False).to_numpy(dtype=bool)
+    return None
+
+
+# ---------------------------------------------------------------- placement
+
+def place_accounts(
+    accounts: pd.DataFrame,
+    units_gdf: gpd.GeoDataFrame,
+    kind: str,
+    *,
+    resolution: int | None = None,
+    strict: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Assign each account a ``unit_id`` of ``units_gdf``, or reject it with a reason.
+
+    ``zcta``: the ZCTA an account was geocoded to from its ZIP when that ZCTA is a unit,
+    else the polygon containing its point (nearest polygon within 1 km for coastline
+    slivers). ``county``: the polygon containing the point (same 1 km fallback). ``h3``:
+    the cell of the point; cells not among the units are rejected, unless
+    ``strict=False`` (no region was given), when every cell is kept.
+    Returns ``(placed, rejects)``; ``placed`` is ``accounts`` with ``unit_id`` added.
+    """
+    kind = _check_kind(kind)
+    accounts = accounts.reset_index(drop=True)
+    lat, lon = _coordinates(accounts)
+    has_point = ~(np.isnan(lat) | np.isnan(lon))
+    unit_ids = units_gdf["unit_id"].astype(str).to_numpy(dtype=object)
+    n = len(accounts)
+    reason = np.full(n, None, dtype=object)
+
+    if kind == "h3":
+        res = h3u.check_resolution(resolution) if resolution is not None else (
+            h3u.h3.get_resolution(unit_ids[0]) if len(unit_ids) else 7)
+        cells = np.zeros(n, dtype="uint64")
+        cells[has_point] = h3u.points_to_int_cells(lat[has_point], lon[has_point], res)
+        unit_int = np.sort(np.array([h3u.h3.str_to_int(u) for u in unit_ids], dtype="uint64"))
+        pos = np.searchsorted(unit_int, cells)
+        known = has_point & (pos < unit_int.size) & (unit_int[np.minimum(pos, max(unit_int.size - 1, 0))] == cells) \
+            if unit_int.size else np.zeros(n, dtype=bool)
+        ok = has_point & (known | (not strict))
+        reason[has_point & ~ok] = "outside region"
+        unit = np.full(n, None, dtype=object)
+        if ok.any():
+            unit[ok] = h3u._int_cells_to_str(cells[ok])
+    else:
+        unit_index = pd.Index(unit_ids)
+        unit = np.full(n, None, dtype=object)
+        if kind == "zcta":
+            zip_rows = _from_zip(accounts, lat)
+            pos = np.full(n, -1, dtype="int64")
+            if zip_rows.any():
+                pos[zip_rows] = unit_index.get_indexer(accounts["zcta"].astype("string").to_numpy()[zip_rows])
+            by_zip = pos >= 0
+            unit[by_zip] = unit_ids[pos[by_zip]]
+        else:
+            by_zip = np.zeros(n, dtype=bool)
+        todo = has_point & ~by_zip
+        if todo.any():
+            hit = locate_points(lon[todo], lat[todo], units_gdf.geometry.values, nearest_m=NEAREST_METERS[kind])
+            idx = np.nonzero(todo)[0]
+            unit[idx[hit >= 0]] = unit_ids[hit[hit >= 0]]
+            reason[idx[hit < 0]] = OUTSIDE
+        ok = by_zip | (todo & (unit != None))  # noqa: E711 (elementwise on an object array)
+    reason[~ok & (reason == None)] = "no location (lat/lon or zip)"  # noqa: E711
+
+    placed = accounts.loc[ok].copy()
+    placed["unit_id"] = unit[ok]
+    rejects = _rejects(accounts, ~ok, reason) if (~ok).any() else _empty_rejects()
+    return placed.reset_index(drop=True), rejects
+
+
+def _check_kind(kind: str) -> str:
+    k = str(kind).strip().lower()
+    if k not in UNIT_KINDS:
+        raise InputError(f"--units must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
+    return k
+
+
+# ---------------------------------------------------------------- region
+
+def _normalize_states(states: Sequence[str] | str) -> list[str]:
+    from patchmap import geodata
+
+    return sorted(geodata.normalize_states(states))
+
+
+def _bundled_zcta_states() -> list[str]:
+    from patchmap import geodata
+
+    return list(geodata.bundled_zcta_states())
+
+
+def _point_states(lon: np.ndarray, lat: np.ndarray, states_gdf: gpd.GeoDataFrame) -> np.ndarray:
+    """State abbreviation of each point (None outside every state; 5 km coastal tolerance)."""
+    hit = locate_points(lon, lat, states_gdf.geometry.values, nearest_m=NEAREST_METERS["state"])
+    names = states_gdf["state"].astype(str).to_numpy(dtype=object)
+    return np.where(hit >= 0, names[np.maximum(hit, 0)], None)
+
+
+def _states_layer() -> gpd.GeoDataFrame:
+    from patchmap import geodata
+
+    return geodata.states().reset_index(drop=True)
+
+
+def _account_states(accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """State of each account: its ZCTA's state when geocoded from a ZIP, else point-in-state."""
+    from patchmap import geodata
+
+    out = np.full(len(accounts), None, dtype=object)
+    zip_rows = _from_zip(accounts, lat)
+    if zip_rows.any():
+        pts = geodata.zcta_points()
+        lookup = pd.Series(pts["state"].to_numpy(), index=pts["zcta"].astype(str))
+        lookup = lookup[~lookup.index.duplicated()]
+        out[zip_rows] = lookup.reindex(accounts["zcta"].astype("string").to_numpy()[zip_rows]).to_numpy()
+    todo = pd.isna(out) & ~(np.isnan(lat) | np.isnan(lon))
+    if todo.any():
+        out[todo] = _point_states(lon[todo], lat[todo], _states_layer())
+    return out
+
+
+# ---------------------------------------------------------------- aggregation
+
+def build_layers(
+    accounts: pd.DataFrame,
+    *,
+    units: str = "zcta",
+    resolution: int = 7,
+    states: Sequence[str] | str | None = None,
+) -> LayersResult:
+    """Place accounts in units and sum account count, customers, score, reach, potential,
+    whitespace per unit, with equal-area ``area_km2`` and densities per km².
+
+    ``states=None`` infers the region: the states that contain placed accounts (for ZCTAs,
+    the states of the bundled ZCTAs they fall in; accounts beyond the bundled coverage are
+    rejected with that reason). Units with no account inside the region are kept, with zeros.
+    """
+    from patchmap import geodata
+
+    kind = _check_kind(units)
+    res = h3u.check_resolution(resolution) if kind == "h3" else None
+    if not isinstance(accounts, pd.DataFrame):
+        raise InputError("accounts: expected a table of accounts")
+    accounts = accounts.reset_index(drop=True)
+    notes: list[str] = []
+    lat, lon = _coordinates(accounts)
+    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    present = []
+    for col in MEASURES:
+        if col in accounts.columns:
+            _measure(accounts, col)  # validate early: text in a measure column is an error
+            present.append(col)
+        else:
+            notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
+    if _customers(accounts) is None:
+        notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
+
+    strict = states is not None
+    if strict:
+        region = _normalize_states(states)
+        if kind == "zcta":
+            bundled = _bundled_zcta_states()
+            missing = [s for s in region if s not in bundled]
+            if missing:
+                raise InputError(f"--region {', '.join(missing)}: no bundled ZCTA polygons "
+                                 f"(bundled: {', '.join(bundled)}); use --units h3 or county")
+
+    if kind == "zcta":
+        from patchmap.units.zcta import zcta_units
+
+        units_gdf = zcta_units(region if strict else None)
+        placed, rejects = place_accounts(accounts, units_gdf, kind)
+        if not strict:  # the region: states of the bundled ZCTAs that received accounts
+            state_of = pd.Series(units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy())
+            region = sorted(pd.unique(state_of.reindex(placed["unit_id"].to_numpy()).dropna()).tolist())
+            units_gdf = units_gdf[units_gdf["state"].isin(region)].reset_index(drop=True)
+            rejects = _explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
+    else:
+        if not strict:
+            acct_states = _account_states(accounts, lat, lon)
+            counts = pd.Series(acct_states[pd.notna(acct_states)]).value_counts()
+            region = sorted(counts.index.astype(str))
+            if len(region) > 1:
+                notes.append("region inferred from the accounts: "
+                             + ", ".join(f"{s} ({counts[s]:,})" for s in region)
+                             + "; pass states to choose it")
+        if not region:
+            raise InputError("accounts: no account lies in a U.S. state; give the region (--region STATES)")
+        if kind == "county":
+            from patchmap.units.county import county_units
+
+            units_gdf = county_units(region)
+        else:
+            region_geom = geodata.region_geometry(region)
+            _check_h3_size(region_geom, res, region)
+            ok = ~(np.isnan(lat) | np.isnan(lon))
+            extra = h3u.points_to_int_cells(lat[ok], lon[ok], res)
+            if strict:  # only cells of points inside the region itself
+                extra = extra[shapely.contains_xy(region_geom, lon[ok], lat[ok])]
+            extra_ids = h3u._int_cells_to_str(np.unique(extra)) if extra.size else []
+            units_gdf = h3u.h3_units(region_geom, res, extra_cells=extra_ids)
+        placed, rejects = place_accounts(accounts, units_gdf, kind, resolution=res, strict=strict)
+    if not region:
+        raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
+                         f"({', '.join(_bundled_zcta_states())}); use --units h3 or county")
+
+    rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
+    out = _aggregate(units_gdf, placed, region, present)
+    return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
+                        states=list(region), notes=notes)
+
+
+def _fill_from_zcta(
+    accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Give rows that carry a ``zcta`` but no coordinates the ZCTA's internal point."""
+    if "zcta" not in accounts.columns:
+        return accounts, lat, lon
+    need = (np.isnan(lat) | np.isnan(lon)) & accounts["zcta"].notna().to_numpy()
+    if not need.any():
+        return accounts, lat, lon
+    from patchmap import geodata
+
+    pts = geodata.zcta_points().drop_duplicates("zcta").set_index("zcta")
+    keys = accounts["zcta"].astype("string").to_numpy()[need]
+    lat, lon = lat.copy(), lon.copy()
+    lat[need] = pts["lat"].reindex(keys).to_numpy(dtype="float64")
+    lon[need] = pts["lon"].reindex(keys).to_numpy(dtype="float64")
+    accounts = accounts.copy()
+    accounts["lat"] = lat
+    accounts["lon"] = lon
+    return accounts, lat, lon
+
+
+def _explain_outside(
+    rejects: pd.DataFrame, accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray, bundled: list[str]
+) -> pd.DataFrame:
+    """Say which state a rejected point lies in when that state has no bundled ZCTAs."""
+    outside = (rejects["reason"] == OUTSIDE).fillna(False).to_numpy(dtype=bool)
+    if not outside.any():
+        return rejects
+    pos = pd.Index(_rows(accounts)).get_indexer(rejects["row"].to_numpy()[outside])
+    st = _point_states(lon[pos], lat[pos], _states_layer())
+    beyond = pd.notna(st) & ~pd.Series(st).isin(bundled).to_numpy()
+    if beyond.any():
+        why = [f"in {s}: outside the bundled ZCTA coverage ({', '.join(bundled)})" for s in st[beyond]]
+        idx = np.nonzero(outside)[0][beyond]
+        rejects = rejects.copy()
+        rejects.loc[idx, "reason"] = why
+    return rejects
+
+
+def _check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:
+    import h3
+
+    crs = local_equal_area_crs(region_geom.bounds)
+    km2 = float(gpd.GeoSeries([region_geom], crs=4326).to_crs(crs).area.iloc[0]) / 1e6
+    n = km2 / h3.average_hexagon_area(res, unit="km^2")
+    if n > MAX_H3_CELLS:
+        raise InputError(f"--resolution {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
+                         f"(limit {MAX_H3_CELLS:,}); use a lower --resolution or a smaller --region")
+
+
+def _aggregate(
+    units_gdf: gpd.GeoDataFrame,
+    placed: pd.DataFrame,
+    region: list[str],
+    present: list[str],
+) -> gpd.GeoDataFrame:
+    """Sum per unit with one ``np.bincount`` per column; add areas, densities and state."""
+    from patchmap import geodata
+
+    units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    ids = units_gdf["unit_id"].astype(str)
+    codes = pd.Index(ids).get_indexer(placed["unit_id"].astype(str).to_numpy())
+    if (codes < 0).any():  # h3 without a region: cells of accounts beyond the polyfill
+        new = pd.unique(placed["unit_id"].to_numpy()[codes < 0])
+        more = gpd.GeoDataFrame({"unit_id": new}, geometry=h3u.cells_to_polygons(new).values, crs=4326)
+        units_gdf = pd.concat([units_gdf, more], ignore_index=True)
+        units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+        ids = units_gdf["unit_id"].astype(str)
+        codes = pd.Index(ids).get_indexer(placed["unit_id"].astype(str).to_numpy())
+    nu = len(units_gdf)
+
+    def total(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=weights, minlength=nu).astype("float64")
+
+    cols: dict[str, np.ndarray] = {"accounts": np.bincount(codes, minlength=nu).astype("int64")}
+    cust = _customers(placed)
+    cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
+    cols["customers"] = np.bincount(codes, weights=cust.astype("float64"), minlength=nu).astype("int64")
+    values = {col: _measure(placed, col) if col in present else np.zeros(len(placed)) for col in MEASURES}
+    for col in MEASURES:
+        cols[col] = total(values[col])
+    cols["whitespace"] = total(np.where(cust, 0.0, values["potential"]))
+
+    crs = local_equal_area_crs(units_gdf.total_bounds)
+    area = units_gdf.geometry.to_crs(crs).area.to_numpy() / 1e6
+    cols["area_km2"] = area
+    safe = np.where(area > 0, area, np.nan)
+    for col in ("accounts", *MEASURES):
+        cols[f"{col}_density"] = np.nan_to_num(cols[col] / safe)
+
+    out = pd.DataFrame({"unit_id": ids.to_numpy()})
+    if "state" in units_gdf.columns:
+        out["state"] = units_gdf["state"].to_numpy()
+    else:
+        out["state"] = _cell_states(units_gdf, region, geodata)
+    if "name" in units_gdf.columns:
+        out["name"] = units_gdf["name"].to_numpy()
+    for col, values in cols.items():
+        out[col] = values
+    if "population" in units_gdf.columns:
+        out["population"] = pd.to_numeric(units_gdf["population"], errors="coerce").fillna(0).to_numpy()
+    if "land_km2" in units_gdf.columns:
+        out["land_km2"] = units_gdf["land_km2"].to_numpy()
+    return gpd.GeoDataFrame(out, geometry=units_gdf.geometry.values, crs=4326)
+
+
+def _cell_states(units_gdf: gpd.GeoDataFrame, region: list[str], geodata) -> np.ndarray:
+    """State of each H3 cell: the state containing its centre (nearest for coastal cells)."""
+    if len(region) == 1:
+        return np.full(len(units_gdf), region[0], dtype=object)
+    st = geodata.states()
+    st = st[st["state"].isin(region)] if region else st
+    c = shapely.centroid(units_gdf.geometry.values)
+    out = _point_states(shapely.get_x(c), shapely.get_y(c), st.reset_index(drop=True))
+    missing = pd.isna(out)
+    if missing.any():
+        tree = shapely.STRtree(st.geometry.values)
+        _, j = tree.query_nearest(c[missing], all_matches=False)
+        out[missing] = st["state"].to_numpy()[j]
+    return out
+
+
+def write_layers(result: LayersResult, out_path: str | os.PathLike) -> Path:
+    """Write the unit layer atomically; the format follows the suffix (GeoParquet default)."""
+    return write_units(result.units, out_path)

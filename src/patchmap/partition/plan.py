@@ -1,0 +1,101 @@
+"""The result of partitioning: unit -> territory, with the metrics that judge it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from patchmap.io import write_csv
+from patchmap.units.adjacency import Adjacency
+
+__all__ = ["Plan"]
+
+
+@dataclass(eq=False)
+class Plan:
+    """A territory plan: ``assignment`` (unit id -> label such as ``T01``) and its metrics.
+
+    ``territories`` has one row per territory: ``territory``, ``units``, each balance
+    column's total and ``<col>_deviation`` (signed fraction from the mean),
+    ``polsby_popper`` and ``contiguous``. ``max_deviation`` is the primary column's largest
+    absolute deviation; ``cut_edge_fraction`` the share of adjacency edges between
+    territories; ``bridges`` the island links the plan relies on.
+    """
+
+    assignment: pd.Series
+    adjacency: Adjacency
+    territories: pd.DataFrame
+    balance: list[str]
+    max_deviation: float
+    cut_edge_fraction: float
+    mean_polsby_popper: float
+    bridges: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    constraints: dict[str, bool] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def n_territories(self) -> int:
+        """Number of territories."""
+        return len(self.territories)
+
+    @property
+    def labels(self) -> list[str]:
+        """Territory labels in order."""
+        return self.territories["territory"].tolist()
+
+    @property
+    def contiguous(self) -> bool:
+        """True when every territory is one connected piece."""
+        return bool(self.territories["contiguous"].all())
+
+    @property
+    def max_deviations(self) -> dict[str, float]:
+        """Largest absolute deviation from the mean, per balance column."""
+        return {c: float(self.territories[f"{c}_deviation"].abs().max()) for c in self.balance}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The plan table: exactly the columns ``unit_id, territory``, one row per unit."""
+        return pd.DataFrame(
+            {"unit_id": self.assignment.index.to_numpy(), "territory": self.assignment.to_numpy()}
+        )
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write ``unit_id,territory`` to ``path`` atomically."""
+        return write_csv(self.to_frame(), path)
+
+    def summary(self) -> dict:
+        """Plain-Python summary of the plan (JSON-serializable)."""
+        return {
+            "territories": self.n_territories,
+            "units": int(len(self.assignment)),
+            "balance": list(self.balance),
+            "max_deviation": float(self.max_deviation),
+            "max_deviations": self.max_deviations,
+            "cut_edge_fraction": float(self.cut_edge_fraction),
+            "mean_polsby_popper": float(self.mean_polsby_popper),
+            "contiguous": self.contiguous,
+            "non_contiguous_territories": int((~self.territories["contiguous"]).sum()),
+            "bridges": int(len(self.bridges)),
+            "constraints": dict(self.constraints),
+            "notes": list(self.notes),
+            "elapsed_s": round(float(self.elapsed_s), 3),
+            "seed": int(self.seed),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Plan({self.n_territories} territories, {len(self.assignment)} units, "
+            f"max_deviation={self.max_deviation:.3%}, cut_edge_fraction="
+            f"{self.cut_edge_fraction:.3f}, mean_polsby_popper={self.mean_polsby_popper:.3f}, "
+            f"contiguous={self.contiguous}, bridges={len(self.bridges)})"
+        )
+
+
+def _finite(x: float) -> float:
+    return float(x) if np.isfinite(x) else float("nan")

@@ -1,0 +1,629 @@
+"""Scoring: a fit score and revenue potential per account, and an engagement ``reach``.
+
+- ``p_win``: probability of winning the account. With enough history (at least
+  ``min_labelled`` won/lost rows, both classes), a look-alike model learns it from
+  firmographic and technographic columns (:class:`LookalikeScorer`); otherwise documented
+  rules stand in (:class:`RulesScorer`) and the model card says why.
+- ``score`` = 100 * ``p_win`` (0-100). Kept on the probability scale, not as a percentile, so
+  sums mean something: a unit's summed score / 100 is its expected number of wins.
+- ``potential`` = ``p_win`` * expected deal size (a regressor trained on won deals, or
+  the median won deal when there are too few).
+- ``reach``: a 0-100 composite of engagement (MQLs, opportunities, intent, product usage).
+
+Accounts that already carry ``score`` / ``reach`` (or ``p_win`` / ``potential``) keep them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from patchmap.errors import InputError
+from patchmap.io import atomic_path, write_csv, write_text
+
+__all__ = [
+    "DEFAULT_REACH_WEIGHTS",
+    "LookalikeScorer",
+    "RulesScorer",
+    "RulesWeights",
+    "ScoreResult",
+    "ScoringConfig",
+    "model_card_path",
+    "reach",
+    "score_accounts",
+    "write_scored",
+]
+
+#: Engagement column -> weight in ``reach``. Used when ``reach_columns`` is None: a column
+#: whose name contains the key (``mql`` matches ``mqls_90d``) gets that weight.
+DEFAULT_REACH_WEIGHTS: dict[str, float] = {
+    "mql": 0.30,
+    "opportunit": 0.30,
+    "intent": 0.25,
+    "usage": 0.15,
+}
+#: Substrings of column names that mark engagement (reach, never a model feature).
+ENGAGEMENT_PATTERNS = ("mql", "opportunit", "intent", "usage", "engagement", "visit",
+                       "pageview", "email_open", "click", "meeting", "webinar", "sql_")
+#: Columns never used as features: identifiers, location, and what is derived from the outcome.
+#: ``status`` = 'customer' exactly when the account was won, so it restates the label; the
+#: others (stage, close dates, churn, ARR...) exist only after a deal is decided.
+LEAKAGE_COLUMNS = ("status", "stage", "deal_stage", "is_customer", "customer", "customer_since",
+                   "close_date", "closed_date", "won_date", "lost_date", "closed", "is_won",
+                   "won", "lost", "churned", "arr", "mrr", "contract_value", "acv", "tcv",
+                   "win_reason", "loss_reason", "lost_reason")
+NON_FEATURES = ("account_id", "name", "company", "account_name", "city", "state", "zip",
+                "zcta", "county", "address", "street", "lat", "lon", "latitude",
+                "longitude", "location_source", "source_row", "row", "unit_id", "territory",
+                "owner", "rep", "email", "phone", "website", "domain", "p_win", "score",
+                "reach", "potential", "expected_deal_size")
+POSITIVE = ("won", "closed won", "closed-won", "closed_won", "win", "1", "true", "yes")
+NEGATIVE = ("lost", "closed lost", "closed-lost", "closed_lost", "loss", "0", "false", "no")
+UNDECIDED = ("", "nan", "none", "null", "n/a", "na", "open", "pending")
+MAX_CATEGORIES = 50
+
+
+@dataclass
+class RulesWeights:
+    """Points for the rules score, for teams without won/lost history.
+
+    Defaults: industry points (software and financial services fit best), an employee
+    band curve peaking at mid-market (50-999), a revenue band curve, and technographic
+    flags. ``score`` = 100 * points / the most points possible from the columns present.
+    """
+
+    industry_column: str = "industry"
+    industry_points: Mapping[str, float] = field(default_factory=lambda: {
+        "software": 25, "financial services": 20, "professional services": 15,
+        "healthcare": 15, "manufacturing": 12, "logistics": 10, "construction": 6,
+        "retail": 5, "education": 3,
+    })
+    other_industry_points: float = 8
+    employees_column: str = "employees"
+    #: (lower bound, points): the band of a value is the last bound <= value
+    employee_bands: Sequence[tuple[float, float]] = ((0, 5), (10, 15), (50, 25), (250, 25), (1000, 15))
+    revenue_column: str = "annual_revenue"
+    revenue_bands: Sequence[tuple[float, float]] = ((0, 5), (1e6, 10), (1e7, 20), (1e8, 20), (1e9, 12))
+    flag_points: Mapping[str, float] = field(default_factory=lambda: {"uses_crm": 15, "uses_cloud": 10})
+
+
+@dataclass
+class ScoringConfig:
+    """Which columns mean what, and how to score.
+
+    Features (``features=None``): every numeric or low-cardinality text column except the
+    outcome, the deal size, engagement columns (they make up ``reach``), identifiers and
+    location, and columns derived from the outcome (:data:`LEAKAGE_COLUMNS`: ``status`` is
+    'customer' exactly when the deal was won, so training on it would learn the label
+    itself). A text column that alone separates won from lost perfectly is dropped as
+    leakage too, and noted.
+    """
+
+    outcome: str = "outcome"
+    positive: str = "won"
+    negative: str = "lost"
+    deal_size: str | None = "deal_size"
+    size_model: bool = True  # a regressor on won deals predicts each account's deal size
+    features: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+    model: str = "auto"  # 'auto' (best cross-validated AUC), 'gbm' or 'logistic'
+    min_labelled: int = 50
+    cv_folds: int = 5
+    max_train: int = 200_000  # labelled rows used to fit (a stratified sample beyond)
+    max_cv: int = 50_000  # labelled rows used for cross-validation
+    rules: RulesWeights = field(default_factory=RulesWeights)
+    reach_columns: Mapping[str, float] | None = None  # column -> weight; None: by name
+    seed: int = 0
+
+
+@dataclass
+class ScoreResult:
+    """Scored accounts (``p_win``, ``score``, ``potential``, ``reach`` added), model card, notes."""
+
+    accounts: pd.DataFrame
+    model_card: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    model: Any = None
+
+
+# ------------------------------------------------------------------ helpers
+
+def _rows(df: pd.DataFrame) -> np.ndarray:
+    if "source_row" in df.columns:
+        return pd.to_numeric(df["source_row"], errors="coerce").fillna(0).astype("int64").to_numpy()
+    return np.arange(1, len(df) + 1)
+
+
+def _numeric_column(df: pd.DataFrame, col: str, what: str) -> pd.Series:
+    """Column as float; any non-empty value that is not a number raises InputError."""
+    raw = df[col]
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("float64")
+    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    if not pd.api.types.is_numeric_dtype(raw):
+        text = raw.astype("string").str.strip()
+        bad = values.isna() & text.notna() & (text != "")
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise InputError(f"accounts: {what} column {col!r} must be numeric "
+                             f"(row {_rows(df)[i]}: {raw.iloc[i]!r})")
+    return values
+
+
+def _norm_label(s: pd.Series) -> pd.Series:
+    t = s.astype("string").str.strip().str.lower().fillna("")
+    return t.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True).str.replace(r"\s+", " ", regex=True)
+
+
+def parse_outcome(df: pd.DataFrame, config: ScoringConfig) -> pd.Series:
+    """Outcome as 1 (won), 0 (lost) or NA (never decided); other labels raise InputError."""
+    col = config.outcome
+    labels = _norm_label(df[col])
+    pos = {config.positive.lower(), *POSITIVE}
+    neg = {config.negative.lower(), *NEGATIVE}
+    y = pd.Series(pd.NA, index=df.index, dtype="Int8")
+    y[labels.isin(pos)] = 1
+    y[labels.isin(neg)] = 0
+    bad = ~labels.isin(pos | neg | set(UNDECIDED))
+    if bad.any():
+        rows = _rows(df)[bad.to_numpy()]
+        values = pd.unique(df[col][bad].astype("string"))[:3]
+        raise InputError(
+            f"accounts: column {col!r} has {int(bad.sum())} unknown outcome labels "
+            f"(rows {', '.join(map(str, rows[:3]))}{'...' if bad.sum() > 3 else ''}: "
+            f"{', '.join(repr(str(v)) for v in values)}); expected {config.positive!r}/"
+            f"{config.negative!r} (or closed won/closed lost, win/loss, 1/0, true/false) or empty"
+        )
+    return y
+
+
+def _is_engagement(col: str) -> bool:
+    c = col.lower()
+    return any(p in c for p in ENGAGEMENT_PATTERNS)
+
+
+def reach_weights(df: pd.DataFrame, config: ScoringConfig) -> dict[str, float]:
+    """Engagement column -> weight: ``config.reach_columns`` or matched by name."""
+    if config.reach_columns is not None:
+        return {c: float(w) for c, w in config.reach_columns.items() if c in df.columns}
+    out: dict[str, float] = {}
+    for key, w in DEFAULT_REACH_WEIGHTS.items():
+        for col in df.columns:
+            if key in str(col).lower() and col not in out and col not in NON_FEATURES:
+                out[col] = w
+                break
+    return out
+
+
+def reach(df: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray:
+    """Engagement composite, 0-100.
+
+    Each column is log-normalized, ``log1p(x) / log1p(p99)`` clipped to [0, 1] (0 stays 0,
+    one outlier cannot flatten everyone else, counts and 0-100 scales become comparable);
+    missing counts as 0 (no usage is no engagement). The weighted mean is scaled to 0-100.
+    Non-numeric or negative values raise InputError naming the column and first bad row.
+    """
+    if not weights:
+        return np.zeros(len(df))
+    total = np.zeros(len(df))
+    wsum = 0.0
+    for col, w in weights.items():
+        x = _numeric_column(df, col, "engagement").to_numpy()
+        neg = x < 0
+        if neg.any():
+            i = int(np.argmax(neg))
+            raise InputError(f"accounts: engagement column {col!r} must not be negative "
+                             f"(row {_rows(df)[i]}: {x[i]!r})")
+        x = np.nan_to_num(x, nan=0.0)
+        top = float(np.quantile(x, 0.99)) if x.size else 0.0
+        top = top if top > 0 else float(x.max(initial=0.0))
+        norm = np.clip(np.log1p(x) / math.log1p(top), 0, 1) if top > 0 else np.zeros_like(x)
+        total += w * norm
+        wsum += w
+    return np.round(100 * total / wsum, 2) if wsum > 0 else total
+
+
+def _feature_columns(df: pd.DataFrame, config: ScoringConfig, y: pd.Series | None,
+                     notes: list[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns, auto-detected unless ``config.features``."""
+    reach_cols = set(reach_weights(df, config))
+    excluded = {config.outcome, config.deal_size, *config.exclude, *reach_cols}
+    if config.features is not None:
+        missing = [c for c in config.features if c not in df.columns]
+        if missing:
+            raise InputError(f"accounts: feature column {missing[0]!r} not found")
+        leaky = [c for c in config.features if c in excluded or c.lower() in LEAKAGE_COLUMNS]
+        if leaky:
+            raise InputError(f"scoring: feature {leaky[0]!r} is the outcome, the deal size, "
+                             "engagement or derived from the outcome (leakage)")
+        candidates = list(config.features)
+    else:
+        candidates = [c for c in df.columns
+                      if c not in excluded and str(c).lower() not in NON_FEATURES
+                      and str(c).lower() not in LEAKAGE_COLUMNS and not _is_engagement(str(c))]
+    numeric: list[str] = []
+    categorical: list[str] = []
+    labelled = y.notna().to_numpy() if y is not None else None
+    for col in candidates:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            if s.notna().any():
+                numeric.append(col)
+            continue
+        conv = pd.to_numeric(s, errors="coerce")
+        given = s.notna() & (s.astype("string").str.strip() != "")
+        if given.any() and conv[given].notna().mean() >= 0.95:
+            numeric.append(col)
+            continue
+        nunique = s.nunique(dropna=True)
+        if 2 <= nunique <= MAX_CATEGORIES and nunique < 0.5 * max(len(s), 1):
+            if labelled is not None and labelled.sum() >= 20 and _separates(s[labelled], y[labelled]):
+                notes.append(f"column {col!r} alone separates won from lost: left out as leakage")
+                continue
+            categorical.append(col)
+    return numeric, categorical
+
+
+def _separates(x: pd.Series, y: pd.Series) -> bool:
+    """True when every value of ``x`` comes with a single outcome (and both outcomes occur)."""
+    if y.nunique() < 2:
+        return False
+    per_value = pd.DataFrame({"x": x.astype("string").fillna("<NA>").to_numpy(),
+                              "y": y.astype("int64").to_numpy()}).groupby("x")["y"].nunique()
+    return bool((per_value == 1).all() and len(per_value) >= 2)
+
+
+def _frame(df: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Model input: numerics as float, categoricals as plain strings ('missing' for NA)."""
+    out = {c: pd.to_numeric(df[c], errors="coerce").astype("float64").to_numpy() for c in numeric}
+    for c in categorical:
+        out[c] = df[c].astype("string").str.strip().fillna("missing").to_numpy(dtype=object)
+    return pd.DataFrame(out, index=df.index)
+
+
+# ------------------------------------------------------------------ rules
+
+class RulesScorer:
+    """Score from documented points (see :class:`RulesWeights`), for teams without history."""
+
+    def __init__(self, weights: RulesWeights | None = None) -> None:
+        self.weights = weights or RulesWeights()
+
+    @staticmethod
+    def _bands(x: np.ndarray, bands: Sequence[tuple[float, float]]) -> np.ndarray:
+        bounds = np.array([b for b, _ in bands], dtype="float64")
+        pts = np.array([p for _, p in bands], dtype="float64")
+        idx = np.searchsorted(bounds, x, side="right") - 1
+        return np.where(np.isnan(x) | (idx < 0), 0.0, pts[np.clip(idx, 0, None)])
+
+    def score(self, df: pd.DataFrame, notes: list[str] | None = None) -> np.ndarray:
+        """0-100 rules score: 100 * points / the most points the present columns can give."""
+        w = self.weights
+        notes = notes if notes is not None else []
+        points = np.zeros(len(df))
+        best = 0.0
+        if w.industry_column in df.columns:
+            ind = df[w.industry_column].astype("string").str.strip().str.lower()
+            table = {k.lower(): float(v) for k, v in w.industry_points.items()}
+            pts = ind.map(table).astype("float64").fillna(w.other_industry_points)
+            points += np.where(ind.isna().to_numpy(), 0.0, pts.to_numpy())
+            best += max([*table.values(), w.other_industry_points])
+        else:
+            notes.append(f"rules: no {w.industry_column!r} column, industry points skipped")
+        for col, bands, what in ((w.employees_column, w.employee_bands, "employee"),
+                                 (w.revenue_column, w.revenue_bands, "revenue")):
+            if col in df.columns:
+                x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
+                points += self._bands(x, bands)
+                best += max(p for _, p in bands)
+            else:
+                notes.append(f"rules: no {col!r} column, {what} band points skipped")
+        for col, p in w.flag_points.items():
+            if col in df.columns:
+                flag = _norm_label(df[col]).isin(["1", "true", "yes", "y"]).to_numpy()
+                points += np.where(flag, float(p), 0.0)
+                best += float(p)
+        return np.round(100 * points / best, 2) if best > 0 else np.zeros(len(df))
+
+
+# ------------------------------------------------------------------ look-alike model
+
+def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: list[str], seed: int):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    plain = [c for c in numeric if c not in skewed]
+    log = FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")
+    onehot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False)
+    if kind == "gbm":
+        pre = ColumnTransformer([
+            ("log", log, skewed),
+            ("num", "passthrough", plain),
+            ("cat", onehot, categorical),
+        ], verbose_feature_names_out=False)
+        model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.06, max_leaf_nodes=15,
+                                               min_samples_leaf=40, l2_regularization=1.0,
+                                               early_stopping=False, random_state=seed)
+    else:
+        pre = ColumnTransformer([
+            ("log", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), log,
+                                  StandardScaler()), skewed),
+            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                                  StandardScaler()), plain),
+            ("cat", onehot, categorical),
+        ], verbose_feature_names_out=False)
+        model = LogisticRegression(C=1.0, max_iter=1000)
+    return Pipeline([("prepare", pre), ("model", model)])
+
+
+def _signed_log1p(x):
+    """log1p that keeps the sign (money and sizes are skewed; a few may be negative)."""
+    x = np.asarray(x, dtype="float64")
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _skewed(X: pd.DataFrame, numeric: list[str]) -> list[str]:
+    """Numeric columns worth a log: many distinct values and a long right tail."""
+    out = []
+    for c in numeric:
+        v = X[c].dropna().to_numpy()
+        if v.size < 3 or np.unique(v[: 10_000]).size <= 10:
+            continue
+        if pd.Series(v).skew() > 2:
+            out.append(c)
+    return out
+
+
+def _stratified_sample(idx: np.ndarray, y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if idx.size <= n:
+        return idx
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(idx, train_size=n, stratify=y, random_state=seed)
+    return np.sort(keep)
+
+
+class LookalikeScorer:
+    """P(win) from firmographics and technographics, learnt from won/lost history.
+
+    scikit-learn style: parameters in the constructor (a :class:`ScoringConfig`),
+    ``fit(accounts)`` trains and returns a :class:`ScoreResult` for every account. With
+    ``model='auto'`` it cross-validates a gradient-boosting and a logistic model and keeps
+    the better ROC AUC. Too little history (< ``min_labelled`` rows or one class only)
+    falls back to :class:`RulesScorer`, and the model card and notes say why.
+    """
+
+    def __init__(self, config: ScoringConfig | None = None) -> None:
+        self.config = config or ScoringConfig()
+        self.pipeline_ = None
+        self.size_model_ = None
+
+    def fit(self, accounts: pd.DataFrame) -> ScoreResult:
+        """Train on labelled rows, predict ``p_win``, ``score``, ``potential`` for all rows."""
+        cfg = self.config
+        if cfg.model not in ("auto", "gbm", "logistic"):
+            raise InputError(f"scoring: model must be 'auto', 'gbm' or 'logistic', got {cfg.model!r}")
+        if cfg.cv_folds < 2:
+            raise InputError(f"scoring: cv_folds must be at least 2, got {cfg.cv_folds}")
+        df = accounts.reset_index(drop=True)
+        notes: list[str] = []
+        card: dict[str, Any] = {"seed": cfg.seed, "n_accounts": len(df)}
+        y = parse_outcome(df, cfg) if cfg.outcome in df.columns else None
+        if y is None:
+            notes.append(f"no {cfg.outcome!r} column: no won/lost history to learn from")
+        numeric, categorical = _feature_columns(df, cfg, y, notes)
+        card["features"] = numeric + categorical
+        card["excluded_as_leakage"] = [c for c in df.columns if str(c).lower() in LEAKAGE_COLUMNS]
+        sizes = self._deal_sizes(df, y, numeric, categorical, notes, card)
+
+        n_pos = int((y == 1).sum()) if y is not None else 0
+        n_neg = int((y == 0).sum()) if y is not None else 0
+        card.update({"n_train": n_pos + n_neg, "class_balance": {"won": n_pos, "lost": n_neg}})
+        reason = None
+        if y is None:
+            reason = f"no {cfg.outcome!r} column"
+        elif n_pos + n_neg < cfg.min_labelled:
+            reason = f"only {n_pos + n_neg} won/lost rows (need at least {cfg.min_labelled})"
+        elif min(n_pos, n_neg) == 0:
+            reason = f"one class only ({n_pos} won, {n_neg} lost)"
+        elif min(n_pos, n_neg) < cfg.cv_folds:
+            reason = f"too few of one class for {cfg.cv_folds}-fold validation ({n_pos} won, {n_neg} lost)"
+        elif not numeric and not categorical:
+            reason = "no usable feature columns"
+        if reason is not None:
+            notes.append(f"look-alike model not trained: {reason}; scored with rules instead")
+            card.update({"model": "rules", "fallback_reason": reason,
+                         "rules": _jsonable(asdict(cfg.rules))})
+            p_win = RulesScorer(cfg.rules).score(df, notes) / 100
+        else:
+            p_win = self._fit_model(df, y, numeric, categorical, card, notes)
+        out = df.copy()
+        out["p_win"] = np.round(p_win, 6)
+        out["score"] = np.round(100 * p_win, 2)
+        out["potential"] = np.round(p_win * sizes, 2)
+        return ScoreResult(accounts=out, model_card=card, notes=notes, model=self.pipeline_)
+
+    # -- deal size -------------------------------------------------------
+    def _deal_sizes(self, df, y, numeric, categorical, notes, card) -> np.ndarray:
+        """Expected deal size per account: size model, else the median won deal, else 1."""
+        cfg = self.config
+        col = cfg.deal_size
+        if not col or col not in df.columns:
+            notes.append(f"no deal size column {col!r}: potential = p_win (expected wins)")
+            card["deal_size"] = {"method": "none (1 per account)"}
+            return np.ones(len(df))
+        size = _numeric_column(df, col, "deal size")
+        won = size.notna() & (size > 0)
+        if y is not None:
+            won &= (y == 1).fillna(False)
+        n_won = int(won.sum())
+        if n_won == 0:
+            notes.append(f"no won deals with a {col!r}: potential = p_win (expected wins)")
+            card["deal_size"] = {"method": "none (1 per account)"}
+            return np.ones(len(df))
+        median = float(size[won].median())
+        if not cfg.size_model or n_won < 30 or not (numeric or categorical):
+            card["deal_size"] = {"method": "median won deal", "value": median, "n_won": n_won}
+            return np.full(len(df), median)
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.model_selection import cross_val_score
+
+        X = _frame(df, numeric, categorical)
+        skewed = _skewed(X, numeric)
+        pipe = _pipeline("gbm", numeric, categorical, skewed, cfg.seed)
+        pipe.steps[-1] = ("model", HistGradientBoostingRegressor(
+            max_iter=150, learning_rate=0.06, max_leaf_nodes=15, min_samples_leaf=20,
+            early_stopping=False, random_state=cfg.seed))
+        idx = np.nonzero(won.to_numpy())[0]
+        idx = idx if idx.size <= cfg.max_train else np.sort(
+            np.random.default_rng(cfg.seed).choice(idx, cfg.max_train, replace=False))
+        target = np.log(size.to_numpy()[idx])
+        r2 = cross_val_score(pipe, X.iloc[idx], target, cv=min(5, max(2, idx.size // 10)), scoring="r2")
+        pipe.fit(X.iloc[idx], target)
+        resid = target - pipe.predict(X.iloc[idx])
+        smear = float(np.mean(np.exp(resid)))  # Duan's smearing: mean, not median, of exp(log)
+        self.size_model_ = pipe
+        card["deal_size"] = {"method": "gradient boosting on log(deal size) of won deals",
+                             "n_won": n_won, "cv_r2_log": round(float(r2.mean()), 4),
+                             "median_won": median}
+        if r2.mean() <= 0:
+            notes.append(f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used")
+            card["deal_size"]["method"] = "median won deal (size model had no skill)"
+            return np.full(len(df), median)
+        return np.exp(pipe.predict(X)) * smear
+
+    # -- win model -------------------------------------------------------
+    def _fit_model(self, df, y, numeric, categorical, card, notes) -> np.ndarray:
+        from sklearn.base import clone
+        from sklearn.inspection import permutation_importance
+        from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+
+        cfg = self.config
+        X = _frame(df, numeric, categorical)
+        lab = np.nonzero(y.notna().to_numpy())[0]
+        yl = y.to_numpy(dtype="float64", na_value=np.nan)[lab].astype("int64")
+        skewed = _skewed(X.iloc[lab], numeric)
+        cv_idx = _stratified_sample(np.arange(lab.size), yl, cfg.max_cv, cfg.seed)
+        folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+        kinds = ["gbm", "logistic"] if cfg.model == "auto" else [cfg.model]
+        cv: dict[str, np.ndarray] = {}
+        for kind in kinds:
+            pipe = _pipeline(kind, numeric, categorical, skewed, cfg.seed)
+            cv[kind] = cross_val_score(pipe, X.iloc[lab[cv_idx]], yl[cv_idx], cv=folds, scoring="roc_auc")
+        best = max(kinds, key=lambda k: (round(float(cv[k].mean()), 3), k == "logistic"))
+        fit_idx = _stratified_sample(np.arange(lab.size), yl, cfg.max_train, cfg.seed)
+        pipe = _pipeline(best, numeric, categorical, skewed, cfg.seed)
+        pipe.fit(X.iloc[lab[fit_idx]], yl[fit_idx])
+        self.pipeline_ = pipe
+        p_win = pipe.predict_proba(X)[:, 1]
+
+        # permutation importance of the original columns on a held-out quarter
+        tr, te = train_test_split(np.arange(lab.size), test_size=0.25, stratify=yl, random_state=cfg.seed)
+        te = te[: 5000]
+        holdout = clone(pipe).fit(X.iloc[lab[tr[: cfg.max_train]]], yl[tr[: cfg.max_train]])
+        imp = permutation_importance(holdout, X.iloc[lab[te]], yl[te], scoring="roc_auc",
+                                     n_repeats=5, random_state=cfg.seed)
+        order = np.argsort(-imp.importances_mean)
+        top = [{"feature": X.columns[i], "importance": round(float(imp.importances_mean[i]), 4)}
+               for i in order[:10]]
+        card.update({
+            "model": {"gbm": "HistGradientBoostingClassifier", "logistic": "LogisticRegression"}[best],
+            "cv_auc_mean": round(float(cv[best].mean()), 4),
+            "cv_auc_std": round(float(cv[best].std()), 4),
+            "cv_folds": cfg.cv_folds,
+            "cv_rows": int(cv_idx.size),
+            "candidates": {k: round(float(v.mean()), 4) for k, v in cv.items()},
+            "log_features": skewed,
+            "top_features": top,
+            "importance": "permutation importance (drop in ROC AUC) on a held-out 25%",
+            "fallback_reason": None,
+        })
+        notes.append(f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
+                     f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows")
+        return p_win
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ------------------------------------------------------------------ top level
+
+def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) -> ScoreResult:
+    """Add ``p_win``, ``score``, ``potential`` and ``reach`` to every account.
+
+    Existing ``score`` / ``reach`` / ``p_win`` / ``potential`` columns are kept as given
+    (validated as numbers), not recomputed; the notes say so.
+    """
+    if not isinstance(accounts, pd.DataFrame):
+        raise InputError("accounts: expected a table of accounts")
+    if len(accounts) == 0:
+        raise InputError("accounts: no rows to score")
+    cfg = config or ScoringConfig()
+    df = accounts.reset_index(drop=True)
+    kept = {c: _numeric_column(df, c, "existing") for c in ("score", "reach", "p_win", "potential")
+            if c in df.columns}
+    weights = reach_weights(df, cfg)
+    reach_values = None if "reach" in kept else reach(df, weights)
+    result = LookalikeScorer(cfg).fit(df.drop(columns=list(kept)))
+    out = result.accounts
+    notes = result.notes
+    for col, values in kept.items():
+        out[col] = values.to_numpy()
+        notes.append(f"accounts already carry {col!r}: kept as given, not rescored")
+    if reach_values is not None:
+        out["reach"] = reach_values
+        if weights:
+            notes.append("reach = weighted log-normalized " + ", ".join(f"{c} ({w:g})" for c, w in weights.items()))
+        else:
+            notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
+    card = result.model_card
+    card["reach"] = {"columns": weights, "normalization": "log1p(x)/log1p(p99), clipped to [0,1]",
+                     "kept_existing": "reach" in kept}
+    card["score"] = "100 * p_win" if "score" not in kept else "kept as given"
+    card["kept_columns"] = sorted(kept)
+    card["notes"] = list(notes)
+    return ScoreResult(accounts=out, model_card=_jsonable(card), notes=notes, model=result.model)
+
+
+def model_card_path(out_path: str | os.PathLike) -> Path:
+    """``scored.csv`` -> ``scored.model.json`` beside it."""
+    p = Path(out_path)
+    return p.with_name(re.sub(r"\.(csv|parquet|pq|tsv|txt)$", "", p.name, flags=re.I) + ".model.json")
+
+
+def write_scored(result: ScoreResult, out_path: str | os.PathLike) -> Path:
+    """Write scored accounts (CSV, or Parquet by suffix) and the model card JSON, atomically."""
+    p = Path(out_path)
+    suffix = p.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        with atomic_path(p) as tmp:
+            result.accounts.to_parquet(tmp, index=False)
+    elif suffix in {".csv", ".txt", ""}:
+        write_csv(result.accounts, p)
+    else:
+        raise InputError(f"{p}: unsupported output type {suffix!r} (use .csv or .parquet)")
+    write_text(json.dumps(result.model_card, indent=2, sort_keys=False, default=str) + "\n",
+               model_card_path(p))
+    return p

@@ -1,0 +1,5 @@
+"""Territory building blocks: units (ZCTA, county, H3 or user polygons) and their adjacency."""
+
+from patchmap.units.adjacency import Adjacency, build_adjacency, h3_adjacency
+
+__all__ = ["Adjacency", "build_adjacency", "h3_adjacency"]
