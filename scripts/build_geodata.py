@@ -12,27 +12,34 @@ ZCTA polygons are simplified as a *coverage* so neighbouring ZCTAs stay glued to
 from __future__ import annotations
 
 import argparse
-import re
+import logging
 import sys
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
-import shapely
 
-from patchmap.geodata import FIPS_TO_STATE
+from patchmap import geofetch
+from patchmap.errors import InputError
+from patchmap.geofetch import (
+    DEFAULT_GRID_DEG,
+    DEFAULT_TOLERANCE_M,
+    assign_states,
+    counties_frame,
+    file_suffix,
+    find_column,
+    read_geo,
+    simplify_layer,
+    states_frame,
+    write_parquet,
+    zcta5,
+    zcta_frame,
+)
 from patchmap.io import atomic_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-CRS = "EPSG:4326"
-SIMPLIFY_CRS = "EPSG:5070"  # CONUS Albers equal-area: the tolerance is in metres
-DEFAULT_TOLERANCE_M = 50.0
-DEFAULT_GRID_DEG = 1e-6  # ~0.1 m; snapping to it shrinks the files a little
-MAX_LOST_PAIRS = 0.005  # fail if simplification loses more than 0.5 % of rook neighbours
 
 ZCTA_OUTPUTS = {"ca": "zcta_ca.parquet", "ri_de_dc": "zcta_ri_de_dc.parquet"}
 
@@ -48,28 +55,13 @@ UDS_LICENCE = "published by UDS Mapper / John Snow, Inc. (JSI) for free use"
 
 
 # ---------------------------------------------------------------- reading
-
-
-def _suffix(src: str) -> str:
-    """Lower-case file suffix of a path or URL (``.zip``, ``.parquet``, ...)."""
-    path = urllib.parse.urlparse(src).path if "://" in src else src
-    return Path(path).suffix.lower()
-
-
-def _read_geo(src: str) -> gpd.GeoDataFrame:
-    """GeoParquet, or anything GDAL reads (shapefile, zipped shapefile, URL), in EPSG:4326."""
-    if _suffix(src) in {".parquet", ".geoparquet"}:
-        gdf = gpd.read_parquet(src)
-    else:
-        gdf = gpd.read_file(src, engine="pyogrio")
-    if gdf.crs is None:
-        gdf = gdf.set_crs(CRS)  # TIGER is NAD83 geographic; metre-level differences only
-    return gdf.to_crs(CRS)
+# Geometry reading, column matching, coverage simplification and the ZCTA, county and state
+# layers live in patchmap.geofetch (shared with `patchmap geodata fetch`).
 
 
 def _read_table(src: str, **kwargs) -> pd.DataFrame:
     """CSV / tab-separated text (plain or zipped, path or URL), Excel or Parquet, all as str."""
-    suffix = _suffix(src)
+    suffix = file_suffix(src)
     if suffix in {".xlsx", ".xls"}:
         df = pd.read_excel(src, dtype=str)
     elif suffix == ".parquet":
@@ -80,26 +72,13 @@ def _read_table(src: str, **kwargs) -> pd.DataFrame:
     return df
 
 
-def _col(df: pd.DataFrame, *patterns: str, what: str) -> str:
-    """Name of the first column fully matching one of ``patterns`` (case-insensitive regexes)."""
-    for pattern in patterns:
-        for column in df.columns:
-            if re.fullmatch(pattern, str(column), flags=re.IGNORECASE):
-                return column
-    sys.exit(f"error: {what}: no column matching {' or '.join(patterns)} in {list(df.columns)}")
-
-
-def _zcta5(values: pd.Series) -> pd.Series:
-    """5-character ZCTA/ZIP strings from ids like ``1001``, ``01001`` or ``ZCTA5 01001``."""
-    digits = values.astype(str).str.strip().str.extract(r"(\d{1,5})$", expand=False)
-    return digits.str.zfill(5)
-
-
 def read_population(src: str) -> pd.Series:
     """2010 population per ZCTA; state parts of a cross-border ZCTA are summed."""
     df = _read_table(src)
-    zcta = _zcta5(df[_col(df, r".*zcta.*", r"geo_?id", r"name", what=src)])
-    pop = pd.to_numeric(df[_col(df, r".*population.*", r"p0*1_?0*1n?", what=src)], errors="coerce")
+    zcta = zcta5(df[find_column(df, r".*zcta.*", r"geo_?id", r"name", what=src)])
+    pop = pd.to_numeric(
+        df[find_column(df, r".*population.*", r"p0*1_?0*1n?", what=src)], errors="coerce"
+    )
     ok = zcta.notna() & pop.notna()  # drops blank lines and label rows of census exports
     return pop[ok].groupby(zcta[ok]).sum().round().astype("int64")
 
@@ -107,69 +86,15 @@ def read_population(src: str) -> pd.Series:
 def read_gazetteer(src: str) -> pd.DataFrame:
     """Gazetteer ZCTAs: ``zcta``, ``lat``, ``lon``, ``land_km2`` (blank trailer lines dropped)."""
     df = _read_table(src, sep="\t")
-    df = df[df[_col(df, r"geoid", what=src)].str.strip() != ""]
+    df = df[df[find_column(df, r"geoid", what=src)].str.strip() != ""]
     return pd.DataFrame(
         {
-            "zcta": _zcta5(df[_col(df, r"geoid", what=src)]),
-            "lat": pd.to_numeric(df[_col(df, r"intptlat", what=src)]),
-            "lon": pd.to_numeric(df[_col(df, r"intptlong?", what=src)]),
-            "land_km2": pd.to_numeric(df[_col(df, r"aland", what=src)]) / 1e6,
+            "zcta": zcta5(df[find_column(df, r"geoid", what=src)]),
+            "lat": pd.to_numeric(df[find_column(df, r"intptlat", what=src)]),
+            "lon": pd.to_numeric(df[find_column(df, r"intptlong?", what=src)]),
+            "land_km2": pd.to_numeric(df[find_column(df, r"aland", what=src)]) / 1e6,
         }
     ).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- geometry helpers
-
-
-def _polygonal(geoms: np.ndarray) -> np.ndarray:
-    """Valid geometries keeping only their polygonal parts (drops collapsed lines/points)."""
-    geoms = shapely.make_valid(np.asarray(geoms), method="structure", keep_collapsed=False)
-    mixed = np.flatnonzero(~np.isin(shapely.get_type_id(geoms), [3, 6]))  # not (Multi)Polygon
-    if mixed.size:
-        parts, idx = shapely.get_parts(geoms[mixed], return_index=True)
-        parts, sub = shapely.get_parts(parts, return_index=True)  # multipolygons in collections
-        keep = shapely.get_type_id(parts) == 3
-        fixed = np.full(mixed.size, shapely.from_wkt("MULTIPOLYGON EMPTY"), dtype=object)
-        shapely.multipolygons(parts[keep], indices=idx[sub][keep], out=fixed)
-        geoms[mixed] = fixed
-    return geoms
-
-
-def rook_pairs(geoms: np.ndarray) -> set[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, whose boundaries share a segment of positive length."""
-    tree = shapely.STRtree(geoms)
-    i, j = tree.query(geoms, predicate="intersects")
-    keep = i < j
-    i, j = i[keep], j[keep]
-    boundary = shapely.boundary(geoms)
-    shared = shapely.length(shapely.intersection(boundary[i], boundary[j])) > 0
-    return set(zip(i[shared].tolist(), j[shared].tolist(), strict=True))
-
-
-def simplify_coverage(geoms: np.ndarray, tolerance_m: float, grid_deg: float) -> np.ndarray:
-    """Coverage-simplify EPSG:4326 polygons with a tolerance in metres; stay valid and glued.
-
-    Shared edges are simplified once for both neighbours (``shapely.coverage_simplify``), so
-    no gaps or overlaps open. Snapping to ``grid_deg`` is kept only if the coverage stays valid.
-    """
-    projected = gpd.GeoSeries(geoms, crs=CRS).to_crs(SIMPLIFY_CRS).values
-    simple = shapely.coverage_simplify(np.asarray(projected), tolerance_m)
-    simple = np.asarray(gpd.GeoSeries(simple, crs=SIMPLIFY_CRS).to_crs(CRS).values)
-    if grid_deg > 0:
-        snapped = shapely.set_precision(simple, grid_deg)
-        if shapely.is_valid(snapped).all() and shapely.coverage_is_valid(snapped):
-            simple = snapped
-        else:
-            print(f"  snapping to {grid_deg} deg broke the coverage; kept full precision")
-    invalid = ~shapely.is_valid(simple)
-    if invalid.any():
-        print(f"  made {invalid.sum()} invalid simplified geometries valid")
-        simple[invalid] = _polygonal(simple[invalid])
-    empty = shapely.is_empty(simple)
-    if empty.any():
-        print(f"  {empty.sum()} geometries collapsed; kept them unsimplified")
-        simple[empty] = geoms[empty]
-    return simple
 
 
 # ---------------------------------------------------------------- layers
@@ -177,37 +102,7 @@ def simplify_coverage(geoms: np.ndarray, tolerance_m: float, grid_deg: float) ->
 
 def build_states(src: str) -> gpd.GeoDataFrame:
     """State polygons: ``state_fips``, ``state`` (USPS), ``name``."""
-    raw = _read_geo(src)
-    fips = raw[_col(raw, r"state_fips", r"statefp\d*", r"geoid\d*", what=src)].str.zfill(2)
-    gdf = gpd.GeoDataFrame(
-        {
-            "state_fips": fips,
-            "state": fips.map(FIPS_TO_STATE),
-            "name": raw[_col(raw, r"name\d*", what=src)],
-        },
-        geometry=_polygonal(raw.geometry.values),
-        crs=CRS,
-    )
-    unknown = gdf["state"].isna()
-    if unknown.any():
-        print(f"  states: dropped {unknown.sum()} rows with unknown FIPS {sorted(fips[unknown])}")
-    return gdf[~unknown].sort_values("state_fips").reset_index(drop=True)
-
-
-def assign_states(points: pd.DataFrame, states: gpd.GeoDataFrame) -> pd.Series:
-    """USPS state containing each lon/lat point; the nearest state for points outside all."""
-    pts = shapely.points(points["lon"].to_numpy(), points["lat"].to_numpy())
-    polys = states.geometry.values
-    tree = shapely.STRtree(polys)
-    p_idx, s_idx = tree.query(pts, predicate="intersects")
-    first = pd.Series(s_idx).groupby(p_idx).first()
-    hit = np.full(len(pts), -1)
-    hit[first.index.to_numpy()] = first.to_numpy()
-    outside = hit < 0
-    if outside.any():
-        hit[outside] = tree.query_nearest(pts[outside], all_matches=False)[1]
-    print(f"  zcta_points: {outside.sum()} points outside every state polygon -> nearest state")
-    return pd.Series(states["state"].to_numpy()[hit], index=points.index)
+    return states_frame(read_geo(src), src)
 
 
 def build_zcta_points(
@@ -233,84 +128,14 @@ def build_zcta_polygons(
 
     Also returns the number of rook-adjacent pairs before and after simplification.
     """
-    raw = pd.concat([_read_geo(s) for s in srcs], ignore_index=True)
-    what = ", ".join(srcs)
-    zcta = _zcta5(raw[_col(raw, r"zcta5ce\d*", r"zcta5?", r"geoid\d*", what=what)])
-    state_col = next((c for c in raw.columns if re.fullmatch(r"statefp\d*", c, re.I)), None)
-    if state_col is not None:
-        state = raw[state_col].str.zfill(2).map(FIPS_TO_STATE)
-    else:  # national files have no state column: use each polygon's representative point
-        rep = shapely.point_on_surface(raw.geometry.values)
-        state = assign_states(
-            pd.DataFrame({"lon": shapely.get_x(rep), "lat": shapely.get_y(rep)}), states
-        )
-    gdf = gpd.GeoDataFrame(
-        {
-            "zcta": zcta,
-            "state": state,
-            "land_km2": pd.to_numeric(raw[_col(raw, r"aland\d*", what=what)]) / 1e6,
-            "water_km2": pd.to_numeric(raw[_col(raw, r"awater\d*", what=what)]) / 1e6,
-            "population": zcta.map(population).fillna(0).astype("int64"),
-        },
-        geometry=_polygonal(raw.geometry.values),
-        crs=CRS,
-    )
-    gdf = gdf.sort_values(["zcta", "state"]).reset_index(drop=True)
-    full = np.asarray(gdf.geometry.values)
-    print(
-        f"  {len(gdf)} ZCTAs ({', '.join(sorted(gdf['state'].unique()))}), "
-        f"{shapely.get_num_coordinates(full).sum():,} vertices, coverage valid: "
-        f"{shapely.coverage_is_valid(full)}"
-    )
-    before = rook_pairs(full)
-    simple = simplify_coverage(full, tolerance_m, grid_deg)
-    after = rook_pairs(simple)
-    lost, gained = len(before - after), len(after - before)
-    print(
-        f"  simplified at {tolerance_m:g} m: {shapely.get_num_coordinates(simple).sum():,} "
-        f"vertices; valid: {shapely.is_valid(simple).all()}; coverage valid: "
-        f"{shapely.coverage_is_valid(simple)}"
-    )
-    print(
-        f"  rook-adjacent pairs: {len(before)} before, {len(after)} after "
-        f"(lost {lost}, gained {gained})"
-    )
-    if lost > MAX_LOST_PAIRS * max(len(before), 1):
-        sys.exit(
-            f"error: simplification lost {lost} of {len(before)} neighbour pairs; lower --tolerance"
-        )
-    gdf.geometry = simple
-    return gdf, (len(before), len(after))
+    raw = pd.concat([read_geo(s) for s in srcs], ignore_index=True)
+    gdf = zcta_frame(raw, population, states, ", ".join(srcs))
+    return simplify_layer(gdf, tolerance_m, grid_deg)
 
 
 def build_counties(src: str, points: pd.DataFrame) -> gpd.GeoDataFrame:
     """Counties with USPS state and 2010 population (summed from ZCTA points if not given)."""
-    raw = _read_geo(src)
-    print(
-        f"  counties: {(~shapely.is_valid(raw.geometry.values)).sum()} invalid geometries repaired"
-    )
-    geoid = raw[_col(raw, r"geoid\d*", r"county", what=src)].str.zfill(5)
-    gdf = gpd.GeoDataFrame(
-        {
-            "county": geoid,
-            "name": raw[_col(raw, r"name\d*", what=src)],
-            "state_fips": geoid.str[:2],
-            "state": geoid.str[:2].map(FIPS_TO_STATE),
-        },
-        geometry=_polygonal(raw.geometry.values),
-        crs=CRS,
-    )
-    pop_col = next((c for c in raw.columns if "population" in c.lower()), None)
-    if pop_col is not None:
-        pop = pd.to_numeric(raw[pop_col], errors="coerce")
-    else:  # official cartographic files carry no population: sum ZCTAs by internal point
-        pts = shapely.points(points["lon"].to_numpy(), points["lat"].to_numpy())
-        p_idx, c_idx = shapely.STRtree(gdf.geometry.values).query(pts, predicate="intersects")
-        first = pd.Series(c_idx).groupby(p_idx).first()
-        pop = points["population"].to_numpy()[first.index].astype(float)
-        pop = pd.Series(pop).groupby(first.to_numpy()).sum().reindex(range(len(gdf)))
-    gdf.insert(4, "population", pop.fillna(0).round().astype("int64").to_numpy())
-    return gdf.sort_values("county").reset_index(drop=True)
+    return counties_frame(read_geo(src), points, src)
 
 
 def build_crosswalk(src: str, known: pd.Series) -> tuple[pd.DataFrame, int]:
@@ -318,11 +143,11 @@ def build_crosswalk(src: str, known: pd.Series) -> tuple[pd.DataFrame, int]:
     raw = _read_table(src)
     cw = pd.DataFrame(
         {
-            "zip": _zcta5(raw[_col(raw, r"zip", r"zip_?code", what=src)]),
-            "zcta": _zcta5(raw[_col(raw, r"zcta_use", r"zcta", what=src)].replace("", None)),
-            "zip_type": raw[_col(raw, r"zip_?type", what=src)],
-            "city": raw[_col(raw, r"city_?name", r"po_name", what=src)],
-            "state": raw[_col(raw, r"state_?abbr", r"state", what=src)],
+            "zip": zcta5(raw[find_column(raw, r"zip", r"zip_?code", what=src)]),
+            "zcta": zcta5(raw[find_column(raw, r"zcta_use", r"zcta", what=src)].replace("", None)),
+            "zip_type": raw[find_column(raw, r"zip_?type", what=src)],
+            "city": raw[find_column(raw, r"city_?name", r"po_name", what=src)],
+            "state": raw[find_column(raw, r"state_?abbr", r"state", what=src)],
         }
     )
     bad = cw["zcta"].isna() | ~cw["zcta"].isin(known)
@@ -334,13 +159,6 @@ def build_crosswalk(src: str, known: pd.Series) -> tuple[pd.DataFrame, int]:
 
 
 # ---------------------------------------------------------------- writing
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Write (Geo)Parquet with zstd, atomically (temporary file, then ``os.replace``)."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, compression="zstd", index=False)
-        tmp.chmod(0o644)  # mkstemp creates 0600 files
 
 
 def _mb(path: Path) -> str:
@@ -469,6 +287,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)  # geofetch reports its steps through logging
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    geofetch.log.addHandler(handler)
+    geofetch.log.setLevel(logging.INFO)
+    geofetch.log.propagate = False
+    try:
+        build(args)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def build(args: argparse.Namespace) -> None:
+    """Write every geodata/ file and its README."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, int] = {}

@@ -48,7 +48,7 @@ def test_plan_has_every_unit_once_and_is_contiguous(small_chain):
     gdf = gpd.read_parquet(units_path)
     adj = build_adjacency(gdf, id_col="unit_id")
     labels = plan.set_index("unit_id").loc[adj.ids, "territory"].to_numpy()
-    assert all(is_contiguous(adj, labels).values())
+    assert is_contiguous(adj, labels).all()
 
 
 def test_export_lookup_covers_every_zcta_once(small_chain, tmp_path, ri_accounts_csv):

@@ -90,7 +90,9 @@ def validate_plan(
     blank = ids.isna() | (ids == "") | terr.isna() | (terr == "")
     if blank.any():
         bad = lines[blank.to_numpy()]
-        raise InputError(f"{source}: {row_word} {_listed(list(bad), quote=False)}: empty unit_id or territory")
+        raise InputError(
+            f"{source}: {row_word} {_listed(list(bad), quote=False)}: empty unit_id or territory"
+        )
     ids = ids.astype(str)
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
@@ -104,7 +106,10 @@ def validate_plan(
     known = _unit_ids(units)
     unknown = ~ids.isin(known).to_numpy()
     if unknown.any():
-        pairs = [f"{row_word} {ln} ({uid!r})" for ln, uid in zip(lines[unknown], ids[unknown], strict=True)]
+        pairs = [
+            f"{row_word} {ln} ({uid!r})"
+            for ln, uid in zip(lines[unknown], ids[unknown], strict=True)
+        ]
         more = len(pairs) - _MAX_LISTED
         raise InputError(
             f"{source}: unit_id not among the units on {', '.join(pairs[:_MAX_LISTED])}"
@@ -133,7 +138,11 @@ def read_plan(
         raise InputError(f"{p}: file not found")
     try:
         df = pd.read_csv(
-            p, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+            p,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
             skipinitialspace=True,
         )
     except pd.errors.EmptyDataError:
@@ -143,7 +152,9 @@ def read_plan(
         raise InputError(f"{p}: cannot read as CSV ({first})") from None
     header = [str(c).strip() for c in df.columns]
     if header != PLAN_COLUMNS:
-        raise InputError(f"{p}: header is {','.join(header)!r}, expected exactly 'unit_id,territory'")
+        raise InputError(
+            f"{p}: header is {','.join(header)!r}, expected exactly 'unit_id,territory'"
+        )
     df.columns = header
     if df.empty:
         raise InputError(f"{p}: no rows after the header")
@@ -187,7 +198,11 @@ def _engine_territories(plan_metrics: Any) -> pd.DataFrame | None:
     """The engine's per-territory table (a ``Plan`` or a DataFrame), or None."""
     if plan_metrics is None:
         return None
-    t = plan_metrics if isinstance(plan_metrics, pd.DataFrame) else getattr(plan_metrics, "territories", None)
+    t = (
+        plan_metrics
+        if isinstance(plan_metrics, pd.DataFrame)
+        else getattr(plan_metrics, "territories", None)
+    )
     if not isinstance(t, pd.DataFrame) or "territory" not in t.columns:
         return None
     t = t.copy()
@@ -235,12 +250,24 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def dissolve_territories(units: gpd.GeoDataFrame, labels: Sequence[str] | np.ndarray) -> gpd.GeoDataFrame:
-    """One valid (Multi)Polygon per territory, sorted by territory, index reset."""
+def dissolve_territories(
+    units: gpd.GeoDataFrame, labels: Sequence[str] | np.ndarray, *, coverage: bool | None = None
+) -> gpd.GeoDataFrame:
+    """One valid MultiPolygon per territory, sorted by territory, index reset.
+
+    A valid polygon coverage (ZCTAs, counties: checked unless ``coverage`` says) is merged
+    by its shared edges (``coverage_union``, several times faster); anything else by a
+    full unary union.
+    """
+    geoms = np.asarray(units.geometry.values, dtype=object)
+    if coverage is None:
+        coverage = bool(shapely.coverage_is_valid(geoms))
     geo = gpd.GeoDataFrame(
-        {"territory": np.asarray(labels, dtype=object)}, geometry=units.geometry.values, crs=units.crs or 4326
+        {"territory": np.asarray(labels, dtype=object)}, geometry=geoms, crs=units.crs or 4326
     )
-    d = geo.dissolve(by="territory", sort=True).reset_index()
+    d = geo.dissolve(
+        by="territory", sort=True, method="coverage" if coverage else "unary"
+    ).reset_index()
     d = d.set_geometry(_polygonal(d.geometry.values), crs=geo.crs)
     return d[["territory", "geometry"]]
 
@@ -260,10 +287,14 @@ def _check_reps(reps: pd.DataFrame) -> pd.DataFrame:
         bad = vals.isna() | (vals.abs() > (90 if c == "lat" else 180))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"reps: row {i + 1}: column {c!r} is not a valid coordinate ({r[c].iloc[i]!r})")
+            raise InputError(
+                f"reps: row {i + 1}: column {c!r} is not a valid coordinate ({r[c].iloc[i]!r})"
+            )
         r[c] = vals.astype(float)
     if r["rep_id"].duplicated().any():
-        raise InputError(f"reps: rep_id {r['rep_id'][r['rep_id'].duplicated()].iloc[0]!r} appears twice")
+        raise InputError(
+            f"reps: rep_id {r['rep_id'][r['rep_id'].duplicated()].iloc[0]!r} appears twice"
+        )
     if "territory" in r.columns:
         r["territory"] = r["territory"].astype("string").str.strip()
     return r
@@ -288,8 +319,12 @@ def rep_table(
         link = r.assign(territory=r["rep_id"])
     elif dissolved is not None:
         pts = gpd.GeoDataFrame(r, geometry=gpd.points_from_xy(r["lon"], r["lat"]), crs=4326)
-        hit = gpd.sjoin(pts, dissolved[["territory", "geometry"]].rename(columns={"territory": "_t"}),
-                        how="inner", predicate="intersects")
+        hit = gpd.sjoin(
+            pts,
+            dissolved[["territory", "geometry"]].rename(columns={"territory": "_t"}),
+            how="inner",
+            predicate="intersects",
+        )
         link = hit.drop(columns=["territory"], errors="ignore").rename(columns={"_t": "territory"})
         link = link.drop_duplicates(subset="rep_id")
     else:
@@ -323,7 +358,9 @@ def _capacity_rule(capacity: float | Mapping[str, float] | str | None) -> dict[s
         try:
             rule = {name.strip(): float(value)}
         except ValueError:
-            raise InputError(f"capacity: expected e.g. 150 or potential=2000000, got {capacity!r}") from None
+            raise InputError(
+                f"capacity: expected e.g. 150 or potential=2000000, got {capacity!r}"
+            ) from None
     else:
         rule = {str(k): float(v) for k, v in capacity.items()}
     bad = [k for k, v in rule.items() if not v > 0]
@@ -413,7 +450,9 @@ def territory_summary(
         if "score" in acc.columns:
             n = np.bincount(acodes, minlength=k)
             with np.errstate(divide="ignore", invalid="ignore"):
-                out["avg_score"] = np.where(n > 0, total(_numeric(acc, "score"), acodes) / n, np.nan)
+                out["avg_score"] = np.where(
+                    n > 0, total(_numeric(acc, "score"), acodes) / n, np.nan
+                )
         expected = _expected_revenue(acc)
         if expected is not None:
             out["expected_revenue"] = total(expected, acodes)
@@ -427,6 +466,8 @@ def territory_summary(
             out["expected_revenue"] = out["potential"]
 
     engine = _engine_territories(plan_metrics)
+    if balance is None and getattr(plan_metrics, "balance", None):
+        balance = [c for c in plan_metrics.balance if c in units.columns] or None
     cols = _balance_cols(units, balance)
     devs = []
     for col in cols:
@@ -438,12 +479,23 @@ def territory_summary(
         devs.append(_deviation(out["units"].to_numpy()))
     stacked = np.vstack(devs)
     out["deviation"] = stacked[np.argmax(np.abs(stacked), axis=0), np.arange(k)]
-    out["polsby_popper"] = polsby_popper(dissolved.set_index("territory").geometry.reindex(out["territory"]))
+    out["polsby_popper"] = polsby_popper(
+        dissolved.set_index("territory").geometry.reindex(out["territory"])
+    )
     if engine is not None:
         e = engine.set_index("territory").reindex(out["territory"])
-        for col in ("deviation", "polsby_popper", "contiguous"):
+        same = [c for c in out.columns if c.endswith("_deviation")] + [
+            "polsby_popper",
+            "contiguous",
+        ]
+        for col in same:
             if col in e.columns and e[col].notna().all():
                 out[col] = e[col].to_numpy()
+        stacked = out[[c for c in out.columns if c.endswith("_deviation")]].to_numpy().T
+        if len(stacked):
+            out["deviation"] = stacked[np.argmax(np.abs(stacked), axis=0), np.arange(k)]
+        if adjacency is None:
+            adjacency = getattr(plan_metrics, "adjacency", None)
     if "contiguous" not in out.columns:
         out["contiguous"] = _contiguity(units, labels, adjacency)
     out["contiguous"] = out["contiguous"].astype(bool)
@@ -453,18 +505,26 @@ def territory_summary(
         need = np.zeros(k)
         for col, per_rep in rule.items():
             if col not in out.columns:
-                raise InputError(f"capacity: column {col!r} not available (have {', '.join(out.columns)})")
+                raise InputError(
+                    f"capacity: column {col!r} not available (have {', '.join(out.columns)})"
+                )
             need = np.maximum(need, np.ceil(out[col].to_numpy(dtype=float) / per_rep - 1e-9))
         out["recommended_reps"] = np.maximum(need, 1).astype(int)
     if "rep_capacity" in out.columns and "accounts" in out.columns:
         with np.errstate(divide="ignore", invalid="ignore"):
-            out["capacity_used"] = out["accounts"] / pd.to_numeric(out["rep_capacity"], errors="coerce")
+            out["capacity_used"] = out["accounts"] / pd.to_numeric(
+                out["rep_capacity"], errors="coerce"
+            )
     return out
 
 
 def _whole(values: np.ndarray) -> np.ndarray:
     """Totals as integers when they are whole numbers (counts), else unchanged."""
-    if np.all(np.isfinite(values)) and np.all(values == np.round(values)) and np.abs(values).max(initial=0) < 2**53:
+    if (
+        np.all(np.isfinite(values))
+        and np.all(values == np.round(values))
+        and np.abs(values).max(initial=0) < 2**53
+    ):
         return values.astype(np.int64)
     return values
 
@@ -479,7 +539,9 @@ def _expected_revenue(acc: pd.DataFrame) -> pd.Series | None:
     return None
 
 
-def _accounts_in_units(accounts: pd.DataFrame, unit_ids: pd.Series, labels: np.ndarray) -> pd.DataFrame:
+def _accounts_in_units(
+    accounts: pd.DataFrame, unit_ids: pd.Series, labels: np.ndarray
+) -> pd.DataFrame:
     """Accounts that sit in one of the units, with the ``territory`` of that unit."""
     if "unit_id" not in accounts.columns:
         raise InputError("accounts: column 'unit_id' not found (place accounts into units first)")
@@ -545,30 +607,52 @@ def zip_to_rep(
     return z[cols].sort_values("zip", kind="stable").reset_index(drop=True)
 
 
-def _points_in_polygons(pts: pd.DataFrame, units: gpd.GeoDataFrame, snap_km: float = 5.0) -> pd.Series:
+def _points_in_polygons(
+    pts: pd.DataFrame, units: gpd.GeoDataFrame, snap_km: float = 5.0
+) -> pd.Series:
     """Unit id of each ZCTA point inside (or within ``snap_km`` of) a unit, indexed by ZCTA."""
     from patchmap.metrics import equal_area_crs
 
     minx, miny, maxx, maxy = units.total_bounds
     pad = 0.1
-    near = pts[pts["lon"].between(minx - pad, maxx + pad) & pts["lat"].between(miny - pad, maxy + pad)]
-    p = gpd.GeoDataFrame({"zcta": near["zcta"].to_numpy()},
-                         geometry=gpd.points_from_xy(near["lon"], near["lat"]), crs=4326)
-    u = gpd.GeoDataFrame({"unit_id": units["unit_id"].astype(str).to_numpy()},
-                         geometry=units.geometry.values, crs=units.crs or 4326)
+    near = pts[
+        pts["lon"].between(minx - pad, maxx + pad) & pts["lat"].between(miny - pad, maxy + pad)
+    ]
+    p = gpd.GeoDataFrame(
+        {"zcta": near["zcta"].to_numpy()},
+        geometry=gpd.points_from_xy(near["lon"], near["lat"]),
+        crs=4326,
+    )
+    u = gpd.GeoDataFrame(
+        {"unit_id": units["unit_id"].astype(str).to_numpy()},
+        geometry=units.geometry.values,
+        crs=units.crs or 4326,
+    )
     inside = gpd.sjoin(p, u, how="left", predicate="intersects").drop_duplicates(subset="zcta")
     found = inside.dropna(subset=["unit_id"])
     rest = p[~p["zcta"].isin(found["zcta"])]
     if len(rest):
         crs = equal_area_crs(u)
-        snapped = gpd.sjoin_nearest(rest.to_crs(crs), u.to_crs(crs), how="inner",
-                                    max_distance=snap_km * 1000.0).drop_duplicates(subset="zcta")
+        snapped = gpd.sjoin_nearest(
+            rest.to_crs(crs), u.to_crs(crs), how="inner", max_distance=snap_km * 1000.0
+        ).drop_duplicates(subset="zcta")
         found = pd.concat([found[["zcta", "unit_id"]], snapped[["zcta", "unit_id"]]])
     return pd.Series(found["unit_id"].astype(str).to_numpy(), index=found["zcta"].to_numpy())
 
 
 # ---------------------------------------------------------------------------------------------
 # writing
+
+
+def _rounded_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Readable CSV numbers: fractions to 6 decimals, Polsby-Popper to 4, amounts to cents."""
+    out = summary.copy()
+    for c in out.columns:
+        if not pd.api.types.is_float_dtype(out[c]):
+            continue
+        fraction = c == "deviation" or c.endswith("_deviation") or c == "capacity_used"
+        out[c] = out[c].round(6 if fraction else 4 if c in ("polsby_popper", "avg_score") else 2)
+    return out
 
 
 def _write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str = "territories") -> Path:
@@ -583,7 +667,12 @@ def _write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
     """GeoJSON (RFC 7946, 6 decimals: about 0.1 m), written atomically."""
     with atomic_path(path) as tmp:
         tmp.unlink()
-        gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6"})
+        gdf.to_file(
+            tmp,
+            driver="GeoJSON",
+            engine="pyogrio",
+            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6"},
+        )
     return path
 
 
@@ -607,16 +696,19 @@ def _is_num(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
-def summary_markdown(summary: pd.DataFrame, *, title: str = "Territory plan", plan_metrics: Any = None) -> str:
+def summary_markdown(
+    summary: pd.DataFrame, *, title: str = "Territory plan", plan_metrics: Any = None
+) -> str:
     """The summary table as Markdown, with a headline of balance and contiguity."""
     k = len(summary)
-    max_dev = float(np.abs(summary["deviation"]).max()) if k else 0.0
-    if plan_metrics is not None and getattr(plan_metrics, "max_deviation", None) is not None:
-        max_dev = float(plan_metrics.max_deviation)
     n_cont = int(summary["contiguous"].sum())
     lines = [f"# {title}", ""]
     lines.append(f"- territories: {k}")
-    lines.append(f"- max deviation from target: {100 * max_dev:.2f}%")
+    for col in [c for c in summary.columns if c.endswith("_deviation")] or ["deviation"]:
+        name = col[: -len("_deviation")] or "units"
+        lines.append(
+            f"- max deviation from target ({name}): {100 * float(summary[col].abs().max()):.2f}%"
+        )
     lines.append(f"- contiguous: {n_cont} of {k}")
     lines.append(f"- mean Polsby-Popper: {summary['polsby_popper'].mean():.3f}")
     cut = getattr(plan_metrics, "cut_edge_fraction", None) if plan_metrics is not None else None
@@ -628,7 +720,11 @@ def summary_markdown(summary: pd.DataFrame, *, title: str = "Territory plan", pl
     lines.append("|" + "|".join("---:" if _is_num(summary[c]) else "---" for c in cols) + "|")
     for row in summary[cols].itertuples(index=False):
         lines.append("| " + " | ".join(_fmt(v, c) for v, c in zip(row, cols, strict=True)) + " |")
-    numeric = [c for c in cols if c in SUM_COLUMNS or c in ("units", "expected_revenue", "recommended_reps")]
+    numeric = [
+        c
+        for c in cols
+        if c in SUM_COLUMNS or c in ("units", "expected_revenue", "recommended_reps")
+    ]
     if numeric:
         tot = ["**total**" if i == 0 else "" for i in range(len(cols))]
         for c in numeric:
@@ -668,8 +764,14 @@ def export_plan(
     pf = pd.DataFrame({"unit_id": units["unit_id"], "territory": labels})
     dissolved = dissolve_territories(units, labels)
     summary = territory_summary(
-        units, pf, accounts=accounts, reps=reps, capacity=capacity, balance=balance,
-        plan_metrics=plan_metrics, dissolved=dissolved,
+        units,
+        pf,
+        accounts=accounts,
+        reps=reps,
+        capacity=capacity,
+        balance=balance,
+        plan_metrics=plan_metrics,
+        dissolved=dissolved,
     )
     reps_t = summary[[c for c in ("territory", "rep_id", "rep_name") if c in summary.columns]]
     written: dict[str, Path] = {}
@@ -681,16 +783,37 @@ def export_plan(
         acc = _accounts_in_units(accounts, units["unit_id"], labels)
         if len(reps_t.columns) > 1:
             acc = acc.merge(reps_t, on="territory", how="left")
-        lead = [c for c in ("account_id", "name", "unit_id", "territory", "rep_id", "rep_name") if c in acc.columns]
-        extra = [c for c in ("status", "score", "reach", "potential", "p_win", "deal_size", "zip", "lat", "lon")
-                 if c in acc.columns and c not in lead]
+        lead = [
+            c
+            for c in ("account_id", "name", "unit_id", "territory", "rep_id", "rep_name")
+            if c in acc.columns
+        ]
+        extra = [
+            c
+            for c in (
+                "status",
+                "score",
+                "reach",
+                "potential",
+                "p_win",
+                "deal_size",
+                "zip",
+                "lat",
+                "lon",
+            )
+            if c in acc.columns and c not in lead
+        ]
         written["assignments"] = write_csv(acc[lead + extra], out / "assignments.csv")
 
-    geo = gpd.GeoDataFrame(dissolved.merge(summary, on="territory", how="left"), geometry="geometry", crs=4326)
+    geo = gpd.GeoDataFrame(
+        dissolved.merge(summary, on="territory", how="left"), geometry="geometry", crs=4326
+    )
     written["territories_geojson"] = _write_geojson(geo, out / "territories.geojson")
     written["territories_gpkg"] = _write_gpkg(geo, out / "territories.gpkg")
-    written["summary"] = write_csv(summary, out / "summary.csv")
-    written["summary_md"] = write_text(summary_markdown(summary, plan_metrics=plan_metrics), out / "summary.md")
+    written["summary"] = write_csv(_rounded_summary(summary), out / "summary.csv")
+    written["summary_md"] = write_text(
+        summary_markdown(summary, plan_metrics=plan_metrics), out / "summary.md"
+    )
     return written
 
 

@@ -1,18 +1,25 @@
-"""Bundled Census reference geography: ZCTA polygons and points, ZIP crosswalk, counties, states.
+"""Census reference geography: ZCTA polygons and points, ZIP crosswalk, counties, states.
 
-The files live in ``geodata/`` (built by ``scripts/build_geodata.py``, see its README) and are
-read lazily, once per process; every public function returns a fresh copy so callers may mutate
-what they get.
+The bundled files live in ``geodata/`` (built by ``scripts/build_geodata.py``, see its README).
+National layers fetched with :func:`patchmap.geofetch.fetch_geodata` live in the user cache
+(``$PATCHMAP_CACHE``, ``off`` to ignore it) and are registered in its ``manifest.json``; when
+present they take the place of the bundled polygons (newest vintage first). Files are read
+lazily, once per process and file version; every public function returns a fresh copy so
+callers may mutate what they get.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import shapely
@@ -22,6 +29,8 @@ import patchmap
 from patchmap.errors import InputError
 
 ENV_VAR = "PATCHMAP_GEODATA"
+CACHE_ENV_VAR = "PATCHMAP_CACHE"
+MANIFEST_NAME = "manifest.json"
 
 #: State FIPS code -> USPS abbreviation (50 states, DC, Puerto Rico and four territories).
 FIPS_TO_STATE: dict[str, str] = {
@@ -65,6 +74,16 @@ ZCTA_POINTS_FILE = "zcta_points.parquet"
 ZIP_ZCTA_FILE = "zip_zcta.parquet"
 ZCTA_POLYGON_GLOB = "zcta_*.parquet"
 
+ZCTA_VINTAGE = 2010  # bundled ZCTA polygons and points (TIGER/Line and gazetteer 2010)
+CROSSWALK_VINTAGE = 2015  # bundled USPS ZIP -> ZCTA 2010 crosswalk (UDS Mapper)
+#: Bundled file -> (kind, vintage), as listed by ``patchmap geodata list``.
+BUNDLED_VINTAGES: dict[str, tuple[str, int]] = {
+    STATES_FILE: ("state", 2017),
+    COUNTIES_FILE: ("county", 2017),
+    ZCTA_POINTS_FILE: ("zcta_points", ZCTA_VINTAGE),
+    ZIP_ZCTA_FILE: ("zip_crosswalk", CROSSWALK_VINTAGE),
+}
+
 
 def geodata_dir() -> Path:
     """Directory of the reference geography.
@@ -81,6 +100,98 @@ def geodata_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "geodata"
 
 
+def cache_dir() -> Path | None:
+    """Directory of fetched national geography: ``$PATCHMAP_CACHE``, else the user cache.
+
+    ``PATCHMAP_CACHE=off`` disables the cache (only the bundled geography is used).
+    """
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return None if env.strip().lower() in {"off", "none", "0"} else Path(env).expanduser()
+    try:
+        import pooch
+    except ImportError:  # pooch only downloads; the cache location rule is the same
+        base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+        return Path(base).expanduser() / "patchmap"
+    return Path(pooch.os_cache("patchmap")).expanduser()
+
+
+def read_manifest(directory: Path | None = None) -> dict[str, Any]:
+    """The cache manifest (``{'format': 1, 'entries': {'zcta/2020': {...}}}``); empty if none."""
+    directory = directory if directory is not None else cache_dir()
+    if directory is None:
+        return {"format": 1, "entries": {}}
+    path = directory / MANIFEST_NAME
+    try:
+        stat = path.stat()
+    except OSError:
+        return {"format": 1, "entries": {}}
+    return json.loads(_read_manifest_text(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_manifest_text(path: Path, mtime_ns: int, size: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+        manifest = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable geodata cache manifest ({exc}); delete it") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("entries", {}), dict):
+        raise InputError(f"{path}: not a patchmap geodata cache manifest; delete it")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedLayer:
+    """A fetched national layer registered in the cache manifest."""
+
+    kind: str
+    vintage: int
+    level: str
+    path: Path
+    states: tuple[str, ...]
+
+
+def cached_layers(kind: str, level: str = "analysis") -> list[CachedLayer]:
+    """Cached layers of ``kind`` at ``level`` whose file exists, newest vintage first."""
+    directory = cache_dir()
+    if directory is None:
+        return []
+    out = []
+    for entry in read_manifest(directory).get("entries", {}).values():
+        info = entry.get("layers", {}).get(level)
+        if entry.get("kind") != kind or not info:
+            continue
+        path = directory / info["path"]
+        if path.is_file():
+            out.append(
+                CachedLayer(kind, int(entry["vintage"]), level, path, tuple(entry.get("states", ())))
+            )
+    return sorted(out, key=lambda layer: layer.vintage, reverse=True)
+
+
+def _cached_layer(kind: str, level: str, vintage: int | None) -> CachedLayer | None:
+    """The newest cached layer (or the one of ``vintage``); None means use the bundled one."""
+    if level not in {"analysis", "display"}:
+        raise InputError(f"unknown geography level {level!r} (use analysis or display)")
+    layers = cached_layers(kind, level)
+    if vintage is None:
+        return layers[0] if layers else None
+    for layer in layers:
+        if layer.vintage == int(vintage):
+            return layer
+    bundled = {v for k, v in BUNDLED_VINTAGES.values() if k == kind}
+    if kind == "zcta":
+        bundled.add(ZCTA_VINTAGE)
+    if int(vintage) in bundled:
+        return None
+    have = sorted({layer.vintage for layer in layers} | bundled)
+    raise InputError(
+        f"no {kind} polygons of vintage {vintage} (available: {', '.join(map(str, have))}; "
+        f"fetch with `patchmap geodata fetch {kind} --year {vintage}`)"
+    )
+
+
 def _path(name: str) -> Path:
     path = geodata_dir() / name
     if not path.is_file():
@@ -90,13 +201,32 @@ def _path(name: str) -> Path:
     return path
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """File version for the read caches: a replaced file is read again."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _read_geo(path: Path, states: tuple[str, ...] | None = None) -> gpd.GeoDataFrame:
+    """A GeoParquet file (only the rows of ``states`` if given), cached per file version."""
+    return _read_geo_cached(path, _stamp(path), states)
+
+
 @functools.lru_cache(maxsize=16)
-def _read_geo(path: Path) -> gpd.GeoDataFrame:
-    return gpd.read_parquet(path)
+def _read_geo_cached(
+    path: Path, stamp: tuple[int, int], states: tuple[str, ...] | None
+) -> gpd.GeoDataFrame:
+    if states is None:
+        return gpd.read_parquet(path)
+    return gpd.read_parquet(path, filters=[("state", "in", list(states))])
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    return _read_table_cached(path, _stamp(path))
 
 
 @functools.lru_cache(maxsize=8)
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table_cached(path: Path, stamp: tuple[int, int]) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
@@ -139,17 +269,27 @@ def normalize_states(states: str | Sequence[str]) -> list[str]:
     return out
 
 
+def _layer_file(kind: str, bundled_name: str, level: str = "analysis") -> Path:
+    """The cached national layer of ``kind`` if fetched, else the bundled file."""
+    cached = _cached_layer(kind, level, None)
+    return cached.path if cached is not None else _path(bundled_name)
+
+
 def states() -> gpd.GeoDataFrame:
-    """U.S. states, DC and territories (``state_fips``, ``state``, ``name``, geometry; EPSG:4326)."""
-    return _read_geo(_path(STATES_FILE)).copy()
+    """U.S. states, DC and territories (``state_fips``, ``state``, ``name``, geometry; EPSG:4326).
+
+    Fetched national state polygons if cached, else the bundled ones.
+    """
+    return _read_geo(_layer_file("state", STATES_FILE)).copy()
 
 
 def counties(states: Sequence[str] | None = None) -> gpd.GeoDataFrame:
     """Counties (``county`` FIPS, ``name``, ``state_fips``, ``state``, ``population``, geometry).
 
-    ``states`` restricts to those states (any form :func:`normalize_states` accepts).
+    ``states`` restricts to those states (any form :func:`normalize_states` accepts). Fetched
+    national counties if cached, else the bundled ones.
     """
-    gdf = _read_geo(_path(COUNTIES_FILE))
+    gdf = _read_geo(_layer_file("county", COUNTIES_FILE))
     if states is not None:
         gdf = gdf[gdf["state"].isin(normalize_states(states))]
     return gdf.reset_index(drop=True)  # a new frame: callers never touch the cached one
@@ -160,24 +300,48 @@ def bundled_zcta_states() -> list[str]:
     return sorted(_zcta_files(geodata_dir()))
 
 
-def zcta_polygons(states: Sequence[str] | None = None) -> gpd.GeoDataFrame:
+def zcta_states() -> list[str]:
+    """States with ZCTA polygons available, bundled or fetched into the cache, sorted."""
+    return sorted(_zcta_sources("analysis", None)[0])
+
+
+def _zcta_sources(level: str, vintage: int | None) -> tuple[dict[str, Path], CachedLayer | None]:
+    """State -> ZCTA polygon file: the cached national layer where it has the state."""
+    cached = _cached_layer("zcta", level, vintage)
+    index = {} if vintage is not None and cached is not None else dict(_zcta_files(geodata_dir()))
+    if cached is not None:
+        index.update(dict.fromkeys(cached.states, cached.path))
+    return index, cached
+
+
+def zcta_polygons(
+    states: Sequence[str] | None = None, *, level: str = "analysis", vintage: int | None = None
+) -> gpd.GeoDataFrame:
     """Simplified ZCTA polygons (``zcta``, ``state``, ``land_km2``, ``water_km2``, ``population``).
 
-    ``None`` means every bundled state; asking for a state without bundled polygons raises
-    :class:`InputError` naming it and listing the bundled ones.
+    National polygons fetched into the cache are used when present (newest vintage, or
+    ``vintage``), the bundled ones otherwise; ``level`` picks the cached ``analysis`` (50 m)
+    or ``display`` simplification. ``None`` means every available state; asking for a state
+    without polygons raises :class:`InputError` naming it and listing the available ones.
     """
-    index = _zcta_files(geodata_dir())
+    index, cached = _zcta_sources(level, vintage)
     wanted = sorted(index) if states is None else normalize_states(states)
     missing = [s for s in wanted if s not in index]
     if missing:
         raise InputError(
-            f"no bundled ZCTA polygons for {', '.join(missing)} "
-            f"(bundled: {', '.join(sorted(index)) or 'none'})"
+            f"no ZCTA polygons for {', '.join(missing)} "
+            f"(available: {', '.join(sorted(index)) or 'none'}; "
+            "fetch every state with `patchmap geodata fetch zcta`)"
         )
     if not wanted:
         raise InputError(f"no ZCTA polygon files in {geodata_dir()}")
-    files = dict.fromkeys(index[s] for s in wanted)
-    frames = [_read_geo(path) for path in files]
+    frames = []
+    for path in dict.fromkeys(index[s] for s in wanted):
+        if cached is not None and path == cached.path:  # national file: read only these states
+            part = _read_geo(path, tuple(s for s in wanted if index[s] == path))
+            frames.append(part.sort_values("zcta", kind="stable"))
+        else:
+            frames.append(_read_geo(path))
     gdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return gdf[gdf["state"].isin(wanted)].reset_index(drop=True)
 
@@ -195,9 +359,82 @@ def zip_crosswalk() -> pd.DataFrame:
 def region_geometry(states: str | Sequence[str]) -> BaseGeometry:
     """Union of the given states' polygons as one shapely geometry (e.g. for an H3 polyfill)."""
     codes = normalize_states(states)
-    layer = _read_geo(_path(STATES_FILE))
+    layer = _read_geo(_layer_file("state", STATES_FILE))
     rows = layer[layer["state"].isin(codes)]
     missing = sorted(set(codes) - set(rows["state"]))
     if missing:
         raise InputError(f"no state boundary bundled for {', '.join(missing)}")
     return shapely.union_all(rows.geometry.values)
+
+
+#: ``zip_status`` statuses, from usable to unusable.
+ZIP_STATUSES = ("ok", "retired", "not_in_crosswalk", "unknown", "invalid")
+
+
+def zip_status(zips: pd.Series | Sequence[str]) -> pd.DataFrame:
+    """Why each ZIP does or does not resolve: ``zip``, ``zcta``, ``status``, ``reason``.
+
+    ``status`` is one of :data:`ZIP_STATUSES`: ``ok`` (resolves, as in
+    :func:`patchmap.geocode.zip_locations`); ``retired`` (resolves to a 2010 ZCTA that a newer
+    cached ZCTA vintage no longer has); ``not_in_crosswalk`` (a plausible ZIP absent from the
+    2015 crosswalk: retired, newer or mistyped; ``zcta`` is set when a newer cached ZCTA
+    vintage has it); ``unknown`` (no ZIP starts with its first three digits); ``invalid``
+    (not a ZIP). ``reason`` is a short text for reject files, empty for ``ok``. Values are
+    normalized as in :func:`patchmap.geocode.normalize_zip`; the index follows ``zips``.
+    """
+    from patchmap.geocode import normalize_zip  # late: geocode imports this module
+
+    raw = zips if isinstance(zips, pd.Series) else pd.Series(list(zips), dtype="object")
+    zip5 = normalize_zip(raw)
+    keys = zip5.fillna("").to_numpy(dtype=object)
+    crosswalk = zip_crosswalk().set_index("zip")["zcta"]
+    points = zcta_points().set_index("zcta")["state"]
+    zcta = crosswalk.reindex(keys).to_numpy(dtype=object)
+    direct = points.index.get_indexer(keys) >= 0  # a ZIP that is itself a 2010 ZCTA
+    zcta = np.where(pd.isna(zcta) & direct, keys, zcta)
+    found = ~pd.isna(zcta)
+    valid = zip5.notna().to_numpy()
+
+    newer = _cached_layer("zcta", "analysis", None)
+    retired = np.zeros(len(keys), dtype=bool)
+    newer_only = np.zeros(len(keys), dtype=bool)
+    if newer is not None and newer.vintage != ZCTA_VINTAGE:
+        ids = pd.Index(pq.read_table(newer.path, columns=["zcta"]).column("zcta").to_pylist())
+        zcta_state = points.reindex(np.where(found, zcta, "")).to_numpy(dtype=object)
+        covered = np.isin(zcta_state.astype(str), list(newer.states))
+        retired = found & covered & (ids.get_indexer(np.where(found, zcta, "")) < 0)
+        newer_only = valid & ~found & (ids.get_indexer(keys) >= 0)
+        zcta = np.where(newer_only, keys, zcta)
+    prefixes = set(crosswalk.index.str[:3]) | set(points.index.str[:3])
+    known_prefix = pd.Series(keys).str[:3].isin(prefixes).to_numpy()
+
+    status = np.select(
+        [~valid, found & ~retired, retired, newer_only | known_prefix],
+        ["invalid", "ok", "retired", "not_in_crosswalk"],
+        default="unknown",
+    )
+    vintage = newer.vintage if newer is not None else ZCTA_VINTAGE
+    zcta_text = pd.Series(zcta, dtype="object").fillna("").astype(str).to_numpy(dtype=object)
+    reason = np.select(
+        [status == "invalid", status == "ok", status == "retired", newer_only,
+         status == "not_in_crosswalk"],
+        [
+            "not a ZIP code (5 digits or ZIP+4)",
+            "",
+            "ZIP retired: its ZCTA " + zcta_text + f" no longer exists in ZCTA {vintage}",
+            f"ZIP not in the {CROSSWALK_VINTAGE} crosswalk vintage (newer ZIP; "
+            f"ZCTA {vintage} polygon exists)",
+            f"ZIP retired / not in the {CROSSWALK_VINTAGE} crosswalk vintage",
+        ],
+        default="unknown ZIP (no ZIP code starts with " + pd.Series(keys).str[:3].to_numpy(
+            dtype=object) + ")",
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "zip": zip5.to_numpy(),
+            "zcta": pd.array(np.where(pd.isna(zcta), None, zcta), dtype="string"),
+            "status": status.astype(object),
+            "reason": reason.astype(object),
+        },
+        index=raw.index,
+    ).astype({"zip": "string", "status": "string", "reason": "string"})

@@ -96,19 +96,24 @@ def locate_points(
     polygons: np.ndarray | gpd.GeoSeries,
     *,
     nearest_m: float = 0.0,
-) -> np.ndarray:
+    within: shapely.Geometry | None = None,
+    return_how: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Index of the polygon containing each point (-1 for none), first polygon on ties.
 
     Vectorized over points: points are de-duplicated and sorted by longitude once; then,
     per *polygon*, the points inside its bounding box are tested with the prepared
     ``shapely.contains_xy``. Points in no polygon but within ``nearest_m`` metres of one
-    (coastline slivers left by simplification) take the nearest polygon.
+    (coastline slivers left by simplification) take the nearest polygon; so do, at any
+    distance, points inside ``within`` (the region: land between ZCTAs still belongs to
+    it). ``return_how`` adds a code per point: 0 inside, 1 near, 2 in a gap, -1 none.
     """
     lon = np.asarray(lon, dtype="float64")
     lat = np.asarray(lat, dtype="float64")
     polys = np.asarray(polygons.values if isinstance(polygons, gpd.GeoSeries) else polygons, dtype=object)
     if lon.size == 0 or polys.size == 0:
-        return np.full(lon.size, -1, dtype="int64")
+        none = np.full(lon.size, -1, dtype="int64")
+        return (none, none.copy()) if return_how else none
     codes, ulon, ulat = _coordinate_codes(lon, lat)
     order = np.argsort(ulon, kind="stable")
     xs, ys = ulon[order], ulat[order]
@@ -128,15 +133,25 @@ def locate_points(
             continue
         inside = cand[shapely.contains_xy(polys[i], xs[cand], ys[cand])]
         found[order[inside]] = i
+    how = np.where(found >= 0, 0, -1)
     missing = np.nonzero(found < 0)[0]
-    if nearest_m > 0 and missing.size:
+    if missing.size and (nearest_m > 0 or within is not None):
         crs = local_equal_area_crs(shapely.total_bounds(polys))
-        proj_polys = gpd.GeoSeries(polys, crs=4326).to_crs(crs).values
+        tree = shapely.STRtree(gpd.GeoSeries(polys, crs=4326).to_crs(crs).values)
         pts = gpd.GeoSeries(shapely.points(ulon[missing], ulat[missing]), crs=4326).to_crs(crs).values
-        tree = shapely.STRtree(proj_polys)
-        pt_i, poly_i = tree.query_nearest(pts, max_distance=nearest_m, all_matches=False)
-        found[missing[pt_i]] = poly_i
-    return found[codes]
+        if nearest_m > 0:
+            pt_i, poly_i = tree.query_nearest(pts, max_distance=nearest_m, all_matches=False)
+            found[missing[pt_i]] = poly_i
+            how[missing[pt_i]] = 1
+        if within is not None:
+            left = found[missing] < 0
+            inside = left & shapely.contains_xy(within, ulon[missing], ulat[missing])
+            if inside.any():
+                pt_i, poly_i = tree.query_nearest(pts[inside], all_matches=False)
+                sel = missing[np.nonzero(inside)[0][pt_i]]
+                found[sel] = poly_i
+                how[sel] = 2
+    return (found[codes], how[codes]) if return_how else found[codes]
 
 
 # ---------------------------------------------------------------- account helpers
@@ -229,14 +244,20 @@ def place_accounts(
     *,
     resolution: int | None = None,
     strict: bool = True,
+    region_geometry: shapely.Geometry | None = None,
+    notes: list[str] | None = None,
+    cells: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Assign each account a ``unit_id`` of ``units_gdf``, or reject it with a reason.
 
     ``zcta``: the ZCTA an account was geocoded to from its ZIP when that ZCTA is a unit,
     else the polygon containing its point (nearest polygon within 1 km for coastline
-    slivers). ``county``: the polygon containing the point (same 1 km fallback). ``h3``:
+    slivers); a point in no ZCTA but inside ``region_geometry`` (the land between ZCTAs)
+    joins the nearest one, counted in ``notes``. ``county``: the polygon containing the
+    point (5 km fallback: cartographic coastlines). ``h3``:
     the cell of the point; cells not among the units are rejected, unless
     ``strict=False`` (no region was given), when every cell is kept.
+    ``cells``: int64 H3 cells of the accounts, if already computed.
     Returns ``(placed, rejects)``; ``placed`` is ``accounts`` with ``unit_id`` added.
     """
     kind = _check_kind(kind)
@@ -250,8 +271,9 @@ def place_accounts(
     if kind == "h3":
         res = h3u.check_resolution(resolution) if resolution is not None else (
             h3u.h3.get_resolution(unit_ids[0]) if len(unit_ids) else 7)
-        cells = np.zeros(n, dtype="uint64")
-        cells[has_point] = h3u.points_to_int_cells(lat[has_point], lon[has_point], res)
+        if cells is None:
+            cells = np.zeros(n, dtype="uint64")
+            cells[has_point] = h3u.points_to_int_cells(lat[has_point], lon[has_point], res)
         unit_int = np.sort(np.array([h3u.h3.str_to_int(u) for u in unit_ids], dtype="uint64"))
         pos = np.searchsorted(unit_int, cells)
         known = has_point & (pos < unit_int.size) & (unit_int[np.minimum(pos, max(unit_int.size - 1, 0))] == cells) \
@@ -275,7 +297,12 @@ def place_accounts(
             by_zip = np.zeros(n, dtype=bool)
         todo = has_point & ~by_zip
         if todo.any():
-            hit = locate_points(lon[todo], lat[todo], units_gdf.geometry.values, nearest_m=NEAREST_METERS[kind])
+            hit, how = locate_points(lon[todo], lat[todo], units_gdf.geometry.values,
+                                     nearest_m=NEAREST_METERS[kind], within=region_geometry,
+                                     return_how=True)
+            if notes is not None and (how == 2).any():
+                notes.append(f"{int((how == 2).sum())} accounts lie in the region but in no {kind.upper()} "
+                             f"(land without ZIP delivery areas): joined the nearest {kind.upper()}")
             idx = np.nonzero(todo)[0]
             unit[idx[hit >= 0]] = unit_ids[hit[hit >= 0]]
             reason[idx[hit < 0]] = OUTSIDE
@@ -320,23 +347,6 @@ def _states_layer() -> gpd.GeoDataFrame:
     from patchmap import geodata
 
     return geodata.states().reset_index(drop=True)
-
-
-def _account_states(accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """State of each account: its ZCTA's state when geocoded from a ZIP, else point-in-state."""
-    from patchmap import geodata
-
-    out = np.full(len(accounts), None, dtype=object)
-    zip_rows = _from_zip(accounts, lat)
-    if zip_rows.any():
-        pts = geodata.zcta_points()
-        lookup = pd.Series(pts["state"].to_numpy(), index=pts["zcta"].astype(str))
-        lookup = lookup[~lookup.index.duplicated()]
-        out[zip_rows] = lookup.reindex(accounts["zcta"].astype("string").to_numpy()[zip_rows]).to_numpy()
-    todo = pd.isna(out) & ~(np.isnan(lat) | np.isnan(lon))
-    if todo.any():
-        out[todo] = _point_states(lon[todo], lat[todo], _states_layer())
-    return out
 
 
 # ---------------------------------------------------------------- aggregation
@@ -385,47 +395,53 @@ def build_layers(
                 raise InputError(f"--region {', '.join(missing)}: no bundled ZCTA polygons "
                                  f"(bundled: {', '.join(bundled)}); use --units h3 or county")
 
+    minor: list[str] = []
     if kind == "zcta":
         from patchmap.units.zcta import zcta_units
 
         units_gdf = zcta_units(region if strict else None)
-        placed, rejects = place_accounts(accounts, units_gdf, kind)
+        land = geodata.region_geometry(region if strict else _bundled_zcta_states())
+        placed, rejects = place_accounts(accounts, units_gdf, kind, region_geometry=land, notes=notes)
         if not strict:  # the region: states of the bundled ZCTAs that received accounts
             state_of = pd.Series(units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy())
-            region = sorted(pd.unique(state_of.reindex(placed["unit_id"].to_numpy()).dropna()).tolist())
-            units_gdf = units_gdf[units_gdf["state"].isin(region)].reset_index(drop=True)
+            counts = state_of.reindex(placed["unit_id"].to_numpy()).value_counts()
+            region, minor = _split_region(counts, notes)
+            used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
+            units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
             rejects = _explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
-    else:
-        if not strict:
-            acct_states = _account_states(accounts, lat, lon)
-            counts = pd.Series(acct_states[pd.notna(acct_states)]).value_counts()
-            region = sorted(counts.index.astype(str))
-            if len(region) > 1:
-                notes.append("region inferred from the accounts: "
-                             + ", ".join(f"{s} ({counts[s]:,})" for s in region)
-                             + "; pass states to choose it")
         if not region:
-            raise InputError("accounts: no account lies in a U.S. state; give the region (--region STATES)")
+            raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
+                             f"({', '.join(_bundled_zcta_states())}); use --units h3 or county")
+    else:
+        located = ~(np.isnan(lat) | np.isnan(lon))
+        if not strict:
+            region, minor = _split_region(_infer_states(lat[located], lon[located]), notes)
+            if not region:
+                raise InputError("accounts: no account lies in a U.S. state; "
+                                 "give the region (--region STATES)")
         if kind == "county":
             from patchmap.units.county import county_units
 
-            units_gdf = county_units(region)
+            units_gdf = county_units(region + minor)
+            placed, rejects = place_accounts(accounts, units_gdf, kind, notes=notes)
+            if minor:  # states with few accounts: only the counties that hold some
+                used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
+                units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
         else:
             region_geom = geodata.region_geometry(region)
             _check_h3_size(region_geom, res, region)
-            ok = ~(np.isnan(lat) | np.isnan(lon))
-            extra = h3u.points_to_int_cells(lat[ok], lon[ok], res)
+            cells = np.zeros(len(accounts), dtype="uint64")
+            cells[located] = h3u.points_to_int_cells(lat[located], lon[located], res)
+            inside = located.copy()
             if strict:  # only cells of points inside the region itself
-                extra = extra[shapely.contains_xy(region_geom, lon[ok], lat[ok])]
-            extra_ids = h3u._int_cells_to_str(np.unique(extra)) if extra.size else []
-            units_gdf = h3u.h3_units(region_geom, res, extra_cells=extra_ids)
-        placed, rejects = place_accounts(accounts, units_gdf, kind, resolution=res, strict=strict)
-    if not region:
-        raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
-                         f"({', '.join(_bundled_zcta_states())}); use --units h3 or county")
+                inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
+            extra = np.unique(cells[inside])
+            units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u._int_cells_to_str(extra))
+            placed, rejects = place_accounts(accounts, units_gdf, kind, resolution=res,
+                                             strict=strict, cells=cells)
 
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
-    out = _aggregate(units_gdf, placed, region, present)
+    out = _aggregate(units_gdf, placed, region + minor, present)
     return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
                         states=list(region), notes=notes)
 
@@ -468,6 +484,41 @@ def _explain_outside(
         rejects = rejects.copy()
         rejects.loc[idx, "reason"] = why
     return rejects
+
+
+#: States with at least this share of the located accounts make the inferred region.
+MIN_REGION_SHARE = 0.01
+
+
+def _split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[str]]:
+    """(region, minor): states with >= 1% of the accounts (at least the largest one) are
+    the region, filled with every unit; in the others only units holding accounts are kept.
+    """
+    counts = counts[counts > 0].sort_values(ascending=False)
+    if counts.empty:
+        return [], []
+    major = counts[counts >= MIN_REGION_SHARE * counts.sum()]
+    region = sorted(major.index.astype(str)) or [str(counts.index[0])]
+    minor = sorted(s for s in counts.index.astype(str) if s not in region)
+    if len(counts) > 1:
+        notes.append("region inferred from the accounts: " + ", ".join(region)
+                     + (f"; only the units holding accounts in {', '.join(minor)} "
+                        f"({int(counts[minor].sum()):,} accounts)" if minor else "")
+                     + "; pass states to choose")
+    return region, minor
+
+
+def _infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
+    """Accounts per state, located by the centres of their H3 res-6 cells (fast, and only
+    used to choose the region, never to place an account)."""
+    if lat.size == 0:
+        return pd.Series(dtype="int64")
+    cells = h3u.points_to_int_cells(lat, lon, 6)
+    uniq, counts = np.unique(cells, return_counts=True)
+    centres = np.array([h3u.h3i.cell_to_latlng(int(c)) for c in uniq], dtype="float64").reshape(-1, 2)
+    st = _point_states(centres[:, 1], centres[:, 0], _states_layer())
+    ok = pd.notna(st)
+    return pd.Series(counts[ok], index=st[ok]).groupby(level=0).sum()
 
 
 def _check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:

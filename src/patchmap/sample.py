@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from patchmap import geodata
 
@@ -30,6 +31,25 @@ _PREFIX = np.array(["Pacific", "Golden", "Summit", "Redwood", "Harbor", "Sierra"
 _CORE = np.array(["Data", "Health", "Works", "Logic", "Supply", "Labs", "Systems", "Partners", "Foods",
                   "Capital", "Energy", "Build", "Motion", "Cloud", "Care", "Freight", "Design", "Metrics"])
 _SUFFIX = np.array(["Inc", "LLC", "Co", "Group", "Corp", "Holdings"])
+
+
+def _inside_own_zcta(
+    chosen: pd.DataFrame, lat: np.ndarray, lon: np.ndarray, states: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pull scattered points that left their ZCTA (into the sea, say) back to its internal point.
+
+    Only where polygons are bundled for the region; elsewhere the scatter stands as drawn.
+    """
+    bundled = [s for s in states if s in geodata.bundled_zcta_states()]
+    if not bundled:
+        return lat, lon
+    polygons = geodata.zcta_polygons(bundled).set_index("zcta").geometry
+    geoms = polygons.reindex(chosen["zcta"]).to_numpy()
+    has_polygon = ~pd.isna(geoms)
+    inside = np.zeros(len(lat), dtype=bool)
+    inside[has_polygon] = shapely.contains_xy(geoms[has_polygon], lon[has_polygon], lat[has_polygon])
+    back = has_polygon & ~inside
+    return np.where(back, chosen["lat"].to_numpy(), lat), np.where(back, chosen["lon"].to_numpy(), lon)
 
 
 def sample_accounts(
@@ -78,6 +98,7 @@ def sample_accounts(
     dlon = rng.normal(0, 1, n) * spread_km / (111.0 * np.cos(np.radians(lat0)))
     lat = np.round(lat0 + dlat, 6)
     lon = np.round(chosen["lon"].to_numpy() + dlon, 6)
+    lat, lon = _inside_own_zcta(chosen, lat, lon, states)
     no_coords = rng.random(n) >= latlon_share
 
     # What: firmographics, skewed like real company size distributions.

@@ -488,12 +488,16 @@ class LookalikeScorer:
             max_iter=150, learning_rate=0.06, max_leaf_nodes=15, min_samples_leaf=20,
             early_stopping=False, random_state=cfg.seed))
         idx = np.nonzero(won.to_numpy())[0]
-        idx = idx if idx.size <= cfg.max_train else np.sort(
-            np.random.default_rng(cfg.seed).choice(idx, cfg.max_train, replace=False))
+        if idx.size > cfg.max_train:
+            idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, cfg.max_train, replace=False))
+        idx = idx[np.random.default_rng(cfg.seed).permutation(idx.size)]  # shuffled for the CV
         target = np.log(size.to_numpy()[idx])
-        r2 = cross_val_score(pipe, X.iloc[idx], target, cv=min(5, max(2, idx.size // 10)), scoring="r2")
-        pipe.fit(X.iloc[idx], target)
-        resid = target - pipe.predict(X.iloc[idx])
+        cv_idx = idx[: cfg.max_cv] if idx.size > cfg.max_cv else idx
+        with _threads(idx.size):
+            r2 = cross_val_score(pipe, X.iloc[cv_idx], target[: cv_idx.size], cv=3, scoring="r2")
+            pipe.fit(X.iloc[idx], target)
+            resid = target - pipe.predict(X.iloc[idx])
+            predicted = pipe.predict(X)
         smear = float(np.mean(np.exp(resid)))  # Duan's smearing: mean, not median, of exp(log)
         self.size_model_ = pipe
         card["deal_size"] = {"method": "gradient boosting on log(deal size) of won deals",
@@ -503,13 +507,12 @@ class LookalikeScorer:
             notes.append(f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used")
             card["deal_size"]["method"] = "median won deal (size model had no skill)"
             return np.full(len(df), median)
-        return np.exp(pipe.predict(X)) * smear
+        return np.exp(predicted) * smear
 
     # -- win model -------------------------------------------------------
     def _fit_model(self, df, y, numeric, categorical, card, notes) -> np.ndarray:
-        from sklearn.base import clone
         from sklearn.inspection import permutation_importance
-        from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+        from sklearn.model_selection import StratifiedKFold, cross_validate
 
         cfg = self.config
         X = _frame(df, numeric, categorical)
@@ -519,41 +522,53 @@ class LookalikeScorer:
         cv_idx = _stratified_sample(np.arange(lab.size), yl, cfg.max_cv, cfg.seed)
         folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
         kinds = ["gbm", "logistic"] if cfg.model == "auto" else [cfg.model]
-        cv: dict[str, np.ndarray] = {}
-        for kind in kinds:
-            pipe = _pipeline(kind, numeric, categorical, skewed, cfg.seed)
-            cv[kind] = cross_val_score(pipe, X.iloc[lab[cv_idx]], yl[cv_idx], cv=folds, scoring="roc_auc")
-        best = max(kinds, key=lambda k: (round(float(cv[k].mean()), 3), k == "logistic"))
+        cv: dict[str, dict] = {}
+        Xcv, ycv = X.iloc[lab[cv_idx]], yl[cv_idx]
+        with _threads(cv_idx.size):
+            for kind in kinds:
+                pipe = _pipeline(kind, numeric, categorical, skewed, cfg.seed)
+                cv[kind] = cross_validate(pipe, Xcv, ycv, cv=folds, scoring="roc_auc",
+                                          return_estimator=True, return_indices=True)
+        best = max(kinds, key=lambda k: (round(float(cv[k]["test_score"].mean()), 3), k == "logistic"))
         fit_idx = _stratified_sample(np.arange(lab.size), yl, cfg.max_train, cfg.seed)
         pipe = _pipeline(best, numeric, categorical, skewed, cfg.seed)
-        pipe.fit(X.iloc[lab[fit_idx]], yl[fit_idx])
+        with _threads(fit_idx.size):
+            pipe.fit(X.iloc[lab[fit_idx]], yl[fit_idx])
+            p_win = pipe.predict_proba(X)[:, 1]
+            # permutation importance of the original columns, on the last fold's held-out rows
+            est = cv[best]["estimator"][-1]
+            test = cv[best]["indices"]["test"][-1][:5000]
+            imp = permutation_importance(est, Xcv.iloc[test], ycv[test], scoring="roc_auc",
+                                         n_repeats=5, random_state=cfg.seed)
         self.pipeline_ = pipe
-        p_win = pipe.predict_proba(X)[:, 1]
-
-        # permutation importance of the original columns on a held-out quarter
-        tr, te = train_test_split(np.arange(lab.size), test_size=0.25, stratify=yl, random_state=cfg.seed)
-        te = te[: 5000]
-        holdout = clone(pipe).fit(X.iloc[lab[tr[: cfg.max_train]]], yl[tr[: cfg.max_train]])
-        imp = permutation_importance(holdout, X.iloc[lab[te]], yl[te], scoring="roc_auc",
-                                     n_repeats=5, random_state=cfg.seed)
         order = np.argsort(-imp.importances_mean)
         top = [{"feature": X.columns[i], "importance": round(float(imp.importances_mean[i]), 4)}
                for i in order[:10]]
+        scores = cv[best]["test_score"]
         card.update({
             "model": {"gbm": "HistGradientBoostingClassifier", "logistic": "LogisticRegression"}[best],
-            "cv_auc_mean": round(float(cv[best].mean()), 4),
-            "cv_auc_std": round(float(cv[best].std()), 4),
+            "cv_auc_mean": round(float(scores.mean()), 4),
+            "cv_auc_std": round(float(scores.std()), 4),
             "cv_folds": cfg.cv_folds,
             "cv_rows": int(cv_idx.size),
-            "candidates": {k: round(float(v.mean()), 4) for k, v in cv.items()},
+            "fit_rows": int(fit_idx.size),
+            "candidates": {k: round(float(v["test_score"].mean()), 4) for k, v in cv.items()},
             "log_features": skewed,
             "top_features": top,
-            "importance": "permutation importance (drop in ROC AUC) on a held-out 25%",
+            "importance": "permutation importance (drop in ROC AUC) on a held-out fold",
             "fallback_reason": None,
         })
         notes.append(f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
                      f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows")
         return p_win
+
+
+def _threads(n_rows: int):
+    """One OpenMP thread for small fits: on a busy machine, gradient boosting's threads
+    spin-wait on each other and a 3,000-row fit can take 15x longer than on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1 if n_rows < 50_000 else None, user_api="openmp")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -39,6 +39,7 @@ from patchmap.units.adjacency import Adjacency, build_adjacency
 
 __all__ = ["Partitioner"]
 
+_DEBUG = False
 _BFS_BUDGET = 400  # units a contiguity check may visit before it declines the move
 
 
@@ -206,6 +207,7 @@ class Partitioner:
             )
 
         graph = _Graph(adjacency.matrix)
+        tols = [self.target] + [self.tolerance] * (W.shape[1] - 1)
         best = None
         rng_master = np.random.default_rng(self.seed)
         seeds = rng_master.integers(0, 2**31 - 1, size=self.n_init)
@@ -214,10 +216,10 @@ class Partitioner:
             if init_codes is not None and r == 0:
                 lab = init_codes.copy()
             else:
-                lab = _bisect_seed(graph, xy, W[:, 0], k, rng)
+                lab = _recursive_seed(graph, xy, W, area, k, tols, lock_codes, rng, self.compactness)
                 lab = np.where(lock_codes >= 0, lock_codes, lab)
             lab = _repair(graph, lab, W[:, 0], k, lock_codes)
-            search = _Search(graph, lab, W, xy, area, k, self._bands(W, k), lock_codes, rng, self.compactness)
+            search = _Search(graph, lab, W, xy, area, [1.0 / k] * k, tols, lock_codes, rng, self.compactness)
             search.run(self.max_rounds)
             score = search.score()
             if best is None or score < best[0]:
@@ -226,11 +228,6 @@ class Partitioner:
         plan = self._plan(units, adjacency, lab, W, label_names, notes)
         plan.elapsed_s = time.perf_counter() - t0
         return plan
-
-    def _bands(self, W: np.ndarray, k: int) -> tuple[list[float], list[float]]:
-        means = W.sum(axis=0) / k
-        tol = np.array([self.target] + [self.tolerance] * (W.shape[1] - 1))
-        return list(means * (1 - tol)), list(means * (1 + tol))
 
     def _warm(self, ids, names, initial, locked):
         """Integer codes for a warm start and for locked units (-1 = free)."""
@@ -347,24 +344,66 @@ def _spectral_xy(matrix: sparse.spmatrix) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. seeding: recursive bisection along the best of several directions
+# 1. seeding: recursive bisection, each split balanced and refined on the graph
 
 
-def _bisect_seed(
-    graph: _Graph, xy: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_angles: int = 12
+def _straight_cut(
+    graph: _Graph, xy: np.ndarray, w: np.ndarray, frac: float, k1: int, k2: int, dirs: np.ndarray
 ) -> np.ndarray:
-    """Recursive bisection by straight cuts, each at the weighted quantile that splits the
-    weight in the ratio of the territory counts, along the direction that cuts fewest edges
-    (ties broken by fewest pieces)."""
+    """Side (False = first part) of a straight cut putting ``frac`` of ``w`` first.
+
+    Of several directions, the one cutting fewest edges (then leaving fewest stray
+    pieces) wins.
+    """
+    n = graph.n
+    li, lj = graph.ei, graph.ej
+    proj = xy @ dirs
+    order = np.argsort(proj, axis=0, kind="stable")
+    cum = np.cumsum(w[order], axis=0)
+    goal = cum[-1] * frac
+    pos = np.argmin(np.abs(cum - goal[None, :]), axis=0) + 1
+    pos = np.clip(pos, k1, n - k2)
+    side = np.ones((n, dirs.shape[1]), dtype=bool)
+    first = np.arange(n)[:, None] < pos[None, :]
+    np.put_along_axis(side, order, ~first, axis=0)
+    cuts = (side[li] != side[lj]).sum(axis=0).astype(float)
+    best, best_s = 0, np.inf
+    for a in np.argsort(cuts, kind="stable")[:4].tolist():
+        s = cuts[a]
+        for flag in (False, True):
+            sel = side[:, a] == flag
+            m = sel[li] & sel[lj]
+            sub = sparse.coo_matrix((np.ones(int(m.sum())), (li[m], lj[m])), shape=(n, n))
+            _, comp = connected_components(sub, directed=False)
+            s += 3.0 * (len(np.unique(comp[sel])) - 1)
+        if s < best_s:
+            best, best_s = a, s
+    return side[:, best]
+
+
+def _recursive_seed(
+    graph: _Graph,
+    xy: np.ndarray,
+    W: np.ndarray,
+    area: np.ndarray,
+    k: int,
+    tol: list[float],
+    locked: np.ndarray,
+    rng: np.random.Generator,
+    compactness: float,
+    n_angles: int = 12,
+) -> np.ndarray:
+    """K contiguous, balanced territories by recursive bisection.
+
+    Each split starts from a straight cut, is made contiguous, then balanced to the
+    ratio of territory counts and refined by the same local search as the final plan.
+    """
     n = graph.n
     lab = np.zeros(n, dtype=np.int64)
-    ei, ej = graph.ei, graph.ej
-    wt = w + 1e-9 * max(w.mean(), 1e-12)
     offset = rng.uniform(0, np.pi / n_angles)
     ang = offset + np.arange(n_angles) * np.pi / n_angles
     dirs = np.vstack([np.cos(ang), np.sin(ang)])
-    inset = np.zeros(n, dtype=bool)
-    local = np.zeros(n, dtype=np.int64)
+    wt = W[:, 0] + 1e-9 * max(W[:, 0].mean(), 1e-12)
     stack = [(np.arange(n), 0, k)]
     while stack:
         idx, off, kk = stack.pop()
@@ -375,34 +414,19 @@ def _bisect_seed(
         if len(idx) == 2:
             lab[idx[0]], lab[idx[1]] = off, off + 1
             continue
-        inset[:] = False
-        inset[idx] = True
-        local[idx] = np.arange(len(idx))
-        em = inset[ei] & inset[ej]
-        li, lj = local[ei[em]], local[ej[em]]
-        proj = xy[idx] @ dirs
-        order = np.argsort(proj, axis=0, kind="stable")
-        cum = np.cumsum(wt[idx][order], axis=0)
-        goal = cum[-1] * k1 / kk
-        # split position: first n1 units go left; keep enough units on each side
-        pos = np.argmin(np.abs(cum - goal[None, :]), axis=0) + 1
-        pos = np.clip(pos, k1, len(idx) - (kk - k1))
-        side = np.ones((len(idx), n_angles), dtype=bool)
-        rows = np.arange(len(idx))[:, None] < pos[None, :]
-        np.put_along_axis(side, order, ~rows, axis=0)
-        cuts = (side[li] != side[lj]).sum(axis=0).astype(float)
-        best, best_s = 0, np.inf
-        for a in np.argsort(cuts, kind="stable")[:4]:
-            s = cuts[a]
-            for flag in (False, True):
-                sel = side[:, a] == flag
-                m = sel[li] & sel[lj]
-                sub = sparse.coo_matrix((np.ones(int(m.sum())), (li[m], lj[m])), shape=(len(idx), len(idx)))
-                nc, comp = connected_components(sub, directed=False)
-                s += 3.0 * (len(np.unique(comp[sel])) - 1)
-            if s < best_s:
-                best, best_s = int(a), s
-        left = ~side[:, best]
+        sub = graph if len(idx) == n else _Graph(graph.matrix[idx][:, idx])
+        side = _straight_cut(sub, xy[idx], wt[idx], k1 / kk, k1, kk - k1, dirs).astype(np.int64)
+        side = _repair(sub, side, wt[idx], 2, np.full(len(idx), -1))
+        search = _Search(
+            sub, side, W[idx], xy[idx], area[idx], [k1 / kk, 1 - k1 / kk], tol,
+            np.full(len(idx), -1), rng, compactness,
+        )  # fmt: skip
+        search.settle(0.5)
+        search.refine(passes=3)
+        search.settle(0.5)
+        left = search.labels() == 0
+        if _DEBUG:
+            print("split", kk, len(idx), round(search.max_dev(), 5), search.cut_edges())
         stack.append((idx[~left], off + k1, kk - k1))
         stack.append((idx[left], off, k1))
     return lab
@@ -417,6 +441,7 @@ def _repair(graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.nd
     n = graph.n
     lab = lab.copy()
     ei, ej = graph.ei, graph.ej
+    A = graph.matrix
     for _ in range(4):
         same = lab[ei] == lab[ej]
         sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
@@ -430,28 +455,24 @@ def _repair(graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.nd
         keep[order[np.r_[True, clab[order][1:] != clab[order][:-1]]]] = True
         if keep.all():
             break
-        stray = ~keep[comp] & (locked < 0)
-        lab[stray] = -1
-        # every stray unit joins the labelled neighbour territory it touches most, layer by layer
-        A = graph.matrix
+        lab[~keep[comp] & (locked < 0)] = -1
+        # stray units join the neighbouring territory they touch most, layer by layer
         while (lab < 0).any():
             todo = np.flatnonzero(lab < 0)
-            labelled = lab >= 0
-            onehot = sparse.csr_matrix((np.ones(int(labelled.sum())), (np.flatnonzero(labelled), lab[labelled])), shape=(n, k))
+            done = np.flatnonzero(lab >= 0)
+            onehot = sparse.csr_matrix((np.ones(len(done)), (done, lab[done])), shape=(n, k))
             counts = (A[todo] @ onehot).toarray()
             has = counts.max(axis=1) > 0
             if not has.any():
-                lab[todo] = 0  # unreachable: cannot happen on a connected graph
+                lab[todo] = 0  # unreachable on a connected graph
                 break
             lab[todo[has]] = counts[has].argmax(axis=1)
-    # empty territories take one unit from the territory with most units
-    for t in np.flatnonzero(np.bincount(lab, minlength=k) == 0):
-        counts = np.bincount(lab, minlength=k)
-        donor = int(np.argmax(counts))
+    # an empty territory takes a unit at the edge of the territory with most units
+    for t in np.flatnonzero(np.bincount(lab, minlength=k) == 0).tolist():
+        donor = int(np.argmax(np.bincount(lab, minlength=k)))
         members = np.flatnonzero((lab == donor) & (locked < 0))
-        deg_in = np.asarray([sum(1 for v in graph.nbrs[u] if lab[v] == donor) for u in members])
+        deg_in = np.array([sum(1 for v in graph.nbrs[u] if lab[v] == donor) for u in members.tolist()])
         lab[members[np.argmin(deg_in)]] = t
-        lab = _repair(graph, lab, w, k, locked) if (np.bincount(lab, minlength=k) > 0).all() else lab
     return lab
 
 
@@ -460,32 +481,43 @@ def _repair(graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.nd
 
 
 class _Search:
-    """Boundary-unit local search keeping every territory connected."""
+    """Boundary-unit local search over a labelling that keeps every territory connected.
 
-    def __init__(self, graph, lab, W, xy, area, k, bands, locked, rng, compactness) -> None:
+    ``shares`` are the territories' target fractions of each balance column (equal for a
+    plan, k1/k and k2/k for a bisection); ``tol`` the allowed deviation per column.
+    """
+
+    def __init__(self, graph, lab, W, xy, area, shares, tol, locked, rng, compactness) -> None:
+        k = len(shares)
         self.g = graph
         self.nbrs = graph.nbrs
         self.k = k
-        self.lab = lab.tolist()
         self.m = W.shape[1]
-        self.W = W
         self.rows = W.tolist()
-        self.w0 = W[:, 0].tolist()
-        self.lo, self.hi = bands
-        self.mean = (W.sum(axis=0) / k).tolist()
+        total = W.sum(axis=0)
+        self.goal = [[float(total[j] * sh) for j in range(self.m)] for sh in shares]
+        self.tol = list(tol)
+        self.lo = [[g[j] * (1 - tol[j]) for j in range(self.m)] for g in self.goal]
+        self.hi = [[g[j] * (1 + tol[j]) for j in range(self.m)] for g in self.goal]
         self.x = xy[:, 0].tolist()
         self.y = xy[:, 1].tolist()
-        self.a = np.maximum(area, 1e-9).tolist()
-        self.locked = (locked >= 0).tolist()
+        a = np.maximum(area, 1e-9)
+        self.a = a.tolist()
+        self.locked = (np.asarray(locked) >= 0).tolist()
         self.rng = rng
         self.beta = compactness
-        labn = np.asarray(lab)
-        self.tot = [list(r) for r in np.stack([np.bincount(labn, weights=W[:, j], minlength=k) for j in range(self.m)], axis=1)]
-        self.cnt = np.bincount(labn, minlength=k).tolist()
-        a = np.asarray(self.a)
-        self.sa = np.bincount(labn, weights=a, minlength=k).tolist()
-        self.sx = np.bincount(labn, weights=a * xy[:, 0], minlength=k).tolist()
-        self.sy = np.bincount(labn, weights=a * xy[:, 1], minlength=k).tolist()
+        self._W, self._xy, self._area = W, xy, a
+        self.load(np.asarray(lab))
+
+    def load(self, lab: np.ndarray) -> None:
+        """Set the labelling and recompute every running total from it."""
+        k, W, xy, a = self.k, self._W, self._xy, self._area
+        self.lab = lab.tolist()
+        self.tot = np.stack([np.bincount(lab, weights=W[:, j], minlength=k) for j in range(self.m)], axis=1).tolist()
+        self.cnt = np.bincount(lab, minlength=k).tolist()
+        self.sa = np.bincount(lab, weights=a, minlength=k).tolist()
+        self.sx = np.bincount(lab, weights=a * xy[:, 0], minlength=k).tolist()
+        self.sy = np.bincount(lab, weights=a * xy[:, 1], minlength=k).tolist()
 
     # --- bookkeeping -------------------------------------------------------------------------
     def labels(self) -> np.ndarray:
@@ -501,15 +533,17 @@ class _Search:
         self.cnt[p] -= 1
         self.cnt[q] += 1
         a = self.a[u]
+        ax, ay = a * self.x[u], a * self.y[u]
         self.sa[p] -= a
         self.sa[q] += a
-        self.sx[p] -= a * self.x[u]
-        self.sx[q] += a * self.x[u]
-        self.sy[p] -= a * self.y[u]
-        self.sy[q] += a * self.y[u]
+        self.sx[p] -= ax
+        self.sx[q] += ax
+        self.sy[p] -= ay
+        self.sy[q] += ay
 
     def geo(self, u: int, p: int, q: int) -> float:
-        """Compactness gain of moving u from p to q (normalized squared centroid distances)."""
+        """Compactness gain of moving u from p to q: squared distances to the territories'
+        centroids, each scaled by its territory's area (scale-free, ~1 at the edge of a disc)."""
         x, y = self.x[u], self.y[u]
         sap, saq = self.sa[p], self.sa[q]
         dpx = x - self.sx[p] / sap
@@ -519,7 +553,7 @@ class _Search:
         return 3.14159 * ((dpx * dpx + dpy * dpy) / sap - (dqx * dqx + dqy * dqy) / saq)
 
     def can_remove(self, u: int, p: int) -> bool:
-        """True when p stays connected without u (short BFS from one same-territory neighbour)."""
+        """True when p stays connected without u (short BFS among u's p-neighbours)."""
         if self.cnt[p] <= 1 or self.locked[u]:
             return False
         lab = self.lab
@@ -546,40 +580,40 @@ class _Search:
                 return False
         return False
 
-    def violation(self) -> float:
-        """Sum over territories and columns of the distance outside the band (relative)."""
-        v = 0.0
-        for t in range(self.k):
-            for j in range(self.m):
-                x = self.tot[t][j]
-                if x > self.hi[j]:
-                    v += (x - self.hi[j]) / self.mean[j]
-                elif x < self.lo[j]:
-                    v += (self.lo[j] - x) / self.mean[j]
-        return v
+    def _excess(self, t: int, j: int, x: float) -> float:
+        hi, lo = self.hi[t][j], self.lo[t][j]
+        if x > hi:
+            return (x - hi) / self.goal[t][j]
+        if x < lo:
+            return (lo - x) / self.goal[t][j]
+        return 0.0
 
-    def _viol_delta(self, u: int, p: int, q: int) -> float:
-        """Change in band violation (relative) if u moves p -> q."""
+    def violation(self) -> float:
+        """Sum over territories and columns of the relative distance outside the band."""
+        return sum(self._excess(t, j, self.tot[t][j]) for t in range(self.k) for j in range(self.m))
+
+    def _viol_delta(self, u: int, p: int, q: int, first: int = 0) -> float:
+        """Change in band violation if u moves p -> q (columns from ``first`` on)."""
         d = 0.0
         row = self.rows[u]
-        for j in range(self.m):
+        for j in range(first, self.m):
             wj = row[j]
             if wj == 0:
                 continue
-            lo, hi, mu = self.lo[j], self.hi[j], self.mean[j]
-            for t, s in ((self.tot[p][j], -wj), (self.tot[q][j], wj)):
-                before = t - hi if t > hi else (lo - t if t < lo else 0.0)
-                t2 = t + s
-                after = t2 - hi if t2 > hi else (lo - t2 if t2 < lo else 0.0)
-                d += (after - before) / mu
+            tp, tq = self.tot[p][j], self.tot[q][j]
+            d += self._excess(p, j, tp - wj) - self._excess(p, j, tp)
+            d += self._excess(q, j, tq + wj) - self._excess(q, j, tq)
         return d
 
     def cut_edges(self) -> int:
         lab = np.asarray(self.lab)
         return int((lab[self.g.ei] != lab[self.g.ej]).sum())
 
+    def max_dev(self, j: int = 0) -> float:
+        return max(abs(self.tot[t][j] / self.goal[t][j] - 1) for t in range(self.k) if self.goal[t][j] > 0)
+
     def score(self) -> tuple:
-        return (round(self.violation(), 6), self.cut_edges())
+        return (round(self.violation(), 6), self.cut_edges(), round(self.max_dev(), 6))
 
     def boundary(self) -> np.ndarray:
         lab = np.asarray(self.lab)
@@ -589,9 +623,35 @@ class _Search:
         b[self.g.ej[cut]] = True
         return np.flatnonzero(b)
 
+    def boundary_of(self, p: int, q: int) -> list[int]:
+        """Units of p that touch q."""
+        lab = self.lab
+        out = []
+        for u in self._pair_units(p, q):
+            if lab[u] == p:
+                out.append(u)
+        return out
+
+    def _pair_units(self, p: int, q: int) -> list[int]:
+        lab = np.asarray(self.lab)
+        ei, ej = self.g.ei, self.g.ej
+        a, b = lab[ei], lab[ej]
+        m = ((a == p) & (b == q)) | ((a == q) & (b == p))
+        return np.unique(np.concatenate([ei[m], ej[m]])).tolist()
+
+    def _gain(self, u: int, p: int, q: int) -> float:
+        cp = cq = 0
+        for v in self.nbrs[u]:
+            lv = self.lab[v]
+            if lv == p:
+                cp += 1
+            elif lv == q:
+                cq += 1
+        return cq - cp
+
     # --- balance by diffusion ----------------------------------------------------------------
     def _flows(self, j: int) -> list[tuple[float, int, int]]:
-        """Flows p -> q (in column j units) that even out totals over the territory graph."""
+        """Flows p -> q (column j) that even out the totals over the territory graph."""
         k = self.k
         lab = np.asarray(self.lab)
         a, b = lab[self.g.ei], lab[self.g.ej]
@@ -601,20 +661,20 @@ class _Search:
         L[pairs[:, 0], pairs[:, 1]] = -1
         L[pairs[:, 1], pairs[:, 0]] = -1
         L[np.arange(k), np.arange(k)] = -L.sum(axis=1)
-        e = np.array([self.tot[t][j] for t in range(k)]) - self.mean[j]
+        e = np.array([self.tot[t][j] - self.goal[t][j] for t in range(k)])
         phi = np.linalg.lstsq(L + np.ones((k, k)) / k, e, rcond=None)[0]
         out = []
-        for p, q in pairs:
+        for p, q in pairs.tolist():
             f = phi[p] - phi[q]
             if f > 0:
-                out.append((f, int(p), int(q)))
+                out.append((f, p, q))
             elif f < 0:
-                out.append((-f, int(q), int(p)))
+                out.append((-f, q, p))
         out.sort(reverse=True)
         return out
 
     def _push(self, p: int, q: int, amount: float, j: int) -> float:
-        """Move boundary units p -> q totalling about ``amount`` of column j; return moved."""
+        """Move boundary units p -> q totalling at most about ``amount`` of column j."""
         lab, nbrs, rows = self.lab, self.nbrs, self.rows
         heap: list = []
         seen: set[int] = set()
@@ -622,31 +682,23 @@ class _Search:
         def offer(u: int) -> None:
             if u in seen or self.locked[u] or lab[u] != p:
                 return
-            cp = cq = 0
-            for v in nbrs[u]:
-                lv = lab[v]
-                if lv == p:
-                    cp += 1
-                elif lv == q:
-                    cq += 1
-            if cq == 0:
+            g = self._gain(u, p, q)
+            if not any(lab[v] == q for v in nbrs[u]):
                 return
             seen.add(u)
-            s = (cq - cp) + self.beta * self.geo(u, p, q) - 50.0 * self._viol_delta_sec(u, p, q)
+            s = g + self.beta * self.geo(u, p, q) - 20.0 * self._viol_delta(u, p, q, first=1)
             heapq.heappush(heap, (-s, u))
 
         for u in self.boundary_of(p, q):
             offer(u)
         moved = 0.0
         rem = amount
-        tries = 0
-        while heap and rem > 0 and tries < 4000:
-            tries += 1
+        while heap and rem > 0:
             _, u = heapq.heappop(heap)
             if lab[u] != p:
                 continue
             wu = rows[u][j]
-            if wu > 2 * rem or (wu > rem and wu - rem > 0.5 * rem):
+            if wu > rem:
                 continue
             if not self.can_remove(u, p):
                 continue
@@ -662,8 +714,9 @@ class _Search:
     def _swap(self, p: int, q: int, amount: float, j: int) -> bool:
         """Shift about ``amount`` of column j from p to q by one move or a two-way exchange.
 
-        Exchanges (a: p -> q, b: q -> p) reach amounts far smaller than any single unit,
-        which is what lets dense areas balance to a fraction of a percent.
+        Exchanges (a: p -> q, b: q -> p) reach amounts far below any single unit's weight,
+        which is what lets dense areas balance to a fraction of a percent. Of the options
+        that close at least half the gap, the one cutting fewest edges wins.
         """
         lab, nbrs = self.lab, self.nbrs
         A = [u for u in self.boundary_of(p, q) if not self.locked[u]]
@@ -671,15 +724,20 @@ class _Search:
         if not A:
             return False
         wa = np.array([self.rows[u][j] for u in A])
-        wb = np.array([self.rows[u][j] for u in B] + [0.0])  # last = no return move
-        net = wa[:, None] - wb[None, :]
-        err = np.abs(net - amount)
-        ok = np.flatnonzero((err < amount * 0.999).ravel())
-        if len(ok) == 0:
+        wb = np.array([self.rows[u][j] for u in B] + [0.0])  # last column: no return move
+        ga = np.array([self._gain(u, p, q) + self.beta * self.geo(u, p, q) for u in A])
+        gb = np.array([self._gain(u, q, p) + self.beta * self.geo(u, q, p) for u in B] + [0.0])
+        err = np.abs(wa[:, None] - wb[None, :] - amount)
+        score = ga[:, None] + gb[None, :]
+        ok = err < 0.5 * amount
+        if not ok.any():
+            ok = err < 0.999 * amount
+        if not ok.any():
             return False
-        order = ok[np.argsort(err.ravel()[ok], kind="stable")][:12]
-        for flat in order.tolist():
-            ia, ib = divmod(flat, len(wb))
+        flat = np.flatnonzero(ok.ravel())
+        order = flat[np.lexsort((err.ravel()[flat], -score.ravel()[flat]))][:12]
+        for f in order.tolist():
+            ia, ib = divmod(f, len(wb))
             a = A[ia]
             if lab[a] != p or not self.can_remove(a, p):
                 continue
@@ -693,52 +751,240 @@ class _Search:
             self.move(a, q, p)
         return False
 
-    def _viol_delta_sec(self, u: int, p: int, q: int) -> float:
-        if self.m == 1:
-            return 0.0
-        d = 0.0
-        row = self.rows[u]
-        for j in range(1, self.m):
-            wj = row[j]
-            lo, hi, mu = self.lo[j], self.hi[j], self.mean[j]
-            for t, s in ((self.tot[p][j], -wj), (self.tot[q][j], wj)):
-                before = t - hi if t > hi else (lo - t if t < lo else 0.0)
-                t2 = t + s
-                after = t2 - hi if t2 > hi else (lo - t2 if t2 < lo else 0.0)
-                d += (after - before) / mu
-        return d
+    def _block(self, p: int, q: int, amount: float, j: int, window: float) -> bool:
+        """Move one connected block of p into q weighing about ``amount`` of column j.
 
-    def boundary_of(self, p: int, q: int) -> list[int]:
+        The blocks are the subtrees of a breadth-first spanning tree of p rooted far from
+        q: cutting a subtree off leaves the rest of p connected, and a subtree holding a
+        unit that touches q joins q in one piece. Subtree weights span every scale from a
+        single unit to most of the territory, so this reaches amounts single moves cannot.
+        Within ``window`` of the amount the block cutting fewest edges wins.
+        """
+        lab, nbrs, rows, locked = self.lab, self.nbrs, self.rows, self.locked
+        edge = self.boundary_of(p, q)
+        if not edge:
+            return False
+        # root: the unit of p farthest from the shared edge (straight-line, a cheap proxy)
+        ex = sum(self.x[u] for u in edge) / len(edge)
+        ey = sum(self.y[u] for u in edge) / len(edge)
+        root, far = -1, -1.0
+        for u in range(self.g.n) if self.cnt[p] * 4 > self.g.n else self._members(p):
+            if lab[u] == p:
+                d = (self.x[u] - ex) ** 2 + (self.y[u] - ey) ** 2
+                if d > far:
+                    root, far = u, d
+        order = [root]
+        pred = {root: -1}
+        i = 0
+        while i < len(order):
+            x = order[i]
+            i += 1
+            for y in nbrs[x]:
+                if y not in pred and lab[y] == p:
+                    pred[y] = x
+                    order.append(y)
+        if len(order) < self.cnt[p]:
+            return False
+        wsub = {u: rows[u][j] for u in order}
+        touch = dict.fromkeys(order, False)
+        for u in edge:
+            touch[u] = True
+        blocked = {u: locked[u] for u in order}
+        for x in reversed(order[1:]):
+            px = pred[x]
+            wsub[px] += wsub[x]
+            if touch[x]:
+                touch[px] = True
+            if blocked[x]:
+                blocked[px] = True
+        cand = [(abs(wsub[x] - amount), x) for x in order[1:] if touch[x] and not blocked[x] and abs(wsub[x] - amount) < amount]
+        if not cand:
+            return False
+        cand.sort()
+        cand = cand[:6]
+        if cand[0][0] <= window:
+            cand = [c for c in cand if c[0] <= window]
+        children: dict[int, list[int]] = {}
+        for x in order[1:]:
+            children.setdefault(pred[x], []).append(x)
+        best = None
+        for err, c in cand:
+            nodes = [c]
+            for x in nodes:
+                nodes.extend(children.get(x, ()))
+            inside = set(nodes)
+            gain = 0
+            for u in nodes:
+                for v in nbrs[u]:
+                    lv = lab[v]
+                    if lv == q:
+                        gain += 1
+                    elif lv == p and v not in inside:
+                        gain -= 1
+            key = (-gain, err) if cand[0][0] <= window else (err, -gain)
+            if best is None or key < best[0]:
+                best = (key, nodes)
+        for u in best[1]:
+            self.move(u, p, q)
+        return True
+
+    def _members(self, p: int) -> list[int]:
+        return np.flatnonzero(np.asarray(self.lab) == p).tolist()
+
+    def _territory_graph(self) -> list[set[int]]:
         lab = np.asarray(self.lab)
-        ei, ej = self.g.ei, self.g.ej
-        a, b = lab[ei], lab[ej]
-        m1 = (a == p) & (b == q)
-        m2 = (a == q) & (b == p)
-        return sorted(set(ei[m1].tolist()) | set(ej[m2].tolist()))
+        a, b = lab[self.g.ei], lab[self.g.ej]
+        cut = a != b
+        adj: list[set[int]] = [set() for _ in range(self.k)]
+        for x, y in np.unique(np.column_stack([a[cut], b[cut]]), axis=0).tolist():
+            adj[x].add(y)
+            adj[y].add(x)
+        return adj
 
-    def balance(self, goal: float, max_iter: int = 30) -> None:
-        """Diffuse totals until every column is inside ``goal`` times its band (or stuck)."""
-        last = None
+    def _shift(self, path: list[int], amount: float, j: int, window: float) -> None:
+        """Pass ``amount`` of column j along a path of territories, hop by hop."""
+        for p, q in zip(path[:-1], path[1:], strict=False):
+            rem = amount - self._push(p, q, amount, j)
+            if rem > 0.1 * window and not self._block(p, q, rem, j, window):
+                self._swap(p, q, rem, j)
+
+    def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
+        """(largest deviation beyond ``goal`` x tolerance, sum of squared deviations), both
+        in units of each column's tolerance; (0, ...) when every total is inside."""
+        worst, sq = 0.0, 0.0
+        for j in range(self.m):
+            tol = self.tol[j]
+            for t in range(self.k):
+                g = self.goal[t][j]
+                if g > 0:
+                    d = abs(self.tot[t][j] / g - 1) / tol
+                    sq += d * d
+                    if d - goal > worst:
+                        worst = d - goal
+        return worst, sq
+
+    def balance(self, goal: float = 0.5, max_iter: int | None = None) -> None:
+        """Even out totals until every column is within ``goal`` times its tolerance.
+
+        Each step takes the territory furthest from its goal and the nearest territory
+        (fewest hops in the territory graph) deviating the other way, and passes the
+        smaller of the two gaps along the path between them. A step that does not reduce
+        the imbalance is undone; the descent ends when no step helps.
+        """
+        best = self.imbalance(goal)
+        max_iter = max_iter if max_iter is not None else 4 * self.k + 8
+        tried: set[tuple[int, int, int]] = set()
+        failures = 0
         for _ in range(max_iter):
-            worst_j, worst = -1, 0.0
-            for j in range(self.m):
-                half = (self.hi[j] - self.mean[j]) * goal
-                dev = max(abs(self.tot[t][j] - self.mean[j]) for t in range(self.k)) - half
-                rel = dev / max(self.mean[j], 1e-12)
-                if dev > 0 and (worst_j < 0 or rel > worst):
-                    worst_j, worst = j, rel
-            if worst_j < 0:
-                return
-            j = worst_j
-            key = round(self.violation(), 9), j, round(worst, 9)
-            if last == key:
-                return
-            last = key
-            for f, p, q in self._flows(j):
-                if f > 1e-9 * self.mean[j]:
-                    rem = f - self._push(p, q, f, j)
-                    if rem > 1e-9 * self.mean[j]:
-                        self._swap(p, q, rem, j)
+            if best[0] <= 0:
+                break
+            adj = self._territory_graph()
+            step = self._pick(adj, tried)
+            if step is None:
+                break
+            j, path, amount = step
+            before = self.labels()
+            window = 0.5 * goal * self.tol[j] * self.goal[path[0]][j]
+            self._shift(path, amount, j, window)
+            now = self.imbalance(goal)
+            if now >= best:
+                self.load(before)
+                tried.add((j, path[0], path[-1]))
+                failures += 1
+                if failures > self.k:
+                    break
+                continue
+            best = now
+            tried.clear()
+
+    def _pick(self, adj: list[set[int]], tried: set) -> tuple[int, list[int], float] | None:
+        """Next balancing step: (column, territory path from donor to receiver, amount)."""
+        devs = []
+        for j in range(self.m):
+            for t in range(self.k):
+                g = self.goal[t][j]
+                if g > 0:
+                    devs.append((abs(self.tot[t][j] / g - 1) / self.tol[j], j, t))
+        devs.sort(reverse=True)
+        for _, j, s in devs[: max(4, self.k)]:
+            es = self.tot[s][j] - self.goal[s][j]
+            if es == 0:
+                continue
+            # breadth-first over territories to the nearest one deviating the other way
+            prev = {s: -1}
+            frontier = [s]
+            found = []
+            while frontier and not found:
+                nxt = []
+                for x in frontier:
+                    for y in sorted(adj[x]):
+                        if y not in prev:
+                            prev[y] = x
+                            nxt.append(y)
+                            ey = self.tot[y][j] - self.goal[y][j]
+                            if ey * es < 0 and (j, s, y) not in tried:
+                                found.append((abs(ey), y))
+                frontier = nxt
+            if not found:
+                continue
+            _, t = max(found)
+            path = [t]
+            while path[-1] != s:
+                path.append(prev[path[-1]])
+            path.reverse()  # s ... t
+            et = self.tot[t][j] - self.goal[t][j]
+            amount = min(abs(es), abs(et))
+            if es < 0:  # s is short: flow runs from t to s
+                path.reverse()
+            return j, path, amount
+        return None
+
+    def _kick(self) -> bool:
+        """Perturb a stuck balance: move one unit into or out of the worst territory even
+        when that overshoots, choosing at random among the least damaging moves."""
+        lab, nbrs = self.lab, self.nbrs
+        devs = [(abs(self.tot[t][0] / self.goal[t][0] - 1), t) for t in range(self.k) if self.goal[t][0] > 0]
+        _, t = max(devs)
+        over = self.tot[t][0] > self.goal[t][0]
+        ext = set()
+        for u in range(self.g.n) if self.g.n < 2000 else self.boundary().tolist():
+            if (lab[u] == t) == over:
+                for v in nbrs[u]:
+                    if lab[v] != lab[u] and (lab[v] == t or over):
+                        ext.add((u, lab[u], lab[v]) if over else (u, lab[u], t))
+        opts = []
+        for u, p, q in ext:
+            if self.locked[u] or (not over and q != t):
+                continue
+            w = self.rows[u][0]
+            dp = abs((self.tot[p][0] - w) / self.goal[p][0] - 1)
+            dq = abs((self.tot[q][0] + w) / self.goal[q][0] - 1)
+            opts.append((max(dp, dq) - 0.1 * (self._gain(u, p, q)) * self.tol[0], u, p, q))
+        if not opts:
+            return False
+        opts.sort()
+        pick = opts[: max(3, len(opts) // 4)]
+        for i in self.rng.permutation(len(pick)).tolist():
+            _, u, p, q = pick[i]
+            if self.can_remove(u, p):
+                self.move(u, p, q)
+                return True
+        return False
+
+    def settle(self, goal: float = 0.5, kicks: int = 3) -> None:
+        """Balance; when stuck outside the goal, kick and rebalance, keeping the best state."""
+        self.balance(goal)
+        best = (self.imbalance(goal)[0], self.cut_edges())
+        best_lab = self.labels()
+        for _ in range(kicks):
+            if best[0] <= 0 or not self._kick():
+                break
+            self.balance(goal)
+            now = (self.imbalance(goal)[0], self.cut_edges())
+            if now < best:
+                best, best_lab = now, self.labels()
+        if (self.imbalance(goal)[0], self.cut_edges()) != best:
+            self.load(best_lab)
 
     # --- refinement --------------------------------------------------------------------------
     def refine(self, passes: int = 8) -> int:
@@ -765,9 +1011,7 @@ class _Search:
                     if q == p:
                         continue
                     s = (cq - cp) + self.beta * self.geo(u, p, q)
-                    if s <= best_s:
-                        continue
-                    if self._viol_delta(u, p, q) > 1e-12:
+                    if s <= best_s or self._viol_delta(u, p, q) > 1e-12:
                         continue
                     best_s, best_q = s, q
                 if best_q >= 0 and self.can_remove(u, p):
@@ -779,9 +1023,9 @@ class _Search:
         return total
 
     def run(self, rounds: int) -> None:
-        self.balance(goal=0.5)
+        self.settle(0.5)
         for _ in range(rounds):
             moved = self.refine()
-            self.balance(goal=0.5)
+            self.settle(0.5)
             if moved == 0:
                 break

@@ -20,7 +20,6 @@ import pandas as pd
 import shapely
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from patchmap.errors import InputError
 from patchmap.metrics import equal_area_crs
@@ -150,7 +149,13 @@ def _hashed_shared(geoms: np.ndarray, n: int) -> sparse.coo_matrix:
     owner, seg = _ring_segments(geoms)
     if len(owner) == 0:
         return sparse.coo_matrix((n, n))
-    order = np.lexsort((owner, seg[:, 3], seg[:, 2], seg[:, 1], seg[:, 0]))
+    # one 64-bit hash per segment sorts identical segments next to each other; equality of
+    # the coordinates themselves is then checked, so a hash collision never joins units
+    bits = np.ascontiguousarray(seg).view(np.uint64)
+    h = np.zeros(len(seg), dtype=np.uint64)
+    for c in range(4):
+        h = (h ^ bits[:, c]) * np.uint64(0x9E3779B97F4A7C15)
+    order = np.argsort(h, kind="stable")
     seg, owner = seg[order], owner[order]
     same_seg = np.all(seg[1:] == seg[:-1], axis=1) & (owner[1:] != owner[:-1])
     k = np.flatnonzero(same_seg)
@@ -194,85 +199,99 @@ def _rook_pairs(geoms: np.ndarray, snap_m: float, min_shared_m: float) -> tuple[
 # bridges
 
 
+def _root(parent: np.ndarray, x: int) -> int:
+    """Union-find root with path halving."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
 def _bridge(
-    geoms: np.ndarray, xy: np.ndarray, i: np.ndarray, j: np.ndarray
+    geoms: np.ndarray, i: np.ndarray, j: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Join connected components by their shortest gaps (Boruvka rounds) until one remains.
 
-    Candidate gaps come from nearest centroids (k grows until every component has one);
-    each candidate is measured as the true polygon-to-polygon distance.
+    Each round, every component but the largest finds the nearest unit of any other
+    component exactly: an STRtree query whose radius grows fourfold until the
+    component has a candidate (bounding boxes find the pairs, convex hulls bound their
+    distance from below, so few pairs are measured exactly and the nearest found is the
+    true nearest). A union-find keeps only the edges that join.
     Returns bridge endpoints, their distances (projection units) and the starting count.
     """
     n = len(geoms)
     bi: list[np.ndarray] = []
     bj: list[np.ndarray] = []
     bd: list[np.ndarray] = []
-    tree = cKDTree(xy)
+    tree = shapely.STRtree(geoms)
+    hulls = shapely.convex_hull(geoms)
 
     def components() -> tuple[int, np.ndarray]:
-        ii = np.concatenate([i, *bi])
-        jj = np.concatenate([j, *bj])
+        ii = np.concatenate([i, *bi]).astype(np.int64)
+        jj = np.concatenate([j, *bj]).astype(np.int64)
         g = sparse.coo_matrix((np.ones(len(ii)), (ii, jj)), shape=(n, n))
         return connected_components(g, directed=False)
 
     ncomp, comp = components()
     before = ncomp
     while ncomp > 1:
-        sizes = np.bincount(comp, minlength=ncomp)
-        biggest = int(np.argmax(sizes))
+        biggest = int(np.argmax(np.bincount(comp, minlength=ncomp)))
+        need = np.ones(ncomp, dtype=bool)
+        need[biggest] = False
         best_d = np.full(ncomp, np.inf)
         best_a = np.full(ncomp, -1)
         best_b = np.full(ncomp, -1)
-        need = np.ones(ncomp, dtype=bool)
-        need[biggest] = False
-        k = min(n, 16)
+        radius = 1000.0  # metres
         while need.any():
-            pending = np.flatnonzero(need[comp])
-            _, nn = tree.query(xy[pending], k=k)
-            nn = np.asarray(nn).reshape(len(pending), -1)
-            a = np.repeat(pending, nn.shape[1])
-            b = nn.ravel()
-            valid = (b < n) & (comp[a] != comp[np.minimum(b, n - 1)])
-            a, b = a[valid], b[valid]
+            ask = np.flatnonzero(need[comp])
+            x0, y0, x1, y1 = shapely.bounds(geoms[ask]).T
+            boxes = shapely.box(x0 - radius, y0 - radius, x1 + radius, y1 + radius)
+            qi, qj = tree.query(boxes)
+            a, b = ask[qi], qj
+            other = comp[a] != comp[b]
+            a, b = a[other], b[other]
             if len(a):
-                d = shapely.distance(geoms[a], geoms[b])
+                # convex hulls bound the true distance from below: measure exactly only
+                # the pairs whose hull distance could still beat the best exact one
+                lower = shapely.distance(hulls[a], hulls[b])
+                near = lower <= radius
+                a, b, lower = a[near], b[near], lower[near]
+            if len(a):
                 ca = comp[a]
-                order = np.lexsort((b, a, d, ca))
+                order = np.lexsort((b, a, lower, ca))
+                a, b, lower, ca = a[order], b[order], lower[order], ca[order]
+                rank = np.arange(len(a)) - np.searchsorted(ca, ca)
+                exact = np.full(len(a), np.inf)
+                head = rank < 4
+                exact[head] = shapely.distance(geoms[a[head]], geoms[b[head]])
+                bound = np.full(ncomp, np.inf)
+                np.minimum.at(bound, ca[head], exact[head])
+                more = ~head & (lower < bound[ca])
+                exact[more] = shapely.distance(geoms[a[more]], geoms[b[more]])
+                order = np.lexsort((b, a, exact, ca))
                 first = order[np.r_[True, ca[order][1:] != ca[order][:-1]]]
                 c = ca[first]
-                better = d[first] < best_d[c]
-                best_d[c[better]] = d[first][better]
-                best_a[c[better]] = a[first][better]
-                best_b[c[better]] = b[first][better]
-                need[c] = False
-            if k >= n:
-                break
-            k = min(n, k * 4)
+                better = exact[first] < best_d[c]
+                cb, fb = c[better], first[better]
+                best_d[cb], best_a[cb], best_b[cb] = exact[fb], a[fb], b[fb]
+                # only a gap within the searched radius is surely the nearest
+                need[c[best_d[c] <= radius]] = False
+            radius *= 4.0
         found = np.flatnonzero(best_a >= 0)
         lo = np.minimum(best_a[found], best_b[found])
         hi = np.maximum(best_a[found], best_b[found])
-        d = best_d[found]
-        pairs, first = np.unique(np.column_stack([lo, hi]), axis=0, return_index=True)
-        order = np.argsort(d[first], kind="stable")
-        # union-find over components so tied distances never add a redundant bridge
+        dd = best_d[found]
         parent = np.arange(ncomp)
-
-        def root(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
         keep = []
-        for r in order:
-            ra, rb = root(comp[pairs[r, 0]]), root(comp[pairs[r, 1]])
+        for r in np.lexsort((hi, lo, dd)).tolist():
+            ra, rb = _root(parent, comp[lo[r]]), _root(parent, comp[hi[r]])
             if ra != rb:
                 parent[ra] = rb
                 keep.append(r)
-        keep = np.asarray(keep, dtype=int)
-        bi.append(pairs[keep, 0])
-        bj.append(pairs[keep, 1])
-        bd.append(d[first][keep])
+        keep = np.asarray(keep, dtype=np.int64)
+        bi.append(lo[keep])
+        bj.append(hi[keep])
+        bd.append(dd[keep])
         ncomp, comp = components()
     if not bi:
         empty = np.zeros(0, dtype=np.int64)
@@ -295,7 +314,7 @@ def _assemble(
     n = len(ids)
     centroids = shapely.centroid(geoms)
     xy = shapely.get_coordinates(centroids)
-    bi, bj, bd, before = _bridge(geoms, xy, i, j)
+    bi, bj, bd, before = _bridge(geoms, i, j)
     ii = np.concatenate([i, bi]).astype(np.int64)
     jj = np.concatenate([j, bj]).astype(np.int64)
     data = np.ones(len(ii) * 2)

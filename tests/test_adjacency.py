@@ -1,0 +1,163 @@
+"""Rook adjacency on real Census polygons, H3 cells and synthetic grids; island bridges."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import h3
+import numpy as np
+import pytest
+import shapely
+from scipy.sparse.csgraph import connected_components
+
+from patchmap import geodata
+from patchmap.errors import InputError
+from patchmap.units import Adjacency, build_adjacency, h3_adjacency
+
+
+def squares(cells: list[tuple[int, int]], size: float = 0.01, **cols) -> gpd.GeoDataFrame:
+    """Unit squares on a lon/lat grid near (0, 0) (one per (col, row) cell)."""
+    geoms = [shapely.box(c * size, r * size, (c + 1) * size, (r + 1) * size) for c, r in cells]
+    data = {"unit_id": [f"u{c}_{r}" for c, r in cells], **cols}
+    return gpd.GeoDataFrame(data, geometry=geoms, crs=4326)
+
+
+@pytest.fixture(scope="module")
+def small() -> gpd.GeoDataFrame:
+    return geodata.zcta_polygons(["RI", "DE", "DC"])
+
+
+@pytest.fixture(scope="module")
+def small_adj(small) -> Adjacency:
+    return build_adjacency(small, id_col="zcta")
+
+
+def test_graph_is_symmetric_binary_and_connected(small, small_adj):
+    m = small_adj.matrix
+    assert m.shape == (len(small), len(small))
+    assert (m != m.T).nnz == 0
+    assert set(np.unique(m.data)) == {1.0}
+    assert m.diagonal().sum() == 0
+    assert connected_components(m, directed=False)[0] == 1
+    assert list(small_adj.ids) == small["zcta"].tolist()
+    i, j = small_adj.edges()
+    assert (i < j).all() and len(i) == small_adj.n_edges
+
+
+def test_states_apart_are_bridged_and_reported(small_adj):
+    # RI, DE and DC do not touch each other: at least two bridges join them
+    assert small_adj.n_components_before >= 3
+    b = small_adj.bridges
+    assert list(b.columns) == ["unit_a", "unit_b", "distance_km"]
+    assert len(b) == small_adj.n_components_before - 1
+    assert (b["distance_km"] >= 0).all()
+    ids = set(small_adj.ids)
+    assert set(b["unit_a"]) <= ids and set(b["unit_b"]) <= ids
+    # the long bridges between states are tens of km or more
+    assert b["distance_km"].max() > 50
+
+
+def test_adjacency_matches_real_neighbours(small, small_adj):
+    # Providence 02903 and 02906 share a street boundary; Newport 02840 does not touch 02903
+    nbrs = {small_adj.ids[j] for j in small_adj.neighbors(list(small_adj.ids).index("02903"))}
+    assert "02906" in nbrs
+    assert "02840" not in nbrs
+
+
+def test_rook_not_queen():
+    # a 2x2 block: diagonal squares share only a corner point
+    gdf = squares([(0, 0), (1, 0), (0, 1), (1, 1)])
+    adj = build_adjacency(gdf, id_col="unit_id")
+    ids = list(adj.ids)
+    m = adj.matrix
+    assert m[ids.index("u0_0"), ids.index("u1_1")] == 0
+    assert m[ids.index("u0_0"), ids.index("u1_0")] == 1
+    assert adj.n_edges == 4
+    assert adj.bridges.empty and adj.n_components_before == 1
+    # shared boundary length of a 0.01 degree square side near the equator is ~1.1 km
+    assert adj.shared_km[ids.index("u0_0"), ids.index("u1_0")] == pytest.approx(1.11, rel=0.02)
+
+
+def test_corner_only_contact_is_bridged_with_zero_distance():
+    gdf = squares([(0, 0), (1, 1)])
+    adj = build_adjacency(gdf, id_col="unit_id")
+    assert adj.n_components_before == 2
+    assert len(adj.bridges) == 1
+    assert adj.bridges["distance_km"].iloc[0] == 0
+
+
+def test_synthetic_islands_join_by_shortest_gap():
+    mainland = [(c, r) for c in range(5) for r in range(5)]
+    island_a = [(8, 2)]  # 3 cells east of the mainland
+    island_b = [(8, 9), (9, 9)]  # a two-cell island far to the north-east
+    gdf = squares(mainland + island_a + island_b)
+    adj = build_adjacency(gdf, id_col="unit_id")
+    assert adj.n_components_before == 3
+    assert len(adj.bridges) == 2
+    assert connected_components(adj.matrix, directed=False)[0] == 1
+    first = adj.bridges.sort_values("distance_km").iloc[0]
+    ends = {first["unit_a"], first["unit_b"]}
+    assert "u8_2" in ends and (ends - {"u8_2"}).pop().startswith("u4_")  # the east coast
+    assert first["distance_km"] == pytest.approx(3 * 1.11, rel=0.03)
+
+
+def test_channel_islands_are_bridged():
+    ca = geodata.zcta_polygons(["CA"])
+    adj = build_adjacency(ca, id_col="zcta")
+    assert connected_components(adj.matrix, directed=False)[0] == 1
+    bridged = set(adj.bridges["unit_a"]) | set(adj.bridges["unit_b"])
+    assert "90704" in bridged  # Avalon, Santa Catalina Island
+    catalina = adj.bridges[(adj.bridges["unit_a"] == "90704") | (adj.bridges["unit_b"] == "90704")]
+    assert catalina["distance_km"].min() > 15  # the San Pedro Channel
+
+
+def test_h3_fast_path_uses_hexagon_neighbours():
+    center = h3.latlng_to_cell(38.5, -121.5, 7)
+    cells = sorted(h3.grid_disk(center, 2))
+    adj = h3_adjacency(cells)
+    deg = np.asarray(adj.matrix.sum(axis=1)).ravel()
+    assert deg[cells.index(center)] == 6
+    assert adj.n_edges == (19 * 6 - 6 * 2 - 6 * 3) // 2 + 0  # 42 edges in a radius-2 disk
+    # the same cells as polygons in a GeoDataFrame take the fast path and agree
+    polys = [shapely.Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(c)]) for c in cells]
+    gdf = gpd.GeoDataFrame({"unit_id": cells}, geometry=polys, crs=4326)
+    adj2 = build_adjacency(gdf, id_col="unit_id")
+    assert (adj2.matrix != adj.matrix).nnz == 0
+
+
+def test_h3_clusters_far_apart_are_bridged():
+    a = h3.grid_disk(h3.latlng_to_cell(38.5, -121.5, 7), 1)
+    b = h3.grid_disk(h3.latlng_to_cell(38.9, -121.0, 7), 1)
+    adj = h3_adjacency(sorted(a) + sorted(b))
+    assert adj.n_components_before == 2
+    assert len(adj.bridges) == 1
+    assert 40 < adj.bridges["distance_km"].iloc[0] < 80
+
+
+def test_polygon_adjacency_agrees_with_h3_on_hexagons():
+    cells = sorted(h3.grid_disk(h3.latlng_to_cell(37.0, -120.0, 6), 3))
+    polys = [shapely.Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(c)]) for c in cells]
+    gdf = gpd.GeoDataFrame({"name": [f"c{i}" for i in range(len(cells))]}, geometry=polys, crs=4326)
+    geo = build_adjacency(gdf, id_col="name")
+    assert (geo.matrix != h3_adjacency(cells).matrix).nnz == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (squares([(0, 0), (1, 0)]).assign(unit_id=["a", "a"]), "duplicate id 'a'"),
+        (squares([(0, 0)]).iloc[:0], "no units"),
+        (squares([(0, 0)]).drop(columns="unit_id"), "id column 'unit_id' not found"),
+        (
+            gpd.GeoDataFrame({"unit_id": ["p"]}, geometry=[shapely.Point(0, 0)], crs=4326),
+            "not a polygon",
+        ),
+        (
+            gpd.GeoDataFrame({"unit_id": ["e"]}, geometry=[shapely.Polygon()], crs=4326),
+            "empty or missing geometry",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_input_error(frame, message):
+    with pytest.raises(InputError, match=message) as err:
+        build_adjacency(frame, id_col="unit_id")
+    assert "\n" not in str(err.value)
