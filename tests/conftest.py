@@ -27,3 +27,17 @@ def ri_accounts_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("accounts") / "accounts_small.csv"
     sample_accounts(["RI", "DE", "DC"], n=2000, seed=3, bad_share=0.01).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _bundled_geodata_only():
+    """Tests read the committed geodata, never a developer's national cache."""
+    import os
+
+    old = os.environ.get("PATCHMAP_CACHE")
+    os.environ["PATCHMAP_CACHE"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("PATCHMAP_CACHE", None)
+    else:
+        os.environ["PATCHMAP_CACHE"] = old

@@ -171,3 +171,41 @@ def demo_cmd(out: str) -> None:
     for name in sorted(result.outputs):
         click.echo(f"{name}: {result.outputs[name]}")
     click.echo(f"map: {Path(result.outputs['map']).resolve()}")
+
+
+@main.group("geodata")
+def geodata_group() -> None:
+    """National Census geography: fetch it once into the cache, list what is there."""
+
+
+@geodata_group.command("fetch")
+@click.argument("kind", type=click.Choice(["zcta", "county", "state"]))
+@click.option("--year", type=int, default=None, help="Vintage (default: the newest known).")
+@click.option("--source", default=None, help="A local zip/shapefile/GeoPackage or a URL instead.")
+@click.option("--refresh", is_flag=True, help="Download again even when cached.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def geodata_fetch_cmd(kind: str, year: int | None, source: str | None, refresh: bool,
+                      quiet: bool) -> None:
+    """Download, verify (SHA-256 recorded), convert and register Census polygons."""
+    from patchmap.geofetch import fetch_geodata
+
+    result = fetch_geodata(kind, year=year, source=source, refresh=refresh, progress=not quiet)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    state = "from cache" if result.cached else "fetched"
+    click.echo(f"{kind} {result.vintage}: {result.units} units {state}, sha256 {result.sha256}")
+    for level, path in sorted(result.paths.items()):
+        click.echo(f"{level}: {path}")
+
+
+@geodata_group.command("list")
+def geodata_list_cmd() -> None:
+    """What is bundled and what is cached: kind, vintage, units, size."""
+    from patchmap.geofetch import list_geodata
+
+    table = list_geodata()
+    if table.empty:
+        click.echo("no geodata found")
+        return
+    table = table.assign(size=(table["size"] / 1e6).round(2).astype(str) + " MB")
+    click.echo(table.drop(columns=["sha256"], errors="ignore").to_string(index=False))

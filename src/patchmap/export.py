@@ -530,10 +530,14 @@ def _whole(values: np.ndarray) -> np.ndarray:
 
 
 def _expected_revenue(acc: pd.DataFrame) -> pd.Series | None:
-    """Per account: ``expected_revenue``, else ``p_win * deal_size`` (or ``deal``), else None."""
+    """Per account: ``expected_revenue``; else ``potential`` (scoring defines it as p_win times
+    the expected deal size); else ``p_win`` times ``expected_deal_size``/``deal_size``/``deal``
+    where a deal size is known; else None."""
     if "expected_revenue" in acc.columns:
         return _numeric(acc, "expected_revenue")
-    deal = next((c for c in ("deal_size", "deal", "deal_value") if c in acc.columns), None)
+    if "potential" in acc.columns:
+        return _numeric(acc, "potential")
+    deal = next((c for c in ("expected_deal_size", "deal_size", "deal") if c in acc.columns), None)
     if "p_win" in acc.columns and deal is not None:
         return _numeric(acc, "p_win") * _numeric(acc, deal)
     return None

@@ -165,7 +165,9 @@ def cached_layers(kind: str, level: str = "analysis") -> list[CachedLayer]:
         path = directory / info["path"]
         if path.is_file():
             out.append(
-                CachedLayer(kind, int(entry["vintage"]), level, path, tuple(entry.get("states", ())))
+                CachedLayer(
+                    kind, int(entry["vintage"]), level, path, tuple(entry.get("states", ()))
+                )
             )
     return sorted(out, key=lambda layer: layer.vintage, reverse=True)
 

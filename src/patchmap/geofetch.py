@@ -187,7 +187,9 @@ def states_frame(raw: gpd.GeoDataFrame, what: str) -> gpd.GeoDataFrame:
     )
     unknown = gdf["state"].isna()
     if unknown.any():
-        log.info(f"  states: dropped {unknown.sum()} rows with unknown FIPS {sorted(fips[unknown])}")
+        log.info(
+            f"  states: dropped {unknown.sum()} rows with unknown FIPS {sorted(fips[unknown])}"
+        )
     return gdf[~unknown].sort_values("state_fips").reset_index(drop=True)
 
 
@@ -477,6 +479,7 @@ def fetch_geodata(
             if hit is not None:
                 notes.append(f"{origin}: unchanged (sha256 {digest[:12]}...)")
                 if hit.download is None and entry.get("download") and local.parent == stage:
+                    (cache / entry["download"]).parent.mkdir(parents=True, exist_ok=True)
                     os.replace(local, cache / entry["download"])  # restore a deleted download
                     hit = dataclasses.replace(hit, download=cache / entry["download"])
                 return dataclasses.replace(hit, notes=tuple(notes))
@@ -487,10 +490,10 @@ def fetch_geodata(
 
         # commit: files first (new names), then the manifest, then drop superseded files
         size = local.stat().st_size
-        (cache / "downloads").mkdir(parents=True, exist_ok=True)
         if spec is not None or _is_url(origin):
             download = cache / "downloads" / (fname or "download")
             if local != download:
+                download.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(local, download)
         final: dict[str, Path] = {}
         for level, path in layers.items():
@@ -513,6 +516,7 @@ def fetch_geodata(
         if changed:
             new_entry["previous_sha256"] = [entry["sha256"], *entry.get("previous_sha256", [])]
         old_files = _entry_files(cache, entry) if entry is not None else set()
+        manifest = _load_manifest(cache)  # again: keep entries another process added meanwhile
         manifest["entries"][key] = new_entry
         _save_manifest(cache, manifest)
         for stale in old_files - set(final.values()) - {download}:
@@ -535,7 +539,10 @@ def list_geodata() -> pd.DataFrame:
     bundled = geodata.geodata_dir()
     if bundled.is_dir():
         for path in sorted(bundled.glob("*.parquet")):
-            kind, vintage = geodata.BUNDLED_VINTAGES.get(path.name, ("zcta", 2010))
+            default = (
+                ("zcta", geodata.ZCTA_VINTAGE) if path.match(geodata.ZCTA_POLYGON_GLOB) else None
+            )
+            kind, vintage = geodata.BUNDLED_VINTAGES.get(path.name, default) or (path.stem, None)
             is_geo = b"geo" in (pq.read_schema(path).metadata or {})
             rows.append(
                 {
@@ -670,6 +677,14 @@ def _download(url: str, directory: Path, fname: str, progress: bool) -> Path:
     try:
         with _pooch_log_level(logging.INFO if progress else logging.WARNING):
             return Path(fetcher.fetch(fname, downloader=downloader))
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        reason = exc.response.reason if exc.response is not None else _first_line(exc)
+        raise InputError(f"{url}: download failed (HTTP {status} {reason})") from None
+    except requests.exceptions.ChunkedEncodingError:
+        raise InputError(
+            f"{url}: download failed (connection broken before the end of the file)"
+        ) from None
     except (requests.exceptions.RequestException, OSError, ValueError) as exc:
         raise InputError(f"{url}: download failed ({_first_line(exc)})") from None
 

@@ -20,6 +20,7 @@ from pyproj import CRS
 
 from patchmap.errors import InputError
 from patchmap.io import write_units
+from patchmap.scoring import blank, text_values
 from patchmap.units import h3 as h3u
 
 __all__ = [
@@ -190,13 +191,7 @@ def _coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(f"accounts: missing column {col!r} (run ingest first, or give lat/lon)")
     out = []
     for col in ("lat", "lon"):
-        raw = accounts[col]
-        values = pd.to_numeric(raw, errors="coerce").astype("float64")
-        bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
-        if bad.any():
-            i = int(np.argmax(bad.to_numpy()))
-            raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
-        out.append(values.to_numpy())
+        out.append(_measure(accounts, col, fill=None))
     lat, lon = out
     outside = ~(np.isnan(lat) | np.isnan(lon)) & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
     lat = np.where(outside, np.nan, lat)
@@ -210,28 +205,31 @@ def _from_zip(accounts: pd.DataFrame, lat: np.ndarray) -> np.ndarray:
         return np.zeros(len(accounts), dtype=bool)
     has = accounts["zcta"].notna().to_numpy()
     if "location_source" in accounts.columns:
-        return has & (accounts["location_source"].astype("string") == "zip").fillna(False).to_numpy(dtype=bool)
+        return has & (text_values(accounts["location_source"]) == "zip")
     return has & np.isnan(lat)
 
 
-def _measure(accounts: pd.DataFrame, col: str) -> np.ndarray:
-    """A numeric measure column as float (NaN -> 0); text raises InputError naming the row."""
+def _measure(accounts: pd.DataFrame, col: str, fill: float | None = 0.0) -> np.ndarray:
+    """A numeric column as float (NaN -> ``fill``); text raises InputError naming the row."""
     raw = accounts[col]
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
-    bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
-    if bad.any():
-        i = int(np.argmax(bad.to_numpy()))
-        raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
-    return values.fillna(0.0).to_numpy()
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        values = raw.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        bad = np.isnan(values) & ~blank(raw)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
+    return values if fill is None else np.nan_to_num(values, nan=fill)
 
 
 def _customers(accounts: pd.DataFrame) -> np.ndarray | None:
     """Boolean customer flag from ``status == 'customer'`` or an ``is_customer`` column."""
     if "status" in accounts.columns:
-        return (accounts["status"].astype("string").str.strip().str.lower() == "customer").fillna(False).to_numpy(dtype=bool)
+        return text_values(accounts["status"], lower=True) == "customer"
     if "is_customer" in accounts.columns:
-        raw = accounts["is_customer"].astype("string").str.strip().str.lower()
-        return raw.isin(["1", "true", "yes", "y", "customer", "1.0"]).fillna(False).to_numpy(dtype=bool)
+        raw = text_values(accounts["is_customer"], lower=True)
+        return np.isin(raw, ["1", "true", "yes", "y", "customer", "1.0"])
     return None
 
 
@@ -290,7 +288,7 @@ def place_accounts(
             zip_rows = _from_zip(accounts, lat)
             pos = np.full(n, -1, dtype="int64")
             if zip_rows.any():
-                pos[zip_rows] = unit_index.get_indexer(accounts["zcta"].astype("string").to_numpy()[zip_rows])
+                pos[zip_rows] = unit_index.get_indexer(text_values(accounts["zcta"])[zip_rows])
             by_zip = pos >= 0
             unit[by_zip] = unit_ids[pos[by_zip]]
         else:
@@ -458,7 +456,7 @@ def _fill_from_zcta(
     from patchmap import geodata
 
     pts = geodata.zcta_points().drop_duplicates("zcta").set_index("zcta")
-    keys = accounts["zcta"].astype("string").to_numpy()[need]
+    keys = text_values(accounts["zcta"])[need]
     lat, lon = lat.copy(), lon.copy()
     lat[need] = pts["lat"].reindex(keys).to_numpy(dtype="float64")
     lon[need] = pts["lon"].reindex(keys).to_numpy(dtype="float64")

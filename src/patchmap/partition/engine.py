@@ -66,7 +66,10 @@ class Partitioner:
     labels:
         Format of territory labels, given the 1-based territory number.
     n_init:
-        Restarts from different seeds; the best plan is kept.
+        Restarts from different seeds; the best plan is kept (``"auto"``: 3 up to 5,000
+        units, 2 up to 15,000, else 1).
+    max_rounds:
+        Most refine-and-rebalance rounds per restart.
     """
 
     def __init__(
@@ -80,7 +83,7 @@ class Partitioner:
         seed: int = 0,
         compactness: float = 0.5,
         labels: str = "T{:02d}",
-        n_init: int = 3,
+        n_init: int | str = "auto",
         max_rounds: int = 6,
     ) -> None:
         if isinstance(n_territories, bool) or not isinstance(n_territories, (int, np.integer)):
@@ -89,20 +92,28 @@ class Partitioner:
             raise InputError(f"n_territories must be >= 2, got {n_territories}")
         cols = [balance] if isinstance(balance, str) else list(balance)
         if not cols or not all(isinstance(c, str) and c for c in cols):
-            raise InputError(f"balance must be a column name or a list of column names, got {balance!r}")
+            raise InputError(
+                f"balance must be a column name or a list of column names, got {balance!r}"
+            )
         if len(set(cols)) != len(cols):
             raise InputError(f"balance columns repeat: {', '.join(cols)}")
         for name, value in (("tolerance", tolerance), ("target", target)):
             if not isinstance(value, (int, float)) or not (0 < float(value) < 1):
-                raise InputError(f"{name} must be a fraction between 0 and 1 (0.05 = 5%), got {value!r}")
+                raise InputError(
+                    f"{name} must be a fraction between 0 and 1 (0.05 = 5%), got {value!r}"
+                )
         if not isinstance(compactness, (int, float)) or compactness < 0:
             raise InputError(f"compactness must be a number >= 0, got {compactness!r}")
         try:
             labels.format(1)
         except (IndexError, KeyError, ValueError, AttributeError):
-            raise InputError(f"labels must be a format string like 'T{{:02d}}', got {labels!r}") from None
-        if not isinstance(n_init, int) or n_init < 1:
-            raise InputError(f"n_init must be an integer >= 1, got {n_init!r}")
+            raise InputError(
+                f"labels must be a format string like 'T{{:02d}}', got {labels!r}"
+            ) from None
+        if n_init != "auto" and (
+            not isinstance(n_init, int) or isinstance(n_init, bool) or n_init < 1
+        ):
+            raise InputError(f"n_init must be an integer >= 1 or 'auto', got {n_init!r}")
         self.n_territories = int(n_territories)
         self.balance = cols
         self.tolerance = float(tolerance)
@@ -133,17 +144,23 @@ class Partitioner:
         cols = []
         for c in self.balance:
             if c not in units.columns:
-                raise InputError(f"balance column {c!r} not found (columns: {', '.join(map(str, units.columns))})")
+                raise InputError(
+                    f"balance column {c!r} not found (columns: {', '.join(map(str, units.columns))})"
+                )
             s = units[c]
             if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
                 num = pd.to_numeric(s, errors="coerce")
                 bad = num.isna() & s.notna()
                 if bad.any():
-                    raise InputError(f"balance column {c!r} is not numeric (e.g. {s[bad].iloc[0]!r})")
+                    raise InputError(
+                        f"balance column {c!r} is not numeric (e.g. {s[bad].iloc[0]!r})"
+                    )
                 s = num
             v = s.to_numpy(dtype=float, na_value=np.nan)
             if np.isnan(v).any():
-                raise InputError(f"balance column {c!r} has {int(np.isnan(v).sum())} missing values")
+                raise InputError(
+                    f"balance column {c!r} has {int(np.isnan(v).sum())} missing values"
+                )
             if not np.isfinite(v).all():
                 raise InputError(f"balance column {c!r} has infinite values")
             if (v < 0).any():
@@ -174,7 +191,9 @@ class Partitioner:
             raise InputError("units: no units (empty table)")
         id_col = self.id_col if self.id_col in units.columns else None
         if self.id_col is not None and id_col is None and adjacency is None:
-            raise InputError(f"id column {self.id_col!r} not found (columns: {', '.join(map(str, units.columns))})")
+            raise InputError(
+                f"id column {self.id_col!r} not found (columns: {', '.join(map(str, units.columns))})"
+            )
         W = self._weights(units)
         n = len(units)
         k = self.n_territories
@@ -184,8 +203,12 @@ class Partitioner:
             adjacency = build_adjacency(units, id_col=id_col)
         else:
             ids = units[id_col].to_numpy() if id_col else units.index.to_numpy()
-            if adjacency.n_units != n or not np.array_equal(np.asarray(adjacency.ids, dtype=object), np.asarray(ids, dtype=object)):
-                raise InputError("adjacency ids do not match the units (build it from the same table)")
+            if adjacency.n_units != n or not np.array_equal(
+                np.asarray(adjacency.ids, dtype=object), np.asarray(ids, dtype=object)
+            ):
+                raise InputError(
+                    "adjacency ids do not match the units (build it from the same table)"
+                )
         ids = np.asarray(adjacency.ids)
         names = [self.labels.format(i + 1) for i in range(k)]
         init_codes, lock_codes, label_names = self._warm(ids, names, initial, locked)
@@ -210,22 +233,30 @@ class Partitioner:
         tols = [self.target] + [self.tolerance] * (W.shape[1] - 1)
         best = None
         rng_master = np.random.default_rng(self.seed)
-        seeds = rng_master.integers(0, 2**31 - 1, size=self.n_init)
+        n_init = (
+            self.n_init if self.n_init != "auto" else (3 if n <= 5000 else 2 if n <= 15000 else 1)
+        )
+        seeds = rng_master.integers(0, 2**31 - 1, size=n_init)
         for r, s in enumerate(seeds):
             rng = np.random.default_rng(int(s))
             if init_codes is not None and r == 0:
                 lab = init_codes.copy()
             else:
-                lab = _recursive_seed(graph, xy, W, area, k, tols, lock_codes, rng, self.compactness)
-                lab = np.where(lock_codes >= 0, lock_codes, lab)
+                lab = _recursive_seed(
+                    graph, xy, W, area, k, tols, lock_codes, rng, self.compactness
+                )
+                lab = _match_locked(lab, lock_codes, k)
             lab = _repair(graph, lab, W[:, 0], k, lock_codes)
-            search = _Search(graph, lab, W, xy, area, [1.0 / k] * k, tols, lock_codes, rng, self.compactness)
+            search = _Search(
+                graph, lab, W, xy, area, [1.0 / k] * k, tols, lock_codes, rng, self.compactness
+            )
             search.run(self.max_rounds)
             score = search.score()
             if best is None or score < best[0]:
                 best = (score, search.labels())
         lab = best[1]
-        plan = self._plan(units, adjacency, lab, W, label_names, notes)
+        fixed_names = initial is not None or locked is not None
+        plan = self._plan(units, adjacency, lab, W, label_names, notes, reorder=not fixed_names)
         plan.elapsed_s = time.perf_counter() - t0
         return plan
 
@@ -260,7 +291,7 @@ class Partitioner:
             init = None  # a partial warm start is only a hint; seed fresh
         return init, lock, label_names
 
-    def _plan(self, units, adjacency, lab, W, label_names, notes) -> Plan:
+    def _plan(self, units, adjacency, lab, W, label_names, notes, reorder=True) -> Plan:
         k = self.n_territories
         xy = adjacency.xy_km if adjacency.xy_km is not None else np.zeros((len(lab), 2))
         area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(len(lab))
@@ -268,7 +299,7 @@ class Partitioner:
         a = np.bincount(lab, weights=area, minlength=k)
         cx = np.bincount(lab, weights=area * xy[:, 0], minlength=k) / np.maximum(a, 1e-12)
         cy = np.bincount(lab, weights=area * xy[:, 1], minlength=k) / np.maximum(a, 1e-12)
-        if label_names == [self.labels.format(i + 1) for i in range(k)]:
+        if reorder:
             order = np.lexsort((-cy, cx))
             rank = np.empty(k, dtype=int)
             rank[order] = np.arange(k)
@@ -283,11 +314,15 @@ class Partitioner:
             terr[c] = tot
             terr[f"{c}_deviation"] = tot / tot.mean() - 1.0
         if adjacency.shared_km is not None:
-            pp = polsby_popper_from_parts(lab, adjacency.area_km2, adjacency.perimeter_km, adjacency.shared_km, k)
+            pp = polsby_popper_from_parts(
+                lab, adjacency.area_km2, adjacency.perimeter_km, adjacency.shared_km, k
+            )
         else:
             pp = np.full(k, np.nan)
         terr["polsby_popper"] = pp
-        terr["contiguous"] = is_contiguous(adjacency, lab).reindex(range(k), fill_value=False).to_numpy()
+        terr["contiguous"] = (
+            is_contiguous(adjacency, lab).reindex(range(k), fill_value=False).to_numpy()
+        )
         terr["area_km2"] = a
         dev0 = terr[f"{self.balance[0]}_deviation"].abs()
         plan = Plan(
@@ -306,7 +341,9 @@ class Partitioner:
             tol = self.target if j == 0 else self.tolerance
             worst = float(terr[f"{c}_deviation"].abs().max())
             if worst > tol + 1e-12:
-                notes.append(f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} (unit sizes or shape do not allow it)")
+                notes.append(
+                    f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} (unit sizes or shape do not allow it)"
+                )
         plan.constraints = check_all(self.constraints, plan)
         return plan
 
@@ -432,11 +469,29 @@ def _recursive_seed(
     return lab
 
 
+def _match_locked(lab: np.ndarray, locked: np.ndarray, k: int) -> np.ndarray:
+    """Rename seeded territories so they agree with as many locked units as possible, then
+    pin the locked units (contiguity repair follows)."""
+    pinned = locked >= 0
+    if not pinned.any():
+        return lab
+    from scipy.optimize import linear_sum_assignment
+
+    counts = np.zeros((k, k))
+    np.add.at(counts, (lab[pinned], locked[pinned]), 1.0)
+    rows, cols = linear_sum_assignment(-counts)
+    rename = np.empty(k, dtype=np.int64)
+    rename[rows] = cols
+    return np.where(pinned, locked, rename[lab])
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. contiguity repair
 
 
-def _repair(graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.ndarray) -> np.ndarray:
+def _repair(
+    graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.ndarray
+) -> np.ndarray:
     """Make every territory one piece: keep its heaviest piece, re-home the strays."""
     n = graph.n
     lab = lab.copy()
@@ -471,7 +526,9 @@ def _repair(graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.nd
     for t in np.flatnonzero(np.bincount(lab, minlength=k) == 0).tolist():
         donor = int(np.argmax(np.bincount(lab, minlength=k)))
         members = np.flatnonzero((lab == donor) & (locked < 0))
-        deg_in = np.array([sum(1 for v in graph.nbrs[u] if lab[v] == donor) for u in members.tolist()])
+        deg_in = np.array(
+            [sum(1 for v in graph.nbrs[u] if lab[v] == donor) for u in members.tolist()]
+        )
         lab[members[np.argmin(deg_in)]] = t
     return lab
 
@@ -513,7 +570,11 @@ class _Search:
         """Set the labelling and recompute every running total from it."""
         k, W, xy, a = self.k, self._W, self._xy, self._area
         self.lab = lab.tolist()
-        self.tot = np.stack([np.bincount(lab, weights=W[:, j], minlength=k) for j in range(self.m)], axis=1).tolist()
+        self.labn = np.array(lab, dtype=np.int64)  # numpy mirror of lab for vector queries
+        self.log: list[tuple[int, int, int]] | None = None
+        self.tot = np.stack(
+            [np.bincount(lab, weights=W[:, j], minlength=k) for j in range(self.m)], axis=1
+        ).tolist()
         self.cnt = np.bincount(lab, minlength=k).tolist()
         self.sa = np.bincount(lab, weights=a, minlength=k).tolist()
         self.sx = np.bincount(lab, weights=a * xy[:, 0], minlength=k).tolist()
@@ -521,10 +582,23 @@ class _Search:
 
     # --- bookkeeping -------------------------------------------------------------------------
     def labels(self) -> np.ndarray:
-        return np.asarray(self.lab, dtype=np.int64)
+        return self.labn.copy()
+
+    def begin(self) -> None:
+        """Start recording moves so :meth:`undo` can take them back."""
+        self.log = []
+
+    def undo(self) -> None:
+        """Take back every move since :meth:`begin`, newest first."""
+        log, self.log = self.log or [], None
+        for u, p, q in reversed(log):
+            self.move(u, q, p)
 
     def move(self, u: int, p: int, q: int) -> None:
         self.lab[u] = q
+        self.labn[u] = q
+        if self.log is not None:
+            self.log.append((u, p, q))
         row = self.rows[u]
         tp, tq = self.tot[p], self.tot[q]
         for j in range(self.m):
@@ -561,6 +635,19 @@ class _Search:
         same = [v for v in nbrs[u] if lab[v] == p]
         if len(same) <= 1:
             return len(same) == 1
+        # local check first: same-territory neighbours linked among themselves (the usual
+        # case on a planar map, where they form one arc around u)
+        ring = set(same)
+        reached = {same[0]}
+        stack = [same[0]]
+        while stack:
+            x = stack.pop()
+            for y in nbrs[x]:
+                if y in ring and y not in reached:
+                    reached.add(y)
+                    stack.append(y)
+        if len(reached) == len(ring):
+            return True
         targets = set(same[1:])
         seen = {u, same[0]}
         queue = deque([same[0]])
@@ -606,17 +693,19 @@ class _Search:
         return d
 
     def cut_edges(self) -> int:
-        lab = np.asarray(self.lab)
+        lab = self.labn
         return int((lab[self.g.ei] != lab[self.g.ej]).sum())
 
     def max_dev(self, j: int = 0) -> float:
-        return max(abs(self.tot[t][j] / self.goal[t][j] - 1) for t in range(self.k) if self.goal[t][j] > 0)
+        return max(
+            abs(self.tot[t][j] / self.goal[t][j] - 1) for t in range(self.k) if self.goal[t][j] > 0
+        )
 
     def score(self) -> tuple:
         return (round(self.violation(), 6), self.cut_edges(), round(self.max_dev(), 6))
 
     def boundary(self) -> np.ndarray:
-        lab = np.asarray(self.lab)
+        lab = self.labn
         cut = lab[self.g.ei] != lab[self.g.ej]
         b = np.zeros(self.g.n, dtype=bool)
         b[self.g.ei[cut]] = True
@@ -633,7 +722,7 @@ class _Search:
         return out
 
     def _pair_units(self, p: int, q: int) -> list[int]:
-        lab = np.asarray(self.lab)
+        lab = self.labn
         ei, ej = self.g.ei, self.g.ej
         a, b = lab[ei], lab[ej]
         m = ((a == p) & (b == q)) | ((a == q) & (b == p))
@@ -653,7 +742,7 @@ class _Search:
     def _flows(self, j: int) -> list[tuple[float, int, int]]:
         """Flows p -> q (column j) that even out the totals over the territory graph."""
         k = self.k
-        lab = np.asarray(self.lab)
+        lab = self.labn
         a, b = lab[self.g.ei], lab[self.g.ej]
         cut = a != b
         pairs = np.unique(np.sort(np.column_stack([a[cut], b[cut]]), axis=1), axis=0)
@@ -797,7 +886,11 @@ class _Search:
                 touch[px] = True
             if blocked[x]:
                 blocked[px] = True
-        cand = [(abs(wsub[x] - amount), x) for x in order[1:] if touch[x] and not blocked[x] and abs(wsub[x] - amount) < amount]
+        cand = [
+            (abs(wsub[x] - amount), x)
+            for x in order[1:]
+            if touch[x] and not blocked[x] and abs(wsub[x] - amount) < amount
+        ]
         if not cand:
             return False
         cand.sort()
@@ -829,14 +922,15 @@ class _Search:
         return True
 
     def _members(self, p: int) -> list[int]:
-        return np.flatnonzero(np.asarray(self.lab) == p).tolist()
+        return np.flatnonzero(self.labn == p).tolist()
 
     def _territory_graph(self) -> list[set[int]]:
-        lab = np.asarray(self.lab)
+        lab = self.labn
         a, b = lab[self.g.ei], lab[self.g.ej]
         cut = a != b
         adj: list[set[int]] = [set() for _ in range(self.k)]
-        for x, y in np.unique(np.column_stack([a[cut], b[cut]]), axis=0).tolist():
+        for code in np.unique(a[cut] * self.k + b[cut]).tolist():
+            x, y = divmod(code, self.k)
             adj[x].add(y)
             adj[y].add(x)
         return adj
@@ -849,19 +943,124 @@ class _Search:
                 self._swap(p, q, rem, j)
 
     def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
-        """(largest deviation beyond ``goal`` x tolerance, sum of squared deviations), both
-        in units of each column's tolerance; (0, ...) when every total is inside."""
+        """Primary column: (largest deviation beyond ``goal`` x tolerance, sum of squared
+        deviations), in units of its tolerance; (0, ...) when every total is inside."""
         worst, sq = 0.0, 0.0
-        for j in range(self.m):
+        tol = self.tol[0]
+        for t in range(self.k):
+            g = self.goal[t][0]
+            if g > 0:
+                d = abs(self.tot[t][0] / g - 1) / tol
+                sq += d * d
+                if d - goal > worst:
+                    worst = d - goal
+        return worst, sq
+
+    def secondary_excess(self, slack: float = 0.9) -> float:
+        """Sum over territories and secondary columns of the deviation beyond ``slack`` x
+        tolerance, in units of tolerance (0 when all inside)."""
+        total = 0.0
+        for j in range(1, self.m):
             tol = self.tol[j]
             for t in range(self.k):
                 g = self.goal[t][j]
                 if g > 0:
-                    d = abs(self.tot[t][j] / g - 1) / tol
-                    sq += d * d
-                    if d - goal > worst:
-                        worst = d - goal
-        return worst, sq
+                    d = abs(self.tot[t][j] / g - 1) / tol - slack
+                    if d > 0:
+                        total += d
+        return total
+
+    def secondary(self, goal: float = 0.5, max_iter: int | None = None) -> None:
+        """Bring secondary columns inside their tolerance by exchanges between neighbours.
+
+        An exchange moves one unit a from p to q and optionally one unit b back, chosen so
+        the primary column of both stays inside its band while the secondary excess falls.
+        """
+        if self.m == 1:
+            return
+        max_iter = max_iter if max_iter is not None else 30 * self.k
+        stuck: set[int] = set()
+        for _ in range(max_iter):
+            cur = self.secondary_excess()
+            if cur <= 0:
+                return
+            worst = None
+            for j in range(1, self.m):
+                for t in range(self.k):
+                    if t in stuck or self.goal[t][j] <= 0:
+                        continue
+                    d = abs(self.tot[t][j] / self.goal[t][j] - 1) / self.tol[j]
+                    if d > 0.9 and (worst is None or d > worst[0]):
+                        worst = (d, t)
+            if worst is None:
+                return
+            t = worst[1]
+            if not self._exchange(t, goal, cur):
+                stuck.add(t)
+
+    def _exchange(self, t: int, goal: float, cur: float) -> bool:
+        """Best single exchange between t and a neighbour lowering the secondary excess."""
+        lab = self.lab
+        nbr_terr = sorted({lab[v] for u in self._members(t) for v in self.nbrs[u] if lab[v] != t})
+        m = self.m
+        tol0 = self.tol[0] * goal
+        best = None
+        for q in nbr_terr:
+            A = [u for u in self.boundary_of(t, q) if not self.locked[u]]
+            B = [u for u in self.boundary_of(q, t) if not self.locked[u]]
+            if not A and not B:
+                continue
+            # options: a alone (t -> q), b alone (q -> t), or a with b
+            wa = np.array([self.rows[u] for u in A] + [[0.0] * m])
+            wb = np.array([self.rows[u] for u in B] + [[0.0] * m])
+            net = wa[:, None, :] - wb[None, :, :]  # moved from t to q, per column
+            tt = np.array(self.tot[t])[None, None, :] - net
+            tq = np.array(self.tot[q])[None, None, :] + net
+            gt, gq = np.array(self.goal[t]), np.array(self.goal[q])
+            dt = np.abs(tt / gt - 1)
+            dq = np.abs(tq / gq - 1)
+            # the primary stays inside its band, or at least gets no worse
+            p_now = max(abs(self.tot[t][0] / gt[0] - 1), abs(self.tot[q][0] / gq[0] - 1), tol0)
+            ok = np.maximum(dt[..., 0], dq[..., 0]) <= p_now + 1e-12
+            tolv = np.array(self.tol)[None, None, 1:]
+            ex = (
+                np.maximum(dt[..., 1:] / tolv - 0.9, 0) + np.maximum(dq[..., 1:] / tolv - 0.9, 0)
+            ).sum(-1)
+            before = 0.0
+            for j in range(1, m):
+                for x, g in ((self.tot[t][j], gt[j]), (self.tot[q][j], gq[j])):
+                    before += max(abs(x / g - 1) / self.tol[j] - 0.9, 0)
+            gain = before - ex
+            ok &= gain > 1e-9
+            ok[-1, -1] = False
+            if not ok.any():
+                continue
+            flat = np.flatnonzero(ok.ravel())
+            order = flat[np.argsort(-gain.ravel()[flat], kind="stable")][:8]
+            for f in order.tolist():
+                ia, ib = divmod(f, len(B) + 1)
+                g = float(gain.ravel()[f])
+                if best is None or g > best[0]:
+                    best = (g, q, A[ia] if ia < len(A) else -1, B[ib] if ib < len(B) else -1)
+                break
+        if best is None:
+            return False
+        _, q, a, b = best
+        before_lab = None
+        if a >= 0:
+            if not self.can_remove(a, t):
+                return False
+            self.move(a, t, q)
+            before_lab = (a, t, q)
+        if b >= 0:
+            if lab[b] == q and any(lab[v] == t for v in self.nbrs[b]) and self.can_remove(b, q):
+                self.move(b, q, t)
+            elif before_lab is not None:
+                self.move(a, q, t)
+                return False
+            else:
+                return False
+        return True
 
     def balance(self, goal: float = 0.5, max_iter: int | None = None) -> None:
         """Even out totals until every column is within ``goal`` times its tolerance.
@@ -883,24 +1082,26 @@ class _Search:
             if step is None:
                 break
             j, path, amount = step
-            before = self.labels()
+            self.begin()
             window = 0.5 * goal * self.tol[j] * self.goal[path[0]][j]
             self._shift(path, amount, j, window)
             now = self.imbalance(goal)
             if now >= best:
-                self.load(before)
+                self.undo()
                 tried.add((j, path[0], path[-1]))
                 failures += 1
                 if failures > self.k:
                     break
                 continue
             best = now
+            self.log = None
             tried.clear()
+        self.log = None
 
     def _pick(self, adj: list[set[int]], tried: set) -> tuple[int, list[int], float] | None:
         """Next balancing step: (column, territory path from donor to receiver, amount)."""
         devs = []
-        for j in range(self.m):
+        for j in range(1):
             for t in range(self.k):
                 g = self.goal[t][j]
                 if g > 0:
@@ -943,7 +1144,11 @@ class _Search:
         """Perturb a stuck balance: move one unit into or out of the worst territory even
         when that overshoots, choosing at random among the least damaging moves."""
         lab, nbrs = self.lab, self.nbrs
-        devs = [(abs(self.tot[t][0] / self.goal[t][0] - 1), t) for t in range(self.k) if self.goal[t][0] > 0]
+        devs = [
+            (abs(self.tot[t][0] / self.goal[t][0] - 1), t)
+            for t in range(self.k)
+            if self.goal[t][0] > 0
+        ]
         _, t = max(devs)
         over = self.tot[t][0] > self.goal[t][0]
         ext = set()
@@ -1024,8 +1229,10 @@ class _Search:
 
     def run(self, rounds: int) -> None:
         self.settle(0.5)
+        self.secondary()
         for _ in range(rounds):
             moved = self.refine()
             self.settle(0.5)
+            self.secondary()
             if moved == 0:
                 break

@@ -79,7 +79,9 @@ def _unit_ids(units: gpd.GeoDataFrame, id_col: str | None) -> np.ndarray:
         where = "index"
     else:
         if id_col not in units.columns:
-            raise InputError(f"id column {id_col!r} not found (columns: {', '.join(map(str, units.columns))})")
+            raise InputError(
+                f"id column {id_col!r} not found (columns: {', '.join(map(str, units.columns))})"
+            )
         ids = units[id_col].to_numpy()
         where = f"id column {id_col!r}"
     if pd.isna(ids).any():
@@ -95,7 +97,9 @@ def _polygons(units: gpd.GeoDataFrame, ids: np.ndarray) -> np.ndarray:
     geoms = np.asarray(units.geometry.values, dtype=object)
     bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if bad.any():
-        raise InputError(f"unit {ids[bad][0]!r}: empty or missing geometry ({int(bad.sum())} units)")
+        raise InputError(
+            f"unit {ids[bad][0]!r}: empty or missing geometry ({int(bad.sum())} units)"
+        )
     kind = shapely.get_type_id(geoms)
     notpoly = ~np.isin(kind, [3, 6, 7])  # Polygon, MultiPolygon, GeometryCollection
     if notpoly.any():
@@ -167,7 +171,9 @@ def _hashed_shared(geoms: np.ndarray, n: int) -> sparse.coo_matrix:
     return m
 
 
-def _rook_pairs(geoms: np.ndarray, snap_m: float, min_shared_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rook_pairs(
+    geoms: np.ndarray, snap_m: float, min_shared_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs ``i < j`` sharing a boundary of positive length, and that length (metres)."""
     n = len(geoms)
     tree = shapely.STRtree(geoms)
@@ -340,7 +346,9 @@ def _assemble(
     )
 
 
-def h3_adjacency(cell_ids: Sequence[str] | np.ndarray, geometry: gpd.GeoSeries | None = None) -> Adjacency:
+def h3_adjacency(
+    cell_ids: Sequence[str] | np.ndarray, geometry: gpd.GeoSeries | None = None
+) -> Adjacency:
     """Adjacency of H3 cells of one resolution from H3's own neighbour index (no geometry tests).
 
     Every hexagon shares an edge with each of its ``grid_disk(cell, 1)`` neighbours, so the
@@ -359,7 +367,9 @@ def h3_adjacency(cell_ids: Sequence[str] | np.ndarray, geometry: gpd.GeoSeries |
     disks = [h3.grid_ring(c, 1) for c in ids]
     counts = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(ids))
     src = np.repeat(np.arange(len(ids)), counts)
-    dst = index.get_indexer(np.fromiter((c for d in disks for c in d), dtype=object, count=int(counts.sum())))
+    dst = index.get_indexer(
+        np.fromiter((c for d in disks for c in d), dtype=object, count=int(counts.sum()))
+    )
     ok = (dst >= 0) & (src < dst)
     i, j = src[ok], dst[ok]
     if geometry is None:

@@ -33,9 +33,7 @@ def _id_strings(ids: pd.Series) -> pd.Series:
     return ids.astype("string").str.strip()
 
 
-def load_user_units(
-    path: str | os.PathLike, id_col: str
-) -> tuple[gpd.GeoDataFrame, list[str]]:
+def load_user_units(path: str | os.PathLike, id_col: str) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read and validate the user's own unit polygons; the units and notes on what was fixed.
 
     Any file geopandas reads (GeoParquet, GeoPackage, GeoJSON, Shapefile). The id column
@@ -119,4 +117,3 @@ def load_user_units(
         notes.append(f"{p}: reprojected from {out.crs.to_string()} to EPSG:4326")
         out = out.to_crs(4326)
     return out, notes
-

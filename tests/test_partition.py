@@ -1,0 +1,265 @@
+"""The territory engine on real Census geography: balance, contiguity, bridges, errors."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from patchmap import geodata, metrics
+from patchmap.errors import InputError
+from patchmap.partition import BalanceTolerance, Contiguity, Partitioner, Plan
+from patchmap.units import build_adjacency
+
+
+@pytest.fixture(scope="module")
+def small() -> gpd.GeoDataFrame:
+    """Rhode Island, Delaware and DC ZCTAs (198 units, three separate pieces plus islands)."""
+    return geodata.zcta_polygons(["RI", "DE", "DC"]).rename(columns={"zcta": "unit_id"})
+
+
+@pytest.fixture(scope="module")
+def small_adj(small):
+    return build_adjacency(small, id_col="unit_id")
+
+
+@pytest.fixture(scope="module")
+def small_plan(small, small_adj) -> Plan:
+    return Partitioner(4, "population", seed=1).fit(small, adjacency=small_adj)
+
+
+@pytest.fixture(scope="module")
+def ca() -> gpd.GeoDataFrame:
+    return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+
+
+@pytest.fixture(scope="module")
+def ca_plan(ca) -> Plan:
+    return Partitioner(20, "population", seed=0).fit(ca)
+
+
+def squares(nx: int, ny: int, x0: float = 0.0, prefix: str = "u") -> gpd.GeoDataFrame:
+    cells = [(c, r) for c in range(nx) for r in range(ny)]
+    geoms = [
+        shapely.box(x0 + c * 0.01, r * 0.01, x0 + (c + 1) * 0.01, (r + 1) * 0.01) for c, r in cells
+    ]
+    return gpd.GeoDataFrame(
+        {"unit_id": [f"{prefix}{c}_{r}" for c, r in cells], "w": 1.0, "v": 2.0},
+        geometry=geoms,
+        crs=4326,
+    )
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+def test_every_unit_once_and_labels(small, small_plan):
+    frame = small_plan.to_frame()
+    assert list(frame.columns) == ["unit_id", "territory"]
+    assert len(frame) == len(small)
+    assert frame["unit_id"].is_unique
+    assert set(frame["unit_id"]) == set(small["unit_id"])
+    assert sorted(frame["territory"].unique()) == ["T01", "T02", "T03", "T04"]
+    assert small_plan.labels == ["T01", "T02", "T03", "T04"]
+
+
+def test_contiguous_and_balanced(small, small_plan):
+    assert small_plan.contiguous
+    assert small_plan.territories["contiguous"].all()
+    # recompute independently of the plan's own numbers
+    adj = small_plan.adjacency
+    assert metrics.is_contiguous(adj, small_plan.assignment.to_numpy()).all()
+    totals = small.groupby(small_plan.assignment.reindex(small["unit_id"]).to_numpy())[
+        "population"
+    ].sum()
+    dev = np.abs(totals / totals.mean() - 1)
+    assert dev.max() == pytest.approx(small_plan.max_deviation)
+    assert small_plan.max_deviation <= 0.005
+    assert small_plan.constraints == {"balance:population<=0.50%": True, "contiguity": True}
+
+
+def test_territory_table(small_plan):
+    t = small_plan.territories
+    for col in [
+        "territory",
+        "units",
+        "population",
+        "population_deviation",
+        "polsby_popper",
+        "contiguous",
+    ]:
+        assert col in t.columns
+    assert t["units"].sum() == len(small_plan.assignment)
+    assert t["population_deviation"].sum() == pytest.approx(0, abs=1e-9)
+    assert ((t["polsby_popper"] > 0) & (t["polsby_popper"] <= 1)).all()
+    assert 0 < small_plan.mean_polsby_popper <= 1
+    assert 0 < small_plan.cut_edge_fraction < 0.5
+    s = small_plan.summary()
+    assert s["territories"] == 4 and s["non_contiguous_territories"] == 0
+    assert s["bridges"] == len(small_plan.bridges) >= 2
+
+
+def test_separate_states_are_bridged_and_reported(small_plan):
+    # RI, DE and DC do not touch: the plan names the bridge edges it relied on
+    b = small_plan.bridges
+    assert list(b.columns) == ["unit_a", "unit_b", "distance_km"]
+    assert len(b) >= 2
+    assert any("bridge" in n for n in small_plan.notes)
+
+
+def test_deterministic_for_a_seed(small, small_adj, small_plan):
+    again = Partitioner(4, "population", seed=1).fit(small, adjacency=small_adj)
+    pd.testing.assert_series_equal(again.assignment, small_plan.assignment)
+
+
+def test_to_csv_is_the_plan_contract(tmp_path, small_plan):
+    path = small_plan.to_csv(tmp_path / "plan.csv")
+    text = path.read_text().splitlines()
+    assert text[0] == "unit_id,territory"
+    assert len(text) == len(small_plan.assignment) + 1
+    back = pd.read_csv(path, dtype=str)
+    assert back["unit_id"].tolist() == small_plan.assignment.index.tolist()
+    assert not list(tmp_path.glob(".plan.csv*"))  # no temporary left behind
+
+
+def test_california_end_to_end(ca, ca_plan):
+    # 1,769 ZCTAs, 20 territories: tight balance, all contiguous, Channel Islands bridged
+    assert len(ca_plan.assignment) == len(ca)
+    assert ca_plan.contiguous
+    assert ca_plan.max_deviation <= 0.005
+    assert ca_plan.cut_edge_fraction <= 0.152  # 1.2x METIS's 0.127 on this instance
+    bridged = set(ca_plan.bridges["unit_a"]) | set(ca_plan.bridges["unit_b"])
+    assert "90704" in bridged  # Avalon, Santa Catalina Island
+    assert ca_plan.elapsed_s < 10
+
+
+def test_several_balance_columns(ca):
+    # a second measure that follows population loosely, like an account count does
+    rng = np.random.default_rng(0)
+    units = ca.assign(accounts=rng.poisson(ca["population"].to_numpy() / 500.0))
+    plan = Partitioner(8, ["population", "accounts"], seed=2).fit(units)
+    assert plan.contiguous
+    assert plan.max_deviation <= 0.005
+    assert plan.max_deviations["accounts"] <= 0.05
+    assert {"population_deviation", "accounts_deviation"} <= set(plan.territories.columns)
+    assert plan.constraints["balance:accounts<=5.00%"]
+
+
+def test_disconnected_synthetic_input_still_contiguous():
+    # two 6x6 grids 1 degree apart: the bridge between them is the only link
+    units = pd.concat([squares(6, 6), squares(6, 6, x0=1.0, prefix="e")], ignore_index=True)
+    units = gpd.GeoDataFrame(units, geometry="geometry", crs=4326)
+    plan = Partitioner(3, "w", seed=0).fit(units)
+    assert plan.contiguous
+    assert len(plan.bridges) == 1
+    assert plan.adjacency.n_components_before == 2
+    assert plan.max_deviation <= 1 / 24 + 1e-9  # 24 units per territory: one unit is 4.2%
+
+
+def test_unit_larger_than_target_is_named():
+    units = squares(4, 4)
+    units.loc[5, "w"] = 40.0  # more than a quarter of the total of 55
+    plan = Partitioner(4, "w", seed=0).fit(units)
+    assert plan.contiguous
+    assert any("u1_1" in n and "alone" in n for n in plan.notes)
+
+
+def test_locked_units_stay_put(small, small_adj):
+    locked = {"02903": "T02", "19901": "T01"}
+    plan = Partitioner(4, "population", seed=3).fit(small, adjacency=small_adj, locked=locked)
+    assert plan.assignment["02903"] == "T02"
+    assert plan.assignment["19901"] == "T01"
+    assert plan.contiguous
+
+
+def test_warm_start_from_initial_plan(small, small_adj, small_plan):
+    plan = Partitioner(4, "population", seed=5).fit(
+        small, adjacency=small_adj, initial=small_plan.assignment
+    )
+    moved = metrics.disruption(
+        small_plan.assignment, plan.assignment, small["population"].to_numpy()
+    )
+    assert moved < 0.2
+    assert plan.contiguous
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def test_metric_functions():
+    assert metrics.deviation([90, 110]) == pytest.approx([-0.1, 0.1])
+    grid = squares(2, 1)
+    adj = build_adjacency(grid, id_col="unit_id")
+    assert metrics.cut_edge_fraction(adj, ["a", "b"]) == 1.0
+    assert metrics.cut_edge_fraction(adj, ["a", "a"]) == 0.0
+    pp = metrics.polsby_popper(gpd.GeoSeries([shapely.box(0, 0, 0.01, 0.01)], crs=4326))
+    assert pp[0] == pytest.approx(np.pi / 4, rel=1e-3)
+    assert metrics.disruption(["a", "b", "c"], ["a", "b", "b"], [1, 1, 2]) == 0.5
+    line = squares(3, 1)
+    adj3 = build_adjacency(line, id_col="unit_id")
+    cont = metrics.is_contiguous(adj3, ["a", "b", "a"])
+    assert cont.to_dict() == {"a": False, "b": True}
+    tm = metrics.territory_metrics(line, ["a", "a", "b"], ["w"], adj3)
+    assert tm["w"].tolist() == [2.0, 1.0]
+    assert tm["contiguous"].all()
+    # dissolving (no adjacency) and the coverage shortcut agree on compactness
+    tm2 = metrics.territory_metrics(line, ["a", "a", "b"], "w")
+    assert tm2["polsby_popper"].to_numpy() == pytest.approx(
+        tm["polsby_popper"].to_numpy(), rel=1e-6
+    )
+
+
+def test_constraint_objects(small_plan):
+    assert BalanceTolerance("population", 0.005).check(small_plan)
+    assert not BalanceTolerance("population", 1e-9).check(small_plan)
+    assert Contiguity().check(small_plan)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_territories": 1}, "n_territories must be >= 2"),
+        ({"n_territories": 2.5}, "n_territories must be an integer"),
+        ({"balance": []}, "balance must be a column name"),
+        ({"tolerance": 5}, "tolerance must be a fraction"),
+        ({"compactness": -1}, "compactness must be"),
+        ({"labels": "T{:d}{:d}"}, "labels must be a format string"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    args = {"n_territories": 3, "balance": "w", **kwargs}
+    with pytest.raises(InputError, match=message):
+        Partitioner(args.pop("n_territories"), args.pop("balance"), **args)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "k", "message"),
+    [
+        (lambda u: u, 40, "n_territories=40 exceeds the number of units \\(36\\)"),
+        (lambda u: u.assign(w="x"), 3, "balance column 'w' is not numeric"),
+        (
+            lambda u: u.assign(w=np.where(u.index == 3, -1.0, 1.0)),
+            3,
+            "balance column 'w' has negative",
+        ),
+        (
+            lambda u: u.assign(w=np.where(u.index == 3, np.nan, 1.0)),
+            3,
+            "balance column 'w' has 1 missing",
+        ),
+        (lambda u: u.drop(columns="w"), 3, "balance column 'w' not found"),
+        (lambda u: u.assign(unit_id="same"), 3, "duplicate id 'same'"),
+        (lambda u: u.iloc[:0], 3, "no units"),
+        (lambda u: u.assign(w=0.0), 3, "balance column 'w' sums to zero"),
+    ],
+)
+def test_bad_units(mutate, k, message):
+    units = mutate(squares(6, 6))
+    with pytest.raises(InputError, match=message) as err:
+        Partitioner(k, "w").fit(units)
+    assert "\n" not in str(err.value)
