@@ -33,9 +33,8 @@ def test_layers_tally_adds_up(small_chain, ri_accounts_csv):
 
 
 def test_plan_has_every_unit_once_and_is_contiguous(small_chain):
-    from patchmap.units.adjacency import build_adjacency
-
     from patchmap.metrics import is_contiguous
+    from patchmap.units.adjacency import build_adjacency
 
     _, units_path, plan_path, _ = small_chain
     units = pd.read_parquet(units_path)

@@ -6,8 +6,8 @@ import geopandas as gpd
 import h3
 import pandas as pd
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from patchmap.config import load_config
 from patchmap.errors import InputError
 

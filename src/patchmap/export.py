@@ -19,7 +19,7 @@ import pandas as pd
 import shapely
 
 from patchmap.errors import InputError
-from patchmap.io import atomic_path, write_csv, write_text
+from patchmap.io import atomic_path, write_csv, write_text, write_units
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -659,14 +659,6 @@ def _rounded_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write_gpkg(gdf: gpd.GeoDataFrame, path: Path, layer: str = "territories") -> Path:
-    """GeoPackage with a named layer, written atomically (the temp name is no layer name)."""
-    with atomic_path(path) as tmp:
-        tmp.unlink()
-        gdf.to_file(tmp, driver="GPKG", engine="pyogrio", layer=layer)
-    return path
-
-
 def _write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
     """GeoJSON (RFC 7946, 6 decimals: about 0.1 m), written atomically."""
     with atomic_path(path) as tmp:
@@ -813,7 +805,7 @@ def export_plan(
         dissolved.merge(summary, on="territory", how="left"), geometry="geometry", crs=4326
     )
     written["territories_geojson"] = _write_geojson(geo, out / "territories.geojson")
-    written["territories_gpkg"] = _write_gpkg(geo, out / "territories.gpkg")
+    written["territories_gpkg"] = write_units(geo, out / "territories.gpkg")
     written["summary"] = write_csv(_rounded_summary(summary), out / "summary.csv")
     written["summary_md"] = write_text(
         summary_markdown(summary, plan_metrics=plan_metrics), out / "summary.md"

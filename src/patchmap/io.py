@@ -66,7 +66,7 @@ def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
             units.to_parquet(tmp, compression="zstd", index=False)
         elif suffix == ".gpkg":
             tmp.unlink()
-            units.to_file(tmp, driver="GPKG", engine="pyogrio")
+            units.to_file(tmp, driver="GPKG", engine="pyogrio", layer=target.stem)
         elif suffix in {".geojson", ".json"}:
             tmp.unlink()
             units.to_file(tmp, driver="GeoJSON", engine="pyogrio")
