@@ -378,7 +378,7 @@ def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: lis
             ("num", "passthrough", plain),
             ("cat", onehot, categorical),
         ], verbose_feature_names_out=False)
-        model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.08, max_leaf_nodes=15,
+        model = HistGradientBoostingClassifier(max_iter=60, learning_rate=0.12, max_leaf_nodes=15,
                                                min_samples_leaf=40, l2_regularization=1.0,
                                                early_stopping=False, random_state=seed)
     else:
@@ -509,7 +509,7 @@ class LookalikeScorer:
         skewed = _skewed(X, numeric)
         pipe = _pipeline("gbm", numeric, categorical, skewed, cfg.seed)
         pipe.steps[-1] = ("model", HistGradientBoostingRegressor(
-            max_iter=100, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=20,
+            max_iter=60, learning_rate=0.12, max_leaf_nodes=15, min_samples_leaf=20,
             early_stopping=False, random_state=cfg.seed))
         idx = np.nonzero(won.to_numpy())[0]
         if idx.size > cfg.max_train // 2:

@@ -1,0 +1,393 @@
+"""patchmap's territory engine side by side with GerryChain, METIS (pymetis) and spopt.
+
+Every tool gets the same instance (real Census geography, population as the balance
+measure) and the same adjacency graph (rook contiguity, islands bridged), runs in its own
+subprocess with a time limit, and is scored by the same functions from
+``patchmap.metrics``. The table goes into the partition section of ``BENCHMARKS.md``
+(other sections of that file are left as they are).
+
+    python benchmarks/partition_peers.py                 # all instances, 300 s per peer run
+    python benchmarks/partition_peers.py --timeout 60 --instances ca_zcta
+
+Peers are optional (``pip install -e ".[bench]"``); a missing one is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SECTION = "## Partition: patchmap vs GerryChain, METIS, spopt"
+NOT_LOWER48 = {"AK", "HI", "PR", "AS", "GU", "MP", "VI"}
+
+# instance -> (description, K, tools to run)
+INSTANCES: dict[str, tuple[str, int, list[str]]] = {
+    "ca_zcta": (
+        "California ZCTAs",
+        20,
+        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+    ),
+    "l48_county": (
+        "lower-48 counties",
+        20,
+        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+    ),
+    "ri_de_dc_zcta": (
+        "RI + DE + DC ZCTAs",
+        4,
+        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+    ),
+    "ca_h3r7": ("California H3 res 7 (populated cells)", 20, ["patchmap", "metis", "metis-u5"]),
+}
+
+TOOL_NOTES = {
+    "patchmap": "patchmap `Partitioner(K, 'population', seed=0)` (defaults: target 0.5%)",
+    "metis": "METIS k-way via pymetis, contiguous, default imbalance (ufactor 30)",
+    "metis-u5": "METIS k-way via pymetis, contiguous, ufactor 5 (asks for 0.5%)",
+    "gerrychain-0.5%": "GerryChain `recursive_tree_part`, epsilon 0.5%",
+    "gerrychain-2%": "GerryChain `recursive_tree_part`, epsilon 2%",
+    "spopt-skater": "spopt SKATER (K regions on population; spopt has no balance constraint)",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# instances (the same data in every process)
+
+
+def load_instance(name: str):
+    """(units GeoDataFrame with unit_id and population, K)."""
+    from patchmap import geodata
+
+    if name == "ca_zcta":
+        units = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    elif name == "ri_de_dc_zcta":
+        units = geodata.zcta_polygons(["RI", "DE", "DC"]).rename(columns={"zcta": "unit_id"})
+    elif name == "l48_county":
+        c = geodata.counties()
+        c = c[~c["state"].isin(NOT_LOWER48)]
+        units = c[~c.geometry.is_empty].rename(columns={"county": "unit_id"})
+    elif name == "ca_h3r7":
+        units = _h3_california()
+    else:
+        raise SystemExit(f"unknown instance {name!r} (choose from {', '.join(INSTANCES)})")
+    units = units[["unit_id", "population", "geometry"]].reset_index(drop=True)
+    return units, INSTANCES[name][1]
+
+
+def _h3_california():
+    """H3 resolution-7 cells over California whose centre lies in a populated ZCTA; each
+    ZCTA's 2010 population is shared evenly among its cells."""
+    import geopandas as gpd
+    import h3
+    import shapely
+
+    from patchmap import geodata
+
+    zcta = geodata.zcta_polygons(["CA"])
+    region = geodata.region_geometry("CA")
+    cells = sorted(h3.geo_to_cells(region, 7))
+    ll = np.array([h3.cell_to_latlng(c) for c in cells])
+    pts = gpd.GeoDataFrame(
+        {"cell": cells}, geometry=gpd.points_from_xy(ll[:, 1], ll[:, 0]), crs=4326
+    )
+    joined = gpd.sjoin(
+        pts, zcta[["zcta", "population", "geometry"]], how="inner", predicate="within"
+    )
+    joined = joined[~joined.index.duplicated()]
+    share = joined.groupby("zcta")["cell"].transform("size")
+    joined["population"] = joined["population"] / share
+    joined = joined[joined["population"] > 0]
+    polys = [
+        shapely.Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(c)]) for c in joined["cell"]
+    ]
+    return gpd.GeoDataFrame(
+        {
+            "unit_id": joined["cell"].to_numpy(),
+            "population": joined["population"].round(3).to_numpy(),
+        },
+        geometry=polys,
+        crs=4326,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# one tool on one instance (runs in a subprocess)
+
+
+def run_tool(tool: str, instance: str, seed: int = 0) -> dict:
+    """Run ``tool``; return labels (list, one per unit in instance order) and seconds."""
+    from patchmap.units import build_adjacency
+
+    units, k = load_instance(instance)
+    t0 = time.perf_counter()
+    adj = build_adjacency(units, id_col="unit_id")
+    adj_s = time.perf_counter() - t0
+    pop = units["population"].to_numpy(dtype=float)
+    n = len(units)
+    if tool == "patchmap":
+        from patchmap.partition import Partitioner
+
+        t = time.perf_counter()
+        plan = Partitioner(k, "population", seed=seed).fit(units, adjacency=adj)
+        secs = time.perf_counter() - t
+        labels = plan.assignment.reindex(units["unit_id"]).to_numpy().tolist()
+    elif tool.startswith("metis"):
+        import pymetis
+
+        opts = pymetis.Options()
+        opts.contig = 1
+        opts.seed = seed
+        if tool == "metis-u5":
+            opts.ufactor = 5
+        m = adj.matrix.tocsr()
+        t = time.perf_counter()
+        _, parts = pymetis.part_graph(
+            k,
+            xadj=m.indptr.tolist(),
+            adjncy=m.indices.tolist(),
+            vweights=np.maximum(np.round(pop), 0).astype(int).tolist(),
+            options=opts,
+        )
+        secs = time.perf_counter() - t
+        labels = [int(x) for x in parts]
+    elif tool.startswith("gerrychain"):
+        import networkx as nx
+        from gerrychain import Graph
+        from gerrychain.partition.initial_partition_generators import recursive_tree_part
+
+        eps = 0.005 if tool.endswith("0.5%") else 0.02
+        g = nx.Graph()
+        g.add_nodes_from((i, {"population": float(pop[i])}) for i in range(n))
+        i, j = adj.edges()
+        g.add_edges_from(zip(i.tolist(), j.tolist(), strict=True))
+        graph = Graph.from_networkx(g)
+        t = time.perf_counter()
+        assign = recursive_tree_part(graph, range(k), pop.sum() / k, "population", eps, rng=seed)
+        secs = time.perf_counter() - t
+        labels = [int(assign[x]) for x in range(n)]
+    elif tool == "spopt-skater":
+        import warnings
+
+        from libpysal.weights import W
+        from spopt.region import Skater
+
+        i, j = adj.edges()
+        neigh: dict[int, list[int]] = {x: [] for x in range(n)}
+        for a, b in zip(i.tolist(), j.tolist(), strict=True):
+            neigh[a].append(b)
+            neigh[b].append(a)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = W(neigh, silence_warnings=True)
+            frame = units.assign(pop=pop)
+            t = time.perf_counter()
+            model = Skater(frame, w, ["pop"], n_clusters=k, floor=1, islands="ignore")
+            model.solve()
+            secs = time.perf_counter() - t
+        labels = [int(x) for x in model.labels_]
+    else:
+        raise SystemExit(f"unknown tool {tool!r}")
+    return {"labels": labels, "seconds": secs, "adjacency_s": adj_s}
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def score(instance: str, k: int, labels: list, adj, pop: np.ndarray) -> dict:
+    from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
+
+    uniq, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    kk = len(uniq)
+    tot = np.bincount(codes, weights=pop, minlength=kk)
+    dev = np.abs(tot / (pop.sum() / k) - 1)
+    pp = polsby_popper_from_parts(codes, adj.area_km2, adj.perimeter_km, adj.shared_km, kk)
+    return {
+        "territories": kk,
+        "max_dev": float(dev.max()) if kk == k else float("nan"),
+        "cut": cut_edge_fraction(adj, codes),
+        "pp": float(np.nanmean(pp)),
+        "noncontig": int((~is_contiguous(adj, codes)).sum()),
+    }
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in ["patchmap", "gerrychain", "pymetis", "spopt", "libpysal"]:
+        try:
+            out.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            out.append(f"{pkg} (not installed)")
+    return ", ".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per peer run")
+    ap.add_argument("--instances", default=",".join(INSTANCES), help="comma-separated")
+    ap.add_argument("--tools", default="", help="comma-separated subset of tools")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument(
+        "--worker", nargs=3, metavar=("TOOL", "INSTANCE", "JSON"), help=argparse.SUPPRESS
+    )
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        tool, instance, out = args.worker
+        Path(out).write_text(json.dumps(run_tool(tool, instance, args.seed)))
+        return 0
+
+    from patchmap.units import build_adjacency
+
+    rows = []
+    adj_times = {}
+    wanted_tools = [t for t in args.tools.split(",") if t]
+    for instance in [s for s in args.instances.split(",") if s]:
+        desc, k, tools = INSTANCES[instance]
+        units, k = load_instance(instance)
+        t0 = time.perf_counter()
+        adj = build_adjacency(units, id_col="unit_id")
+        adj_times[instance] = (time.perf_counter() - t0, len(adj.bridges), adj.n_edges)
+        pop = units["population"].to_numpy(dtype=float)
+        for tool in tools:
+            if wanted_tools and tool not in wanted_tools:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                res_path = Path(tmp) / "result.json"
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--seed",
+                    str(args.seed),
+                    "--worker",
+                    tool,
+                    instance,
+                    str(res_path),
+                ]
+                row = {"tool": tool, "instance": desc, "units": len(units), "k": k}
+                try:
+                    proc = subprocess.run(
+                        cmd, capture_output=True, text=True, timeout=args.timeout, cwd=REPO
+                    )
+                except subprocess.TimeoutExpired:
+                    row["status"] = f"no plan in {args.timeout:.0f} s"
+                else:
+                    if proc.returncode != 0 or not res_path.exists():
+                        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                        row["status"] = f"error: {last[:80]}"
+                    else:
+                        res = json.loads(res_path.read_text())
+                        row.update(score(instance, k, res["labels"], adj, pop))
+                        row["seconds"] = res["seconds"]
+                        row["status"] = (
+                            "ok" if row["territories"] == k else f"{row['territories']} territories"
+                        )
+            rows.append(row)
+            print(_fmt_row(row), flush=True)
+
+    write_section(Path(args.out), rows, adj_times, args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _fmt_row(r: dict) -> str:
+    if "seconds" not in r:
+        cells = [
+            r["tool"],
+            r["instance"],
+            f"{r['units']:,}",
+            str(r["k"]),
+            r["status"],
+            "",
+            "",
+            "",
+            "",
+        ]
+    else:
+        md = "n/a" if np.isnan(r["max_dev"]) else f"{100 * r['max_dev']:.2f}"
+        if r["status"] != "ok":
+            md += f" ({r['status']})"
+        cells = [
+            r["tool"],
+            r["instance"],
+            f"{r['units']:,}",
+            str(r["k"]),
+            md,
+            f"{r['cut']:.3f}",
+            f"{r['pp']:.3f}",
+            str(r["noncontig"]),
+            f"{r['seconds']:.2f}",
+        ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
+    cmd = "python benchmarks/partition_peers.py" + "".join(
+        f" {a}" for a in sys.argv[1:] if not a.startswith("/")
+    )
+    lines = [
+        SECTION,
+        "",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {machine()}",
+        f"- command: `{cmd}` (peer time limit {args.timeout:.0f} s, seed {args.seed})",
+        f"- versions: {versions()}",
+        "- balance measure: 2010 census population; every tool gets the same rook adjacency "
+        "graph (islands joined by bridge edges) and is scored by `patchmap.metrics`",
+        "- seconds: the algorithm only (graph construction and I/O excluded); building the "
+        "adjacency took "
+        + ", ".join(f"{v[0]:.2f} s for {INSTANCES[k][0]}" for k, v in adj_times.items()),
+        "- max dev: largest |territory total / (total / K) - 1|; cut-edge frac: share of "
+        "adjacency edges between territories; Polsby-Popper: mean over territories, equal-area "
+        "projection",
+        "",
+        "| tool | instance | units | K | max dev % | cut-edge frac | mean Polsby-Popper "
+        "| non-contiguous territories | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *[_fmt_row(r) for r in rows],
+        "",
+        "Tools: " + "; ".join(f"`{k}`: {v}" for k, v in TOOL_NOTES.items()) + ".",
+        "",
+    ]
+    section = "\n".join(lines)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        end = len(text) if nxt < 0 else nxt + 1
+        text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    from patchmap.io import write_text
+
+    write_text(text.rstrip("\n") + "\n", path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
