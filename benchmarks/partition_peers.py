@@ -348,9 +348,13 @@ def _fmt_row(r: dict) -> str:
 
 
 def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
-    cmd = "python benchmarks/partition_peers.py" + "".join(
-        f" {a}" for a in sys.argv[1:] if not a.startswith("/")
-    )
+    shown = []
+    for a in sys.argv[1:]:
+        if os.path.isabs(a):  # never record this machine's paths
+            rel = os.path.relpath(a, REPO)
+            a = rel if not rel.startswith("..") else Path(a).name
+        shown.append(a)
+    cmd = " ".join(["python benchmarks/partition_peers.py", *shown])
     lines = [
         SECTION,
         "",

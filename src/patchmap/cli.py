@@ -47,8 +47,14 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="patchmap")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Only results and errors: no notes, no progress bars.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default="INFO", show_default=True, help="Level of the notes printed on stderr.")
+def main(quiet: bool, log_level: str) -> None:
     """patchmap: balanced, contiguous, compact sales territories from a table of accounts."""
+    from patchmap.logs import configure
+
+    configure(log_level, quiet=quiet)
 
 
 @main.command("sample-accounts")

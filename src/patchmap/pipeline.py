@@ -20,6 +20,7 @@ from patchmap.config import PlanConfig
 from patchmap.errors import InputError
 from patchmap.io import read_table, read_units, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
+from patchmap.logs import log, progress
 from patchmap.partition import Partitioner, Plan
 from patchmap.scoring import ScoreResult, score_accounts, write_scored
 
@@ -72,7 +73,7 @@ def score_file(
     rejects_path = rejects_path_for(out)
     write_csv(ingest.rejects, rejects_path)
     for note in result.notes:
-        echo(f"note: {note}")
+        log.info(note)
     _report(echo, ingest, len(result.accounts), ingest.rejects, rejects_path)
     return result
 
@@ -102,7 +103,7 @@ def layers_from_accounts(
     states = geodata.normalize_states(region) if region else None
     scored = score_accounts(ingest.accounts, _scoring_config(scoring))
     for note in scored.notes:
-        echo(f"note: {note}")
+        log.info(note)
     result = build_layers(scored.accounts, units=units, resolution=resolution, states=states)
     write_layers(result, out)
     rejects = _combined_rejects(ingest, result.rejects)
@@ -171,7 +172,7 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
         f"{len(plan.bridges)} bridge edge(s)"
     )
     for note in plan.notes:
-        echo(f"note: {note}")
+        log.info(note)
 
 
 def map_file(
@@ -212,7 +213,7 @@ def export_file(
     echo: Echo = _quiet,
 ) -> dict[str, Path]:
     """`patchmap export`: units + PLAN.csv (+ accounts) → the CRM tables and polygons."""
-    from patchmap.export import export_plan, read_plan
+    from patchmap.export import export_plan, read_plan, unit_kind
     from patchmap.layers import place_accounts
 
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
@@ -221,7 +222,7 @@ def export_file(
     if accounts_path is not None:
         ingest = load_accounts(accounts_path, column_map)
         scored = score_accounts(ingest.accounts).accounts
-        accounts, rejects = place_accounts(scored, units, _unit_kind(units))
+        accounts, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
         rejects = _combined_rejects(ingest, rejects)
         rejects_path = Path(out_dir) / "rejects.csv"
         write_csv(rejects, rejects_path)
@@ -229,17 +230,9 @@ def export_file(
     return export_plan(units, plan, out_dir, accounts=accounts)
 
 
-def _unit_kind(units: gpd.GeoDataFrame) -> str:
-    """Guess what the units are from their ids: H3 cells, ZCTAs, or other polygons."""
-    import h3
-
-    ids = units["unit_id"].astype(str)
-    sample = ids.head(50)
-    if all(h3.is_valid_cell(i) for i in sample):
-        return "h3"
-    if sample.str.fullmatch(r"\d{5}").all() and ids.isin(geodata.zcta_points()["zcta"]).mean() > 0.9:
-        return "zcta"
-    return "county"
+def _layer_kind(kind: str) -> str:
+    """Placement rule for a unit kind: H3 cells and ZCTAs by id, other polygons by point."""
+    return kind if kind in ("h3", "zcta") else "county"
 
 
 @dataclass
@@ -259,35 +252,48 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     res = RunResult()
-    ingest = load_accounts(config.accounts, config.columns)
-    res.ingest = ingest
-    units_path = out / "units.parquet"
-    layers, scored = layers_from_accounts(
-        ingest, units_path, units=config.units, resolution=config.resolution,
-        region=config.region, scoring=config.scoring, echo=echo,
-    )
-    res.outputs["units"] = units_path
-    res.outputs["rejects"] = rejects_path_for(units_path)
-    scored_path = out / "accounts_scored.parquet"
-    write_scored(scored, scored_path)
-    res.outputs["scored"] = scored_path
+    with progress(total=5, desc="patchmap run") as bar:
+        bar.set_postfix_str("ingest")
+        ingest = load_accounts(config.accounts, config.columns)
+        res.ingest = ingest
+        bar.update()
+        bar.set_postfix_str("score + layers")
+        units_path = out / "units.parquet"
+        layers, scored = layers_from_accounts(
+            ingest, units_path, units=config.units, resolution=config.resolution,
+            region=config.region, scoring=config.scoring, echo=echo,
+        )
+        res.outputs["units"] = units_path
+        res.outputs["rejects"] = rejects_path_for(units_path)
+        scored_path = out / "accounts_scored.parquet"
+        write_scored(scored, scored_path)
+        res.outputs["scored"] = scored_path
+        bar.update()
 
-    plan = Partitioner(
-        config.territories, config.balance, tolerance=config.tolerance_pct / 100.0,
-        id_col="unit_id", seed=config.seed,
-    ).fit(layers.units)
-    res.plan = plan
-    plan_path = out / "plan.csv"
-    plan.to_csv(plan_path)
-    res.outputs["plan"] = plan_path
-    _echo_plan(plan, echo)
+        bar.set_postfix_str("partition")
+        plan = Partitioner(
+            config.territories, config.balance, tolerance=config.tolerance_pct / 100.0,
+            id_col="unit_id", seed=config.seed,
+        ).fit(layers.units)
+        res.plan = plan
+        plan_path = out / "plan.csv"
+        plan.to_csv(plan_path)
+        res.outputs["plan"] = plan_path
+        _echo_plan(plan, echo)
+        bar.update()
 
-    plan_frame = plan.to_frame()
-    res.outputs["map"] = render_map(
-        layers.units, plan_frame, out / "map.html", title=config.title, tiles=config.tiles,
-        plan_metrics=plan,
-    )
-    res.outputs.update(export_plan(layers.units, plan_frame, out, accounts=layers.placed))
+        bar.set_postfix_str("map")
+        plan_frame = plan.to_frame()
+        res.outputs["map"] = render_map(
+            layers.units, plan_frame, out / "map.html", title=config.title, tiles=config.tiles,
+            plan_metrics=plan,
+        )
+        bar.update()
+        bar.set_postfix_str("export")
+        res.outputs.update(
+            export_plan(layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan)
+        )
+        bar.update()
     return res
 
 

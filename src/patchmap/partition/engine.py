@@ -1134,7 +1134,7 @@ class _Search:
                 path.append(prev[path[-1]])
             path.reverse()  # s ... t
             et = self.tot[t][j] - self.goal[t][j]
-            amount = min(abs(es), abs(et))
+            amount = 0.5 * (abs(es) + abs(et))  # evens s and t out; never overshoots s
             if es < 0:  # s is short: flow runs from t to s
                 path.reverse()
             return j, path, amount
