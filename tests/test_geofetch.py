@@ -484,3 +484,19 @@ def test_load_user_units_rejects(
     with pytest.raises(InputError, match=message) as err:
         load_user_units(path, id_col)
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_cli_fetch_and_list(census: Census) -> None:
+    """`patchmap geodata fetch|list` as a user runs them (in-process, against the local server)."""
+    from click.testing import CliRunner
+
+    from patchmap.cli import main
+
+    runner = CliRunner()
+    fetched = runner.invoke(main, ["geodata", "fetch", "zcta", "--quiet"])
+    assert fetched.exit_code == 0, fetched.output
+    assert "sha256 " in fetched.output and "analysis:" in fetched.output
+    listed = runner.invoke(main, ["geodata", "list"])
+    assert listed.exit_code == 0 and "cache" in listed.output and "2020" in listed.output
+    bad = runner.invoke(main, ["geodata", "fetch", "zcta", "--year", "1999"])
+    assert bad.exit_code == 2 and "known: 2010, 2020" in bad.output
