@@ -419,10 +419,10 @@ def fetch_geodata(
     kind = str(kind).strip().lower()
     if kind not in KINDS:
         raise InputError(f"unknown geography kind {kind!r} (use {', '.join(KINDS)})")
+    spec = _vintage(kind, year) if source is None else None
     cache = Path(cache_dir).expanduser() if cache_dir is not None else geodata.cache_dir()
     if cache is None:
         raise InputError(f"the cache is disabled (${geodata.CACHE_ENV_VAR}=off); pass cache_dir")
-    spec = _vintage(kind, year) if source is None else None
     manifest = _load_manifest(cache)
     notes: list[str] = []
 
