@@ -74,3 +74,37 @@ def test_run_config_error_exits_2(tmp_path):
     path.write_text("[units]\nkind='hex'\n[accounts]\npath='x.csv'\n")
     r = run_cli("run", path)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_rules_scoring_from_config(tmp_path, ri_accounts_csv):
+    """Teams without history pick the rules score and its weights in the plan file."""
+    from patchmap.config import load_config
+    from patchmap.pipeline import run_plan
+
+    config = tmp_path / "plan.toml"
+    config.write_text(
+        f"""
+[accounts]
+path = "{ri_accounts_csv.as_posix()}"
+[scoring]
+model = "rules"
+[scoring.rules]
+industry_points = {{ software = 40, retail = 1 }}
+flag_points = {{ uses_crm = 30 }}
+[units]
+kind = "county"
+[partition]
+territories = 3
+balance = "score"
+[map]
+tiles = false
+[output]
+dir = "out"
+"""
+    )
+    result = run_plan(load_config(config))
+    card = (tmp_path / "out" / "accounts_scored.model.json").read_text()
+    assert '"model": "rules"' in card and "rules chosen in the configuration" in card
+    scored = pd.read_parquet(result.outputs["scored"])
+    by_industry = scored.groupby("industry")["score"].mean()
+    assert by_industry["Software"] > by_industry["Retail"]

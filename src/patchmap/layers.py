@@ -8,6 +8,7 @@ sum of every column over the units equals its sum over the placed accounts.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class LayersResult:
     resolution: int | None = None
     states: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     @property
     def n_read(self) -> int:
@@ -259,6 +261,10 @@ def place_accounts(
     Returns ``(placed, rejects)``; ``placed`` is ``accounts`` with ``unit_id`` added.
     """
     kind = _check_kind(kind)
+    if "unit_id" not in units_gdf.columns:
+        raise InputError("units: missing column 'unit_id'")
+    if units_gdf.crs is not None and not units_gdf.crs.equals("EPSG:4326"):
+        units_gdf = units_gdf.to_crs(4326)
     accounts = accounts.reset_index(drop=True)
     lat, lon = _coordinates(accounts)
     has_point = ~(np.isnan(lat) | np.isnan(lon))
@@ -331,7 +337,7 @@ def _normalize_states(states: Sequence[str] | str) -> list[str]:
 def _bundled_zcta_states() -> list[str]:
     from patchmap import geodata
 
-    return list(geodata.bundled_zcta_states())
+    return list(geodata.zcta_states())
 
 
 def _point_states(lon: np.ndarray, lat: np.ndarray, states_gdf: gpd.GeoDataFrame) -> np.ndarray:
@@ -365,6 +371,7 @@ def build_layers(
     """
     from patchmap import geodata
 
+    clock = _Clock()
     kind = _check_kind(units)
     res = h3u.check_resolution(resolution) if kind == "h3" else None
     if not isinstance(accounts, pd.DataFrame):
@@ -382,7 +389,11 @@ def build_layers(
             notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
     if _customers(accounts) is None:
         notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
+    by_zip = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
+    if by_zip and kind != "zcta":
+        notes.append(f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
 
+    clock("validate")
     strict = states is not None
     if strict:
         region = _normalize_states(states)
@@ -399,7 +410,9 @@ def build_layers(
 
         units_gdf = zcta_units(region if strict else None)
         land = geodata.region_geometry(region if strict else _bundled_zcta_states())
+        clock("units")
         placed, rejects = place_accounts(accounts, units_gdf, kind, region_geometry=land, notes=notes)
+        clock("place")
         if not strict:  # the region: states of the bundled ZCTAs that received accounts
             state_of = pd.Series(units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy())
             counts = state_of.reindex(placed["unit_id"].to_numpy()).value_counts()
@@ -417,11 +430,15 @@ def build_layers(
             if not region:
                 raise InputError("accounts: no account lies in a U.S. state; "
                                  "give the region (--region STATES)")
+            clock("region")
         if kind == "county":
             from patchmap.units.county import county_units
 
             units_gdf = county_units(region + minor)
-            placed, rejects = place_accounts(accounts, units_gdf, kind, notes=notes)
+            land = geodata.region_geometry(region + minor)
+            clock("units")
+            placed, rejects = place_accounts(accounts, units_gdf, kind, region_geometry=land, notes=notes)
+            clock("place")
             if minor:  # states with few accounts: only the counties that hold some
                 used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
                 units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
@@ -430,18 +447,35 @@ def build_layers(
             _check_h3_size(region_geom, res, region)
             cells = np.zeros(len(accounts), dtype="uint64")
             cells[located] = h3u.points_to_int_cells(lat[located], lon[located], res)
+            clock("cells")
             inside = located.copy()
             if strict:  # only cells of points inside the region itself
                 inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
             extra = np.unique(cells[inside])
             units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u._int_cells_to_str(extra))
+            clock("units")
             placed, rejects = place_accounts(accounts, units_gdf, kind, resolution=res,
                                              strict=strict, cells=cells)
+            clock("place")
 
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
     out = _aggregate(units_gdf, placed, region + minor, present)
+    clock("aggregate")
     return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
-                        states=list(region), notes=notes)
+                        states=list(region), notes=notes, timings=clock.laps)
+
+
+class _Clock:
+    """Seconds between successive calls, by name (for ``LayersResult.timings``)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 4)
+        self._t = now
 
 
 def _fill_from_zcta(
@@ -507,16 +541,11 @@ def _split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[
 
 
 def _infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
-    """Accounts per state, located by the centres of their H3 res-6 cells (fast, and only
-    used to choose the region, never to place an account)."""
+    """Accounts per state (point in state polygon, 5 km coastal tolerance)."""
     if lat.size == 0:
         return pd.Series(dtype="int64")
-    cells = h3u.points_to_int_cells(lat, lon, 6)
-    uniq, counts = np.unique(cells, return_counts=True)
-    centres = np.array([h3u.h3i.cell_to_latlng(int(c)) for c in uniq], dtype="float64").reshape(-1, 2)
-    st = _point_states(centres[:, 1], centres[:, 0], _states_layer())
-    ok = pd.notna(st)
-    return pd.Series(counts[ok], index=st[ok]).groupby(level=0).sum()
+    st = _point_states(lon, lat, _states_layer())
+    return pd.Series(st[pd.notna(st)]).value_counts()
 
 
 def _check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:

@@ -79,12 +79,16 @@ def score_file(
 
 
 def _scoring_config(scoring: Mapping | None):
-    from patchmap.scoring import ScoringConfig
+    """A ScoringConfig from the plan file's [scoring] table (rules weights as a sub-table)."""
+    from patchmap.scoring import RulesWeights, ScoringConfig
 
     if not scoring:
         return None
+    options = dict(scoring)
     try:
-        return ScoringConfig(**dict(scoring))
+        if isinstance(options.get("rules"), Mapping):
+            options["rules"] = RulesWeights(**options["rules"])
+        return ScoringConfig(**options)
     except TypeError as exc:
         raise InputError(f"[scoring]: {exc}") from None
 

@@ -40,7 +40,7 @@ def _inside_own_zcta(
 
     Only where polygons are bundled for the region; elsewhere the scatter stands as drawn.
     """
-    bundled = [s for s in states if s in geodata.bundled_zcta_states()]
+    bundled = [s for s in states if s in geodata.zcta_states()]
     if not bundled:
         return lat, lon
     polygons = geodata.zcta_polygons(bundled).set_index("zcta").geometry

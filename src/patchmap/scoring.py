@@ -1,9 +1,11 @@
 """Scoring: a fit score and revenue potential per account, and an engagement ``reach``.
 
-- ``p_win``: probability of winning the account. With enough history (at least
-  ``min_labelled`` won/lost rows, both classes), a look-alike model learns it from
-  firmographic and technographic columns (:class:`LookalikeScorer`); otherwise documented
-  rules stand in (:class:`RulesScorer`) and the model card says why.
+- ``p_win``: probability of winning the account if it is worked, learnt from the decided
+  (won/lost) deals. With enough history (at least ``min_labelled`` won/lost rows, both
+  classes), a look-alike model learns it from firmographic and technographic columns
+  (:class:`LookalikeScorer`: a cross-validated choice between gradient boosting and a
+  spline logistic regression); otherwise documented rules stand in
+  (:class:`RulesScorer`) and the model card says why.
 - ``score`` = 100 * ``p_win`` (0-100). Kept on the probability scale, not as a percentile, so
   sums mean something: a unit's summed score / 100 is its expected number of wins.
 - ``potential`` = ``p_win`` * expected deal size (a regressor trained on won deals, or
@@ -115,7 +117,7 @@ class ScoringConfig:
     size_model: bool = True  # a regressor on won deals predicts each account's deal size
     features: Sequence[str] | None = None
     exclude: Sequence[str] = ()
-    model: str = "auto"  # 'auto' (best cross-validated AUC), 'gbm' or 'logistic'
+    model: str = "auto"  # 'auto' (best cross-validated AUC), 'gbm', 'logistic' or 'rules'
     min_labelled: int = 50
     cv_folds: int = 5
     max_train: int = 100_000  # labelled rows used to fit (a stratified sample beyond)
@@ -282,9 +284,10 @@ def _feature_columns(df: pd.DataFrame, config: ScoringConfig, y: pd.Series | Non
             if s.notna().any():
                 numeric.append(col)
             continue
-        conv = pd.to_numeric(s, errors="coerce")
         given = ~blank(s)
-        if given.any() and conv[given].notna().mean() >= 0.95:
+        head = s[given].iloc[:1000]  # numbers stored as text? look at a few first
+        if given.any() and pd.to_numeric(head, errors="coerce").notna().mean() >= 0.95 \
+                and pd.to_numeric(s[given], errors="coerce").notna().mean() >= 0.95:
             numeric.append(col)
             continue
         nunique = s.nunique(dropna=True)
@@ -362,12 +365,26 @@ class RulesScorer:
 # ------------------------------------------------------------------ look-alike model
 
 def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: list[str], seed: int):
+    """Preprocessing + model as one sklearn Pipeline, fed the raw feature columns.
+
+    ``gbm``: log1p of skewed money/size columns, other numerics as they are (missing values
+    handled natively), one-hot categoricals; HistGradientBoostingClassifier.
+    ``logistic``: the log1p'd skewed columns expanded in cubic splines (fit is rarely
+    monotone in company size: mid-market often wins most), other numerics scaled, missing
+    indicators, one-hot categoricals; LogisticRegression. ``ridge``: the same features,
+    Ridge regression (the deal-size model, on log deal size).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import (
+        FunctionTransformer,
+        OneHotEncoder,
+        SplineTransformer,
+        StandardScaler,
+    )
 
     plain = [c for c in numeric if c not in skewed]
     log = FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")
@@ -383,13 +400,13 @@ def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: lis
                                                early_stopping=False, random_state=seed)
     else:
         pre = ColumnTransformer([
-            ("log", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), log,
-                                  StandardScaler()), skewed),
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                  StandardScaler()), plain),
+            ("log", make_pipeline(SimpleImputer(strategy="median"), log,
+                                  SplineTransformer(n_knots=5, degree=3), StandardScaler()), skewed),
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), plain),
+            ("missing", MissingIndicator(features="missing-only"), numeric),
             ("cat", onehot, categorical),
         ], verbose_feature_names_out=False)
-        model = LogisticRegression(C=1.0, max_iter=1000)
+        model = Ridge(alpha=1.0) if kind == "ridge" else LogisticRegression(C=1.0, max_iter=1000)
     return Pipeline([("prepare", pre), ("model", model)])
 
 
@@ -434,12 +451,25 @@ class LookalikeScorer:
         self.config = config or ScoringConfig()
         self.pipeline_ = None
         self.size_model_ = None
+        self.features_: tuple[list[str], list[str]] = ([], [])
+
+    def predict_proba(self, accounts: pd.DataFrame) -> np.ndarray:
+        """``p_win`` for new accounts with the fitted model (or the rules after a fallback)."""
+        if self.pipeline_ is None:
+            return RulesScorer(self.config.rules).score(accounts) / 100
+        numeric, categorical = self.features_
+        missing = [c for c in numeric + categorical if c not in accounts.columns]
+        if missing:
+            raise InputError(f"accounts: feature column {missing[0]!r} not found")
+        return self.pipeline_.predict_proba(_frame(accounts, numeric, categorical))[:, 1]
 
     def fit(self, accounts: pd.DataFrame) -> ScoreResult:
         """Train on labelled rows, predict ``p_win``, ``score``, ``potential`` for all rows."""
         cfg = self.config
-        if cfg.model not in ("auto", "gbm", "logistic"):
-            raise InputError(f"scoring: model must be 'auto', 'gbm' or 'logistic', got {cfg.model!r}")
+        if cfg.model not in ("auto", "gbm", "logistic", "rules"):
+            raise InputError(
+                f"scoring: model must be 'auto', 'gbm', 'logistic' or 'rules', got {cfg.model!r}"
+            )
         if cfg.cv_folds < 2:
             raise InputError(f"scoring: cv_folds must be at least 2, got {cfg.cv_folds}")
         df = accounts.reset_index(drop=True)
@@ -449,15 +479,19 @@ class LookalikeScorer:
         if y is None:
             notes.append(f"no {cfg.outcome!r} column: no won/lost history to learn from")
         numeric, categorical = _feature_columns(df, cfg, y, notes)
+        self.features_ = (numeric, categorical)
         card["features"] = numeric + categorical
         card["excluded_as_leakage"] = [c for c in df.columns if str(c).lower() in LEAKAGE_COLUMNS]
-        sizes = self._deal_sizes(df, y, numeric, categorical, notes, card)
+        X = _frame(df, numeric, categorical)
+        sizes = self._deal_sizes(df, X, y, numeric, categorical, notes, card)
 
         n_pos = int((y == 1).sum()) if y is not None else 0
         n_neg = int((y == 0).sum()) if y is not None else 0
         card.update({"n_train": n_pos + n_neg, "class_balance": {"won": n_pos, "lost": n_neg}})
         reason = None
-        if y is None:
+        if cfg.model == "rules":
+            reason = "rules chosen in the configuration"
+        elif y is None:
             reason = f"no {cfg.outcome!r} column"
         elif n_pos + n_neg < cfg.min_labelled:
             reason = f"only {n_pos + n_neg} won/lost rows (need at least {cfg.min_labelled})"
@@ -468,12 +502,13 @@ class LookalikeScorer:
         elif not numeric and not categorical:
             reason = "no usable feature columns"
         if reason is not None:
-            notes.append(f"look-alike model not trained: {reason}; scored with rules instead")
+            notes.append(f"look-alike model not trained: {reason}; scored with rules instead "
+                         "(p_win = rules score / 100: a ranking, not a calibrated probability)")
             card.update({"model": "rules", "fallback_reason": reason,
                          "rules": _jsonable(asdict(cfg.rules))})
             p_win = RulesScorer(cfg.rules).score(df, notes) / 100
         else:
-            p_win = self._fit_model(df, y, numeric, categorical, card, notes)
+            p_win = self._fit_model(X, y, numeric, categorical, card, notes)
         out = df.copy()
         out["p_win"] = np.round(p_win, 6)
         out["score"] = np.round(100 * p_win, 2)
@@ -481,7 +516,7 @@ class LookalikeScorer:
         return ScoreResult(accounts=out, model_card=card, notes=notes, model=self.pipeline_)
 
     # -- deal size -------------------------------------------------------
-    def _deal_sizes(self, df, y, numeric, categorical, notes, card) -> np.ndarray:
+    def _deal_sizes(self, df, X, y, numeric, categorical, notes, card) -> np.ndarray:
         """Expected deal size per account: size model, else the median won deal, else 1."""
         cfg = self.config
         col = cfg.deal_size
@@ -502,15 +537,10 @@ class LookalikeScorer:
         if not cfg.size_model or n_won < 30 or not (numeric or categorical):
             card["deal_size"] = {"method": "median won deal", "value": median, "n_won": n_won}
             return np.full(len(df), median)
-        from sklearn.ensemble import HistGradientBoostingRegressor
         from sklearn.model_selection import cross_val_score
 
-        X = _frame(df, numeric, categorical)
         skewed = _skewed(X, numeric)
-        pipe = _pipeline("gbm", numeric, categorical, skewed, cfg.seed)
-        pipe.steps[-1] = ("model", HistGradientBoostingRegressor(
-            max_iter=60, learning_rate=0.12, max_leaf_nodes=15, min_samples_leaf=20,
-            early_stopping=False, random_state=cfg.seed))
+        pipe = _pipeline("ridge", numeric, categorical, skewed, cfg.seed)
         idx = np.nonzero(won.to_numpy())[0]
         if idx.size > cfg.max_train // 2:
             idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False))
@@ -525,7 +555,7 @@ class LookalikeScorer:
             predicted = pipe.predict(X)
         smear = float(np.mean(np.exp(resid)))  # Duan's smearing: mean, not median, of exp(log)
         self.size_model_ = pipe
-        card["deal_size"] = {"method": "gradient boosting on log(deal size) of won deals",
+        card["deal_size"] = {"method": "ridge regression on log(deal size) of won deals",
                              "n_won": n_won, "cv_r2_log": round(float(r2.mean()), 4),
                              "median_won": median}
         if r2.mean() <= 0:
@@ -535,12 +565,11 @@ class LookalikeScorer:
         return np.exp(predicted) * smear
 
     # -- win model -------------------------------------------------------
-    def _fit_model(self, df, y, numeric, categorical, card, notes) -> np.ndarray:
+    def _fit_model(self, X, y, numeric, categorical, card, notes) -> np.ndarray:
         from sklearn.inspection import permutation_importance
         from sklearn.model_selection import StratifiedKFold, cross_validate
 
         cfg = self.config
-        X = _frame(df, numeric, categorical)
         lab = np.nonzero(y.notna().to_numpy())[0]
         yl = y.to_numpy(dtype="float64", na_value=np.nan)[lab].astype("int64")
         skewed = _skewed(X.iloc[lab], numeric)
@@ -591,12 +620,15 @@ class LookalikeScorer:
 
 
 def _threads(n_rows: int):
-    """OpenMP threads for gradient boosting: one to fit (on a busy machine its threads
-    spin-wait on each other: a 20k-row fit took 3.2 s on two threads, 0.5 s on one), all
-    to predict a large table (independent rows, no such contention)."""
+    """Native threads (OpenMP, BLAS): one to fit, all to predict a large table.
+
+    Fits here are small; on a busy machine gradient boosting's and BLAS's threads spin-wait
+    on each other (a 20k-row fit took 3.2 s on two threads, 0.5 s on one). Predicting a
+    large table splits into independent rows and gains from every core.
+    """
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=None if n_rows >= 200_000 else 1, user_api="openmp")
+    return threadpool_limits(limits=None if n_rows >= 200_000 else 1)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -617,7 +649,8 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
     """Add ``p_win``, ``score``, ``potential`` and ``reach`` to every account.
 
     Existing ``score`` / ``reach`` / ``p_win`` / ``potential`` columns are kept as given
-    (validated as numbers), not recomputed; the notes say so.
+    (validated as numbers), not recomputed; the notes say so. With both ``score`` and
+    ``potential`` given no model is trained (``p_win`` = score / 100 if absent).
     """
     if not isinstance(accounts, pd.DataFrame):
         raise InputError("accounts: expected a table of accounts")
@@ -629,7 +662,14 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
             if c in df.columns}
     weights = reach_weights(df, cfg)
     reach_values = None if "reach" in kept else reach(df, weights)
-    result = LookalikeScorer(cfg).fit(df.drop(columns=list(kept)))
+    if {"score", "potential"} <= set(kept):  # nothing left to learn
+        out = df.copy()
+        if "p_win" not in kept:
+            out["p_win"] = np.clip(kept["score"].to_numpy() / 100, 0, 1)
+        result = ScoreResult(accounts=out, model_card={"model": "given", "n_accounts": len(df),
+                                                       "fallback_reason": None}, notes=[])
+    else:
+        result = LookalikeScorer(cfg).fit(df.drop(columns=list(kept)))
     out = result.accounts
     notes = result.notes
     for col, values in kept.items():

@@ -2,20 +2,25 @@
 
 How it works (each step keeps what the previous one guaranteed):
 
-1. Seed with a balanced power diagram (k-means whose cells are grown or shrunk by
-   additive weights until each holds about the same primary total): compact, nearly
-   balanced, nearly contiguous.
-2. Repair contiguity on the adjacency graph: every territory keeps its heaviest piece;
-   stray pieces join the neighbouring territory they touch most.
-3. Balance by diffusion: solve the territory-graph Laplacian for the flows that even out
-   the totals, then move boundary units along those flows, best-scoring first (cut edges
-   saved plus a compactness term), never disconnecting a territory.
-4. Refine: boundary units move to a neighbouring territory when that cuts fewer edges or
-   makes both territories more compact, and every balance column stays within its band.
+1. Seed by recursive bisection. Each split is a straight cut (of 12 directions, the one
+   crossing fewest adjacency edges) at the weighted quantile that divides the primary
+   total in the ratio of the territory counts; stray pieces rejoin the side they touch,
+   and the two halves are balanced and refined on the graph before splitting further.
+2. Balance. The territory furthest from its share is paired with the nearest territory
+   (in hops over the territory graph) deviating the other way, and the difference is
+   passed along the path between them: single boundary units (fewest cut edges first),
+   then whole blocks - subtrees of a spanning tree of the donor, which leave it connected
+   and reach amounts no single unit can - then one-for-one exchanges. A step that does
+   not reduce the imbalance is undone. Secondary columns are evened out by trading
+   blocks between neighbours while the primary stays inside its band.
+3. Refine. Boundary units move (and pairs of units swap) to a neighbouring territory when
+   that cuts fewer edges or makes both territories more compact, every balance column
+   within its band; the primary band starts wide and narrows over the rounds, each round
+   followed by a rebalance, and the best plan seen is kept.
 
-Steps 3 and 4 alternate, several restarts from different seeds run, and the best plan
-wins (within the balance targets, fewest cut edges). Only boundary units are ever
-visited, and the contiguity check is a short breadth-first search around the moved unit.
+Several restarts run from different seeds; the best plan wins (balance targets first,
+then fewest cut edges). Only boundary units are ever visited, and the contiguity check
+is a short search around the moved unit, so a move costs microseconds, not a graph pass.
 """
 
 from __future__ import annotations
@@ -35,11 +40,17 @@ from patchmap.errors import InputError
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
 from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
 from patchmap.partition.plan import Plan
-from patchmap.units.adjacency import Adjacency, build_adjacency
+from patchmap.units.adjacency import Adjacency, _show, build_adjacency
 
 __all__ = ["Partitioner"]
 
-_DEBUG = False
+_RETRIES = 4  # extra restarts allowed while no plan meets the primary target
+_ANGLES = 12  # directions tried for each straight cut of the recursive bisection
+_MARGIN = 0.9  # share of the primary target the search holds deviations within
+_TIGHTEN = True
+_MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
+_TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
+_SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 _BFS_BUDGET = 400  # units a contiguity check may visit before it declines the move
 
 
@@ -66,8 +77,8 @@ class Partitioner:
     labels:
         Format of territory labels, given the 1-based territory number.
     n_init:
-        Restarts from different seeds; the best plan is kept (``"auto"``: 3 up to 5,000
-        units, 2 up to 15,000, else 1).
+        Restarts from different seeds; the best plan is kept (``"auto"``: 3 up to 1,000
+        units, 2 up to 5,000, else 1).
     max_rounds:
         Most refine-and-rebalance rounds per restart.
     """
@@ -220,7 +231,7 @@ class Partitioner:
         big = np.flatnonzero(W[:, 0] > mean0 * (1 + self.target))
         for u in big[np.argsort(-W[big, 0])][:5]:
             notes.append(
-                f"unit {ids[u]!r} alone holds {W[u, 0]:,.0f} {self.balance[0]} "
+                f"unit {_show(ids[u])} alone holds {W[u, 0]:,.0f} {self.balance[0]} "
                 f"({W[u, 0] / mean0:.0%} of a territory's share): its territory cannot meet the target"
             )
         if len(adjacency.bridges):
@@ -230,14 +241,20 @@ class Partitioner:
             )
 
         graph = _Graph(adjacency.matrix)
-        tols = [self.target] + [self.tolerance] * (W.shape[1] - 1)
+        # the search holds the primary a little inside its target, so no territory lands
+        # exactly on the limit (secondaries aim inside theirs by themselves)
+        tols = [self.target * _MARGIN] + [self.tolerance] * (W.shape[1] - 1)
         best = None
         rng_master = np.random.default_rng(self.seed)
         n_init = (
-            self.n_init if self.n_init != "auto" else (3 if n <= 5000 else 2 if n <= 15000 else 1)
+            self.n_init if self.n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
         )
-        seeds = rng_master.integers(0, 2**31 - 1, size=n_init)
+        # restarts; a few more when none has met the primary target yet (an unlucky
+        # early split among coarse units is the usual cause, and another seed avoids it)
+        seeds = rng_master.integers(0, 2**31 - 1, size=n_init + _RETRIES)
         for r, s in enumerate(seeds):
+            if r >= n_init and best is not None and best[0][0] == 0:
+                break
             rng = np.random.default_rng(int(s))
             if init_codes is not None and r == 0:
                 lab = init_codes.copy()
@@ -270,7 +287,9 @@ class Partitioner:
             s = pd.Series(mapping)
             unknown = ~s.index.isin(index)
             if unknown.any():
-                raise InputError(f"{what}: unit {s.index[unknown][0]!r} is not among the units")
+                raise InputError(
+                    f"{what}: unit {_show(s.index[unknown][0])} is not among the units"
+                )
             lab = pd.Series(-1, index=index)
             vals = s.astype(str)
             for v in vals.unique():
@@ -428,7 +447,7 @@ def _recursive_seed(
     locked: np.ndarray,
     rng: np.random.Generator,
     compactness: float,
-    n_angles: int = 12,
+    n_angles: int | None = None,
 ) -> np.ndarray:
     """K contiguous, balanced territories by recursive bisection.
 
@@ -436,6 +455,7 @@ def _recursive_seed(
     ratio of territory counts and refined by the same local search as the final plan.
     """
     n = graph.n
+    n_angles = n_angles or _ANGLES
     lab = np.zeros(n, dtype=np.int64)
     offset = rng.uniform(0, np.pi / n_angles)
     ang = offset + np.arange(n_angles) * np.pi / n_angles
@@ -459,11 +479,11 @@ def _recursive_seed(
             np.full(len(idx), -1), rng, compactness,
         )  # fmt: skip
         search.settle(0.5)
+        search.secondary()
         search.refine(passes=3)
         search.settle(0.5)
+        search.secondary()
         left = search.labels() == 0
-        if _DEBUG:
-            print("split", kk, len(idx), round(search.max_dev(), 5), search.cut_edges())
         stack.append((idx[~left], off + k1, kk - k1))
         stack.append((idx[left], off, k1))
     return lab
@@ -675,10 +695,6 @@ class _Search:
             return (lo - x) / self.goal[t][j]
         return 0.0
 
-    def violation(self) -> float:
-        """Sum over territories and columns of the relative distance outside the band."""
-        return sum(self._excess(t, j, self.tot[t][j]) for t in range(self.k) for j in range(self.m))
-
     def _viol_delta(self, u: int, p: int, q: int, first: int = 0) -> float:
         """Change in band violation if u moves p -> q (columns from ``first`` on)."""
         d = 0.0
@@ -702,7 +718,13 @@ class _Search:
         )
 
     def score(self) -> tuple:
-        return (round(self.violation(), 6), self.cut_edges(), round(self.max_dev(), 6))
+        """Lexicographic plan quality: primary outside its band, secondaries outside theirs,
+        cut edges, primary deviation (smaller is better throughout)."""
+        primary = sum(self._excess(t, 0, self.tot[t][0]) for t in range(self.k))
+        rest = sum(
+            self._excess(t, j, self.tot[t][j]) for t in range(self.k) for j in range(1, self.m)
+        )
+        return (round(primary, 6), round(rest, 6), self.cut_edges(), round(self.max_dev(), 6))
 
     def boundary(self) -> np.ndarray:
         lab = self.labn
@@ -719,6 +741,23 @@ class _Search:
         for u in self._pair_units(p, q):
             if lab[u] == p:
                 out.append(u)
+        return out
+
+    def _all_boundaries(self) -> dict[tuple[int, int], list[int]]:
+        """(p, q) -> units of p touching q, for every pair of neighbouring territories."""
+        lab = self.labn
+        ei, ej = self.g.ei, self.g.ej
+        a, b = lab[ei], lab[ej]
+        cut = a != b
+        u = np.concatenate([ei[cut], ej[cut]])
+        key = np.concatenate([a[cut] * self.k + b[cut], b[cut] * self.k + a[cut]])
+        code = np.unique(key * self.g.n + u)
+        out: dict[tuple[int, int], list[int]] = {}
+        pair, unit = np.divmod(code, self.g.n)
+        bounds = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1], True])
+        for s0, s1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            p, q = divmod(int(pair[s0]), self.k)
+            out[(p, q)] = unit[s0:s1].tolist()
         return out
 
     def _pair_units(self, p: int, q: int) -> list[int]:
@@ -739,29 +778,6 @@ class _Search:
         return cq - cp
 
     # --- balance by diffusion ----------------------------------------------------------------
-    def _flows(self, j: int) -> list[tuple[float, int, int]]:
-        """Flows p -> q (column j) that even out the totals over the territory graph."""
-        k = self.k
-        lab = self.labn
-        a, b = lab[self.g.ei], lab[self.g.ej]
-        cut = a != b
-        pairs = np.unique(np.sort(np.column_stack([a[cut], b[cut]]), axis=1), axis=0)
-        L = np.zeros((k, k))
-        L[pairs[:, 0], pairs[:, 1]] = -1
-        L[pairs[:, 1], pairs[:, 0]] = -1
-        L[np.arange(k), np.arange(k)] = -L.sum(axis=1)
-        e = np.array([self.tot[t][j] - self.goal[t][j] for t in range(k)])
-        phi = np.linalg.lstsq(L + np.ones((k, k)) / k, e, rcond=None)[0]
-        out = []
-        for p, q in pairs.tolist():
-            f = phi[p] - phi[q]
-            if f > 0:
-                out.append((f, p, q))
-            elif f < 0:
-                out.append((-f, q, p))
-        out.sort(reverse=True)
-        return out
-
     def _push(self, p: int, q: int, amount: float, j: int) -> float:
         """Move boundary units p -> q totalling at most about ``amount`` of column j."""
         lab, nbrs, rows = self.lab, self.nbrs, self.rows
@@ -776,14 +792,14 @@ class _Search:
                 return
             seen.add(u)
             s = g + self.beta * self.geo(u, p, q) - 20.0 * self._viol_delta(u, p, q, first=1)
-            heapq.heappush(heap, (-s, u))
+            heapq.heappush(heap, (-s, -rows[u][j], u))
 
         for u in self.boundary_of(p, q):
             offer(u)
         moved = 0.0
         rem = amount
         while heap and rem > 0:
-            _, u = heapq.heappop(heap)
+            _, _, u = heapq.heappop(heap)
             if lab[u] != p:
                 continue
             wu = rows[u][j]
@@ -840,28 +856,24 @@ class _Search:
             self.move(a, q, p)
         return False
 
-    def _block(self, p: int, q: int, amount: float, j: int, window: float) -> bool:
-        """Move one connected block of p into q weighing about ``amount`` of column j.
+    def _subtrees(self, p: int, q: int, cols: list[int]):
+        """Blocks of p that can join q whole, as (roots, weights per column, children).
 
         The blocks are the subtrees of a breadth-first spanning tree of p rooted far from
         q: cutting a subtree off leaves the rest of p connected, and a subtree holding a
         unit that touches q joins q in one piece. Subtree weights span every scale from a
-        single unit to most of the territory, so this reaches amounts single moves cannot.
-        Within ``window`` of the amount the block cutting fewest edges wins.
+        single unit to most of the territory. None when p has no such block.
         """
         lab, nbrs, rows, locked = self.lab, self.nbrs, self.rows, self.locked
         edge = self.boundary_of(p, q)
         if not edge:
-            return False
+            return None
         # root: the unit of p farthest from the shared edge (straight-line, a cheap proxy)
+        members = np.flatnonzero(self.labn == p)
         ex = sum(self.x[u] for u in edge) / len(edge)
         ey = sum(self.y[u] for u in edge) / len(edge)
-        root, far = -1, -1.0
-        for u in range(self.g.n) if self.cnt[p] * 4 > self.g.n else self._members(p):
-            if lab[u] == p:
-                d = (self.x[u] - ex) ** 2 + (self.y[u] - ey) ** 2
-                if d > far:
-                    root, far = u, d
+        d = (self._xy[members, 0] - ex) ** 2 + (self._xy[members, 1] - ey) ** 2
+        root = int(members[int(np.argmax(d))])
         order = [root]
         pred = {root: -1}
         i = 0
@@ -873,38 +885,60 @@ class _Search:
                     pred[y] = x
                     order.append(y)
         if len(order) < self.cnt[p]:
-            return False
-        wsub = {u: rows[u][j] for u in order}
+            return None
+        wsub = {u: [rows[u][c] for c in cols] for u in order}
         touch = dict.fromkeys(order, False)
         for u in edge:
             touch[u] = True
         blocked = {u: locked[u] for u in order}
         for x in reversed(order[1:]):
             px = pred[x]
-            wsub[px] += wsub[x]
+            wp, wx = wsub[px], wsub[x]
+            for c in range(len(cols)):
+                wp[c] += wx[c]
             if touch[x]:
                 touch[px] = True
             if blocked[x]:
                 blocked[px] = True
-        cand = [
-            (abs(wsub[x] - amount), x)
-            for x in order[1:]
-            if touch[x] and not blocked[x] and abs(wsub[x] - amount) < amount
-        ]
-        if not cand:
-            return False
-        cand.sort()
-        cand = cand[:6]
-        if cand[0][0] <= window:
-            cand = [c for c in cand if c[0] <= window]
+        roots = [x for x in order[1:] if touch[x] and not blocked[x]]
+        if not roots:
+            return None
         children: dict[int, list[int]] = {}
         for x in order[1:]:
             children.setdefault(pred[x], []).append(x)
+        return roots, np.array([wsub[x] for x in roots], dtype=float), children
+
+    @staticmethod
+    def _subtree(root: int, children: dict[int, list[int]]) -> list[int]:
+        nodes = [root]
+        for x in nodes:
+            nodes.extend(children.get(x, ()))
+        return nodes
+
+    def _block(
+        self, p: int, q: int, amount: float, j: int, window: float, limit: float | None = None
+    ) -> bool:
+        """Move one connected block of p into q weighing about ``amount`` of column j.
+
+        See :meth:`_subtrees`; this reaches amounts no single move can. Within ``window``
+        of the amount the block cutting fewest edges wins.
+        """
+        limit = amount if limit is None else limit
+        blocks = self._subtrees(p, q, [j])
+        if blocks is None:
+            return False
+        roots, w, children = blocks
+        err = np.abs(w[:, 0] - amount)
+        ok = np.flatnonzero(err < limit)
+        if len(ok) == 0:
+            return False
+        ok = ok[np.argsort(err[ok], kind="stable")][:6]
+        if err[ok[0]] <= window:
+            ok = ok[err[ok] <= window]
+        lab, nbrs = self.lab, self.nbrs
         best = None
-        for err, c in cand:
-            nodes = [c]
-            for x in nodes:
-                nodes.extend(children.get(x, ()))
+        for i in ok.tolist():
+            nodes = self._subtree(roots[i], children)
             inside = set(nodes)
             gain = 0
             for u in nodes:
@@ -914,12 +948,84 @@ class _Search:
                         gain += 1
                     elif lv == p and v not in inside:
                         gain -= 1
-            key = (-gain, err) if cand[0][0] <= window else (err, -gain)
+            key = (-gain, err[i]) if err[ok[0]] <= window else (err[i], -gain)
             if best is None or key < best[0]:
                 best = (key, nodes)
         for u in best[1]:
             self.move(u, p, q)
         return True
+
+    def _connected(self, p: int) -> bool:
+        """Full check that territory p is one piece."""
+        lab, nbrs = self.lab, self.nbrs
+        start = int(np.flatnonzero(self.labn == p)[0]) if self.cnt[p] else -1
+        if start < 0:
+            return False
+        seen = {start}
+        stack = [start]
+        while stack:
+            x = stack.pop()
+            for y in nbrs[x]:
+                if y not in seen and lab[y] == p:
+                    seen.add(y)
+                    stack.append(y)
+        return len(seen) == self.cnt[p]
+
+    def _block_exchange(self, t: int, q: int, goal: float) -> bool:
+        """Trade a block of t for a block of q (either may be empty) so the secondary
+        columns' excess falls while both primaries stay inside their band."""
+        cols = list(range(self.m))
+        bt = self._subtrees(t, q, cols)
+        bq = self._subtrees(q, t, cols)
+        if bt is None and bq is None:
+            return False
+        m = self.m
+        rt, wt, ct = bt if bt is not None else ([], np.zeros((0, m)), {})
+        rq, wq, cq = bq if bq is not None else ([], np.zeros((0, m)), {})
+        # keep blocks modest (a quarter of a territory) and the search small
+        cap_t = 0.25 * np.array(self.goal[t])
+        cap_q = 0.25 * np.array(self.goal[q])
+        st = np.flatnonzero((wt <= cap_t + 1e-9).all(axis=1))[:300]
+        sq = np.flatnonzero((wq <= cap_q + 1e-9).all(axis=1))[:300]
+        wt = np.vstack([wt[st], np.zeros((1, m))])
+        wq = np.vstack([wq[sq], np.zeros((1, m))])
+        net = wt[:, None, :] - wq[None, :, :]  # leaves t, joins q
+        gt, gq = np.array(self.goal[t]), np.array(self.goal[q])
+        dt = np.abs((np.array(self.tot[t]) - net) / gt - 1)
+        dq = np.abs((np.array(self.tot[q]) + net) / gq - 1)
+        band = self.tol[0] * max(goal, 1.0)
+        cur0 = max(abs(self.tot[t][0] / gt[0] - 1), abs(self.tot[q][0] / gq[0] - 1))
+        ok = np.maximum(dt[..., 0], dq[..., 0]) <= max(band, cur0) + 1e-12
+        tolv = np.array(self.tol[1:])
+        after = (
+            np.maximum(dt[..., 1:] / tolv - 0.9, 0) + np.maximum(dq[..., 1:] / tolv - 0.9, 0)
+        ).sum(-1)
+        now_t = np.abs(np.array(self.tot[t][1:]) / gt[1:] - 1) / tolv - 0.9
+        now_q = np.abs(np.array(self.tot[q][1:]) / gq[1:] - 1) / tolv - 0.9
+        before = float(np.maximum(now_t, 0).sum() + np.maximum(now_q, 0).sum())
+        gain = before - after
+        ok &= gain > 1e-6
+        ok[-1, -1] = False
+        if not ok.any():
+            return False
+        flat = np.flatnonzero(ok.ravel())
+        for f in flat[np.argsort(-gain.ravel()[flat], kind="stable")][:3].tolist():
+            it, iq = divmod(f, len(wq))
+            moved: list[tuple[int, int, int]] = []
+            if it < len(st):
+                for u in self._subtree(rt[st[it]], ct):
+                    self.move(u, t, q)
+                    moved.append((u, t, q))
+            if iq < len(sq):
+                for u in self._subtree(rq[sq[iq]], cq):
+                    if self.lab[u] == q:
+                        self.move(u, q, t)
+                        moved.append((u, q, t))
+            if self.cnt[t] and self.cnt[q] and self._connected(t) and self._connected(q):
+                return True
+            for u, a, b in reversed(moved):
+                self.move(u, b, a)
+        return False
 
     def _members(self, p: int) -> list[int]:
         return np.flatnonzero(self.labn == p).tolist()
@@ -936,11 +1042,27 @@ class _Search:
         return adj
 
     def _shift(self, path: list[int], amount: float, j: int, window: float) -> None:
-        """Pass ``amount`` of column j along a path of territories, hop by hop."""
-        for p, q in zip(path[:-1], path[1:], strict=False):
-            rem = amount - self._push(p, q, amount, j)
-            if rem > 0.1 * window and not self._block(p, q, rem, j, window):
+        """Pass about ``amount`` of column j along a path of territories.
+
+        Hops run from the receiving end back to the donor, and each passes on what the hop
+        after it actually moved: a hop into a territory with coarse units may move more or
+        less than asked (it only has to improve the receiver), and the hops upstream, usually
+        with finer choice, make up exactly that.
+        """
+        hops = list(zip(path[:-1], path[1:], strict=False))
+        want = amount
+        # the receiver improves with anything below twice its shortfall
+        gap = self.goal[path[-1]][j] - self.tot[path[-1]][j]
+        first_limit = max(2.0 * gap - amount, amount)
+        for n, (p, q) in enumerate(reversed(hops)):
+            limit = first_limit if n == 0 else want
+            before = self.tot[q][j]
+            rem = want - self._push(p, q, want, j)
+            if rem > 0.1 * window and not self._block(p, q, rem, j, window, limit=limit):
                 self._swap(p, q, rem, j)
+            want = self.tot[q][j] - before
+            if want <= 0:
+                break
 
     def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
         """Primary column: (largest deviation beyond ``goal`` x tolerance, sum of squared
@@ -995,7 +1117,11 @@ class _Search:
             if worst is None:
                 return
             t = worst[1]
-            if not self._exchange(t, goal, cur):
+            nbr = sorted({self.lab[v] for u in self._members(t) for v in self.nbrs[u]} - {t})
+            if any(self._block_exchange(t, q, goal) for q in nbr) or self._exchange(t, goal, cur):
+                if self.secondary_excess() < cur - 1e-9:
+                    stuck.clear()  # progress: territories stuck before may move now
+            else:
                 stuck.add(t)
 
     def _exchange(self, t: int, goal: float, cur: float) -> bool:
@@ -1081,16 +1207,17 @@ class _Search:
             step = self._pick(adj, tried)
             if step is None:
                 break
-            j, path, amount = step
+            key, path, amount = step
+            j = key[0]
             self.begin()
             window = 0.5 * goal * self.tol[j] * self.goal[path[0]][j]
             self._shift(path, amount, j, window)
             now = self.imbalance(goal)
             if now >= best:
                 self.undo()
-                tried.add((j, path[0], path[-1]))
+                tried.add(key)
                 failures += 1
-                if failures > self.k:
+                if failures > _MAX_FAILURES * self.k:
                     break
                 continue
             best = now
@@ -1098,37 +1225,44 @@ class _Search:
             tried.clear()
         self.log = None
 
-    def _pick(self, adj: list[set[int]], tried: set) -> tuple[int, list[int], float] | None:
-        """Next balancing step: (column, territory path from donor to receiver, amount)."""
-        devs = []
-        for j in range(1):
-            for t in range(self.k):
-                g = self.goal[t][j]
-                if g > 0:
-                    devs.append((abs(self.tot[t][j] / g - 1) / self.tol[j], j, t))
-        devs.sort(reverse=True)
-        for _, j, s in devs[: max(4, self.k)]:
+    def _pick(self, adj: list[set[int]], tried: set) -> tuple[tuple, list[int], float] | None:
+        """Next balancing step: (key, territory path from donor to receiver, amount).
+
+        The most deviating territory s is paired with the nearest territory t (fewest hops,
+        then largest deviation) deviating the other way that has not failed already.
+        """
+        j = 0
+        devs = sorted(
+            (
+                (abs(self.tot[t][j] / self.goal[t][j] - 1), t)
+                for t in range(self.k)
+                if self.goal[t][j] > 0
+            ),
+            reverse=True,
+        )
+        for _, s in devs:
             es = self.tot[s][j] - self.goal[s][j]
             if es == 0:
                 continue
-            # breadth-first over territories to the nearest one deviating the other way
             prev = {s: -1}
+            hops = {s: 0}
             frontier = [s]
             found = []
-            while frontier and not found:
+            while frontier:
                 nxt = []
                 for x in frontier:
                     for y in sorted(adj[x]):
                         if y not in prev:
                             prev[y] = x
+                            hops[y] = hops[x] + 1
                             nxt.append(y)
                             ey = self.tot[y][j] - self.goal[y][j]
                             if ey * es < 0 and (j, s, y) not in tried:
-                                found.append((abs(ey), y))
+                                found.append((hops[y], -abs(ey), y))
                 frontier = nxt
             if not found:
                 continue
-            _, t = max(found)
+            _, _, t = min(found)
             path = [t]
             while path[-1] != s:
                 path.append(prev[path[-1]])
@@ -1137,7 +1271,7 @@ class _Search:
             amount = 0.5 * (abs(es) + abs(et))  # evens s and t out; never overshoots s
             if es < 0:  # s is short: flow runs from t to s
                 path.reverse()
-            return j, path, amount
+            return (j, s, t), path, amount
         return None
 
     def _kick(self) -> bool:
@@ -1192,8 +1326,89 @@ class _Search:
             self.load(best_lab)
 
     # --- refinement --------------------------------------------------------------------------
-    def refine(self, passes: int = 8) -> int:
-        """Greedy boundary moves that cut fewer edges or improve compactness, bands kept."""
+    def _set_band(self, slack: float) -> None:
+        """Widen (slack > 1) or restore (slack = 1) the primary column's band."""
+        tol = self.tol[0] * slack
+        for t in range(self.k):
+            g = self.goal[t][0]
+            self.lo[t][0] = g * (1 - tol)
+            self.hi[t][0] = g * (1 + tol)
+
+    def refine(self, passes: int = 8, slack: float = 1.0) -> int:
+        """Greedy boundary moves that cut fewer edges or improve compactness, bands kept
+        (the primary band widened ``slack`` times, for a rebalance to tighten afterwards)."""
+        self._set_band(slack)
+        try:
+            return self._refine(passes)
+        finally:
+            self._set_band(1.0)
+
+    def swap_refine(self, rounds: int = 3) -> int:
+        """Exchange pairs of boundary units between neighbouring territories when the pair
+        cuts fewer edges and both territories stay inside every band: the refinement that
+        still works when balance is so tight that no single move fits."""
+        lab, nbrs = self.lab, self.nbrs
+        done = 0
+        m = self.m
+        for _ in range(rounds):
+            swapped = 0
+            sides = self._all_boundaries()
+            for (p, q), A0 in sides.items():
+                if q > p:
+                    A = [u for u in A0 if not self.locked[u] and lab[u] == p]
+                    B = [u for u in sides.get((q, p), ()) if not self.locked[u] and lab[u] == q]
+                    if not A or not B:
+                        continue
+                    ga = np.array([self._gain(u, p, q) + self.beta * self.geo(u, p, q) for u in A])
+                    gb = np.array([self._gain(u, q, p) + self.beta * self.geo(u, q, p) for u in B])
+                    gain = ga[:, None] + gb[None, :]
+                    bset = {u: i for i, u in enumerate(B)}
+                    for ia, u in enumerate(A):
+                        for v in nbrs[u]:
+                            ib = bset.get(v)
+                            if ib is not None:
+                                gain[ia, ib] -= 2.0
+                    ok = gain > 1e-9
+                    if not ok.any():
+                        continue
+                    wa = np.array([self.rows[u] for u in A])
+                    wb = np.array([self.rows[u] for u in B])
+                    net = wa[:, None, :] - wb[None, :, :]  # leaves p, joins q
+                    tp = np.array(self.tot[p])[None, None, :] - net
+                    tq = np.array(self.tot[q])[None, None, :] + net
+                    inside = (
+                        (
+                            (tp >= np.array(self.lo[p]) - 1e-9)
+                            & (tp <= np.array(self.hi[p]) + 1e-9)
+                            & (tq >= np.array(self.lo[q]) - 1e-9)
+                            & (tq <= np.array(self.hi[q]) + 1e-9)
+                        ).all(axis=-1)
+                        if m
+                        else ok
+                    )
+                    ok &= inside
+                    if not ok.any():
+                        continue
+                    flat = np.flatnonzero(ok.ravel())
+                    for f in flat[np.argsort(-gain.ravel()[flat], kind="stable")][:4].tolist():
+                        ia, ib = divmod(f, len(B))
+                        a, b = A[ia], B[ib]
+                        if lab[a] != p or lab[b] != q or not self.can_remove(a, p):
+                            continue
+                        if not any(lab[x] == q for x in nbrs[a]):
+                            continue
+                        self.move(a, p, q)
+                        if any(lab[x] == p for x in nbrs[b]) and self.can_remove(b, q):
+                            self.move(b, q, p)
+                            swapped += 1
+                            break
+                        self.move(a, q, p)
+            done += swapped
+            if swapped == 0:
+                break
+        return done
+
+    def _refine(self, passes: int) -> int:
         lab, nbrs = self.lab, self.nbrs
         total = 0
         for _ in range(passes):
@@ -1228,11 +1443,36 @@ class _Search:
         return total
 
     def run(self, rounds: int) -> None:
+        """Balance, then alternate refinement (with a shrinking band) and rebalancing,
+        keeping the best plan seen."""
         self.settle(0.5)
         self.secondary()
-        for _ in range(rounds):
-            moved = self.refine()
+        best = self.score()
+        best_lab = self.labels()
+        for r in range(rounds):
+            slack = _SLACK[min(r, len(_SLACK) - 1)]
+            moved = self.refine(slack=slack)
             self.settle(0.5)
             self.secondary()
-            if moved == 0:
+            self.swap_refine()
+            self.refine()
+            now = self.score()
+            if now < best:
+                best, best_lab = now, self.labels()
+            if moved == 0 and slack == 1.0:
                 break
+        if self.score() != best:
+            self.load(best_lab)
+        if _TIGHTEN:
+            # as tight as it goes, as long as that costs (almost) no cut edges: rebalance to
+            # half the band, refine inside it, and keep the result only if it holds up
+            before, cut0 = self.labels(), self.cut_edges()
+            self.settle(0.5)
+            self._set_band(0.5)
+            try:
+                self.swap_refine()
+                self._refine(4)
+            finally:
+                self._set_band(1.0)
+            if self.cut_edges() > cut0 * (1 + _TIGHTEN_COST) or self.score()[0] > 0:
+                self.load(before)

@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from patchmap.io import write_csv
@@ -95,7 +94,3 @@ class Plan:
             f"{self.cut_edge_fraction:.3f}, mean_polsby_popper={self.mean_polsby_popper:.3f}, "
             f"contiguous={self.contiguous}, bridges={len(self.bridges)})"
         )
-
-
-def _finite(x: float) -> float:
-    return float(x) if np.isfinite(x) else float("nan")

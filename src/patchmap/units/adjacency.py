@@ -73,6 +73,11 @@ class Adjacency:
 # input checks
 
 
+def _show(x: object) -> str:
+    """repr of an id as the user wrote it (numpy scalars as plain Python values)."""
+    return repr(x.item() if isinstance(x, np.generic) else x)
+
+
 def _unit_ids(units: gpd.GeoDataFrame, id_col: str | None) -> np.ndarray:
     if id_col is None:
         ids = units.index.to_numpy()
@@ -88,7 +93,9 @@ def _unit_ids(units: gpd.GeoDataFrame, id_col: str | None) -> np.ndarray:
         raise InputError(f"{where}: {int(pd.isna(ids).sum())} missing ids")
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        raise InputError(f"{where}: duplicate id {ids[dup][0]!r} ({int(dup.sum())} duplicates)")
+        raise InputError(
+            f"{where}: duplicate id {_show(ids[dup][0])} ({int(dup.sum())} duplicates)"
+        )
     return ids
 
 
@@ -98,13 +105,13 @@ def _polygons(units: gpd.GeoDataFrame, ids: np.ndarray) -> np.ndarray:
     bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if bad.any():
         raise InputError(
-            f"unit {ids[bad][0]!r}: empty or missing geometry ({int(bad.sum())} units)"
+            f"unit {_show(ids[bad][0])}: empty or missing geometry ({int(bad.sum())} units)"
         )
     kind = shapely.get_type_id(geoms)
     notpoly = ~np.isin(kind, [3, 6, 7])  # Polygon, MultiPolygon, GeometryCollection
     if notpoly.any():
         raise InputError(
-            f"unit {ids[notpoly][0]!r}: geometry is a {geoms[notpoly][0].geom_type}, "
+            f"unit {_show(ids[notpoly][0])}: geometry is a {geoms[notpoly][0].geom_type}, "
             "not a polygon (units must be polygons)"
         )
     invalid = ~shapely.is_valid(geoms) | (kind == 7)
@@ -351,7 +358,7 @@ def h3_adjacency(
 ) -> Adjacency:
     """Adjacency of H3 cells of one resolution from H3's own neighbour index (no geometry tests).
 
-    Every hexagon shares an edge with each of its ``grid_disk(cell, 1)`` neighbours, so the
+    Every hexagon shares an edge with each cell of its ``grid_ring(cell, 1)``, so the
     rook graph comes straight from H3; polygons (given, or drawn from H3) are used only for
     areas, perimeters and bridging gaps between separate clusters of cells.
     """
@@ -362,7 +369,7 @@ def h3_adjacency(
         raise InputError("cell ids are not valid H3 cells of one resolution")
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        raise InputError(f"duplicate H3 cell {ids[dup][0]!r}")
+        raise InputError(f"duplicate H3 cell {_show(ids[dup][0])}")
     index = pd.Index(ids)
     disks = [h3.grid_ring(c, 1) for c in ids]
     counts = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(ids))

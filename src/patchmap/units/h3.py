@@ -2,9 +2,10 @@
 
 h3-py (4.x) has no array API for ``latlng_to_cell``, so :func:`points_to_cells` calls it
 once per *unique* coordinate (rounded to 1e-6 degree, about 0.1 m), on plain floats with
-the integer API, and turns only the unique cells into strings. That measured 0.6 s per
-million distinct points here, so the extra dependency ``h3ronpy`` (vectorized, Arrow based)
-is not needed; everything around the per-coordinate call is numpy.
+the integer API, and turns only the unique cells into strings; everything around that call
+is numpy. Measured here per million distinct points: 0.6-0.9 s, against 0.3 s for the
+vectorized ``h3ronpy`` 0.22. Half a second on a 15 s command does not pay for an extra
+compiled dependency (with its own Arrow stack), so h3-py it is.
 """
 
 from __future__ import annotations
