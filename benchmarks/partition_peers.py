@@ -360,6 +360,30 @@ def _fmt_row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _findings(rows: list[dict]) -> list[str]:
+    """One line per instance: patchmap against the issue's targets and METIS's cut."""
+    out = []
+    for inst in dict.fromkeys(r["instance"] for r in rows):
+        by = {r["tool"]: r for r in rows if r["instance"] == inst}
+        pm, mt = by.get("patchmap"), by.get("metis")
+        if not pm or "seconds" not in pm:
+            continue
+        line = (
+            f"- {inst}: patchmap max dev {100 * pm['max_dev']:.2f}% "
+            f"({'meets' if pm['max_dev'] <= 0.005 else 'misses'} 0.5%), "
+            f"{pm['noncontig']} non-contiguous, {pm['seconds']:.2f} s"
+        )
+        if mt and "seconds" in mt and mt["cut"] > 0:
+            ratio = pm["cut"] / mt["cut"]
+            line += (
+                f"; cut-edge fraction {ratio:.2f}x METIS's "
+                f"({'meets' if ratio <= 1.2 else 'misses'} 1.2x; METIS max dev "
+                f"{100 * mt['max_dev']:.1f}%)"
+            )
+        out.append(line)
+    return [*out, ""] if out else []
+
+
 def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
     shown = []
     for a in sys.argv[1:]:
@@ -390,6 +414,7 @@ def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         *[_fmt_row(r) for r in rows],
         "",
+        *_findings(rows),
         "Tools: " + "; ".join(f"`{k}`: {v}" for k, v in TOOL_NOTES.items()) + ".",
         "",
     ]

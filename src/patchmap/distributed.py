@@ -1,0 +1,985 @@
+"""Layers on Dask: the ``layers`` stage over a Parquet dataset larger than memory.
+
+:func:`build_layers_dask` reads a Parquet file or a partitioned Parquet directory (a local
+path or any fsspec URL) with ``dask.dataframe.read_parquet`` and runs the pandas stages on
+each partition, on a ``distributed`` cluster: ingest (:func:`patchmap.accounts.validate_accounts`),
+scoring with a model fitted once, placement (:func:`patchmap.layers.place_accounts`) against
+units built once and broadcast to the workers, and per-unit sums. The table is never in one
+place: what comes back is per-unit sums, the (small) rejects and a few counts.
+
+The result is the pandas engine's (``load_accounts`` -> ``score_accounts`` ->
+``build_layers``), value for value:
+
+- row numbers are global: partition offsets come from the Parquet metadata;
+- a table of at most ``sample_rows`` rows trains the look-alike model on every row, exactly
+  as the pandas engine does; a larger one on a sample of labelled and unlabelled rows drawn
+  from every partition (the pandas engine samples too, beyond 100k labelled rows);
+- ``reach`` is normalized by the exact 99th percentile of the whole table (each partition
+  sends only its top 1 %);
+- per-unit sums are folded partition after partition in row order with ``np.add.at``: the
+  same additions in the same order as the pandas engine's ``np.bincount``. Partial sums
+  added up as a tree (``groupby().sum()``) would differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import operator
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from patchmap.accounts import IngestResult, _rename, empty_rejects, validate_accounts
+from patchmap.errors import InputError
+from patchmap.io import write_csv
+from patchmap.layers import (
+    MEASURES,
+    LayersResult,
+    _aggregate,
+    _bundled_zcta_states,
+    _check_h3_size,
+    _check_kind,
+    _Clock,
+    _coordinates,
+    _customers,
+    _explain_outside,
+    _fill_from_zcta,
+    _from_zip,
+    _infer_states,
+    _measure,
+    _normalize_states,
+    _split_region,
+    place_accounts,
+    write_layers,
+)
+from patchmap.logs import log, progress
+from patchmap.scoring import (
+    LookalikeScorer,
+    ScoringConfig,
+    _frame,
+    _numeric_column,
+    _rows,
+    _threads,
+    parse_outcome,
+    reach_weights,
+)
+from patchmap.units import h3 as h3u
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "DEFAULT_BLOCKSIZE",
+    "MEMORY_BUDGET",
+    "SAMPLE_ROWS",
+    "DaskLayersResult",
+    "build_layers_dask",
+    "cluster_size",
+    "dask_client",
+    "layers_file_dask",
+]
+
+#: Total memory the default local cluster may use: scheduler, workers and this process.
+MEMORY_BUDGET = 4 * 2**30
+#: Kept out of the workers' share for this process, the scheduler and the nannies.
+CLIENT_RESERVE = 2**30
+#: Fewer workers rather than workers with less memory than this each.
+MIN_WORKER_MEMORY = 2**30
+#: Partition size asked of ``read_parquet`` (files split at row-group boundaries only).
+DEFAULT_BLOCKSIZE = "64MiB"
+#: Up to this many rows the model trains on the whole table (the pandas engine's model).
+SAMPLE_ROWS = 100_000
+KEPT = ("score", "reach", "p_win", "potential")
+#: Columns placement, aggregation and the placements file read (besides scoring's).
+LAYER_COLUMNS = ("account_id", "lat", "lon", "zip", "zcta", "location_source", "source_row",
+                 "status", "is_customer", *KEPT)
+SUMS = ("accounts", "customers", "score", "reach", "potential", "whitespace")
+_NO_PLACED = pd.DataFrame({"unit_id": pd.Series([], dtype=object)})
+
+Echo = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class DaskLayersResult(LayersResult):
+    """A :class:`~patchmap.layers.LayersResult` with counts in place of the placed accounts.
+
+    ``rejects`` holds every row not placed (ingest rejects, then layer rejects), so
+    ``n_read == n_placed + len(rejects)``; ``placed`` is empty. ``placements`` is where the
+    placed accounts were written, when asked.
+    """
+
+    n_accounts: int = 0
+    n_placed: int = 0
+    placements: str | None = None
+    model_card: dict[str, Any] = field(default_factory=dict)
+    scoring_notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_read(self) -> int:
+        return self.n_accounts
+
+    def tally(self) -> str:
+        """One line: ``N read, M placed, R rejected; U units``."""
+        return (f"{self.n_read} read, {self.n_placed} placed, {len(self.rejects)} rejected; "
+                f"{len(self.units)} {self.kind} units")
+
+
+# ---------------------------------------------------------------- cluster
+
+def _dask():
+    try:
+        import dask
+        import dask.dataframe as dd
+        import distributed
+    except ImportError:
+        raise InputError("--engine dask needs dask and distributed: "
+                         "pip install 'dask[dataframe]' distributed") from None
+    return dask, dd, distributed
+
+
+def cluster_size(n_workers: int | None = None, budget: int = MEMORY_BUDGET) -> tuple[int, int]:
+    """(workers, memory limit per worker in bytes) for a local cluster within ``budget``.
+
+    One single-threaded worker process per core (pandas and shapely hold the GIL), as many
+    as get :data:`MIN_WORKER_MEMORY` each; the workers share ``budget`` less
+    :data:`CLIENT_RESERVE` (never more than 80 % of the machine's memory).
+    """
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    pool = min(budget, int(0.8 * psutil.virtual_memory().total)) - CLIENT_RESERVE
+    if n_workers is not None and n_workers < 1:
+        raise InputError(f"n_workers must be at least 1, got {n_workers}")
+    n = n_workers or max(1, min(cores, pool // MIN_WORKER_MEMORY))
+    return n, max(pool // n, 256 * 2**20)
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
+    """A ``distributed.Client`` on the cluster at ``scheduler``, or on a new local cluster.
+
+    The local cluster (closed on exit) is sized by :func:`cluster_size`: worker processes
+    of one thread each, whose memory limits add up to less than :data:`MEMORY_BUDGET`.
+    """
+    _, _, distributed = _dask()
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"--scheduler {scheduler}: cannot connect ({_first_line(exc)})") from None
+        with client:
+            yield client
+        return
+    n, limit = cluster_size(n_workers)
+    with (
+        distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                 memory_limit=limit, dashboard_address=None,
+                                 silence_logs=logging.ERROR) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- what every task needs
+
+@dataclass(frozen=True)
+class _Job:
+    """The parameters every partition task needs (small, pickled into each task)."""
+
+    source: str
+    column_map: dict[str, str]
+    kind: str
+    resolution: int | None
+    strict: bool
+    n_total: int  # rows in the dataset
+    cfg: ScoringConfig
+    kept: tuple[str, ...]  # measure columns the input already carries
+    weights: dict[str, float]  # engagement column -> weight in reach
+    need_model: bool
+    sample_rows: int
+    bundled: tuple[str, ...]
+    n_buckets: int = 8  # a power of two
+    columns: frozenset[str] | None = None  # columns the layers pass keeps (None: all)
+    placements: str | None = None  # directory (URL) for per-partition placement files
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top_k(self) -> int:
+        """Values each partition sends for an exact global 99th percentile."""
+        return math.ceil(0.01 * self.n_total) + 2
+
+
+def _shift_rows(message: str, offset: int) -> str:
+    """Partition row numbers in a message -> dataset row numbers."""
+    if not offset:
+        return message
+    return re.sub(r"\b(rows?) (\d+(?:, \d+)*)",
+                  lambda m: f"{m.group(1)} " + ", ".join(str(int(r) + offset) for r in m.group(2).split(", ")),
+                  message)
+
+
+def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
+    """Validate and geocode one partition; row numbers are the dataset's (None if empty)."""
+    if len(part) == 0:
+        return None
+    df = _rename(part.rename(columns=lambda c: str(c).strip()), job.column_map, job.source)
+    try:
+        ingest = validate_accounts(df, job.source)
+    except InputError as exc:
+        raise InputError(_shift_rows(str(exc), offset)) from None
+    if offset:
+        ingest.accounts["source_row"] += offset
+        ingest.rejects["row"] += offset
+    return ingest
+
+
+# ---------------------------------------------------------------- scoring, as score_accounts
+
+def _engagement(df: pd.DataFrame, col: str) -> np.ndarray:
+    """An engagement column as reach reads it: numeric, not negative, missing = 0."""
+    x = _numeric_column(df, col, "engagement").to_numpy()
+    neg = x < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        raise InputError(f"accounts: engagement column {col!r} must not be negative "
+                         f"(row {_rows(df)[i]}: {x[i]!r})")
+    return np.nan_to_num(x, nan=0.0)
+
+
+def _top_values(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest values as (distinct values, counts)."""
+    if x.size > k:
+        x = np.partition(x, x.size - k)[x.size - k:]
+    return np.unique(x, return_counts=True)
+
+
+def _quantile_from_top(sketches: Sequence[tuple[np.ndarray, np.ndarray]], n: int,
+                       q: float = 0.99) -> float:
+    """``np.quantile(x, q)`` (linear) of ``n`` values from each partition's top values.
+
+    The union of every partition's top ``k`` holds the whole table's top ``k``, so the two
+    order statistics the linear rule interpolates are exact, and so is the arithmetic:
+    numpy's virtual index ``(n - 1) q`` and its two-sided lerp.
+    """
+    values = np.concatenate([s[0] for s in sketches])
+    counts = np.concatenate([s[1] for s in sketches])
+    uniq, inverse = np.unique(values, return_inverse=True)
+    total = np.bincount(inverse, weights=counts).astype("int64")
+    desc, cum = uniq[::-1], np.cumsum(total[::-1])
+
+    def at(rank: int) -> float:  # ascending rank in the whole table
+        return float(desc[np.searchsorted(cum, n - 1 - rank, side="right")])
+
+    h = (n - 1) * q
+    if h >= n - 1:
+        return at(n - 1)
+    lo = math.floor(h)
+    g = h - lo
+    a, b = at(lo), at(lo + 1)
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g
+
+
+def _size_smear(scorer: LookalikeScorer, df: pd.DataFrame) -> float:
+    """Duan's smearing factor of the fitted deal-size model.
+
+    ``LookalikeScorer`` keeps the size model but not this factor; it is recomputed here on
+    the same rows in the same order, so it is the same number.
+    """
+    cfg = scorer.config
+    size = _numeric_column(df, cfg.deal_size, "deal size")
+    won = size.notna() & (size > 0)
+    if cfg.outcome in df.columns:
+        won &= (parse_outcome(df, cfg) == 1).fillna(False)
+    idx = np.nonzero(won.to_numpy())[0]
+    if idx.size > cfg.max_train // 2:
+        idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False))
+    idx = idx[np.random.default_rng(cfg.seed).permutation(idx.size)]
+    target = np.log(size.to_numpy()[idx])
+    X = _frame(df.reset_index(drop=True), *scorer.features_)
+    with _threads(0):
+        resid = target - scorer.size_model_.predict(X.iloc[idx])
+    return float(np.mean(np.exp(resid)))
+
+
+@dataclass
+class _Scoring:
+    """What a partition needs to be scored exactly as ``score_accounts`` scores the table."""
+
+    kept: tuple[str, ...]
+    weights: dict[str, float]
+    tops: dict[str, float]
+    scorer: LookalikeScorer | None = None
+    size_rule: str = "none"  # 'ridge' (size model x smear), 'median' or 'none' (1)
+    size_value: float = 1.0
+    card: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def apply(self, accounts: pd.DataFrame) -> pd.DataFrame:
+        """``accounts`` with ``p_win``, ``score``, ``potential`` (unless given) and ``reach``."""
+        df = accounts
+        kept = {c: _numeric_column(df, c, "existing") for c in self.kept}
+        if self.scorer is not None:
+            base = df.drop(columns=list(self.kept))
+            p_win = self.scorer.predict_proba(base)
+            df["p_win"] = np.round(p_win, 6)
+            df["score"] = np.round(100 * p_win, 2)
+            df["potential"] = np.round(p_win * self._sizes(base), 2)
+        for col, values in kept.items():
+            df[col] = values.to_numpy()
+        if "reach" not in self.kept:
+            df["reach"] = self._reach(df)
+        return df
+
+    def _sizes(self, df: pd.DataFrame) -> np.ndarray:
+        if self.size_rule == "ridge":
+            X = _frame(df, *self.scorer.features_)
+            return np.exp(self.scorer.size_model_.predict(X)) * self.size_value
+        if self.size_rule == "median":
+            return np.full(len(df), self.size_value)
+        return np.ones(len(df))
+
+    def _reach(self, df: pd.DataFrame) -> np.ndarray:
+        """:func:`patchmap.scoring.reach`, normalized by the whole table's 99th percentiles."""
+        if not self.weights:
+            return np.zeros(len(df))
+        total = np.zeros(len(df))
+        wsum = 0.0
+        for col, w in self.weights.items():
+            x = _engagement(df, col)
+            top = self.tops[col]
+            norm = np.clip(np.log1p(x) / math.log1p(top), 0, 1) if top > 0 else np.zeros_like(x)
+            total += w * norm
+            wsum += w
+        return np.round(100 * total / wsum, 2) if wsum > 0 else total
+
+    def columns(self) -> set[str]:
+        """Input columns scoring reads (features, rules columns, engagement, kept)."""
+        cols = set(self.kept) | set(self.weights)
+        if self.scorer is not None:
+            cols |= set(self.scorer.features_[0]) | set(self.scorer.features_[1])
+            rules = self.scorer.config.rules
+            cols |= {rules.industry_column, rules.employees_column, rules.revenue_column,
+                     *rules.flag_points}
+        return cols
+
+
+def _fit_scoring(train_parts: list[pd.DataFrame | None], job: _Job, tops: dict[str, float]) -> _Scoring:
+    """Fit the look-alike model (or the rules) once, on the gathered training rows."""
+    frames = [p for p in train_parts if p is not None and len(p)]
+    train = pd.concat(frames, ignore_index=True) if frames else None
+    if train is None:
+        raise InputError(f"{job.source}: no rows to score")
+    train = train.drop(columns=list(job.kept))
+    scorer = LookalikeScorer(job.cfg)
+    result = scorer.fit(train)
+    method = str(result.model_card.get("deal_size", {}).get("method", ""))
+    rule, value = "none", 1.0
+    if method.startswith("ridge"):
+        rule, value = "ridge", _size_smear(scorer, train)
+    elif method.startswith("median"):
+        size = result.model_card["deal_size"]
+        rule, value = "median", float(size.get("value", size.get("median_won")))
+    card = dict(result.model_card, n_accounts=job.n_total, fit_sample=len(train))
+    return _Scoring(job.kept, job.weights, tops, scorer, rule, value, card, list(result.notes))
+
+
+def _scoring_notes(scoring: _Scoring) -> list[str]:
+    """The notes ``score_accounts`` gives for the same input."""
+    notes = list(scoring.notes)
+    notes += [f"accounts already carry {c!r}: kept as given, not rescored" for c in scoring.kept]
+    if "reach" not in scoring.kept:
+        if scoring.weights:
+            notes.append("reach = weighted log-normalized "
+                         + ", ".join(f"{c} ({w:g})" for c, w in scoring.weights.items()))
+        else:
+            notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
+    return notes
+
+
+# ---------------------------------------------------------------- pass 1: survey
+
+def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None) -> dict[str, Any]:
+    """Validate a partition; gather training rows, reach percentiles, states, H3 cells."""
+    out: dict[str, Any] = {"n_read": len(part), "n_valid": 0, "train": None, "tops": {},
+                           "states": None, "cells": None, "extra": None}
+    ingest = _ingest(part, offset, job)
+    if ingest is None:
+        return out
+    acc = ingest.accounts
+    out["n_valid"] = len(acc)
+    if job.need_model:
+        out["train"] = _training_rows(acc, i, len(part), job)
+    if "reach" not in job.kept:
+        out["tops"] = {c: _top_values(_engagement(acc, c), job.top_k) for c in job.weights}
+    if job.kind != "zcta":
+        lat, lon = _coordinates(acc)
+        acc, lat, lon = _fill_from_zcta(acc, lat, lon)
+        located = ~(np.isnan(lat) | np.isnan(lon))
+        if not job.strict:
+            out["states"] = _infer_states(lat[located], lon[located])
+        if job.kind == "h3":
+            import shapely
+
+            cells = np.zeros(len(acc), dtype="uint64")
+            cells[located] = h3u.points_to_int_cells(lat[located], lon[located], job.resolution)
+            inside = located.copy()
+            if job.strict:
+                inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
+            out["cells"], out["extra"] = cells, np.unique(cells[inside])
+    return out
+
+
+def _training_rows(acc: pd.DataFrame, i: int, n_part: int, job: _Job) -> pd.DataFrame:
+    """Every row of a small table; else up to this partition's share of ``sample_rows``
+    labelled rows and as many unlabelled ones (outcome and deal size validated here)."""
+    cfg = job.cfg
+    labelled = np.zeros(len(acc), dtype=bool)
+    if cfg.outcome in acc.columns:
+        labelled = parse_outcome(acc, cfg).notna().to_numpy()
+    if cfg.deal_size and cfg.deal_size in acc.columns:
+        _numeric_column(acc, cfg.deal_size, "deal size")
+    if job.n_total <= job.sample_rows:
+        return acc
+    cap = math.ceil(job.sample_rows * n_part / job.n_total)
+    rng = np.random.default_rng([cfg.seed, i])
+    take = np.zeros(len(acc), dtype=bool)
+    for mask in (labelled, ~labelled):
+        idx = np.flatnonzero(mask)
+        take[rng.choice(idx, cap, replace=False) if idx.size > cap else idx] = True
+    return acc[take]
+
+
+def _survey_stats(result: dict[str, Any]) -> dict[str, Any]:
+    """The small part of a survey result, for the client."""
+    return {k: result[k] for k in ("n_read", "n_valid", "tops", "states")}
+
+
+# ---------------------------------------------------------------- pass 2: layers
+
+def _layers_part(part: pd.DataFrame, i: int, offset: int, job: _Job, scoring: _Scoring,
+                 units: gpd.GeoDataFrame, land, cells: np.ndarray | None) -> dict[str, Any]:
+    """Ingest, score and place one partition; its per-unit contributions and rejects."""
+    ingest = _ingest(part, offset, job)
+    small = {"n_read": len(part), "n_placed": 0, "ingest_rejects": None, "layer_rejects": None,
+             "notes": [], "n_by_zip": 0}
+    if ingest is None:
+        return {"small": small, "contrib": None, "hashes": [np.empty(0, "uint64")] * job.n_buckets}
+    hashes = _id_hashes(ingest, job.n_buckets)
+    accounts = ingest.accounts
+    if job.columns is not None:
+        accounts = accounts[[c for c in accounts.columns if c in job.columns]]
+    accounts = scoring.apply(accounts.copy()).reset_index(drop=True)
+    # as build_layers does before placing
+    lat, lon = _coordinates(accounts)
+    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    for col in MEASURES:
+        if col in accounts.columns:
+            _measure(accounts, col)
+    small["n_by_zip"] = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
+    notes: list[str] = []
+    if job.kind == "h3":
+        placed, rejects = place_accounts(accounts, units, "h3", resolution=job.resolution,
+                                         strict=job.strict, cells=cells)
+    else:
+        placed, rejects = place_accounts(accounts, units, job.kind, region_geometry=land, notes=notes)
+        if job.kind == "zcta" and not job.strict:
+            rejects = _explain_outside(rejects, accounts, lat, lon, list(job.bundled))
+    codes = pd.Index(units["unit_id"].astype(str)).get_indexer(placed["unit_id"].astype(str).to_numpy())
+    cust = _customers(placed)
+    cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
+    values = {col: _measure(placed, col) if col in placed.columns else np.zeros(len(placed))
+              for col in MEASURES}
+    contrib = {"codes": codes, "customers": cust.astype("float64"), **values,
+               "whitespace": np.where(cust, 0.0, values["potential"])}
+    if job.placements:
+        cols = [c for c in ("source_row", "account_id", "unit_id", "lat", "lon", "status", *MEASURES)
+                if c in placed.columns]
+        placed[cols].to_parquet(f"{job.placements}/part.{i:05d}.parquet", index=False,
+                                storage_options=job.storage_options or None)
+    small.update(n_placed=len(placed), ingest_rejects=ingest.rejects, layer_rejects=rejects,
+                 notes=notes)
+    return {"small": small, "contrib": contrib, "hashes": hashes}
+
+
+def _fold(acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int) -> dict[str, np.ndarray]:
+    """Add a partition's contributions to the running per-unit sums, row after row.
+
+    ``np.add.at`` adds in row order, as ``np.bincount`` does over the whole table: folding
+    the partitions in order reproduces the pandas engine's sums bit for bit.
+    """
+    out = {k: np.zeros(n_units) for k in SUMS} if acc is None else {k: v.copy() for k, v in acc.items()}
+    c = result["contrib"]
+    if c is None or c["codes"].size == 0:
+        return out
+    out["accounts"] += np.bincount(c["codes"], minlength=n_units)
+    for k in SUMS[1:]:
+        np.add.at(out[k], c["codes"], c[k])
+    return out
+
+
+def _small(result: dict[str, Any]) -> dict[str, Any]:
+    return result["small"]
+
+
+# ---------------------------------------------------------------- duplicate account ids
+
+def _id_hashes(ingest: IngestResult, n_buckets: int) -> list[np.ndarray]:
+    """64-bit hashes of the partition's account ids, sorted, split in ``n_buckets``."""
+    ids = pd.concat([ingest.accounts["account_id"], ingest.rejects["account_id"]], ignore_index=True)
+    ids = ids[ids.notna() & (ids != "")]
+    h = np.sort(pd.util.hash_pandas_object(ids, index=False).to_numpy())
+    bits = np.uint64(64 - int(math.log2(n_buckets)))  # bucket = the top bits of the hash
+    return np.split(h, np.searchsorted(h >> bits, np.arange(1, n_buckets, dtype="uint64")))
+
+
+def _repeated(*arrays: np.ndarray) -> np.ndarray:
+    """Hashes that occur more than once across the arrays."""
+    h = np.sort(np.concatenate(arrays)) if arrays else np.empty(0, "uint64")
+    return np.unique(h[1:][h[1:] == h[:-1]])
+
+
+def _ids_with_hash(part: pd.DataFrame, offset: int, job: _Job, wanted: np.ndarray) -> pd.DataFrame:
+    """Rows of a partition whose account id hashes to one of ``wanted``."""
+    ingest = _ingest(part, offset, job)
+    if ingest is None:
+        return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string")})
+    rows = pd.concat([ingest.accounts[["source_row", "account_id"]].rename(columns={"source_row": "row"}),
+                      ingest.rejects[["row", "account_id"]]], ignore_index=True)
+    rows = rows[rows["account_id"].notna() & (rows["account_id"] != "")]
+    h = pd.util.hash_pandas_object(rows["account_id"], index=False).to_numpy()
+    return rows[np.isin(h, wanted)]
+
+
+def _check_duplicates(client: Client, parts: list, offsets: list[int], job: _Job,
+                      buckets: list) -> None:
+    """Raise InputError naming duplicated account ids across partitions, as ingest does."""
+    from dask import delayed
+
+    repeated = [client.submit(_repeated, *[client.submit(operator.getitem, b, j, pure=False)
+                                           for b in buckets], pure=False)
+                for j in range(job.n_buckets)]
+    wanted = np.concatenate(client.gather(repeated))
+    if wanted.size == 0:
+        return
+    found = client.gather(client.compute([delayed(_ids_with_hash)(p, off, job, wanted)
+                                          for p, off in zip(parts, offsets, strict=True)]))
+    rows = pd.concat(found, ignore_index=True).sort_values("row", kind="stable")
+    dup = rows[rows["account_id"].duplicated(keep=False)]
+    if dup.empty:  # 64-bit hash collisions only
+        return
+    first = dup["account_id"].iloc[0]
+    where = dup.loc[dup["account_id"] == first, "row"].tolist()[:3]
+    raise InputError(f"{job.source}: column 'account_id' has {dup['account_id'].nunique()} duplicated ids "
+                     f"(e.g. {first!r} on rows {', '.join(map(str, where))})")
+
+
+# ---------------------------------------------------------------- reading
+
+def _read(source: str, blocksize: str | int | None, storage_options: Mapping[str, Any] | None):
+    """(dask DataFrame, per-partition delayed frames, partition lengths) of a Parquet source."""
+    dask, dd, _ = _dask()
+    # plain pandas dtypes, as pandas.read_parquet gives them (the engines must agree)
+    with dask.config.set({"dataframe.convert-string": False}):
+        try:
+            ddf = dd.read_parquet(source, blocksize=blocksize,
+                                  storage_options=dict(storage_options) if storage_options else None)
+            parts = ddf.to_delayed()
+        except Exception as exc:  # any reader failure is the user's file, in one line
+            raise InputError(f"{source}: cannot read as Parquet ({_first_line(exc)})") from None
+    return ddf, parts
+
+
+def _partition_lengths(client: Client, ddf, n_parts: int) -> list[int]:
+    """Rows per partition, from the Parquet metadata when dask exposes it, else counted."""
+    try:
+        from dask.dataframe.dask_expr._expr import Lengths, Literal
+
+        known = Lengths(ddf.expr).optimize()
+        if isinstance(known, Literal) and len(known.value) == n_parts:
+            return [int(n) for n in known.value]
+    except Exception:  # internal API moved: count instead
+        pass
+    return [int(n) for n in client.compute(ddf.map_partitions(len)).result()]
+
+
+# ---------------------------------------------------------------- the engine
+
+def build_layers_dask(
+    source: str | os.PathLike,
+    *,
+    units: str = "zcta",
+    resolution: int = 7,
+    states: Sequence[str] | str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    blocksize: str | int | None = DEFAULT_BLOCKSIZE,
+    scoring: ScoringConfig | Mapping[str, Any] | None = None,
+    placements: str | os.PathLike | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+) -> DaskLayersResult:
+    """The layers stage (ingest, score, place, sum per unit) on a Dask cluster.
+
+    ``source``: a Parquet file or directory of Parquet files (local or an fsspec URL).
+    ``scheduler``: address of a running cluster; by default a local cluster sized by
+    :func:`cluster_size` runs for the call. ``placements``: a directory to write the placed
+    accounts to (one Parquet file per partition). Other parameters as
+    :func:`patchmap.layers.build_layers` and :func:`patchmap.scoring.score_accounts`.
+    Returns the same units as the pandas engine; rejects cover ingest and placement.
+    """
+    clock = _Clock()
+    kind = _check_kind(units)
+    res = h3u.check_resolution(resolution) if kind == "h3" else None
+    region = _normalize_states(states) if states is not None else None
+    bundled = _bundled_zcta_states()
+    if region is not None and kind == "zcta":
+        missing = [s for s in region if s not in bundled]
+        if missing:
+            raise InputError(f"--region {', '.join(missing)}: no bundled ZCTA polygons "
+                             f"(bundled: {', '.join(bundled)}); use --units h3 or county")
+    cfg = _scoring_config(scoring)
+    if sample_rows < 1:
+        raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
+    source = os.fspath(source)
+    ddf, parts = _read(source, blocksize, storage_options)
+    meta = _rename(ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source)
+    kept = tuple(c for c in KEPT if c in meta.columns)
+    with dask_client(scheduler, n_workers) as client:
+        clock("connect")
+        lengths = _partition_lengths(client, ddf, len(parts))
+        n_total = sum(lengths)
+        if n_total == 0:
+            raise InputError(f"{source}: no rows")
+        job = _Job(source=source, column_map=dict(column_map or {}), kind=kind, resolution=res,
+                   strict=region is not None, n_total=n_total, cfg=cfg, kept=kept,
+                   weights=reach_weights(meta, cfg) if "reach" not in kept else {},
+                   need_model=not {"score", "potential"} <= set(kept), sample_rows=sample_rows,
+                   bundled=tuple(bundled), storage_options=dict(storage_options or {}))
+        engine = _Engine(client, job, parts, lengths, region, clock)
+        return engine.run(placements, has_status=_customers(meta) is not None)
+
+
+def _scoring_config(scoring: ScoringConfig | Mapping[str, Any] | None) -> ScoringConfig:
+    if isinstance(scoring, ScoringConfig):
+        return scoring
+    from patchmap.pipeline import _scoring_config
+
+    return _scoring_config(scoring) or ScoringConfig()
+
+
+class _Engine:
+    """One run: the survey pass, the model, the units, the layers pass, the sums."""
+
+    def __init__(self, client: Client, job: _Job, parts: list, lengths: list[int],
+                 region: list[str] | None, clock: _Clock) -> None:
+        self.client, self.job, self.parts, self.lengths = client, job, parts, lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+        self.region = region
+        self.clock = clock
+        self.notes: list[str] = []
+
+    def _each(self, func, *args) -> list:
+        """``func(partition, i, offset, job, *args)`` per partition, as futures (in order)."""
+        from dask import delayed
+
+        tasks = [delayed(func, pure=False)(p, i, off, self.job, *args)
+                 for i, (p, off) in enumerate(zip(self.parts, self.offsets, strict=True))]
+        return self.client.compute(tasks)
+
+    def _gather(self, futures: list, desc: str) -> list:
+        """Results of small futures, with a progress bar as they come in."""
+        from distributed import as_completed
+
+        with progress(total=len(futures), desc=desc) as bar:
+            for _ in as_completed(futures, loop=self.client.loop):
+                bar.update()
+        return self.client.gather(futures)
+
+    def _check_lengths(self, counts: list[int]) -> None:
+        if counts != self.lengths:  # the metadata must describe the partitions we read
+            raise RuntimeError("Parquet metadata row counts differ from the partitions read")
+
+    def run(self, placements: str | os.PathLike | None, *, has_status: bool) -> DaskLayersResult:
+        """Both passes and the unit layer; ``has_status``: the input says who is a customer."""
+        job, client = self.job, self.client
+        survey = self._survey()
+        scoring, scoring_fut = self._scoring(survey)
+        units_gdf, land, region, minor = self._units(survey)
+        units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+        cells = ([client.submit(operator.getitem, f, "cells", pure=False) for f in survey["futures"]]
+                 if job.kind == "h3" else [None] * len(self.parts))
+        survey.pop("futures", None)
+        target, tmp, fs = _placements_dir(placements, job.storage_options)
+        self.job = _replace(job, columns=frozenset(LAYER_COLUMNS) | scoring.columns(), placements=tmp)
+        units_fut = client.scatter(units_gdf, broadcast=True, hash=False)
+        land_fut = client.scatter(land, broadcast=True, hash=False) if land is not None else None
+        self.clock("units")
+        try:
+            acc, smalls = self._layers(scoring_fut, units_fut, land_fut, cells, len(units_gdf))
+            if fs is not None:
+                if fs.exists(target):
+                    fs.rm(target, recursive=True)
+                fs.mv(tmp, target, recursive=True)
+        finally:
+            if fs is not None and fs.exists(tmp):
+                fs.rm(tmp, recursive=True)
+        self.clock("layers")
+        result = self._finish(units_gdf, acc, smalls, region, minor, has_status=has_status)
+        result.placements = os.fspath(placements) if placements is not None else None
+        result.model_card, result.scoring_notes = scoring.card, _scoring_notes(scoring)
+        return result
+
+    def _finish(self, units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], smalls: list[dict],
+                region: list[str], minor: list[str], *, has_status: bool) -> DaskLayersResult:
+        """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
+        job = self.job
+        notes = [] if has_status else ["accounts have no 'status' column: customers counted as 0, "
+                                       "whitespace = potential"]
+        n_by_zip = sum(s["n_by_zip"] for s in smalls)
+        if n_by_zip and job.kind != "zcta":
+            notes.append(f"{n_by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
+        place_notes = _merge_counted_notes([n for s in smalls for n in s["notes"]])
+        keep = np.ones(len(units_gdf), dtype=bool)
+        used = acc["accounts"] > 0
+        if job.kind == "zcta":
+            notes += place_notes
+            if not job.strict:  # as build_layers: the states of the ZCTAs that received accounts
+                counts = pd.Series(acc["accounts"], index=units_gdf["state"].to_numpy())
+                region, minor = _split_region(counts.groupby(level=0).sum().astype("int64"), notes)
+                keep = units_gdf["state"].isin(region).to_numpy() | used
+            if not region:
+                raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
+                                 f"({', '.join(job.bundled)}); use --units h3 or county")
+        else:
+            notes += self.notes + place_notes  # region notes of the survey, then placement's
+            if job.kind == "county" and minor:
+                keep = units_gdf["state"].isin(region).to_numpy() | used
+        out = _final_units(units_gdf, acc, keep, region + minor)
+        rejects, n_placed = _rejects(smalls)
+        n_read = sum(s["n_read"] for s in smalls)
+        if n_read != n_placed + len(rejects):
+            raise RuntimeError(f"tally: {n_read} read != {n_placed} placed + {len(rejects)} rejected")
+        self.clock("aggregate")
+        return DaskLayersResult(
+            units=out, placed=pd.DataFrame({"unit_id": pd.Series(dtype=object)}), rejects=rejects,
+            kind=job.kind, resolution=job.resolution, states=list(region), notes=notes,
+            timings=self.clock.laps, n_accounts=n_read, n_placed=n_placed,
+        )
+
+    # -- pass 1 ----------------------------------------------------------
+    def _survey(self) -> dict[str, Any]:
+        """Training rows, reach percentiles, states and H3 cells (only what is needed)."""
+        job, client = self.job, self.client
+        needed = (job.need_model or "reach" not in job.kept or job.kind == "h3"
+                  or (job.kind == "county" and not job.strict))
+        if not needed:
+            return {"futures": [], "stats": []}
+        geom = None
+        if job.kind == "h3" and job.strict:
+            from patchmap import geodata
+
+            geom = client.scatter(geodata.region_geometry(self.region), broadcast=True, hash=False)
+        futures = self._each(_survey, geom)
+        stats = self._gather([client.submit(_survey_stats, f, pure=False) for f in futures],
+                             desc="layers (dask): survey")
+        self._check_lengths([s["n_read"] for s in stats])
+        self.clock("survey")
+        return {"futures": futures, "stats": stats}
+
+    def _scoring(self, survey: dict[str, Any]) -> tuple[_Scoring, Any]:
+        """The fitted scoring (on the client, for notes) and its future (for the workers)."""
+        job, client = self.job, self.client
+        tops: dict[str, float] = {}
+        if "reach" not in job.kept and job.weights:
+            n_valid = sum(s["n_valid"] for s in survey["stats"])
+            for col in job.weights:
+                sketches = [s["tops"][col] for s in survey["stats"] if col in s["tops"]]
+                top = _quantile_from_top(sketches, n_valid) if n_valid else 0.0
+                largest = max((float(s[0][-1]) for s in sketches if s[0].size), default=0.0)
+                tops[col] = top if top > 0 else max(largest, 0.0)
+        if job.need_model:
+            train = [client.submit(operator.getitem, f, "train", pure=False) for f in survey["futures"]]
+            future = client.submit(_fit_scoring, train, job, tops, pure=False)
+            scoring = future.result()
+            del train
+        else:
+            scoring = _Scoring(job.kept, job.weights, tops,
+                               card={"model": "given", "n_accounts": job.n_total,
+                                     "fallback_reason": None})
+            future = client.scatter(scoring, broadcast=True, hash=False)
+        for note in _scoring_notes(scoring):
+            log.info(note)
+        self.clock("fit")
+        return scoring, future
+
+    def _units(self, survey: dict[str, Any]) -> tuple[gpd.GeoDataFrame, Any, list[str], list[str]]:
+        """Units of the region (all bundled ZCTAs when the region is still to infer)."""
+        from patchmap import geodata
+
+        job = self.job
+        region = list(self.region) if self.region is not None else []
+        minor: list[str] = []
+        if job.kind == "zcta":
+            from patchmap.units.zcta import zcta_units
+
+            units = zcta_units(region if job.strict else None)
+            land = geodata.region_geometry(region if job.strict else list(job.bundled))
+            return units, land, region, minor
+        if not job.strict:
+            counts = [s["states"] for s in survey["stats"] if s["states"] is not None and len(s["states"])]
+            total = (pd.concat(counts).groupby(level=0).sum().astype("int64") if counts
+                     else pd.Series(dtype="int64"))
+            region, minor = _split_region(total, self.notes)
+            if not region:
+                raise InputError("accounts: no account lies in a U.S. state; give the region (--region STATES)")
+        if job.kind == "county":
+            from patchmap.units.county import county_units
+
+            return county_units(region + minor), geodata.region_geometry(region + minor), region, minor
+        region_geom = geodata.region_geometry(region)
+        _check_h3_size(region_geom, job.resolution, region)
+        extra = self.client.gather([self.client.submit(operator.getitem, f, "extra", pure=False)
+                                    for f in survey["futures"]])
+        extra = [e for e in extra if e is not None and e.size]
+        cells = np.unique(np.concatenate(extra)) if extra else np.empty(0, "uint64")
+        units = h3u.h3_units(region_geom, job.resolution, extra_cells=h3u._int_cells_to_str(cells))
+        return units, None, region, minor
+
+    # -- pass 2 ----------------------------------------------------------
+    def _layers(self, scoring_fut, units_fut, land_fut, cells: list, n_units: int):
+        """Place every partition and fold its sums in order; (sums, small results)."""
+        client, job = self.client, self.job
+        from dask import delayed
+
+        tasks = [delayed(_layers_part, pure=False)(p, i, off, job, scoring_fut, units_fut, land_fut, c)
+                 for i, (p, off, c) in enumerate(zip(self.parts, self.offsets, cells, strict=True))]
+        futures = client.compute(tasks)
+        del tasks
+        cells.clear()  # the tasks hold them now: released as soon as used
+        acc = None
+        smalls, buckets = [], []
+        for f in futures:
+            acc = client.submit(_fold, acc, f, n_units, pure=False)
+            smalls.append(client.submit(_small, f, pure=False))
+            buckets.append(client.submit(operator.getitem, f, "hashes", pure=False))
+        del futures, f  # contributions are freed once folded
+        small = self._gather(smalls, desc="layers (dask): place")
+        self._check_lengths([s["n_read"] for s in small])
+        _check_duplicates(client, self.parts, self.offsets, job, buckets)
+        return acc.result(), small
+
+
+def _replace(job: _Job, **changes: Any) -> _Job:
+    from dataclasses import replace
+
+    return replace(job, **changes)
+
+
+def _placements_dir(placements: str | os.PathLike | None, storage_options: Mapping[str, Any]):
+    """(target, temporary directory URL, filesystem) for the placements, or Nones."""
+    if placements is None:
+        return None, None, None
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(os.fspath(placements), **dict(storage_options or {}))
+    tmp = f"{path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.makedirs(tmp, exist_ok=True)
+    return path, fs.unstrip_protocol(tmp) if "://" in os.fspath(placements) else tmp, fs
+
+
+def _merge_counted_notes(notes: list[str]) -> list[str]:
+    """Partition notes that start with a count and say the same thing, as one note."""
+    totals: dict[str, int] = {}
+    other: list[str] = []
+    for note in notes:
+        m = re.match(r"([\d,]+) (.*)", note)
+        if m:
+            totals[m.group(2)] = totals.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
+        elif note not in other:
+            other.append(note)
+    return [f"{n} {text}" for text, n in totals.items()] + other
+
+
+def _final_units(units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray,
+                 region: list[str]) -> gpd.GeoDataFrame:
+    """The unit layer as ``build_layers`` makes it, with the folded sums."""
+    kept = units_gdf[keep].reset_index(drop=True)
+    out = _aggregate(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
+    if not np.array_equal(out["unit_id"].to_numpy(), kept["unit_id"].astype(str).to_numpy()):
+        raise RuntimeError("unit order changed in aggregation")
+    for col in SUMS:
+        values = acc[col][keep]
+        out[col] = values.astype("int64") if col in ("accounts", "customers") else values
+    area = out["area_km2"].to_numpy()
+    safe = np.where(area > 0, area, np.nan)
+    for col in ("accounts", *MEASURES):
+        out[f"{col}_density"] = np.nan_to_num(out[col].to_numpy() / safe)
+    return out
+
+
+def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
+    """Every rejected row: ingest rejects in row order, then layer rejects in row order."""
+    ingest = [s["ingest_rejects"] for s in smalls if s["ingest_rejects"] is not None]
+    layer = [s["layer_rejects"] for s in smalls if s["layer_rejects"] is not None and len(s["layer_rejects"])]
+    ingest_df = pd.concat(ingest, ignore_index=True) if ingest else empty_rejects()
+    parts = [ingest_df]
+    if layer:
+        parts.append(pd.concat(layer, ignore_index=True).sort_values("row", kind="stable"))
+    rejects = pd.concat(parts, ignore_index=True) if len(parts) > 1 else ingest_df
+    return rejects.reset_index(drop=True), sum(s["n_placed"] for s in smalls)
+
+
+# ---------------------------------------------------------------- file level
+
+def layers_file_dask(
+    accounts_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    units: str = "zcta",
+    resolution: int = 7,
+    region: Sequence[str] | str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    blocksize: str | int | None = DEFAULT_BLOCKSIZE,
+    placements: str | os.PathLike | None = None,
+    echo: Echo = _quiet,
+) -> DaskLayersResult:
+    """`patchmap layers --engine dask`: Parquet accounts -> unit layer file + rejects CSV.
+
+    Mirrors :func:`patchmap.pipeline.layers_file`: the same outputs, written atomically,
+    and the same tally line.
+    """
+    from patchmap import geodata
+    from patchmap.pipeline import rejects_path_for
+
+    states = geodata.normalize_states(region) if region else None
+    result = build_layers_dask(accounts_path, units=units, resolution=resolution, states=states,
+                               column_map=column_map, scheduler=scheduler, n_workers=n_workers,
+                               blocksize=blocksize, placements=placements)
+    write_layers(result, out)
+    rejects_path = rejects_path_for(out)
+    write_csv(result.rejects, rejects_path)
+    echo(f"{result.n_read} read, {result.n_placed} placed, {len(result.rejects)} rejected ({rejects_path})")
+    return result
+

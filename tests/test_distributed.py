@@ -1,0 +1,175 @@
+"""Layers on Dask: on a real two-worker cluster, the pandas engine's units, value for value."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+pytest.importorskip("distributed")
+
+from patchmap.accounts import load_accounts  # noqa: E402
+from patchmap.distributed import (  # noqa: E402
+    _fold,
+    _quantile_from_top,
+    _shift_rows,
+    _top_values,
+    build_layers_dask,
+    layers_file_dask,
+)
+from patchmap.errors import InputError  # noqa: E402
+from patchmap.layers import build_layers  # noqa: E402
+from patchmap.sample import sample_accounts  # noqa: E402
+from patchmap.scoring import score_accounts  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """A local cluster of two single-threaded worker processes, closed after the module."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        yield cluster.scheduler_address
+
+
+def _write_parts(df: pd.DataFrame, directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True)
+    for i, rows in enumerate(np.array_split(np.arange(len(df)), n)):
+        df.iloc[rows].to_parquet(directory / f"part.{i:03d}.parquet", index=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """3,000 accounts over RI, DE and DC (1 % defective) in three Parquet files."""
+    df = sample_accounts(["RI", "DE", "DC"], n=3000, seed=3, bad_share=0.01)
+    return _write_parts(df, tmp_path_factory.mktemp("dask") / "accounts", 3)
+
+
+@pytest.fixture(scope="module")
+def pandas_engine(dataset):
+    """What `patchmap layers` does in pandas: ingest the whole directory, score it."""
+    ingest = load_accounts(dataset)
+    return ingest, score_accounts(ingest.accounts)
+
+
+def _assert_same(result, ref, ingest) -> None:
+    """Every column of the units identical, geometry too; rejects and tally as pandas."""
+    got, want = result.units, ref.units
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
+                                  pd.DataFrame(want.drop(columns="geometry")), check_exact=True)
+    assert got.crs == want.crs
+    assert shapely.equals_exact(got.geometry.values, want.geometry.values, tolerance=0).all()
+    rejects = pd.concat([ingest.rejects, ref.rejects], ignore_index=True) if len(ref.rejects) else ingest.rejects
+    pd.testing.assert_frame_equal(result.rejects, rejects)
+    assert result.n_read == ingest.n_read == result.n_placed + len(result.rejects)
+    assert result.n_placed == len(ref.placed) == int(got["accounts"].sum())
+    assert result.states == ref.states
+    assert result.notes == ref.notes
+
+
+@pytest.mark.parametrize("kind", ["zcta", "h3"])
+def test_same_units_as_the_pandas_engine(scheduler, dataset, pandas_engine, kind):
+    ingest, scored = pandas_engine
+    ref = build_layers(scored.accounts, units=kind, resolution=7)
+    result = build_layers_dask(dataset, units=kind, resolution=7, scheduler=scheduler)
+    _assert_same(result, ref, ingest)
+    assert result.model_card["model"] == scored.model_card["model"]
+    assert (result.rejects["reason"] == "no location (lat/lon or zip)").any()  # defects reached rejects
+
+
+def test_file_level_matches_pipeline_on_scored_input(scheduler, pandas_engine, tmp_path):
+    """Input already scored (one pass, no model), a given region, layer rejects, placements."""
+    from patchmap.io import read_units
+    from patchmap.pipeline import layers_file
+
+    _, scored = pandas_engine
+    given = scored.accounts.drop(columns=["source_row", "zcta", "location_source", "p_win"])
+    src = _write_parts(given, tmp_path / "scored", 2)
+    lines: list[str] = []
+    ref = layers_file(src, tmp_path / "pandas" / "units.parquet", units="county", region="RI,DE",
+                      echo=lines.append)
+    result = layers_file_dask(src, tmp_path / "dask" / "units.parquet", units="county", region="RI,DE",
+                              scheduler=scheduler, placements=tmp_path / "placed", echo=lines.append)
+    pd.testing.assert_frame_equal(read_units(tmp_path / "dask" / "units.parquet"),
+                                  read_units(tmp_path / "pandas" / "units.parquet"), check_exact=True)
+    csv = [(tmp_path / d / "units.rejects.csv").read_text() for d in ("dask", "pandas")]
+    assert csv[0] == csv[1]
+    assert lines[0].replace("pandas", "dask") == lines[1]
+    assert (result.rejects["reason"] == "outside the region's units").any()  # DC is not RI, DE
+    placed = pd.read_parquet(tmp_path / "placed")
+    assert len(placed) == result.n_placed == len(ref.placed)
+    assert placed["unit_id"].value_counts().sort_index().to_dict() == \
+        ref.placed["unit_id"].value_counts().sort_index().to_dict()
+    assert not list(tmp_path.glob("placed.tmp-*"))
+
+
+def test_large_table_trains_on_a_sample(scheduler, dataset, pandas_engine):
+    """Beyond ``sample_rows`` the model sees a sample: placement and counts do not change."""
+    ingest, scored = pandas_engine
+    ref = build_layers(scored.accounts, units="zcta")
+    result = build_layers_dask(dataset, units="zcta", scheduler=scheduler, sample_rows=600)
+    assert result.model_card["fit_sample"] < ingest.n_read
+    for col in ("unit_id", "accounts", "customers", "reach"):
+        assert result.units[col].tolist() == ref.units[col].tolist()
+    assert result.units["score"].sum() == pytest.approx(ref.units["score"].sum(), rel=0.1)
+    assert result.n_read == result.n_placed + len(result.rejects)
+
+
+def test_duplicate_ids_across_files_named_as_ingest_does(scheduler, tmp_path):
+    df = sample_accounts(["RI"], n=200, seed=1)
+    src = tmp_path / "dups"
+    src.mkdir()
+    df.to_parquet(src / "part.000.parquet", index=False)
+    df.iloc[::-1].to_parquet(src / "part.001.parquet", index=False)
+    with pytest.raises(InputError) as pandas_error:
+        load_accounts(src)
+    with pytest.raises(InputError) as dask_error:
+        build_layers_dask(src, units="zcta", scheduler=scheduler)
+    assert str(dask_error.value) == str(pandas_error.value)
+
+
+def test_unreadable_source_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="cannot read as Parquet"):
+        build_layers_dask(tmp_path / "missing.parquet")
+    (tmp_path / "a.parquet").write_text("account_id,lat,lon\n")
+    with pytest.raises(InputError, match="a.parquet"):
+        build_layers_dask(tmp_path / "a.parquet")
+    with pytest.raises(InputError, match="--units"):
+        build_layers_dask(tmp_path / "a.parquet", units="tracts")
+
+
+@pytest.mark.parametrize("n", [1, 2, 99, 100, 101, 1000, 12345])
+def test_percentile_from_partition_tops_is_numpys(n):
+    rng = np.random.default_rng(n)
+    x = np.concatenate([rng.poisson(3, n // 2), rng.lognormal(2, 1, n - n // 2)]).astype("float64")
+    k = math.ceil(0.01 * n) + 2
+    sketches = [_top_values(part, k) for part in np.array_split(x, 4)]
+    assert _quantile_from_top(sketches, n) == np.quantile(x, 0.99)
+
+
+def test_fold_in_order_is_bincount():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 50, 10_000)
+    w = rng.lognormal(8, 2, codes.size)
+    acc = None
+    for rows in np.array_split(np.arange(codes.size), 7):
+        c = {"codes": codes[rows], "customers": np.ones(rows.size), "score": w[rows], "reach": w[rows],
+             "potential": w[rows], "whitespace": w[rows]}
+        acc = _fold(acc, {"contrib": c}, 50)
+    assert np.array_equal(acc["score"], np.bincount(codes, weights=w, minlength=50))
+    assert np.array_equal(acc["accounts"], np.bincount(codes, minlength=50))
+
+
+def test_partition_row_numbers_become_dataset_row_numbers():
+    assert _shift_rows("x: column 'lat' must be numeric (row 5: 'a')", 100) == \
+        "x: column 'lat' must be numeric (row 105: 'a')"
+    assert _shift_rows("(e.g. 'A1' on rows 1, 7)", 10) == "(e.g. 'A1' on rows 11, 17)"
+    assert _shift_rows("x: no rows", 10) == "x: no rows"
