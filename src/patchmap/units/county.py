@@ -13,11 +13,19 @@ def county_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
     """County units of ``states`` (all if None), one row per county.
 
     Columns: ``unit_id`` (5-digit FIPS), ``name``, ``state``, ``population``,
-    geometry (EPSG:4326); sorted by ``unit_id``.
+    geometry (EPSG:4326); sorted by ``unit_id``. Counties whose cartographic polygon
+    collapsed to nothing at 1:10m (Falls Church city, VA, 51610) are left out with a note:
+    a unit without area cannot border anything, and their accounts join the nearest county.
     """
     from patchmap import geodata  # imported late: loading geodata is not free
+    from patchmap.logs import log
 
     gdf = geodata.counties(states)
+    empty = gdf.geometry.is_empty | gdf.geometry.isna()
+    if empty.any():
+        names = ", ".join(f"{n} ({c})" for c, n in zip(gdf.loc[empty, "county"], gdf.loc[empty, "name"], strict=True))
+        log.info(f"counties without a polygon at this scale left out: {names}")
+        gdf = gdf[~empty]
     gdf = gdf.rename(columns={"county": "unit_id"})
     cols = ["unit_id", "name", "state", "population"]
     out = gpd.GeoDataFrame(gdf[cols].copy(), geometry=gdf.geometry.values, crs=gdf.crs or 4326)
