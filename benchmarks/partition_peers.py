@@ -49,6 +49,11 @@ INSTANCES: dict[str, tuple[str, int, list[str]]] = {
         ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
     ),
     "ca_h3r7": ("California H3 res 7 (populated cells)", 20, ["patchmap", "metis", "metis-u5"]),
+    "us_zcta_voronoi": (
+        "lower-48 ZCTAs (Voronoi cells of the gazetteer points)",
+        200,
+        ["patchmap", "metis", "metis-u5"],
+    ),
 }
 
 TOOL_NOTES = {
@@ -79,6 +84,11 @@ def load_instance(name: str):
         units = c[~c.geometry.is_empty].rename(columns={"county": "unit_id"})
     elif name == "ca_h3r7":
         units = _h3_california()
+    elif name == "us_zcta_voronoi":
+        from patchmap.units.zcta import zcta_voronoi_units
+
+        lower48 = sorted(set(geodata.FIPS_TO_STATE.values()) - NOT_LOWER48)
+        units = zcta_voronoi_units(lower48)
     else:
         raise SystemExit(f"unknown instance {name!r} (choose from {', '.join(INSTANCES)})")
     units = units[["unit_id", "population", "geometry"]].reset_index(drop=True)

@@ -13,8 +13,8 @@ import shapely
 
 pytest.importorskip("distributed")
 
-from patchmap.accounts import load_accounts  # noqa: E402
-from patchmap.distributed import (  # noqa: E402
+from patchmap.accounts import load_accounts
+from patchmap.distributed import (
     _fold,
     _quantile_from_top,
     _shift_rows,
@@ -22,10 +22,10 @@ from patchmap.distributed import (  # noqa: E402
     build_layers_dask,
     layers_file_dask,
 )
-from patchmap.errors import InputError  # noqa: E402
-from patchmap.layers import build_layers  # noqa: E402
-from patchmap.sample import sample_accounts  # noqa: E402
-from patchmap.scoring import score_accounts  # noqa: E402
+from patchmap.errors import InputError
+from patchmap.layers import build_layers
+from patchmap.sample import sample_accounts
+from patchmap.scoring import score_accounts
 
 
 @pytest.fixture(scope="module")

@@ -154,8 +154,6 @@ def test_bad_inputs_raise_input_error(accounts):
         build_layers(bad, units="zcta")
     with pytest.raises(InputError, match="'lat'"):
         build_layers(accounts.drop(columns="lat"), units="zcta")
-    with pytest.raises(InputError, match="no bundled ZCTA polygons"):
-        build_layers(accounts, units="zcta", states=["NV"])
 
 
 def test_write_layers_roundtrip(accounts, tmp_path):
@@ -187,3 +185,16 @@ def test_locate_points_first_polygon_wins_and_none_is_minus_one():
     b = shapely.box(1, 0, 3, 2)
     got = locate_points(np.array([0.5, 1.5, 2.5, 9.0]), np.array([1.0, 1.0, 1.0, 1.0]), np.array([a, b]))
     assert got.tolist() == [0, 0, 1, -1]
+
+
+def test_zcta_units_without_polygons_are_voronoi_cells_of_the_gazetteer(accounts):
+    """A state with no ZCTA polygons is still planned by ZIP area: Voronoi cells, every ZCTA."""
+    import shapely
+
+    from patchmap import geodata
+
+    result = build_layers(accounts, units="zcta", states=["NV"])
+    nv = geodata.zcta_points().query("state == 'NV'")
+    assert sorted(result.units["unit_id"]) == sorted(nv["zcta"])
+    assert shapely.coverage_is_valid(result.units.geometry.values)
+    assert result.units["accounts"].sum() == len(result.placed)

@@ -28,6 +28,7 @@ import logging
 import math
 import operator
 import os
+import pickle
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -370,6 +371,18 @@ class _Scoring:
             total += w * norm
             wsum += w
         return np.round(100 * total / wsum, 2) if wsum > 0 else total
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The fitted model travels as one pickled blob: arrays that distributed ships out of
+        # band can arrive unaligned, which scipy's B-splines (the logistic model) refuse.
+        state = dict(self.__dict__)
+        state["scorer"] = pickle.dumps(self.scorer, protocol=4)  # arrays copied in
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["scorer"] = pickle.loads(state["scorer"])
+        self.__dict__.update(state)
 
     def columns(self) -> set[str]:
         """Input columns scoring reads (features, rules columns, engagement, kept)."""

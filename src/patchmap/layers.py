@@ -397,12 +397,6 @@ def build_layers(
     strict = states is not None
     if strict:
         region = _normalize_states(states)
-        if kind == "zcta":
-            bundled = _bundled_zcta_states()
-            missing = [s for s in region if s not in bundled]
-            if missing:
-                raise InputError(f"--region {', '.join(missing)}: no bundled ZCTA polygons "
-                                 f"(bundled: {', '.join(bundled)}); use --units h3 or county")
 
     minor: list[str] = []
     if kind == "zcta":

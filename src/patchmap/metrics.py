@@ -25,9 +25,13 @@ __all__ = [
     "deviation",
     "disruption",
     "equal_area_crs",
+    "haversine_km",
     "is_contiguous",
+    "match_labels",
+    "mean_travel_km",
     "polsby_popper",
     "territory_metrics",
+    "travel_km",
 ]
 
 
@@ -172,8 +176,8 @@ def disruption(
 ) -> float:
     """Share of the weight (unit count when None) whose territory differs between two plans.
 
-    Labels are compared as given, so both plans must use the same territory names; Series
-    are aligned on their index first.
+    Labels are compared as given, so both plans must use the same territory names (see
+    :func:`match_labels` when they do not); Series are aligned on their index first.
     """
     if isinstance(labels_a, pd.Series) and isinstance(labels_b, pd.Series):
         labels_b = labels_b.reindex(labels_a.index)
@@ -184,3 +188,85 @@ def disruption(
     if total == 0:
         return 0.0
     return float(w[a != b].sum() / total)
+
+
+def travel_km(
+    xy_km: np.ndarray,
+    labels: Sequence | np.ndarray,
+    weights: Sequence[float] | np.ndarray | None = None,
+    centers: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per territory: weighted mean and largest distance (km) of its units from its centre.
+
+    The centre is ``centers`` (``x, y`` in the same km, indexed by label: rep homes) where
+    given, else the territory's weighted centroid. One row per label: ``mean_km``,
+    ``max_km`` and ``weight``; an overall figure is ``(mean_km * weight).sum() / weight.sum()``.
+    """
+    codes, uniq = _codes(labels)
+    k = len(uniq)
+    xy = np.asarray(xy_km, dtype=float)
+    w = np.ones(len(codes)) if weights is None else np.asarray(weights, dtype=float)
+    tw = np.bincount(codes, weights=w, minlength=k)
+    safe = np.where(tw > 0, tw, 1.0)
+    cx = np.bincount(codes, weights=w * xy[:, 0], minlength=k) / safe
+    cy = np.bincount(codes, weights=w * xy[:, 1], minlength=k) / safe
+    if centers is not None:
+        c = centers.reindex(uniq)
+        have = c[["x", "y"]].notna().all(axis=1).to_numpy()
+        cx = np.where(have, c["x"].to_numpy(dtype=float), cx)
+        cy = np.where(have, c["y"].to_numpy(dtype=float), cy)
+    d = np.hypot(xy[:, 0] - cx[codes], xy[:, 1] - cy[codes])
+    mean = np.bincount(codes, weights=w * d, minlength=k) / safe
+    dmax = np.full(k, 0.0)
+    np.maximum.at(dmax, codes, d)
+    return pd.DataFrame({"mean_km": mean, "max_km": dmax, "weight": tw}, index=pd.Index(uniq))
+
+
+def mean_travel_km(
+    xy_km: np.ndarray,
+    labels: Sequence | np.ndarray,
+    weights: Sequence[float] | np.ndarray | None = None,
+    centers: pd.DataFrame | None = None,
+) -> float:
+    """Weighted mean distance (km) of all units from their territory's centre
+    (see :func:`travel_km`)."""
+    t = travel_km(xy_km, labels, weights, centers)
+    total = t["weight"].sum()
+    return float((t["mean_km"] * t["weight"]).sum() / total) if total > 0 else float("nan")
+
+
+def haversine_km(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """Great-circle distance in km between arrays of points (degrees)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp = p2 - p1
+    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+def match_labels(
+    labels_a: Sequence | np.ndarray,
+    labels_b: Sequence | np.ndarray,
+    weights: Sequence[float] | np.ndarray | None = None,
+) -> dict:
+    """Map each label of plan B to the label of plan A it overlaps most, one-to-one.
+
+    Maximum total overlap (``weights``, unit count when None) by the Hungarian method
+    (``scipy.optimize.linear_sum_assignment``); labels of B left without a partner (B has
+    more territories) keep their own name.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    ca, ua = _codes(labels_a)
+    cb, ub = _codes(labels_b)
+    w = np.ones(len(ca)) if weights is None else np.asarray(weights, dtype=float)
+    overlap = sparse.coo_matrix((w, (cb, ca)), shape=(len(ub), len(ua))).toarray()
+    rows, cols = linear_sum_assignment(-overlap)
+    out = {ub[r]: ua[c] for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+    taken = set(out.values())
+    for b in ub.tolist():
+        if b not in out:
+            out[b] = b if b not in taken else f"{b} (new)"
+    return out

@@ -38,11 +38,17 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.errors import InputError
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
-from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
+from patchmap.partition.constraints import (
+    BalanceTolerance,
+    Contiguity,
+    HomeBases,
+    LockedUnits,
+    check_all,
+)
 from patchmap.partition.plan import Plan
 from patchmap.units.adjacency import Adjacency, _show, build_adjacency
 
-__all__ = ["Partitioner"]
+__all__ = ["Partitioner", "check_locks", "locked_conflicts"]
 
 _RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 _ANGLES = 12  # directions tried for each straight cut of the recursive bisection
@@ -188,14 +194,99 @@ class Partitioner:
         adjacency: Adjacency | None = None,
         initial: pd.Series | Mapping | None = None,
         locked: pd.Series | Mapping | None = None,
+        reps: pd.DataFrame | None = None,
+        within: str | pd.Series | None = None,
+        regions: int | None = None,
+        shares: Sequence[float] | None = None,
     ) -> Plan:
         """Partition ``units`` and return the :class:`Plan`.
 
         ``adjacency`` reuses a prebuilt graph (built with :func:`build_adjacency` otherwise).
         ``initial`` (unit id -> territory label) warm-starts from an existing plan;
         ``locked`` (unit id -> label) pins units to territories, which then never move.
+        ``reps`` (``rep_id``, ``lat``, ``lon``; see :func:`patchmap.partition.reps.prepare_reps`)
+        gives one territory per rep, labelled by ``rep_id`` and grown around the unit holding
+        the rep's home, which stays in it. ``within`` (a column name or one value per unit)
+        keeps every territory inside one group; ``regions`` first draws that many regions
+        and nests the territories in them (``plan.regions``). ``shares`` sets each
+        territory's target fraction of the totals (equal by default).
         """
+        if within is not None or regions is not None:
+            from patchmap.partition.hierarchy import fit_nested
+
+            return fit_nested(
+                self, units, adjacency=adjacency, initial=initial, locked=locked, reps=reps,
+                within=within, regions=regions,
+            )  # fmt: skip
         t0 = time.perf_counter()
+        W, adjacency = self._prepare(units, adjacency)
+        n = len(units)
+        k = self.n_territories
+        ids = np.asarray(adjacency.ids)
+        names = [self.labels.format(i + 1) for i in range(k)]
+        extra: list = []
+        home_idx = None
+        if reps is not None:
+            from patchmap.partition.reps import locate_homes, prepare_reps
+
+            reps = prepare_reps(reps)
+            if len(reps) != k:
+                raise InputError(
+                    f"{reps.attrs.get('source', 'reps')}: {len(reps)} reps but "
+                    f"n_territories={k} (one territory per rep)"
+                )
+            home_idx = locate_homes(reps, units, adjacency)
+            names = reps["rep_id"].tolist()
+        init_codes, lock_codes, label_names = self._warm(
+            ids, names, initial, locked, fixed=reps is not None
+        )
+        if locked is not None:
+            extra.append(LockedUnits(pd.Series(np.asarray(label_names, dtype=object)[
+                lock_codes[lock_codes >= 0]], index=ids[lock_codes >= 0])))
+        if home_idx is not None:
+            clash = (lock_codes[home_idx] >= 0) & (lock_codes[home_idx] != np.arange(k))
+            if clash.any():
+                i = int(np.flatnonzero(clash)[0])
+                raise InputError(
+                    f"locked: unit {_show(ids[home_idx[i]])} is locked to "
+                    f"{label_names[lock_codes[home_idx[i]]]!r} but is the home of rep "
+                    f"{names[i]!r}"
+                )
+            lock_codes[home_idx] = np.arange(k)
+            extra.append(HomeBases(pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))))
+        check_locks(adjacency, lock_codes, label_names)
+        share = self._shares(shares, k)
+
+        xy = adjacency.xy_km if adjacency.xy_km is not None else _spectral_xy(adjacency.matrix)
+        area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+        notes = self._notes(W, ids, adjacency, share)
+        graph = _Graph(adjacency.matrix)
+        # the search holds the primary a little inside its target, so no territory lands
+        # exactly on the limit (secondaries aim inside theirs by themselves)
+        tols = [self.target * _MARGIN] + [self.tolerance] * (W.shape[1] - 1)
+        lab = self._solve(graph, W, xy, area, k, tols, init_codes, lock_codes, share)
+        fixed_names = initial is not None or locked is not None or reps is not None
+        plan = self._plan(
+            units, adjacency, lab, W, label_names, notes, reorder=not fixed_names, shares=share,
+            extra=extra,
+        )  # fmt: skip
+        if not _locked_whole(graph, lab, lock_codes):
+            notes.append(
+                "locked units of some territories could not all be joined (other territories' "
+                "locks are in the way): see the contiguous column"
+            )
+        if home_idx is not None:
+            from patchmap.partition.reps import rep_report
+
+            plan.homes = pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))
+            plan.reps = rep_report(reps, plan, units)
+        plan.elapsed_s = time.perf_counter() - t0
+        return plan
+
+    def _prepare(
+        self, units: gpd.GeoDataFrame, adjacency: Adjacency | None
+    ) -> tuple[np.ndarray, Adjacency]:
+        """Validated balance weights and the adjacency graph (built unless given)."""
         if not isinstance(units, (gpd.GeoDataFrame, pd.DataFrame)):
             raise InputError("units must be a GeoDataFrame of polygons with the balance columns")
         if len(units) == 0:
@@ -220,30 +311,36 @@ class Partitioner:
                 raise InputError(
                     "adjacency ids do not match the units (build it from the same table)"
                 )
-        ids = np.asarray(adjacency.ids)
-        names = [self.labels.format(i + 1) for i in range(k)]
-        init_codes, lock_codes, label_names = self._warm(ids, names, initial, locked)
+        return W, adjacency
 
-        xy = adjacency.xy_km if adjacency.xy_km is not None else _spectral_xy(adjacency.matrix)
-        area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+    @staticmethod
+    def _shares(shares: Sequence[float] | None, k: int) -> np.ndarray:
+        if shares is None:
+            return np.full(k, 1.0 / k)
+        s = np.asarray(shares, dtype=float)
+        if s.shape != (k,) or not np.isfinite(s).all() or (s <= 0).any():
+            raise InputError(f"shares: expected {k} positive numbers, got {list(shares)!r}")
+        return s / s.sum()
+
+    def _notes(self, W, ids, adjacency, share) -> list[str]:
         notes: list[str] = []
-        mean0 = W[:, 0].sum() / k
-        big = np.flatnonzero(W[:, 0] > mean0 * (1 + self.target))
+        goal = W[:, 0].sum() * share.min()
+        big = np.flatnonzero(W[:, 0] > goal * (1 + self.target))
         for u in big[np.argsort(-W[big, 0])][:5]:
             notes.append(
                 f"unit {_show(ids[u])} alone holds {W[u, 0]:,.0f} {self.balance[0]} "
-                f"({W[u, 0] / mean0:.0%} of a territory's share): its territory cannot meet the target"
+                f"({W[u, 0] / goal:.0%} of a territory's share): its territory cannot meet the target"
             )
         if len(adjacency.bridges):
             notes.append(
                 f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
                 "separate pieces of the unit map (islands or gaps); see plan.bridges"
             )
+        return notes
 
-        graph = _Graph(adjacency.matrix)
-        # the search holds the primary a little inside its target, so no territory lands
-        # exactly on the limit (secondaries aim inside theirs by themselves)
-        tols = [self.target * _MARGIN] + [self.tolerance] * (W.shape[1] - 1)
+    def _solve(self, graph, W, xy, area, k, tols, init_codes, lock_codes, share) -> np.ndarray:
+        """Restarts of seed + search; the best labelling (integer codes) wins."""
+        n = graph.n
         best = None
         rng_master = np.random.default_rng(self.seed)
         n_init = (
@@ -260,25 +357,71 @@ class Partitioner:
                 lab = init_codes.copy()
             else:
                 lab = _recursive_seed(
-                    graph, xy, W, area, k, tols, lock_codes, rng, self.compactness
+                    graph, xy, W, area, k, tols, lock_codes, rng, self.compactness, shares=share
                 )
-                lab = _match_locked(lab, lock_codes, k)
-            lab = _repair(graph, lab, W[:, 0], k, lock_codes)
+            lab = _settle_locks(graph, lab, W[:, 0], k, lock_codes)
             search = _Search(
-                graph, lab, W, xy, area, [1.0 / k] * k, tols, lock_codes, rng, self.compactness
+                graph, lab, W, xy, area, list(share), tols, lock_codes, rng, self.compactness
             )
             search.run(self.max_rounds)
             score = search.score()
             if best is None or score < best[0]:
                 best = (score, search.labels())
-        lab = best[1]
-        fixed_names = initial is not None or locked is not None
-        plan = self._plan(units, adjacency, lab, W, label_names, notes, reorder=not fixed_names)
-        plan.elapsed_s = time.perf_counter() - t0
-        return plan
+        return best[1]
 
-    def _warm(self, ids, names, initial, locked):
-        """Integer codes for a warm start and for locked units (-1 = free)."""
+    def realign(
+        self,
+        units: gpd.GeoDataFrame,
+        current: pd.Series | Mapping,
+        *,
+        max_moved: float | None = None,
+        adjacency: Adjacency | None = None,
+        locked: pd.Series | Mapping | None = None,
+        reps: pd.DataFrame | None = None,
+        within: str | pd.Series | None = None,
+        regions: int | None = None,
+        relax: str = "tolerance",
+    ) -> Plan:
+        """Rebalance an existing plan ``current`` (unit id -> label) while moving little.
+
+        Every balance column is brought within ``tolerance`` (realignment does not chase the
+        tighter ``target``) by moving boundary units, at most ``max_moved`` (a fraction) of
+        the primary column to a different territory. When both cannot hold, ``relax``
+        (``"tolerance"`` or ``"budget"``) says which gives way; ``plan.notes`` says by how
+        much. Territories keep their labels; ``plan.moves`` lists the units that moved.
+        """
+        from patchmap.partition.realign import realign
+
+        return realign(
+            self, units, current, max_moved=max_moved, adjacency=adjacency, locked=locked,
+            reps=reps, within=within, regions=regions, relax=relax,
+        )  # fmt: skip
+
+    def evaluate(
+        self, units: gpd.GeoDataFrame, assignment: pd.Series | Mapping, *,
+        adjacency: Adjacency | None = None,
+    ) -> Plan:  # fmt: skip
+        """The :class:`Plan` of a given assignment (unit id -> label), measured the way
+        :meth:`fit` measures its own; ``n_territories`` is taken from the assignment."""
+        labels = pd.Series(assignment)
+        names = sorted(pd.unique(labels.astype(str)))
+        probe = _copy_with_k(self, max(len(names), 2))
+        W, adjacency = probe._prepare(units, adjacency)
+        ids = pd.Index(np.asarray(adjacency.ids))
+        lab_s = labels.astype(str).reindex(ids)
+        if lab_s.isna().any():
+            raise InputError(
+                f"assignment: unit {_show(ids[lab_s.isna().to_numpy()][0])} has no territory"
+            )
+        lab = pd.Index(names).get_indexer(lab_s.to_numpy())
+        probe.n_territories = len(names)
+        return probe._plan(units, adjacency, lab, W, names, [], reorder=False)
+
+    def _warm(self, ids, names, initial, locked, fixed=False):
+        """Integer codes for a warm start and for locked units (-1 = free).
+
+        With ``fixed`` names (rep ids) every label must be one of them.
+        """
         n = len(ids)
         label_names = list(names)
         index = pd.Index(ids)
@@ -294,6 +437,11 @@ class Partitioner:
             vals = s.astype(str)
             for v in vals.unique():
                 if v not in label_names:
+                    if fixed:
+                        raise InputError(
+                            f"{what}: territory {v!r} is not one of the territories "
+                            f"({', '.join(label_names[:5])}{', ...' if len(label_names) > 5 else ''})"
+                        )
                     if len(label_names) <= len(names) and v not in names:
                         # an unknown label takes the first name not used by the mapping
                         free = [x for x in label_names if x not in set(vals)]
@@ -310,8 +458,12 @@ class Partitioner:
             init = None  # a partial warm start is only a hint; seed fresh
         return init, lock, label_names
 
-    def _plan(self, units, adjacency, lab, W, label_names, notes, reorder=True) -> Plan:
+    def _plan(
+        self, units, adjacency, lab, W, label_names, notes, reorder=True, shares=None,
+        extra=(), primary_tol=None,
+    ) -> Plan:  # fmt: skip
         k = self.n_territories
+        share = self._shares(shares, k)
         xy = adjacency.xy_km if adjacency.xy_km is not None else np.zeros((len(lab), 2))
         area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(len(lab))
         # order territories west -> east by area-weighted centroid (stable, seed-free)
@@ -323,6 +475,8 @@ class Partitioner:
             rank = np.empty(k, dtype=int)
             rank[order] = np.arange(k)
             lab = rank[lab]
+            share = share[order]
+            a = a[order]
         lab_str = np.asarray(label_names, dtype=object)[lab]
         ids = np.asarray(adjacency.ids)
         assignment = pd.Series(lab_str, index=pd.Index(ids, name="unit_id"), name="territory")
@@ -331,7 +485,7 @@ class Partitioner:
         for j, c in enumerate(self.balance):
             tot = np.bincount(lab, weights=W[:, j], minlength=k)
             terr[c] = tot
-            terr[f"{c}_deviation"] = tot / tot.mean() - 1.0
+            terr[f"{c}_deviation"] = tot / (tot.sum() * share) - 1.0
         if adjacency.shared_km is not None:
             pp = polsby_popper_from_parts(
                 lab, adjacency.area_km2, adjacency.perimeter_km, adjacency.shared_km, k
@@ -356,15 +510,68 @@ class Partitioner:
             notes=notes,
             seed=self.seed,
         )
+        primary_tol = self.target if primary_tol is None else primary_tol
         for j, c in enumerate(self.balance):
-            tol = self.target if j == 0 else self.tolerance
+            tol = primary_tol if j == 0 else self.tolerance
             worst = float(terr[f"{c}_deviation"].abs().max())
             if worst > tol + 1e-12:
                 notes.append(
                     f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} (unit sizes or shape do not allow it)"
                 )
-        plan.constraints = check_all(self.constraints, plan)
+        checks = [BalanceTolerance(self.balance[0], primary_tol)]
+        checks += [BalanceTolerance(c, self.tolerance) for c in self.balance[1:]]
+        checks += [Contiguity(), *extra]
+        plan.constraints = check_all(checks, plan)
         return plan
+
+
+def _copy_with_k(p: Partitioner, k: int) -> Partitioner:
+    """The same settings with another number of territories."""
+    return Partitioner(
+        k, p.balance, tolerance=p.tolerance, target=p.target, id_col=p.id_col, seed=p.seed,
+        compactness=p.compactness, labels=p.labels, n_init=p.n_init, max_rounds=p.max_rounds,
+    )  # fmt: skip
+
+
+def check_locks(adjacency: Adjacency, codes: np.ndarray, names: Sequence[str]) -> None:
+    """Raise :class:`InputError` when a territory's locked units cannot be joined without
+    passing through units locked to other territories (the plan could not be contiguous)."""
+    bad = locked_conflicts(adjacency, codes)
+    if bad:
+        t, units = bad[0]
+        more = f" ({len(bad)} territories in all)" if len(bad) > 1 else ""
+        raise InputError(
+            f"locked: units {', '.join(_show(u) for u in units[:6])} of territory "
+            f"{names[t]!r} cannot be joined without crossing units locked to other "
+            f"territories{more}"
+        )
+
+
+def locked_conflicts(adjacency: Adjacency, codes: np.ndarray) -> list[tuple[int, list]]:
+    """Territories whose locked units lie in separate pieces of the graph once the units
+    locked to other territories are taken out: ``[(code, unit ids cut off), ...]``."""
+    codes = np.asarray(codes)
+    pinned = codes >= 0
+    if not pinned.any():
+        return []
+    ids = np.asarray(adjacency.ids)
+    coo = sparse.triu(adjacency.matrix, k=1).tocoo()
+    ei, ej = coo.row, coo.col
+    n = adjacency.n_units
+    out = []
+    for t in np.unique(codes[pinned]).tolist():
+        mine = codes == t
+        if mine.sum() < 2:
+            continue
+        free = (codes < 0) | mine
+        keep = free[ei] & free[ej]
+        g = sparse.coo_matrix((np.ones(int(keep.sum())), (ei[keep], ej[keep])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        pieces, counts = np.unique(comp[mine], return_counts=True)
+        if len(pieces) > 1:
+            main = pieces[np.argmax(counts)]
+            out.append((t, ids[mine & (comp != main)].tolist()))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,12 +611,23 @@ def _spectral_xy(matrix: sparse.spmatrix) -> np.ndarray:
 
 
 def _straight_cut(
-    graph: _Graph, xy: np.ndarray, w: np.ndarray, frac: float, k1: int, k2: int, dirs: np.ndarray
-) -> np.ndarray:
-    """Side (False = first part) of a straight cut putting ``frac`` of ``w`` first.
+    graph: _Graph,
+    xy: np.ndarray,
+    w: np.ndarray,
+    frac: float,
+    k1: int,
+    k2: int,
+    dirs: np.ndarray,
+    locked: np.ndarray | None = None,
+    codes: Sequence[int] = (),
+) -> tuple[np.ndarray, list[int]]:
+    """Side (False = first part) of a straight cut putting ``frac`` of ``w`` first, and the
+    territory codes that go first.
 
     Of several directions, the one cutting fewest edges (then leaving fewest stray
-    pieces) wins.
+    pieces) wins. With ``locked`` units (territory codes, -1 free), each cut is slid so
+    that at most ``k1`` locked territories fall first and at most ``k2`` second, ordered by
+    the mean position of their locked units; a cut slid away from balance costs extra.
     """
     n = graph.n
     li, lj = graph.ei, graph.ej
@@ -419,10 +637,37 @@ def _straight_cut(
     goal = cum[-1] * frac
     pos = np.argmin(np.abs(cum - goal[None, :]), axis=0) + 1
     pos = np.clip(pos, k1, n - k2)
+    codes = list(codes)
+    present: np.ndarray = np.zeros(0, dtype=np.int64)
+    if locked is not None and (locked >= 0).any():
+        pinned = np.flatnonzero(locked >= 0)
+        present, inv = np.unique(locked[pinned], return_inverse=True)
+        # mean projection of each locked territory, per direction
+        mean = np.stack(
+            [np.bincount(inv, weights=proj[pinned, a]) for a in range(dirs.shape[1])], axis=1
+        ) / np.bincount(inv)[:, None]
+        lo_n, hi_n = max(0, len(present) - k2), min(k1, len(present))
+        sproj = np.take_along_axis(proj, order, axis=0)
+        for a in range(dirs.shape[1]):
+            m = np.sort(mean[:, a])
+            best_pos, best_err = pos[a], np.inf
+            for n0 in range(lo_n, hi_n + 1):
+                # the cut lies between the n0-th and the (n0+1)-th locked territory
+                lo = int(np.searchsorted(sproj[:, a], m[n0 - 1], side="right")) if n0 else 1
+                hi = int(np.searchsorted(sproj[:, a], m[n0], side="left")) if n0 < len(m) else n - 1
+                p = int(np.clip(pos[a], max(min(lo, hi), 1), min(max(lo, hi), n - 1)))
+                err = abs(cum[p - 1, a] - goal[a])
+                if err < best_err:
+                    best_pos, best_err = p, err
+            pos[a] = best_pos
     side = np.ones((n, dirs.shape[1]), dtype=bool)
     first = np.arange(n)[:, None] < pos[None, :]
     np.put_along_axis(side, order, ~first, axis=0)
     cuts = (side[li] != side[lj]).sum(axis=0).astype(float)
+    if len(present):
+        share = np.take_along_axis(cum, (pos - 1)[None, :], axis=0)[0] / cum[-1]
+        off = np.abs(share - frac) / min(frac, 1 - frac)
+        cuts = cuts * (1.0 + 4.0 * off)
     best, best_s = 0, np.inf
     for a in np.argsort(cuts, kind="stable")[:4].tolist():
         s = cuts[a]
@@ -434,7 +679,20 @@ def _straight_cut(
             s += 3.0 * (len(np.unique(comp[sel])) - 1)
         if s < best_s:
             best, best_s = a, s
-    return side[:, best]
+    chosen = side[:, best]
+    if not len(present):
+        return chosen, codes[:k1]
+    # locked territories in order of position along the chosen direction; the first n0 go first
+    pinned = np.flatnonzero(locked >= 0)
+    inv = np.searchsorted(present, locked[pinned])
+    mean = np.bincount(inv, weights=proj[pinned, best]) / np.bincount(inv)
+    on_first = np.bincount(inv, weights=(~chosen[pinned]).astype(float)) / np.bincount(inv) >= 0.5
+    ranked = present[np.lexsort((mean, ~on_first))]
+    n0 = int(np.clip(on_first.sum(), max(0, len(present) - k2), min(k1, len(present))))
+    firsts = ranked[:n0].tolist()
+    free = [c for c in codes if c not in set(present.tolist())]
+    firsts += free[: k1 - n0]
+    return chosen, [c for c in codes if c in set(firsts)]
 
 
 def _recursive_seed(
@@ -448,35 +706,48 @@ def _recursive_seed(
     rng: np.random.Generator,
     compactness: float,
     n_angles: int | None = None,
+    shares: np.ndarray | None = None,
 ) -> np.ndarray:
     """K contiguous, balanced territories by recursive bisection.
 
     Each split starts from a straight cut, is made contiguous, then balanced to the
-    ratio of territory counts and refined by the same local search as the final plan.
+    territories' shares and refined by the same local search as the final plan. Locked
+    units (a rep's home, a key account) steer each cut and stay on their territory's side.
     """
     n = graph.n
     n_angles = n_angles or _ANGLES
+    shares = np.full(k, 1.0 / k) if shares is None else np.asarray(shares, dtype=float)
     lab = np.zeros(n, dtype=np.int64)
     offset = rng.uniform(0, np.pi / n_angles)
     ang = offset + np.arange(n_angles) * np.pi / n_angles
     dirs = np.vstack([np.cos(ang), np.sin(ang)])
     wt = W[:, 0] + 1e-9 * max(W[:, 0].mean(), 1e-12)
-    stack = [(np.arange(n), 0, k)]
+    stack = [(np.arange(n), list(range(k)))]
     while stack:
-        idx, off, kk = stack.pop()
+        idx, codes = stack.pop()
+        kk = len(codes)
+        lk = locked[idx]
         if kk == 1:
-            lab[idx] = off
+            lab[idx] = codes[0]
             continue
         k1 = kk // 2
         if len(idx) == 2:
-            lab[idx[0]], lab[idx[1]] = off, off + 1
+            pair = codes[:2] if lk[1] != codes[0] and lk[0] != codes[1] else codes[1::-1]
+            lab[idx[0]], lab[idx[1]] = pair
             continue
         sub = graph if len(idx) == n else _Graph(graph.matrix[idx][:, idx])
-        side = _straight_cut(sub, xy[idx], wt[idx], k1 / kk, k1, kk - k1, dirs).astype(np.int64)
-        side = _repair(sub, side, wt[idx], 2, np.full(len(idx), -1))
+        frac = float(shares[codes[:k1]].sum() / shares[codes].sum())
+        cut, firsts = _straight_cut(
+            sub, xy[idx], wt[idx], frac, k1, kk - k1, dirs, lk if (lk >= 0).any() else None, codes
+        )
+        seconds = [c for c in codes if c not in set(firsts)]
+        frac = float(shares[firsts].sum() / shares[codes].sum())
+        lock_side = np.where(lk < 0, -1, np.isin(lk, seconds).astype(np.int64))
+        side = np.where(lock_side >= 0, lock_side, cut.astype(np.int64))
+        side = _settle_locks(sub, side, wt[idx], 2, lock_side)
         search = _Search(
-            sub, side, W[idx], xy[idx], area[idx], [k1 / kk, 1 - k1 / kk], tol,
-            np.full(len(idx), -1), rng, compactness,
+            sub, side, W[idx], xy[idx], area[idx], [frac, 1 - frac], tol, lock_side, rng,
+            compactness,
         )  # fmt: skip
         search.settle(0.5)
         search.secondary()
@@ -484,25 +755,74 @@ def _recursive_seed(
         search.settle(0.5)
         search.secondary()
         left = search.labels() == 0
-        stack.append((idx[~left], off + k1, kk - k1))
-        stack.append((idx[left], off, k1))
+        stack.append((idx[~left], seconds))
+        stack.append((idx[left], firsts))
     return lab
 
 
-def _match_locked(lab: np.ndarray, locked: np.ndarray, k: int) -> np.ndarray:
-    """Rename seeded territories so they agree with as many locked units as possible, then
-    pin the locked units (contiguity repair follows)."""
-    pinned = locked >= 0
-    if not pinned.any():
-        return lab
-    from scipy.optimize import linear_sum_assignment
+def _connect_locked(graph: _Graph, lab: np.ndarray, locked: np.ndarray, k: int) -> np.ndarray:
+    """Join each territory's locked units into one piece along shortest paths (in units)
+    through units not locked elsewhere; the units on a path join that territory."""
+    from scipy.sparse.csgraph import dijkstra
 
-    counts = np.zeros((k, k))
-    np.add.at(counts, (lab[pinned], locked[pinned]), 1.0)
-    rows, cols = linear_sum_assignment(-counts)
-    rename = np.empty(k, dtype=np.int64)
-    rename[rows] = cols
-    return np.where(pinned, locked, rename[lab])
+    pinned = locked >= 0
+    lab = np.where(pinned, locked, lab)
+    n = graph.n
+    ei, ej = graph.ei, graph.ej
+    same = lab[ei] == lab[ej]
+    sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
+    _, comp = connected_components(sub, directed=False)
+    pairs = np.unique(np.stack([locked[pinned], comp[pinned]], axis=1), axis=0)
+    split = np.unique(pairs[:, 0])[np.bincount(pairs[:, 0], minlength=k)[np.unique(pairs[:, 0])] > 1]
+    for t in split.tolist():
+        free = (locked < 0) | (locked == t)
+        keep = free[ei] & free[ej]
+        g = sparse.coo_matrix(
+            (np.ones(2 * int(keep.sum())), (np.r_[ei[keep], ej[keep]], np.r_[ej[keep], ei[keep]])),
+            shape=(n, n),
+        ).tocsr()
+        mine = pinned & (locked == t)
+        pieces = np.unique(comp[mine])
+        main = pieces[np.argmax([np.count_nonzero(mine & (comp == c)) for c in pieces])]
+        body = np.flatnonzero((lab == t) & (comp == main))
+        dist, pred, _ = dijkstra(
+            g, indices=body, min_only=True, unweighted=True, return_predecessors=True
+        )
+        for c in pieces[pieces != main].tolist():
+            ends = np.flatnonzero(mine & (comp == c))
+            u = int(ends[np.argmin(dist[ends])])
+            while u >= 0 and np.isfinite(dist[u]) and dist[u] > 0:
+                lab[u] = t
+                u = int(pred[u])
+    return lab
+
+
+def _settle_locks(
+    graph: _Graph, lab: np.ndarray, w: np.ndarray, k: int, locked: np.ndarray, rounds: int = 3
+) -> np.ndarray:
+    """Pin locked units, join each territory's locked units and make every territory one
+    piece (a path for one territory may cut another, so this runs a few rounds)."""
+    if not (locked >= 0).any():
+        return _repair(graph, lab, w, k, locked)
+    for _ in range(rounds):
+        lab = _repair(graph, _connect_locked(graph, lab, locked, k), w, k, locked)
+        if _locked_whole(graph, lab, locked):
+            break
+    return lab
+
+
+def _locked_whole(graph: _Graph, lab: np.ndarray, locked: np.ndarray) -> bool:
+    """True when each territory's locked units lie in one connected piece of it."""
+    n = graph.n
+    ei, ej = graph.ei, graph.ej
+    same = lab[ei] == lab[ej]
+    sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
+    _, comp = connected_components(sub, directed=False)
+    pinned = locked >= 0
+    if (lab[pinned] != locked[pinned]).any():
+        return False
+    pairs = np.unique(np.stack([locked[pinned], comp[pinned]], axis=1), axis=0)
+    return len(pairs) == len(np.unique(pairs[:, 0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,7 +900,8 @@ class _Search:
         self.y = xy[:, 1].tolist()
         a = np.maximum(area, 1e-9)
         self.a = a.tolist()
-        self.locked = (np.asarray(locked) >= 0).tolist()
+        self._lockn = np.asarray(locked) >= 0
+        self.locked = self._lockn.tolist()
         self.rng = rng
         self.beta = compactness
         self._W, self._xy, self._area = W, xy, a
@@ -873,6 +1194,10 @@ class _Search:
         ex = sum(self.x[u] for u in edge) / len(edge)
         ey = sum(self.y[u] for u in edge) / len(edge)
         d = (self._xy[members, 0] - ex) ** 2 + (self._xy[members, 1] - ey) ** 2
+        # a locked unit (a rep's home) makes the best root: no block then contains it
+        pinned = self._lockn[members]
+        if pinned.any():
+            d = np.where(pinned, d, -1.0)
         root = int(members[int(np.argmax(d))])
         order = [root]
         pred = {root: -1}
@@ -1057,12 +1382,25 @@ class _Search:
         for n, (p, q) in enumerate(reversed(hops)):
             limit = first_limit if n == 0 else want
             before = self.tot[q][j]
-            rem = want - self._push(p, q, want, j)
-            if rem > 0.1 * window and not self._block(p, q, rem, j, window, limit=limit):
-                self._swap(p, q, rem, j)
+            # p keeps the units touching the territory upstream, which passes to p next
+            up = len(hops) - 1 - n
+            guard = [u for u in self.boundary_of(p, path[up - 1]) if not self.locked[u]] if up else []
+            self._pin(guard, True)
+            try:
+                rem = want - self._push(p, q, want, j)
+                if rem > 0.1 * window and not self._block(p, q, rem, j, window, limit=limit):
+                    self._swap(p, q, rem, j)
+            finally:
+                self._pin(guard, False)
             want = self.tot[q][j] - before
             if want <= 0:
                 break
+
+    def _pin(self, units: list[int], on: bool) -> None:
+        """Temporarily lock (or release) units."""
+        for u in units:
+            self.locked[u] = on
+            self._lockn[u] = on
 
     def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
         """Primary column: (largest deviation beyond ``goal`` x tolerance, sum of squared

@@ -23,6 +23,11 @@ class Plan:
     ``polsby_popper`` and ``contiguous``. ``max_deviation`` is the primary column's largest
     absolute deviation; ``cut_edge_fraction`` the share of adjacency edges between
     territories; ``bridges`` the island links the plan relies on.
+
+    What-if plans add: ``homes`` (territory -> home unit of its rep) and ``reps`` (one row
+    per rep with its home and travel distance); ``regions`` (territory -> region) for
+    nested plans; ``moves`` (``unit_id, from, to, measure``) and ``moved_share`` (share of
+    the primary column that changed territory) for a realignment.
     """
 
     assignment: pd.Series
@@ -37,6 +42,11 @@ class Plan:
     elapsed_s: float = 0.0
     constraints: dict[str, bool] = field(default_factory=dict)
     seed: int = 0
+    homes: pd.Series | None = None
+    reps: pd.DataFrame | None = None
+    regions: pd.Series | None = None
+    moves: pd.DataFrame | None = None
+    moved_share: float | None = None
 
     @property
     def n_territories(self) -> int:
@@ -85,7 +95,40 @@ class Plan:
             "notes": list(self.notes),
             "elapsed_s": round(float(self.elapsed_s), 3),
             "seed": int(self.seed),
-        }
+        } | self._whatif_summary()
+
+    def _whatif_summary(self) -> dict:
+        out: dict = {}
+        if self.regions is not None:
+            out["regions"] = int(self.regions.nunique())
+        if self.moves is not None:
+            out["moved_units"] = int(len(self.moves))
+            out["moved_share"] = float(self.moved_share or 0.0)
+        if self.reps is not None and "mean_distance_km" in self.reps.columns:
+            out["mean_rep_distance_km"] = float(self.reps["mean_distance_km"].mean())
+        return out
+
+    def regions_frame(self) -> pd.DataFrame:
+        """``territory, region`` (one row per territory), for a nested plan."""
+        if self.regions is None:
+            raise ValueError("this plan has no regions")
+        return pd.DataFrame(
+            {"territory": self.regions.index.to_numpy(), "region": self.regions.to_numpy()}
+        )
+
+    def write_side_files(self, plan_path: str | os.PathLike) -> dict[str, Path]:
+        """Write what the plan knows beyond ``unit_id,territory`` beside ``plan_path``:
+        ``moves.csv`` (realignment), ``regions.csv`` (nested plans), ``reps.csv`` (rep
+        home bases). Returns ``{name: path}`` of the files written."""
+        folder = Path(plan_path).parent
+        out: dict[str, Path] = {}
+        if self.moves is not None:
+            out["moves"] = write_csv(self.moves, folder / "moves.csv")
+        if self.regions is not None:
+            out["regions"] = write_csv(self.regions_frame(), folder / "regions.csv")
+        if self.reps is not None:
+            out["reps"] = write_csv(self.reps.round(3), folder / "reps.csv")
+        return out
 
     def __repr__(self) -> str:
         return (
