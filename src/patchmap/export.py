@@ -334,6 +334,8 @@ def rep_table(
     agg: dict[str, Any] = {"rep_id": ("rep_id", lambda s: ";".join(s.astype(str)))}
     if "name" in link.columns:
         agg["rep_name"] = ("name", lambda s: ";".join(s.fillna("").astype(str)))
+    if "segment" in link.columns:
+        agg["rep_segment"] = ("segment", lambda s: ";".join(s.fillna("").astype(str)))
     if "capacity" in link.columns:
         link["capacity"] = pd.to_numeric(link["capacity"], errors="coerce")
         agg["rep_capacity"] = ("capacity", "sum")
@@ -406,13 +408,16 @@ def territory_summary(
     plan_metrics: Any = None,
     adjacency: Any = None,
     dissolved: gpd.GeoDataFrame | None = None,
+    quota: Any = None,
 ) -> pd.DataFrame:
     """One row per territory: reps, units, accounts, customers, totals, deviation, compactness.
 
     Columns present depend on what the units (and accounts) carry. ``deviation`` is the
     signed deviation from the mean of the balance column furthest from target; an engine
     ``plan_metrics`` (``Plan`` or its ``territories`` table) supplies deviation,
-    Polsby-Popper and contiguity as the engine measured them.
+    Polsby-Popper and contiguity as the engine measured them. ``capacity`` (accounts per
+    rep, or ``{column: amount per rep}``) adds ``recommended_reps``; ``quota`` (a total or
+    a :class:`patchmap.quota.Quota`) adds ``quota``, split by potential within its bounds.
     """
     from patchmap.metrics import deviation as _deviation
     from patchmap.metrics import polsby_popper
@@ -425,7 +430,7 @@ def territory_summary(
     if dissolved is None:
         dissolved = dissolve_territories(units, labels)
     reps_t = rep_table(reps, out["territory"], dissolved)
-    for c in ("rep_id", "rep_name", "rep_capacity"):
+    for c in ("rep_id", "rep_name", "rep_segment", "rep_capacity"):
         if c in reps_t.columns:
             out[c] = reps_t.set_index("territory")[c].reindex(out["territory"]).to_numpy()
     out["units"] = np.bincount(codes, minlength=k)
@@ -515,6 +520,10 @@ def territory_summary(
             out["capacity_used"] = out["accounts"] / pd.to_numeric(
                 out["rep_capacity"], errors="coerce"
             )
+    if quota is not None:
+        from patchmap.quota import Quota
+
+        out["quota"] = Quota.coerce(quota).allocate(out, cols)
     return out
 
 
@@ -710,6 +719,10 @@ def summary_markdown(
     cut = getattr(plan_metrics, "cut_edge_fraction", None) if plan_metrics is not None else None
     if cut is not None:
         lines.append(f"- cut-edge fraction: {float(cut):.3f}")
+    if "recommended_reps" in summary.columns:
+        lines.append(f"- recommended headcount: {int(summary['recommended_reps'].sum())} reps")
+    if "quota" in summary.columns:
+        lines.append(f"- quota: {_fmt(float(summary['quota'].sum()), 'quota')} in all")
     lines.append("")
     cols = [c for c in summary.columns if not c.endswith("_deviation") or c == "deviation"]
     lines.append("| " + " | ".join(cols) + " |")
@@ -719,7 +732,7 @@ def summary_markdown(
     numeric = [
         c
         for c in cols
-        if c in SUM_COLUMNS or c in ("units", "expected_revenue", "recommended_reps")
+        if c in SUM_COLUMNS or c in ("units", "expected_revenue", "recommended_reps", "quota")
     ]
     if numeric:
         tot = ["**total**" if i == 0 else "" for i in range(len(cols))]
@@ -740,12 +753,15 @@ def export_plan(
     unit_kind: str | None = None,
     balance: str | Sequence[str] | None = None,
     plan_metrics: Any = None,
+    quota: Any = None,
 ) -> dict[str, Path]:
     """Write the CRM tables and territory polygons of a plan into ``out_dir``.
 
     Files: ``zip_to_rep.csv``, ``assignments.csv`` (with ``accounts``), ``territories.geojson``,
     ``territories.gpkg``, ``summary.csv``, ``summary.md``. Returns ``{name: path}``.
-    ``capacity`` is accounts per rep (a number) or ``{column: amount per rep}``.
+    ``capacity`` is accounts per rep (a number), ``'potential=2e6'`` or ``{column: amount
+    per rep}`` and gives ``recommended_reps``; ``quota`` is a company target (a number or
+    a :class:`patchmap.quota.Quota` with floor and cap) split into ``quota`` per territory.
     """
     kind = unit_kind
     out = Path(out_dir)
@@ -768,6 +784,7 @@ def export_plan(
         balance=balance,
         plan_metrics=plan_metrics,
         dissolved=dissolved,
+        quota=quota,
     )
     reps_t = summary[[c for c in ("territory", "rep_id", "rep_name") if c in summary.columns]]
     written: dict[str, Path] = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from patchmap import geodata
@@ -145,24 +146,186 @@ def read_units_with_id(path: str | os.PathLike, id_col: str) -> gpd.GeoDataFrame
     return units
 
 
+def read_locked(path: str | os.PathLike, unit_ids: Sequence[str]) -> pd.Series:
+    """Read a LOCKED.csv (``unit_id,territory``): unit id -> territory, ids as text.
+
+    Blank cells, repeated units and ids that are not units raise :class:`InputError`
+    naming the lines; ``attrs['lines']`` keeps each unit's line for later messages.
+    """
+    from patchmap.export import _listed
+
+    p = Path(path)
+    df = read_table(p, dtype=str)
+    missing = [c for c in ("unit_id", "territory") if c not in df.columns]
+    if missing:
+        raise InputError(f"{p}: column {missing[0]!r} not found (expected unit_id,territory)")
+    ids = df["unit_id"].astype("string").str.strip()
+    terr = df["territory"].astype("string").str.strip()
+    lines = np.arange(len(df)) + 2
+    blank = (ids.isna() | (ids == "") | terr.isna() | (terr == "")).to_numpy()
+    if blank.any():
+        raise InputError(f"{p}: line {_listed(list(lines[blank]), quote=False)}: empty unit_id or territory")
+    ids = ids.astype(str)
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup].iloc[0]
+        where = lines[(ids == first).to_numpy()]
+        raise InputError(f"{p}: unit_id {first!r} appears on lines {', '.join(map(str, where))}")
+    unknown = ~ids.isin(pd.Index(pd.Series(list(unit_ids)).astype(str))).to_numpy()
+    if unknown.any():
+        shown = ", ".join(f"line {ln} ({u!r})" for ln, u in zip(lines[unknown][:5], ids[unknown][:5], strict=True))
+        more = f" and {int(unknown.sum()) - 5} more" if unknown.sum() > 5 else ""
+        raise InputError(f"{p}: unit_id not among the units on {shown}{more}")
+    out = pd.Series(terr.astype(str).to_numpy(), index=pd.Index(ids.to_numpy(), name="unit_id"),
+                    name="territory")  # fmt: skip
+    out.attrs["lines"] = dict(zip(ids.tolist(), lines.tolist(), strict=True))
+    out.attrs["source"] = str(p)
+    return out
+
+
+def _check_locked_rows(locked: pd.Series, adjacency) -> None:
+    """Conflicting locks (a territory's locked units cut apart by other territories' locks)
+    as an InputError naming the lines of the locked file."""
+    from patchmap.partition import locked_conflicts
+
+    codes_, names = pd.factorize(locked.to_numpy(), sort=True)
+    codes = pd.Series(-1, index=pd.Index(np.asarray(adjacency.ids).astype(str)))
+    codes[locked.index] = codes_
+    bad = locked_conflicts(adjacency, codes.to_numpy())
+    if bad:
+        t, units = bad[0]
+        lines = locked.attrs.get("lines", {})
+        mine = locked.index[locked.to_numpy() == names[t]]
+        rows = sorted(lines.get(u, 0) for u in mine)
+        cut = ", ".join(repr(str(u)) for u in units[:5])
+        raise InputError(
+            f"{locked.attrs.get('source', 'locked')}: lines {', '.join(map(str, rows[:8]))}"
+            f"{' ...' if len(rows) > 8 else ''} lock units to {names[t]!r} that cannot form one "
+            f"territory: {cut} cannot be joined to the others without crossing units locked to "
+            "other territories"
+        )
+
+
+@dataclass
+class PartitionInputs:
+    """What a partition needs beyond the units, as read from files (see :func:`plan_units`)."""
+
+    territories: int | None = None
+    tolerance_pct: float = 5.0
+    seed: int = 0
+    reps: str | os.PathLike | None = None
+    current: str | os.PathLike | None = None
+    max_moved_pct: float | None = None
+    relax: str = "tolerance"
+    locked: str | os.PathLike | None = None
+    within: str | None = None
+    regions: int | None = None
+
+
+def plan_units(
+    units: gpd.GeoDataFrame, *, id_col: str, balance: Sequence[str], inputs: PartitionInputs
+) -> tuple[Plan, pd.DataFrame | None]:
+    """Fit or realign a plan from files: reps, current plan, locked units, groups, regions.
+
+    Returns the plan and the validated reps (or None). Raises :class:`InputError` for
+    inconsistent inputs, naming the file and lines.
+    """
+    from patchmap.export import read_plan
+    from patchmap.partition.reps import read_reps
+    from patchmap.units.adjacency import build_adjacency
+
+    x = inputs
+    ids = units[id_col].astype(str).tolist()
+    reps = read_reps(x.reps) if x.reps is not None else None
+    current = None
+    if x.current is not None:
+        cur = read_plan(x.current, ids)
+        current = pd.Series(cur["territory"].to_numpy(), index=cur["unit_id"].to_numpy())
+    elif x.max_moved_pct is not None:
+        raise InputError("max-moved: needs a current plan to realign (--current CURRENT.csv)")
+    if x.max_moved_pct is not None and not 0 <= float(x.max_moved_pct) <= 100:
+        raise InputError(f"max-moved: expected a percentage in [0, 100], got {x.max_moved_pct}")
+    k = x.territories
+    for what, n in (
+        (f"{x.reps}: {len(reps) if reps is not None else 0} reps", len(reps) if reps is not None else None),
+        (f"{x.current}: {current.nunique() if current is not None else 0} territories",
+         int(current.nunique()) if current is not None else None),
+    ):  # fmt: skip
+        if n is None:
+            continue
+        if k is not None and k != n:
+            raise InputError(f"territories: {k} asked but {what} (one territory each)")
+        k = n
+    if k is None:
+        raise InputError("territories: give the number of territories (or --reps / --current)")
+    adjacency = build_adjacency(units, id_col=id_col)
+    locked = None
+    if x.locked is not None:
+        locked = read_locked(x.locked, ids)
+        _check_locked_rows(locked, adjacency)
+    part = Partitioner(
+        k, list(balance), tolerance=x.tolerance_pct / 100.0, id_col=id_col, seed=x.seed
+    )
+    if current is not None:
+        plan = part.realign(
+            units, current, adjacency=adjacency, locked=locked, reps=reps, within=x.within,
+            regions=x.regions, relax=x.relax,
+            max_moved=None if x.max_moved_pct is None else x.max_moved_pct / 100.0,
+        )  # fmt: skip
+    else:
+        plan = part.fit(
+            units, adjacency=adjacency, locked=locked, reps=reps, within=x.within,
+            regions=x.regions,
+        )  # fmt: skip
+    return plan, reps
+
+
 def partition_file(
     units_path: str | os.PathLike,
     out: str | os.PathLike,
     *,
     id_col: str,
     balance: Sequence[str],
-    territories: int,
+    territories: int | None = None,
     tolerance_pct: float = 5.0,
     seed: int = 0,
+    reps: str | os.PathLike | None = None,
+    current: str | os.PathLike | None = None,
+    max_moved_pct: float | None = None,
+    relax: str = "tolerance",
+    locked: str | os.PathLike | None = None,
+    within: str | None = None,
+    regions: int | None = None,
+    quota: float | None = None,
+    quota_floor: float | str | None = None,
+    quota_cap: float | str | None = None,
     echo: Echo = _quiet,
 ) -> Plan:
-    """`patchmap partition`: unit file → PLAN.csv (`unit_id,territory`)."""
+    """`patchmap partition`: unit file → PLAN.csv (`unit_id,territory`).
+
+    Beside the plan, as the options ask: ``moves.csv`` (a realignment's moved units),
+    ``regions.csv`` (territory -> region), ``reps.csv`` (homes and travel) and
+    ``quota.csv`` (the target split by potential, or the primary measure).
+    """
     units = read_units_with_id(units_path, id_col)
-    plan = Partitioner(
-        territories, list(balance), tolerance=tolerance_pct / 100.0, id_col=id_col, seed=seed
-    ).fit(units)
+    inputs = PartitionInputs(
+        territories=territories, tolerance_pct=tolerance_pct, seed=seed, reps=reps,
+        current=current, max_moved_pct=max_moved_pct, relax=relax, locked=locked,
+        within=within, regions=regions,
+    )  # fmt: skip
+    plan, _ = plan_units(units, id_col=id_col, balance=balance, inputs=inputs)
+    q = None
+    if quota is not None:
+        from patchmap.quota import Quota, quota_table
+
+        q = quota_table(units, plan, Quota(quota, quota_floor, quota_cap), id_col=id_col)
     plan.to_csv(out)
+    written = plan.write_side_files(out)
+    if q is not None:
+        written["quota"] = write_csv(q, Path(out).parent / "quota.csv")
     _echo_plan(plan, echo)
+    for name, path in written.items():
+        echo(f"{name}: {path}")
     return plan
 
 
@@ -175,8 +338,20 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
         f"mean Polsby-Popper {plan.mean_polsby_popper:.3f}, "
         f"{len(plan.bridges)} bridge edge(s)"
     )
+    if plan.moves is not None:
+        echo(plan.notes[0])
+        if plan.relaxed:
+            echo(f"warning: {plan.relaxed}")
+    if plan.reps is not None and "mean_distance_km" in plan.reps.columns:
+        d = plan.reps["mean_distance_km"]
+        echo(f"rep travel: mean {d.mean():.1f} km from home (worst {plan.reps.loc[d.idxmax(), 'rep_id']}: {d.max():.1f} km)")
+    if plan.regions is not None:
+        echo(f"{plan.regions.nunique()} regions: " + ", ".join(
+            f"{r} ({n})" for r, n in plan.regions.value_counts(sort=False).items()))
+    skip = {plan.notes[0], plan.relaxed} if plan.moves is not None else set()
     for note in plan.notes:
-        log.info(note)
+        if note not in skip:
+            log.info(note)
 
 
 def map_file(
@@ -188,16 +363,20 @@ def map_file(
     fmt: str = "html",
     title: str | None = None,
     tiles: bool = True,
+    reps: str | os.PathLike | None = None,
 ) -> Path:
-    """`patchmap map`: units + PLAN.csv → self-contained HTML (or a static PNG/PDF)."""
+    """`patchmap map`: units + PLAN.csv → self-contained HTML (or a static PNG/PDF);
+    ``reps`` adds the reps' home markers."""
     from patchmap.export import read_plan
+    from patchmap.partition.reps import read_reps
     from patchmap.render import render_map, render_static
 
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
+    rep_table = read_reps(reps) if reps is not None else None
     if fmt == "html":
-        return render_map(units, plan, out, title=title, tiles=tiles)
-    return render_static(units, plan, out, title=title, fmt=fmt)
+        return render_map(units, plan, out, title=title, tiles=tiles, reps=rep_table)
+    return render_static(units, plan, out, title=title, fmt=fmt, reps=rep_table)
 
 
 def _units_as_unit_id(units: gpd.GeoDataFrame, id_col: str) -> gpd.GeoDataFrame:
@@ -214,12 +393,25 @@ def export_file(
     id_col: str = "unit_id",
     accounts_path: str | os.PathLike | None = None,
     column_map: Mapping[str, str] | None = None,
+    reps: str | os.PathLike | None = None,
+    capacity: float | str | Mapping[str, float] | None = None,
+    quota: float | None = None,
+    quota_floor: float | str | None = None,
+    quota_cap: float | str | None = None,
     echo: Echo = _quiet,
 ) -> dict[str, Path]:
-    """`patchmap export`: units + PLAN.csv (+ accounts) → the CRM tables and polygons."""
+    """`patchmap export`: units + PLAN.csv (+ accounts) → the CRM tables and polygons.
+
+    ``reps`` names each territory's rep, ``capacity`` (accounts per rep, or e.g.
+    ``potential=2000000``) adds the recommended headcount and ``quota`` splits a target
+    across territories by potential, all in ``summary.csv``.
+    """
     from patchmap.export import export_plan, read_plan, unit_kind
     from patchmap.layers import place_accounts
+    from patchmap.partition.reps import read_reps
+    from patchmap.quota import Quota
 
+    rep_table = read_reps(reps) if reps is not None else None
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
     accounts = None
@@ -231,7 +423,67 @@ def export_file(
         rejects_path = Path(out_dir) / "rejects.csv"
         write_csv(rejects, rejects_path)
         _report(echo, ingest, len(accounts), rejects, rejects_path)
-    return export_plan(units, plan, out_dir, accounts=accounts)
+    q = Quota(quota, quota_floor, quota_cap) if quota is not None else None
+    return export_plan(
+        units, plan, out_dir, accounts=accounts, reps=rep_table, capacity=capacity, quota=q
+    )
+
+
+def compare_file(
+    plan_a: str | os.PathLike,
+    plan_b: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    units_path: str | os.PathLike | None = None,
+    id_col: str = "unit_id",
+    balance: Sequence[str] | None = None,
+    reps: str | os.PathLike | None = None,
+    tiles: bool = True,
+    echo: Echo = _quiet,
+) -> dict[str, Path]:
+    """`patchmap compare`: two PLAN.csv files → compare.csv, compare.md (and, with the
+    units, balance/compactness/travel rows and compare.html, a map of both plans)."""
+    from patchmap.compare import _cell, compare_plans, write_comparison
+    from patchmap.export import read_plan
+    from patchmap.partition.reps import read_reps
+
+    pa_, pb_ = Path(plan_a), Path(plan_b)
+    names = (pa_.stem, pb_.stem)
+    if names[0] == names[1]:  # plan.csv vs plan.csv: name them by their folders too
+        names = tuple(f"{q.resolve().parent.name}/{q.stem}" for q in (pa_, pb_))
+    if names[0] == names[1]:
+        names = (f"A: {names[0]}", f"B: {names[1]}")
+    units = None
+    if units_path is not None:
+        units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
+        ids = units
+    else:
+        ids = _plan_unit_ids(plan_a)
+    pa, pb = read_plan(plan_a, ids), read_plan(plan_b, ids)
+    rep_table = read_reps(reps) if reps is not None else None
+    cmp = compare_plans(pa, pb, ids, balance=balance, reps=rep_table, names=names)
+    written = write_comparison(cmp, out_dir, units=units, tiles=tiles)
+    echo(cmp.markdown().split("\n\n", 1)[0].lstrip("# "))
+    for row in cmp.table.itertuples(index=False):
+        echo(f"  {row[0]}: {_cell(row[1], row[0]) or '-'} | {_cell(row[2], row[0])}")
+    if units is None:
+        echo("(give --units for balance, compactness, travel and the map)")
+    return written
+
+
+def _plan_unit_ids(path: str | os.PathLike) -> list[str]:
+    """The unit ids a plan file lists (reading it properly, with its errors, comes after)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: file not found")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                         skipinitialspace=True)  # fmt: skip
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return []
+    if "unit_id" not in df.columns:
+        return []
+    return df["unit_id"].str.strip().drop_duplicates().tolist()
 
 
 def _layer_kind(kind: str) -> str:
@@ -275,14 +527,18 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.update()
 
         bar.set_postfix_str("partition")
-        plan = Partitioner(
-            config.territories, config.balance, tolerance=config.tolerance_pct / 100.0,
-            id_col="unit_id", seed=config.seed,
-        ).fit(layers.units)
+        inputs = PartitionInputs(
+            territories=config.territories, tolerance_pct=config.tolerance_pct,
+            seed=config.seed, reps=config.reps, current=config.current,
+            max_moved_pct=config.max_moved_pct, relax=config.relax, locked=config.locked,
+            within=config.within, regions=config.regions,
+        )  # fmt: skip
+        plan, reps = plan_units(layers.units, id_col="unit_id", balance=config.balance, inputs=inputs)
         res.plan = plan
         plan_path = out / "plan.csv"
         plan.to_csv(plan_path)
         res.outputs["plan"] = plan_path
+        _write_whatif(plan, plan_path, layers.placed, reps, res.outputs)
         _echo_plan(plan, echo)
         bar.update()
 
@@ -290,15 +546,42 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         plan_frame = plan.to_frame()
         res.outputs["map"] = render_map(
             layers.units, plan_frame, out / "map.html", title=config.title, tiles=config.tiles,
-            plan_metrics=plan,
+            plan_metrics=plan, reps=reps,
         )
         bar.update()
         bar.set_postfix_str("export")
+        quota = None
+        if config.quota is not None:
+            from patchmap.quota import Quota
+
+            quota = Quota(config.quota, config.quota_floor, config.quota_cap)
         res.outputs.update(
-            export_plan(layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan)
-        )
+            export_plan(
+                layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan,
+                reps=reps, capacity=config.capacity, quota=quota,
+            )
+        )  # fmt: skip
         bar.update()
     return res
+
+
+def _write_whatif(
+    plan: Plan, plan_path: Path, accounts: pd.DataFrame, reps: pd.DataFrame | None,
+    outputs: dict[str, Path],
+) -> None:  # fmt: skip
+    """The plan's side files, with the accounts known: which accounts moved
+    (``moved_accounts.csv``) and each rep's mean distance to their accounts."""
+    from patchmap.partition.realign import moved_accounts
+    from patchmap.partition.reps import account_distance_km
+
+    if plan.reps is not None and reps is not None:
+        km = account_distance_km(reps, accounts, plan)
+        plan.reps["mean_account_km"] = km.reindex(plan.reps["rep_id"]).to_numpy()
+    outputs.update(plan.write_side_files(plan_path))
+    if plan.moves is not None:
+        moved = moved_accounts(accounts, plan.moves)
+        outputs["moved_accounts"] = write_csv(moved, plan_path.parent / "moved_accounts.csv")
+        log.info(f"{len(moved)} account(s) change territory: {outputs['moved_accounts']}")
 
 
 def demo_config(out: str | os.PathLike) -> PlanConfig:
@@ -335,6 +618,7 @@ def sample_file(region: str, n: int, seed: int, out: str | os.PathLike, *, bad_s
 
 
 __all__ = [
-    "RunResult", "demo_config", "example_accounts_path", "export_file", "layers_file",
-    "map_file", "partition_file", "read_table", "run_plan", "sample_file", "score_file",
+    "PartitionInputs", "RunResult", "compare_file", "demo_config", "example_accounts_path",
+    "export_file", "layers_file", "map_file", "partition_file", "plan_units", "read_locked",
+    "read_table", "run_plan", "sample_file", "score_file",
 ]

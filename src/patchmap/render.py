@@ -42,7 +42,14 @@ from patchmap.export import (
 )
 from patchmap.io import atomic_path, write_text
 
-__all__ = ["TERRITORY_PALETTE", "leaflet_assets", "render_map", "render_static", "territory_colors"]
+__all__ = [
+    "TERRITORY_PALETTE",
+    "leaflet_assets",
+    "render_compare",
+    "render_map",
+    "render_static",
+    "territory_colors",
+]
 
 #: Qualitative colours for territories (Tableau 10, grey replaced): neighbours never share one.
 TERRITORY_PALETTE = (
@@ -596,17 +603,7 @@ def render_map(
     tips, pops = _territory_html(summary)
 
     minx, miny, maxx, maxy = u.total_bounds
-    m = folium.Map(tiles=None, control_scale=True, zoom_snap=0.25)
-    m.default_js, m.default_css = [], []
-    js, css = leaflet_assets()
-    root = m.get_root()
-    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css", index=0)
-    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet", index=1)
-    root.header.add_child(Element(f"<script>{_DECODER_JS}</script>"), name="pm_decode", index=2)
-    if tiles:
-        folium.TileLayer("OpenStreetMap", name="Basemap", control=False).add_to(m)
-    folium.map.CustomPane("pm-borders", z_index=450, pointer_events=False).add_to(m)
-    folium.map.CustomPane("pm-reps", z_index=460, pointer_events=True).add_to(m)
+    m = _base_map(tiles)
 
     terr_props = pd.DataFrame(
         {"t": summary["territory"].astype(str), "c": colors, "tip": tips, "pop": pops}
@@ -675,13 +672,143 @@ def render_map(
     folium.LayerControl(collapsed=False, position="topright").add_to(m)
     summary_text = _summary_html(summary, plan_metrics, balance_cols)
     m.add_child(_Panels(title, summary_text, legends, layers, "#e9edf0", terr_layer.get_name()))
+    return _finish(m, (minx, miny, maxx, maxy), out_path)
+
+
+def _base_map(tiles: bool) -> folium.Map:
+    """A folium map with Leaflet and the polygon decoder inlined (no network), the
+    optional basemap, and panes for borders and rep markers above the fills."""
+    m = folium.Map(tiles=None, control_scale=True, zoom_snap=0.25)
+    m.default_js, m.default_css = [], []
+    js, css = leaflet_assets()
+    root = m.get_root()
+    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css", index=0)
+    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet", index=1)
+    root.header.add_child(Element(f"<script>{_DECODER_JS}</script>"), name="pm_decode", index=2)
+    if tiles:
+        folium.TileLayer("OpenStreetMap", name="Basemap", control=False).add_to(m)
+    folium.map.CustomPane("pm-borders", z_index=450, pointer_events=False).add_to(m)
+    folium.map.CustomPane("pm-reps", z_index=460, pointer_events=True).add_to(m)
+    return m
+
+
+def _finish(m: folium.Map, bounds: np.ndarray, out_path: str | os.PathLike) -> Path:
+    """Fit the view, render, check nothing loads from the network, write atomically."""
+    minx, miny, maxx, maxy = bounds
     m.fit_bounds(
         [[miny, minx], [maxy, maxx]], padding_top_left=(40, 50), padding_bottom_right=(190, 90)
     )
-
-    page = root.render()
+    page = m.get_root().render()
     _check_self_contained(page)
     return write_text(page, out_path)
+
+
+#: Style of units whose territory changed between two plans.
+CHANGED_COLOR = "#d62728"
+
+
+def render_compare(
+    units: gpd.GeoDataFrame,
+    comparison: Any,
+    out_path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    tiles: bool = True,
+    max_coords: int = MAX_COORDS,
+) -> Path:
+    """Write a self-contained HTML map of two plans (a :class:`patchmap.compare.Comparison`):
+    each plan's territories as a layer to toggle, and the units whose territory changed
+    highlighted in a third layer, with the comparison table in the summary panel."""
+    u = _prepare_units(units)
+    ids = u["unit_id"]
+    la = comparison.labels_a.reindex(ids).astype(str).to_numpy(dtype=object)
+    lb = comparison.labels_b.reindex(ids).astype(str).to_numpy(dtype=object)
+    changed = comparison.changed.reindex(ids).fillna(False).to_numpy(dtype=bool)
+    is_coverage = bool(shapely.coverage_is_valid(u.geometry.values))
+    shown = _simplify_coverage(u.geometry.values, max_coords)
+    m = _base_map(tiles)
+    first = None
+    for i, (name, labels) in enumerate(zip(comparison.names, (la, lb), strict=True)):
+        terr = dissolve_territories(
+            gpd.GeoDataFrame(geometry=shown, crs=4326), labels, coverage=is_coverage
+        )
+        label = terr["territory"].astype(str)
+        if i == 1 and comparison.matched:
+            tip = "<b>" + label.map(html.escape) + "</b> (" + html.escape(name) + ") ~ " + label.map(
+                lambda t: html.escape(str(comparison.matching.get(t, t)))
+            ) + " (" + html.escape(comparison.names[0]) + ")"
+        else:
+            tip = "<b>" + label.map(html.escape) + "</b> (" + html.escape(name) + ")"
+        props = pd.DataFrame(
+            {"t": label, "c": territory_colors(terr.geometry.values), "tip": tip}
+        )
+        data = _Data(_packed_polygons(terr.geometry.values, props), f"pm_plan{i}")
+        m.add_child(data)
+        layer = _GeoJsonLayer(
+            data,
+            f"Plan {name}",
+            show=i == 0,
+            style=(
+                "function (f) { return {color: '#222', weight: 1.4, opacity: 0.9, "
+                f"fillColor: f.properties.c, fillOpacity: {TERRITORY_FILL_OPACITY}}}; }}"
+            ),
+            tooltip="function (f) { return f.properties.tip; }",
+        )
+        layer.add_to(m)
+        first = first or layer
+    layers, legends = {}, {}
+    if changed.any():
+        props = pd.DataFrame(
+            {
+                "u": ids[changed].to_numpy(),
+                "a": la[changed],
+                "b": lb[changed],
+            }
+        )
+        data = _Data(_packed_polygons(shown[changed], props), "pm_changed")
+        m.add_child(data)
+        a, b = (html.escape(n) for n in comparison.names)
+        layer = _GeoJsonLayer(
+            data,
+            f"Changed units ({int(changed.sum())})",
+            pane="pm-borders",
+            style=(
+                f"function (f) {{ return {{color: '{CHANGED_COLOR}', weight: 1.5, opacity: 1, "
+                f"fillColor: '{CHANGED_COLOR}', fillOpacity: 0.35}}; }}"
+            ),
+            tooltip=(
+                f"function (f) {{ return '<b>' + f.properties.u + '</b><br>{a}: ' + "
+                f"f.properties.a + '<br>{b}: ' + f.properties.b; }}"
+            ),
+        )
+        layer.add_to(m)
+        key = layer.layer_name
+        layers[key] = layer.get_name()
+        legends[key] = (
+            f'<h4>{html.escape(key)}</h4><div><i style="background:{CHANGED_COLOR}"></i>'
+            f"territory differs ({a} vs {b})</div>"
+        )
+    folium.LayerControl(collapsed=False, position="topright").add_to(m)
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r[0]))}</td><td>{_cmp_cell(r[1])}</td><td>{_cmp_cell(r[2])}</td></tr>"
+        for r in comparison.table.itertuples(index=False)
+    )
+    a, b = (html.escape(n) for n in comparison.names)
+    summary = (
+        f'<div class="pm-tip"><table><tr><td></td><td><b>{a}</b></td><td><b>{b}</b></td></tr>'
+        f"{rows}</table></div>"
+    )
+    m.add_child(_Panels(title or f"{comparison.names[0]} vs {comparison.names[1]}", summary,
+                        legends, layers, "#e9edf0"))  # fmt: skip
+    return _finish(m, u.total_bounds, out_path)
+
+
+def _cmp_cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    return f"{float(v):,.3f}" if abs(float(v)) < 100 else f"{float(v):,.1f}"
 
 
 def _rep_layer(m: folium.Map, reps: pd.DataFrame) -> _GeoJsonLayer:

@@ -280,6 +280,14 @@ class Partitioner:
 
             plan.homes = pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))
             plan.reps = rep_report(reps, plan, units)
+            if plan.max_deviation > self.target + 1e-12:
+                dev = plan.territories.set_index("territory")[f"{self.balance[0]}_deviation"]
+                worst = dev.abs().sort_values(ascending=False).index[:3]
+                notes.append(
+                    "with these rep homes the balance target cannot be met: reps living close "
+                    "together compete for the same units (most off: "
+                    + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst) + ")"
+                )
         plan.elapsed_s = time.perf_counter() - t0
         return plan
 
@@ -356,9 +364,11 @@ class Partitioner:
             if init_codes is not None and r == 0:
                 lab = init_codes.copy()
             else:
+                # with locked units, restarts alternate straight and graph-grown splits
                 lab = _recursive_seed(
-                    graph, xy, W, area, k, tols, lock_codes, rng, self.compactness, shares=share
-                )
+                    graph, xy, W, area, k, tols, lock_codes, rng, self.compactness, shares=share,
+                    graph_cut=bool(r % 2) and bool((lock_codes >= 0).any()),
+                )  # fmt: skip
             lab = _settle_locks(graph, lab, W[:, 0], k, lock_codes)
             search = _Search(
                 graph, lab, W, xy, area, list(share), tols, lock_codes, rng, self.compactness
@@ -695,6 +705,40 @@ def _straight_cut(
     return chosen, [c for c in codes if c in set(firsts)]
 
 
+def _graph_cut(
+    graph: _Graph, xy: np.ndarray, w: np.ndarray, frac: float, lock_side: np.ndarray
+) -> np.ndarray:
+    """Two sides grown from their locked units: unit u goes first when
+    ``d0(u) - d1(u) < tau`` (shortest distances from each side's locked units along the
+    graph, centroid to centroid in km), ``tau`` the weighted quantile putting ``frac`` of
+    ``w`` first.
+
+    Each side is a union of shortest-path trees rooted at its locked units (a unit's
+    predecessor towards its side's sources is on the same side), so no side has stray
+    pieces, and the locked units stay on their side.
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    ei, ej = graph.ei, graph.ej
+    d = np.hypot(*(xy[ei] - xy[ej]).T) + 1e-6
+    n = graph.n
+    g = sparse.csr_matrix((np.r_[d, d], (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
+    d0 = dijkstra(g, indices=np.flatnonzero(lock_side == 0), min_only=True)
+    d1 = dijkstra(g, indices=np.flatnonzero(lock_side == 1), min_only=True)
+    far = 10.0 * (d0[np.isfinite(d0)].max(initial=0) + d1[np.isfinite(d1)].max(initial=0) + 1)
+    diff = np.where(np.isfinite(d0), d0, far) - np.where(np.isfinite(d1), d1, far)
+    order = np.argsort(diff, kind="stable")
+    cum = np.cumsum(w[order])
+    pos = int(np.searchsorted(cum, frac * cum[-1]))
+    tau = diff[order[min(pos, n - 1)]]
+    # keep every locked unit on its own side
+    lo = diff[lock_side == 0].max()
+    hi = diff[lock_side == 1].min()
+    tau = min(max(tau, np.nextafter(lo, np.inf)), hi)
+    side = (diff >= tau).astype(np.int64)
+    return np.where(lock_side >= 0, lock_side, side)
+
+
 def _recursive_seed(
     graph: _Graph,
     xy: np.ndarray,
@@ -707,12 +751,15 @@ def _recursive_seed(
     compactness: float,
     n_angles: int | None = None,
     shares: np.ndarray | None = None,
+    graph_cut: bool = False,
 ) -> np.ndarray:
     """K contiguous, balanced territories by recursive bisection.
 
     Each split starts from a straight cut, is made contiguous, then balanced to the
     territories' shares and refined by the same local search as the final plan. Locked
-    units (a rep's home, a key account) steer each cut and stay on their territory's side.
+    units (a rep's home, a key account) steer each cut and stay on their territory's side;
+    with ``graph_cut`` a split with locked units on both sides follows the graph (see
+    :func:`_graph_cut`) instead of a straight line.
     """
     n = graph.n
     n_angles = n_angles or _ANGLES
@@ -743,7 +790,11 @@ def _recursive_seed(
         seconds = [c for c in codes if c not in set(firsts)]
         frac = float(shares[firsts].sum() / shares[codes].sum())
         lock_side = np.where(lk < 0, -1, np.isin(lk, seconds).astype(np.int64))
-        side = np.where(lock_side >= 0, lock_side, cut.astype(np.int64))
+        if graph_cut and (lock_side == 0).any() and (lock_side == 1).any():
+            # locked units on both sides (reps' homes): split along the graph instead
+            side = _graph_cut(sub, xy[idx], wt[idx], frac, lock_side)
+        else:
+            side = np.where(lock_side >= 0, lock_side, cut.astype(np.int64))
         side = _settle_locks(sub, side, wt[idx], 2, lock_side)
         search = _Search(
             sub, side, W[idx], xy[idx], area[idx], [frac, 1 - frac], tol, lock_side, rng,

@@ -27,7 +27,8 @@ class Plan:
     What-if plans add: ``homes`` (territory -> home unit of its rep) and ``reps`` (one row
     per rep with its home and travel distance); ``regions`` (territory -> region) for
     nested plans; ``moves`` (``unit_id, from, to, measure``) and ``moved_share`` (share of
-    the primary column that changed territory) for a realignment.
+    the primary column that changed territory) for a realignment, and ``relaxed`` (what gave
+way when the move budget and the tolerance could not both hold).
     """
 
     assignment: pd.Series
@@ -47,6 +48,7 @@ class Plan:
     regions: pd.Series | None = None
     moves: pd.DataFrame | None = None
     moved_share: float | None = None
+    relaxed: str | None = None
 
     @property
     def n_territories(self) -> int:
@@ -127,7 +129,8 @@ class Plan:
         if self.regions is not None:
             out["regions"] = write_csv(self.regions_frame(), folder / "regions.csv")
         if self.reps is not None:
-            out["reps"] = write_csv(self.reps.round(3), folder / "reps.csv")
+            km = [c for c in self.reps.columns if c.endswith("_km")]
+            out["reps"] = write_csv(self.reps.round({c: 3 for c in km}), folder / "reps.csv")
         return out
 
     def __repr__(self) -> str:

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from patchmap.partition.plan import Plan
     from patchmap.units.adjacency import Adjacency
 
-__all__ = ["locate_homes", "prepare_reps", "read_reps", "rep_report"]
+__all__ = [
+    "account_distance_km",
+    "home_xy_km",
+    "locate_homes",
+    "prepare_reps",
+    "read_reps",
+    "rep_report",
+]
 
 #: A home this close outside every unit (a coastline simplified away) still counts.
 SNAP_KM = 2.0
@@ -242,3 +249,23 @@ def rep_report(reps: pd.DataFrame, plan: Plan, units: gpd.GeoDataFrame) -> pd.Da
     out["mean_distance_km"] = per["mean_km"].reindex(out["territory"]).to_numpy()
     out["max_distance_km"] = per["max_km"].reindex(out["territory"]).to_numpy()
     return out
+
+
+def account_distance_km(reps: pd.DataFrame, accounts: pd.DataFrame, plan: Plan) -> pd.Series:
+    """Mean distance (km, great circle) from each rep's home to the accounts of the rep's
+    territory (accounts need ``unit_id``, ``lat`` and ``lon``), indexed by rep id."""
+    from patchmap.metrics import haversine_km
+
+    reps = prepare_reps(reps)
+    need = {"unit_id", "lat", "lon"}
+    if not need <= set(accounts.columns):
+        return pd.Series(np.nan, index=reps["rep_id"], name="mean_account_km")
+    terr = plan.assignment.reindex(accounts["unit_id"].astype(str)).to_numpy()
+    home = reps.set_index("rep_id")[["lat", "lon"]].reindex(terr)
+    d = haversine_km(
+        home["lat"].to_numpy(dtype=float), home["lon"].to_numpy(dtype=float),
+        pd.to_numeric(accounts["lat"], errors="coerce").to_numpy(dtype=float),
+        pd.to_numeric(accounts["lon"], errors="coerce").to_numpy(dtype=float),
+    )  # fmt: skip
+    mean = pd.Series(d).groupby(terr).mean()
+    return mean.reindex(reps["rep_id"]).rename("mean_account_km")

@@ -1,0 +1,358 @@
+"""Hard boundaries and two-level plans: territories within groups, regions over territories.
+
+``within`` (a column such as ``state``) splits the units into groups no territory may
+cross: K is split across the groups in proportion to the primary measure (largest
+remainder, at least one each; with reps, each group gets its reps) and each group is
+partitioned on its own. ``regions`` draws N regions first (balanced to the number of
+territories each will hold) and then the territories inside each, so the hierarchy nests
+by construction; ``plan.regions`` maps territory -> region. When the territories are
+fixed first (reps, a realignment), regions group whole territories instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from patchmap.errors import InputError
+from patchmap.partition.constraints import Within
+from patchmap.partition.plan import Plan
+from patchmap.units.adjacency import Adjacency, _show, build_adjacency
+
+__all__ = ["fit_nested", "group_shares", "group_territories", "group_values", "split_count"]
+
+
+def split_count(weights: np.ndarray | list[float], k: int, minimum: int = 1) -> np.ndarray:
+    """Split ``k`` items across groups in proportion to ``weights`` (largest remainder),
+    giving every group at least ``minimum``."""
+    w = np.asarray(weights, dtype=float)
+    g = len(w)
+    if k < g * minimum:
+        raise InputError(f"cannot give {g} groups at least {minimum} of {k} territories each")
+    quota = w / w.sum() * k if w.sum() > 0 else np.full(g, k / g)
+    base = np.maximum(np.floor(quota), minimum).astype(np.int64)
+    while base.sum() > k:  # the minimum overshot: take from the least deserving
+        i = int(np.argmin(np.where(base > minimum, quota - base, np.inf)))
+        base[i] -= 1
+    rem = quota - base
+    for i in np.argsort(-rem, kind="stable")[: k - int(base.sum())].tolist():
+        base[i] += 1
+    return base
+
+
+def group_values(
+    units: pd.DataFrame, within: str | pd.Series | Mapping, ids: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """One group value (text) per unit, in ``ids`` order, and the group's name."""
+    if isinstance(within, str):
+        if within not in units.columns:
+            cols = ", ".join(str(c) for c in units.columns if c != "geometry")
+            raise InputError(f"within: column {within!r} not found (columns: {cols})")
+        vals = pd.Series(units[within].to_numpy(), index=pd.Index(ids))
+        name = within
+    else:
+        s = pd.Series(within)
+        vals = s.reindex(pd.Index(ids)) if not s.index.equals(pd.RangeIndex(len(ids))) else s
+        vals.index = pd.Index(ids)
+        name = str(getattr(within, "name", None) or "group")
+    missing = vals.isna().to_numpy()
+    if missing.any():
+        raise InputError(
+            f"within: {int(missing.sum())} unit(s) have no {name!r} value, e.g. unit "
+            f"{_show(np.asarray(ids)[missing][0])}"
+        )
+    return vals.astype(str).to_numpy(dtype=object), name
+
+
+def group_shares(w: np.ndarray, groups: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Each territory's target share of the total when territories stay inside groups: its
+    group's total over the group's number of territories (territory codes ``labels``)."""
+    gnames, gcode = np.unique(groups, return_inverse=True)
+    gtot = np.bincount(gcode, weights=w, minlength=len(gnames))
+    # a territory's group: where most of its weight (or units) lies
+    pair = sparse.coo_matrix((w + 1e-9, (labels, gcode)), shape=(k, len(gnames))).toarray()
+    tgroup = pair.argmax(axis=1)
+    kg = np.bincount(tgroup, minlength=len(gnames))
+    share = gtot[tgroup] / np.maximum(kg[tgroup], 1)
+    return share / share.sum()
+
+
+def _sub_adjacency(adj: Adjacency, idx: np.ndarray, units: gpd.GeoDataFrame, id_col) -> Adjacency:
+    """The adjacency restricted to ``idx``; rebuilt (to bridge its pieces) when the slice
+    falls apart, as a group with islands does."""
+    m = adj.matrix[idx][:, idx]
+    ncomp, _ = connected_components(m, directed=False)
+    if ncomp > 1 and isinstance(units, gpd.GeoDataFrame):
+        return build_adjacency(units.iloc[idx], id_col=id_col)
+    ids = np.asarray(adj.ids)[idx]
+    bridges = adj.bridges[adj.bridges["unit_a"].isin(ids) & adj.bridges["unit_b"].isin(ids)]
+    return replace(
+        adj,
+        ids=ids,
+        matrix=sparse.csr_matrix(m),
+        bridges=bridges.reset_index(drop=True),
+        shared_km=adj.shared_km[idx][:, idx] if adj.shared_km is not None else None,
+        area_km2=adj.area_km2[idx] if adj.area_km2 is not None else None,
+        perimeter_km=adj.perimeter_km[idx] if adj.perimeter_km is not None else None,
+        xy_km=adj.xy_km[idx] if adj.xy_km is not None else None,
+    )
+
+
+def _fit_part(partitioner, units, adj, idx, k, id_col, *, reps=None, shares=None) -> np.ndarray:
+    """Labels 0..k-1 for the units ``idx`` (all 0 when k is 1)."""
+    from patchmap.partition.engine import _copy_with_k
+
+    if k == 1:
+        return np.zeros(len(idx), dtype=np.int64)
+    sub_units = units.iloc[idx]
+    sub_adj = _sub_adjacency(adj, idx, sub_units, id_col)
+    sub = _copy_with_k(partitioner, k)
+    sub.labels = "{:d}"
+    plan = sub.fit(sub_units, adjacency=sub_adj, reps=reps, shares=shares)
+    order = plan.labels
+    return pd.Index(order).get_indexer(plan.assignment.reindex(sub_adj.ids).to_numpy())
+
+
+def _west_east(xy: np.ndarray | None, lab: np.ndarray, k: int, area: np.ndarray) -> np.ndarray:
+    """Rank of each label 0..k-1 ordered west to east (then north to south)."""
+    if xy is None:
+        return np.arange(k)
+    a = np.maximum(np.bincount(lab, weights=area, minlength=k), 1e-12)
+    cx = np.bincount(lab, weights=area * xy[:, 0], minlength=k) / a
+    cy = np.bincount(lab, weights=area * xy[:, 1], minlength=k) / a
+    order = np.lexsort((-cy, cx))
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    return rank
+
+
+def fit_nested(
+    partitioner,
+    units: gpd.GeoDataFrame,
+    *,
+    adjacency: Adjacency | None = None,
+    initial=None,
+    locked=None,
+    reps: pd.DataFrame | None = None,
+    within: str | pd.Series | None = None,
+    regions: int | None = None,
+) -> Plan:
+    """:meth:`Partitioner.fit` with ``within`` groups and/or ``regions`` (see the module)."""
+    import time
+
+    t0 = time.perf_counter()
+    if initial is not None or locked is not None:
+        raise InputError(
+            "within/regions cannot be combined with a warm start or locked units yet "
+            "(realign a current plan with within= instead)"
+        )
+    p = partitioner
+    K = p.n_territories
+    if regions is not None:
+        if isinstance(regions, bool) or not isinstance(regions, (int, np.integer)) or regions < 2:
+            raise InputError(f"regions must be an integer >= 2, got {regions!r}")
+        if regions >= K:
+            raise InputError(f"regions={regions} must be fewer than the {K} territories")
+    if reps is not None and regions is not None:
+        # territories are fixed by the reps: draw them first, then group whole territories
+        plan = fit_nested(p, units, adjacency=adjacency, reps=reps, within=within) if (
+            within is not None
+        ) else p.fit(units, adjacency=adjacency, reps=reps)
+        group_territories(plan, regions, units=units, within=within)
+        return plan
+    W, adjacency = p._prepare(units, adjacency)
+    ids = np.asarray(adjacency.ids)
+    n = len(ids)
+    id_col = p.id_col if p.id_col in units.columns else None
+    notes: list[str] = []
+    extra: list = []
+    if within is not None:
+        groups, gname = group_values(units, within, ids)
+        extra.append(Within(pd.Series(groups, index=ids), gname))
+    else:
+        groups, gname = np.zeros(n, dtype=object), ""
+        groups[:] = "all"
+    gnames, gcode = np.unique(groups, return_inverse=True)
+    gtot = np.bincount(gcode, weights=W[:, 0], minlength=len(gnames))
+    if len(gnames) > K:
+        raise InputError(
+            f"within: {len(gnames)} groups of {gname!r} but only {K} territories "
+            "(each group needs one)"
+        )
+    home_group = None
+    if reps is not None:
+        from patchmap.partition.reps import locate_homes, prepare_reps
+
+        reps = prepare_reps(reps)
+        if len(reps) != K:
+            raise InputError(
+                f"{reps.attrs.get('source', 'reps')}: {len(reps)} reps but n_territories={K}"
+            )
+        home = locate_homes(reps, units, adjacency)
+        home_group = gcode[home]
+        kg = np.bincount(home_group, minlength=len(gnames))
+        if (kg == 0).any():
+            raise InputError(
+                f"within: no rep lives in {gname} {gnames[np.flatnonzero(kg == 0)[0]]!r} "
+                "(every group needs a rep)"
+            )
+    else:
+        kg = split_count(gtot, K)
+    # regions per group (in proportion to the group's territories), territories per region
+    if regions is not None:
+        ng = split_count(kg.astype(float), regions)
+        if (ng > kg).any():
+            g = int(np.flatnonzero(ng > kg)[0])
+            raise InputError(
+                f"regions: {gname} {gnames[g]!r} would get {ng[g]} regions for {kg[g]} territories"
+            )
+    else:
+        ng = np.ones(len(gnames), dtype=np.int64)
+
+    lab = np.full(n, -1, dtype=np.int64)
+    region_of: list[str] = []
+    next_t = 0
+    xy, area = adjacency.xy_km, (
+        adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+    )
+    rng_order = _west_east(xy, gcode, len(gnames), area) if len(gnames) > 1 else np.zeros(1, int)
+    for g in np.argsort(rng_order, kind="stable").tolist():
+        gidx = np.flatnonzero(gcode == g)
+        if reps is not None:
+            greps = reps.iloc[np.flatnonzero(home_group == g)]
+            sub = _fit_part(p, units, adjacency, gidx, int(kg[g]), id_col, reps=greps)
+            names_g = greps["rep_id"].tolist()
+            lab[gidx] = next_t + sub
+            region_of += [str(gnames[g])] * len(names_g)
+            next_t += len(names_g)
+            continue
+        # regions inside the group, sized to hold kr territories each
+        kr = split_count(np.ones(int(ng[g])), int(kg[g]))
+        rlab = _fit_part(p, units, adjacency, gidx, int(ng[g]), id_col, shares=kr / kr.sum())
+        if ng[g] > 1:
+            # a region's territory count follows its drawn size (the engine orders regions)
+            rtot = np.bincount(rlab, weights=W[gidx, 0], minlength=int(ng[g]))
+            kr = split_count(rtot, int(kg[g]))
+        rrank = _west_east(xy[gidx] if xy is not None else None, rlab, int(ng[g]), area[gidx])
+        for r in np.argsort(rrank, kind="stable").tolist():
+            ridx = gidx[rlab == r]
+            tl = _fit_part(p, units, adjacency, ridx, int(kr[r]), id_col)
+            trank = _west_east(xy[ridx] if xy is not None else None, tl, int(kr[r]), area[ridx])
+            lab[ridx] = next_t + trank[tl]
+            if regions is None:
+                region = str(gnames[g])
+            elif within is None:
+                region = f"R{len(set(region_of)) + 1:02d}"
+            else:
+                region = f"{gnames[g]}-R{r + 1:02d}"
+            region_of += [region] * int(kr[r])
+            next_t += int(kr[r])
+    if reps is not None:
+        names = [n_ for g in np.argsort(rng_order, kind="stable").tolist()
+                 for n_ in reps["rep_id"].iloc[np.flatnonzero(home_group == g)]]  # fmt: skip
+    else:
+        names = [p.labels.format(i + 1) for i in range(K)]
+    mean = W[:, 0].sum() / K
+    for g in range(len(gnames)):
+        avg = gtot[g] / kg[g] / mean - 1
+        if abs(avg) > p.target and within is not None:
+            notes.append(
+                f"{gname} {gnames[g]!r} holds {gtot[g] / gtot.sum():.1%} of {p.balance[0]} "
+                f"and gets {kg[g]} of {K} territories: its territories average {avg:+.1%} "
+                "from the overall mean"
+            )
+    share = np.full(K, 1.0 / K)
+    if within is not None:
+        # territories cannot trade across groups: each is measured against its group's mean
+        share = group_shares(W[:, 0], groups, lab, K)
+        notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
+    notes += p._notes(W, ids, adjacency, share)
+    if reps is not None:
+        from patchmap.partition.constraints import HomeBases
+
+        extra.append(HomeBases(pd.Series(ids[home], index=pd.Index(reps["rep_id"]))))
+    plan = p._plan(units, adjacency, lab, W, names, notes, reorder=False, extra=extra,
+                   shares=share)  # fmt: skip
+    plan.regions = pd.Series(region_of, index=pd.Index(names, name="territory"), name="region")
+    if reps is not None:
+        from patchmap.partition.reps import rep_report
+
+        plan.homes = pd.Series(ids[home], index=pd.Index(reps["rep_id"], name="territory"))
+        plan.reps = rep_report(reps, plan, units)
+    plan.elapsed_s = time.perf_counter() - t0
+    return plan
+
+
+def group_territories(
+    plan: Plan,
+    n_regions: int,
+    *,
+    units: pd.DataFrame | None = None,
+    within: str | pd.Series | None = None,
+) -> pd.Series:
+    """Group a plan's territories into ``n_regions`` contiguous regions with equal numbers
+    of territories (as equal as K/N allows); sets and returns ``plan.regions``.
+
+    The regions are a partition of the territory graph (territories touching when any of
+    their units do), drawn by the same engine; with ``within`` no region crosses a group.
+    """
+    from patchmap.partition.engine import Partitioner
+
+    if isinstance(n_regions, bool) or not isinstance(n_regions, (int, np.integer)):
+        raise InputError(f"regions must be an integer >= 2, got {n_regions!r}")
+    labels = plan.labels
+    K = len(labels)
+    if not 2 <= n_regions < K:
+        raise InputError(f"regions must be between 2 and {K - 1} for {K} territories")
+    adj = plan.adjacency
+    codes = pd.Index(labels).get_indexer(plan.assignment.reindex(adj.ids).to_numpy())
+    n = len(codes)
+    P = sparse.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, K))
+    T = (P.T @ adj.matrix @ P).tocsr()
+    T.setdiag(0)
+    T.eliminate_zeros()
+    T.data[:] = 1.0
+    area = np.bincount(codes, weights=adj.area_km2, minlength=K) if adj.area_km2 is not None else None
+    xy = None
+    if adj.xy_km is not None:
+        a = adj.area_km2 if adj.area_km2 is not None else np.ones(n)
+        s = np.maximum(np.bincount(codes, weights=a, minlength=K), 1e-12)
+        xy = np.column_stack(
+            [np.bincount(codes, weights=a * adj.xy_km[:, j], minlength=K) / s for j in (0, 1)]
+        )
+    tgroups = np.full(K, "all", dtype=object)
+    if within is not None and units is not None:
+        g, _ = group_values(units.reset_index(drop=True), within, np.asarray(adj.ids))
+        first = pd.Series(g).groupby(codes).first()
+        tgroups = first.reindex(range(K)).astype(str).to_numpy(dtype=object)
+    gnames, gcode = np.unique(tgroups, return_inverse=True)
+    ng = split_count(np.bincount(gcode, minlength=len(gnames)).astype(float), n_regions)
+    region = np.empty(K, dtype=object)
+    for g in range(len(gnames)):
+        tidx = np.flatnonzero(gcode == g)
+        prefix = f"{gnames[g]}-" if len(gnames) > 1 else ""
+        if ng[g] == 1 or len(tidx) <= 1:
+            region[tidx] = f"{prefix}R01"
+            continue
+        m = T[tidx][:, tidx]
+        tadj = Adjacency(
+            ids=np.asarray(labels, dtype=object)[tidx], matrix=sparse.csr_matrix(m),
+            area_km2=area[tidx] if area is not None else None,
+            xy_km=xy[tidx] if xy is not None else None,
+        )  # fmt: skip
+        ncomp, _ = connected_components(tadj.matrix, directed=False)
+        if ncomp > 1:
+            raise InputError("regions: the territories do not form one connected map")
+        frame = pd.DataFrame({"unit_id": tadj.ids, "territories": 1.0})
+        eng = Partitioner(int(ng[g]), "territories", id_col="unit_id", seed=plan.seed,
+                          labels=prefix + "R{:02d}")  # fmt: skip
+        rplan = eng.fit(frame, adjacency=tadj)
+        region[tidx] = rplan.assignment.reindex(tadj.ids).to_numpy()
+    plan.regions = pd.Series(region, index=pd.Index(labels, name="territory"), name="region")
+    return plan.regions

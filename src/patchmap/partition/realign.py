@@ -1,0 +1,377 @@
+"""Realignment: rebalance an existing plan while moving as little as possible.
+
+Plans are redrawn every year and every moved account costs a relationship, so a
+realignment starts from the current plan, keeps its labels, and only moves boundary
+units until every territory is back inside the tolerance: the same balancing steps as
+the engine (territory-path transfers of units and blocks), but with no compactness
+refinement and a budget on the share of the primary measure that may change territory.
+Afterwards moved units go back home wherever balance and contiguity allow.
+
+When the budget and the tolerance cannot both hold, one gives way (``relax``) and the
+plan's notes say which and by how much.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from patchmap.errors import InputError
+from patchmap.partition.constraints import HomeBases, LockedUnits, MoveBudget, Within
+from patchmap.partition.engine import (
+    _MARGIN,
+    Partitioner,
+    _Graph,
+    _locked_whole,
+    _Search,
+    _settle_locks,
+    _show,
+    _spectral_xy,
+    check_locks,
+)
+from patchmap.partition.plan import Plan
+from patchmap.units.adjacency import Adjacency
+
+__all__ = ["moved_accounts", "moves_table", "realign"]
+
+_ATTEMPTS = 3  # seeds tried; the plan moving least (inside the tolerance) wins
+_RELAX = ("tolerance", "budget")
+
+
+class _BudgetSearch(_Search):
+    """The engine's local search, counting the primary weight away from its territory.
+
+    Any balancing step that would take the moved weight over ``budget`` scores as
+    infinitely bad, so the engine's own accept/undo logic rejects it.
+    """
+
+    def __init__(self, *args, orig: np.ndarray, budget: float) -> None:
+        self._orig = np.asarray(orig, dtype=np.int64)
+        self._origl = self._orig.tolist()
+        self.budget = float(budget)
+        super().__init__(*args)
+        self._w0 = self._W[:, 0].tolist()
+
+    def load(self, lab: np.ndarray) -> None:
+        super().load(lab)
+        self.moved = float(self._W[np.asarray(lab) != self._orig, 0].sum())
+
+    def move(self, u: int, p: int, q: int) -> None:
+        super().move(u, p, q)
+        o = self._origl[u]
+        if p == o:
+            self.moved += self._w0[u]
+        elif q == o:
+            self.moved -= self._w0[u]
+
+    def over(self) -> bool:
+        return self.moved > self.budget * (1 + 1e-12) + 1e-9
+
+    def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
+        if self.over():
+            return float("inf"), float("inf")
+        return super().imbalance(goal)
+
+    def _shift(self, path: list[int], amount: float, j: int, window: float) -> None:
+        # every hop moves about ``amount`` (often more): ask for half what the budget has left
+        room = 0.5 * (self.budget - self.moved) / max(len(path) - 1, 1)
+        if j == 0 and room < amount:
+            amount = max(room, 0.0)
+            window = min(window, 0.5 * amount)
+        if amount > 0:
+            super()._shift(path, amount, j, window)
+
+    def secondary(self, goal: float = 0.5, max_iter: int | None = None) -> None:
+        before = self.labels()
+        super().secondary(goal, max_iter)
+        if self.over():
+            self.load(before)
+
+    def tidy(self, passes: int = 4) -> int:
+        """Moved units go back to their own territory where balance bands and contiguity
+        allow; the rest may shift to a neighbour when that cuts fewer edges (neither adds
+        to the moved weight)."""
+        lab, nbrs, orig = self.lab, self.nbrs, self._origl
+        done = 0
+        for _ in range(passes):
+            cand = np.flatnonzero(self.labn != self._orig)
+            cand = cand[np.argsort(-self._W[cand, 0], kind="stable")]
+            changed = 0
+            for u in cand.tolist():
+                p, o = lab[u], orig[u]
+                if self.locked[u] or p == o:
+                    continue
+                near = {lab[v] for v in nbrs[u]} - {p}
+                if not near:
+                    continue
+                options = [o] if o in near else []
+                gains = sorted(((self._gain(u, p, q), q) for q in near if q != o), reverse=True)
+                options += [q for g, q in gains if g > 0]
+                for q in options:
+                    if self._viol_delta(u, p, q) <= 1e-12 and self.can_remove(u, p):
+                        self.move(u, p, q)
+                        changed += 1
+                        break
+            done += changed
+            if not changed:
+                break
+        return done
+
+
+def _current_codes(current, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of the current plan per unit (in ``ids`` order) and the labels."""
+    if isinstance(current, pd.DataFrame):
+        if not {"unit_id", "territory"} <= set(current.columns):
+            raise InputError("current: expected columns unit_id, territory")
+        cur = pd.Series(current["territory"].to_numpy(), index=current["unit_id"].to_numpy())
+    else:
+        cur = pd.Series(current)
+    cur.index = cur.index.astype(str)
+    cur = cur.astype(str)
+    index = pd.Index(np.asarray(ids).astype(str))
+    unknown = ~cur.index.isin(index)
+    if unknown.any():
+        raise InputError(
+            f"current: unit {_show(cur.index[unknown][0])} is not among the units "
+            f"({int(unknown.sum())} unknown)"
+        )
+    if cur.index.duplicated().any():
+        raise InputError(f"current: unit {_show(cur.index[cur.index.duplicated()][0])} repeats")
+    lab = cur.reindex(index)
+    missing = lab.isna().to_numpy()
+    if missing.any():
+        raise InputError(
+            f"current: {int(missing.sum())} unit(s) have no territory, e.g. {_show(index[missing][0])}"
+        )
+    names = sorted(pd.unique(lab.to_numpy()))
+    return pd.Index(names).get_indexer(lab.to_numpy()), names
+
+
+def moves_table(
+    ids: np.ndarray, before: np.ndarray, after: np.ndarray, names: list[str], w: np.ndarray
+) -> pd.DataFrame:
+    """``unit_id, from, to, measure`` for each unit whose territory changed."""
+    moved = np.flatnonzero(before != after)
+    names_a = np.asarray(names, dtype=object)
+    t = pd.DataFrame(
+        {
+            "unit_id": np.asarray(ids)[moved],
+            "from": names_a[before[moved]],
+            "to": names_a[after[moved]],
+            "measure": w[moved],
+        }
+    )
+    return t.sort_values(["from", "to", "measure"], ascending=[True, True, False]).reset_index(
+        drop=True
+    )
+
+
+def _no_cross_edges(adjacency: Adjacency, groups: np.ndarray) -> Adjacency:
+    """The adjacency without edges between different groups (realignment then never
+    moves a unit across a group boundary)."""
+    from dataclasses import replace
+
+    from scipy import sparse
+
+    coo = sparse.coo_matrix(adjacency.matrix)
+    keep = groups[coo.row] == groups[coo.col]
+    m = sparse.csr_matrix(
+        (coo.data[keep], (coo.row[keep], coo.col[keep])), shape=adjacency.matrix.shape
+    )
+    return replace(adjacency, matrix=m)
+
+
+def realign(
+    partitioner: Partitioner,
+    units: gpd.GeoDataFrame,
+    current: pd.Series | Mapping | pd.DataFrame,
+    *,
+    max_moved: float | None = None,
+    adjacency: Adjacency | None = None,
+    locked: pd.Series | Mapping | None = None,
+    reps: pd.DataFrame | None = None,
+    within: str | pd.Series | None = None,
+    regions: int | None = None,
+    relax: str = "tolerance",
+) -> Plan:
+    """Rebalance ``current`` to the units' (new) measures, moving as little as possible.
+
+    See :meth:`Partitioner.realign`. ``max_moved`` is a fraction (0.1 = at most 10% of the
+    primary column may change territory); None means no budget.
+    """
+    t0 = time.perf_counter()
+    if relax not in _RELAX:
+        raise InputError(f"relax: expected one of {', '.join(_RELAX)}, got {relax!r}")
+    if max_moved is not None and not (
+        isinstance(max_moved, (int, float)) and 0 <= float(max_moved) <= 1
+    ):
+        raise InputError(f"max_moved must be a fraction between 0 and 1, got {max_moved!r}")
+    W, adjacency = partitioner._prepare(units, adjacency)
+    ids = np.asarray(adjacency.ids)
+    orig, names = _current_codes(current, ids)
+    k = len(names)
+    if k != partitioner.n_territories:
+        raise InputError(
+            f"current: the plan has {k} territories but n_territories="
+            f"{partitioner.n_territories} (a realignment keeps the territories)"
+        )
+    p = partitioner
+    extra: list = []
+    lock = np.full(len(ids), -1, dtype=np.int64)
+    if locked is not None:
+        _, lock, _ = p._warm(ids, names, None, locked, fixed=True)
+        extra.append(LockedUnits(pd.Series(np.asarray(names, dtype=object)[lock[lock >= 0]],
+                                           index=ids[lock >= 0])))  # fmt: skip
+    home_idx = None
+    if reps is not None:
+        from patchmap.partition.reps import locate_homes, prepare_reps
+
+        reps = prepare_reps(reps)
+        missing = sorted(set(names) - set(reps["rep_id"]))
+        extra_reps = sorted(set(reps["rep_id"]) - set(names))
+        if missing or extra_reps:
+            raise InputError(
+                f"{reps.attrs.get('source', 'reps')}: rep_id must match the current plan's "
+                f"territories ({'no rep for ' + ', '.join(map(repr, missing[:5])) if missing else ''}"
+                f"{'; ' if missing and extra_reps else ''}"
+                f"{'no territory ' + ', '.join(map(repr, extra_reps[:5])) if extra_reps else ''})"
+            )
+        home_idx = locate_homes(reps, units, adjacency)
+        codes = pd.Index(names).get_indexer(reps["rep_id"])
+        clash = (lock[home_idx] >= 0) & (lock[home_idx] != codes)
+        if clash.any():
+            raise InputError(
+                f"locked: unit {_show(ids[home_idx[clash][0]])} is locked elsewhere but is the "
+                f"home of rep {reps['rep_id'].iloc[int(np.flatnonzero(clash)[0])]!r}"
+            )
+        lock[home_idx] = codes
+        extra.append(HomeBases(pd.Series(ids[home_idx], index=pd.Index(reps["rep_id"]))))
+    check_locks(adjacency, lock, names)
+
+    search_adj = adjacency
+    share = np.full(k, 1.0 / k)
+    if within is not None:
+        from patchmap.partition.hierarchy import group_shares, group_values
+
+        groups, gname = group_values(units, within, ids)
+        search_adj = _no_cross_edges(adjacency, groups)
+        extra.append(Within(pd.Series(groups, index=ids), gname))
+        # territories cannot trade across groups: each aims at its own group's mean
+        share = group_shares(W[:, 0], groups, orig, k)
+
+    tol = max(p.tolerance, 1e-6)
+    tols = [tol * _MARGIN] + [tol] * (W.shape[1] - 1)
+    graph = _Graph(search_adj.matrix)
+    n = len(ids)
+    xy = adjacency.xy_km if adjacency.xy_km is not None else _spectral_xy(adjacency.matrix)
+    area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+    start = _settle_locks(graph, orig.copy(), W[:, 0], k, lock) if (lock >= 0).any() else orig
+    if not np.array_equal(np.unique(start), np.arange(k)):
+        raise InputError("current: some territories have no units left")
+    total = float(W[:, 0].sum())
+    col = p.balance[0]
+
+    def attempt(budget: float, seed: int) -> tuple[np.ndarray, float, float]:
+        s = _BudgetSearch(
+            graph, start.copy(), W, xy, area, list(share), tols, lock,
+            np.random.default_rng(seed), p.compactness, orig=orig, budget=budget,
+        )  # fmt: skip
+        s.settle(1.0)
+        s.secondary(1.0)
+        s.tidy()
+        lab = s.labels()
+        tot = np.bincount(lab, weights=W[:, 0], minlength=k)
+        dev = float(np.abs(tot / (total * share) - 1).max())
+        return lab, s.moved / total, dev
+
+    def best_of(budget: float) -> tuple[np.ndarray, float, float]:
+        rng = np.random.default_rng(p.seed)
+        runs = [attempt(budget, int(s)) for s in rng.integers(0, 2**31 - 1, size=_ATTEMPTS)]
+        # inside the tolerance first, then least moved, then best balanced
+        return min(runs, key=lambda r: (r[2] > tol + 1e-12, r[1], r[2]))
+
+    notes: list[str] = []
+    relaxed = None
+    lab, moved, dev = best_of(np.inf)
+    free_moved, free_dev = moved, dev
+    if max_moved is not None and moved > max_moved + 1e-12:
+        if relax == "tolerance":
+            lab, moved, dev = best_of(max_moved * total)
+            relaxed = (
+                f"the move budget and the tolerance cannot both hold: kept the budget "
+                f"({moved:.2%} of {col} moved, at most {max_moved:.2%}) and relaxed the "
+                f"tolerance from {tol:.2%} to {max(dev, tol):.2%} (meeting {tol:.2%} would "
+                f"move {free_moved:.2%})"
+            )
+        else:
+            relaxed = (
+                f"the move budget and the tolerance cannot both hold: kept the tolerance "
+                f"(max deviation {dev:.2%}) and relaxed the move budget from {max_moved:.2%} "
+                f"to {moved:.2%} of {col}"
+            )
+        notes.append(relaxed)
+    if free_dev > tol + 1e-12:
+        notes.append(
+            f"the tolerance {tol:.2%} cannot be met from this plan even without a move "
+            f"budget (best max deviation {free_dev:.2%})"
+        )
+        relaxed = relaxed or notes[-1]
+    moves = moves_table(ids, orig, lab, names, W[:, 0])
+    notes.insert(
+        0,
+        f"realigned: {len(moves)} of {n} units moved, {moved:.2%} of {col}"
+        + (f" (budget {max_moved:.2%})" if max_moved is not None else "")
+        + f"; max deviation {dev:.2%} (tolerance {tol:.2%})",
+    )
+    if max_moved is not None:
+        extra.append(MoveBudget(pd.Series(np.asarray(names, dtype=object)[orig], index=ids),
+                                pd.Series(W[:, 0], index=ids), float(max_moved)))  # fmt: skip
+    if len(adjacency.bridges):
+        notes.append(
+            f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
+            "separate pieces of the unit map (islands or gaps); see plan.bridges"
+        )
+    explained = len(notes)
+    if within is not None:
+        notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
+    plan = p._plan(
+        units, adjacency, lab, W, names, notes, reorder=False, extra=extra, primary_tol=tol,
+        shares=share,
+    )  # fmt: skip
+    # the notes above already say why the primary is off; drop the engine's generic one
+    notes[explained:] = [x for x in notes[explained:] if not x.startswith(f"balance column {col!r}")]
+    if (lock >= 0).any() and not _locked_whole(graph, lab, lock):
+        notes.append("locked units of some territories could not all be joined")
+    plan.moves = moves
+    plan.moved_share = float(moved)
+    plan.relaxed = relaxed
+    if home_idx is not None:
+        from patchmap.partition.reps import rep_report
+
+        plan.homes = pd.Series(ids[home_idx], index=pd.Index(reps["rep_id"], name="territory"))
+        plan.reps = rep_report(reps, plan, units)
+    if regions is not None:
+        from patchmap.partition.hierarchy import group_territories
+
+        group_territories(plan, regions, units=units, within=within)
+    plan.elapsed_s = time.perf_counter() - t0
+    return plan
+
+
+def moved_accounts(accounts: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFrame:
+    """The accounts whose unit moved: the account's columns (id, name, potential...) with
+    the unit's ``from`` and ``to`` territories, for the account owners' hand-over."""
+    if "unit_id" not in accounts.columns:
+        raise InputError("accounts: column 'unit_id' not found (place accounts into units first)")
+    m = moves[["unit_id", "from", "to"]].assign(unit_id=moves["unit_id"].astype(str))
+    acc = accounts.assign(unit_id=accounts["unit_id"].astype(str))
+    out = acc.merge(m, on="unit_id", how="inner")
+    lead = [c for c in ("account_id", "name", "unit_id", "from", "to") if c in out.columns]
+    extra = [c for c in ("status", "potential", "score", "zip", "lat", "lon") if c in out.columns]
+    return out[lead + extra].sort_values(["from", "to", "unit_id"], kind="stable").reset_index(
+        drop=True
+    )
