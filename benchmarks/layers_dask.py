@@ -39,6 +39,7 @@ ROW_GROUP = 100_000
 
 # ---------------------------------------------------------------- data
 
+
 def write_chunk(args: tuple[Path, int, int, int, str]) -> int:
     """One Parquet file of ``rows`` synthetic accounts, ids ``A{first + 1:09d}`` onwards."""
     import numpy as np
@@ -48,7 +49,9 @@ def write_chunk(args: tuple[Path, int, int, int, str]) -> int:
 
     path, first, rows, seed, region = args
     df = sample_accounts(region, n=rows, seed=seed, bad_share=0.001)
-    df["account_id"] = "A" + pd.Series(np.arange(first + 1, first + rows + 1)).astype(str).str.zfill(9)
+    df["account_id"] = "A" + pd.Series(np.arange(first + 1, first + rows + 1)).astype(
+        str
+    ).str.zfill(9)
     tmp = path.with_suffix(".tmp")
     df.to_parquet(tmp, index=False, row_group_size=ROW_GROUP, compression="zstd")
     tmp.rename(path)
@@ -58,40 +61,59 @@ def write_chunk(args: tuple[Path, int, int, int, str]) -> int:
 def make_dataset(directory: Path, files: int, rows: int, region: str, seed: int) -> Path:
     """The partitioned dataset, generated file by file in worker processes."""
     directory.mkdir(parents=True, exist_ok=True)
-    jobs = [(directory / f"part.{i:05d}.parquet", i * rows, rows, seed + i, region) for i in range(files)]
+    jobs = [
+        (directory / f"part.{i:05d}.parquet", i * rows, rows, seed + i, region)
+        for i in range(files)
+    ]
     todo = [j for j in jobs if not j[0].exists()]
     t = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(min(len(todo), os.cpu_count() or 1) or 1) as pool:
+    with multiprocessing.get_context("spawn").Pool(
+        min(len(todo), os.cpu_count() or 1) or 1
+    ) as pool:
         for _ in pool.imap_unordered(write_chunk, todo):
             pass
     size = sum(p.stat().st_size for p in directory.glob("*.parquet"))
-    print(f"dataset: {files} files x {rows:,} accounts over {region} in {directory} "
-          f"({size / 1e9:.2f} GB; generated in {time.perf_counter() - t:.0f} s)", flush=True)
+    print(
+        f"dataset: {files} files x {rows:,} accounts over {region} in {directory} "
+        f"({size / 1e9:.2f} GB; generated in {time.perf_counter() - t:.0f} s)",
+        flush=True,
+    )
     return directory
 
 
 # ---------------------------------------------------------------- memory
 
+
 class PeakRSS:
-    """Peak of the summed RSS of this process and all its descendants, sampled in a thread."""
+    """Peak of the summed RSS of this process and all its descendants, sampled in a thread;
+    also the CPU seconds they used (to tell a busy machine from a slow engine)."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak = 0
         self.peak_self = 0
         self.peak_procs = 0
+        self._cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values())
+
     def _run(self) -> None:
         me = psutil.Process()
+        start = {p.pid: sum(p.cpu_times()[:2]) for p in [me, *me.children(recursive=True)]}
         while not self._stop.is_set():
             total, procs = 0, 0
             for p in [me, *me.children(recursive=True)]:
                 try:
-                    rss = p.memory_info().rss
+                    with p.oneshot():
+                        rss = p.memory_info().rss
+                        cpu = sum(p.cpu_times()[:2])
                 except psutil.Error:
                     continue
+                self._cpu[p.pid] = cpu - start.get(p.pid, 0.0)
                 total += rss
                 procs += 1
                 if p is me:
@@ -111,19 +133,34 @@ class PeakRSS:
 
 # ---------------------------------------------------------------- runs
 
+
 def run_one(source: Path, kind: str, resolution: int) -> dict:
     """build_layers_dask on the dataset with the default cluster; wall time and peak RSS."""
     from patchmap.distributed import build_layers_dask, cluster_size
 
     workers, limit = cluster_size()
+    load = os.getloadavg()[0]
     with PeakRSS() as rss:
         t = time.perf_counter()
         result = build_layers_dask(str(source), units=kind, resolution=resolution)
         wall = time.perf_counter() - t
     assert result.n_read == result.n_placed + len(result.rejects)
     assert int(result.units["accounts"].sum()) == result.n_placed
-    return {"kind": kind, "wall": wall, "result": result, "rss": rss.peak, "rss_self": rss.peak_self,
-            "procs": rss.peak_procs, "workers": workers, "limit": limit}
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    return {
+        "kind": kind,
+        "wall": wall,
+        "result": result,
+        "rss": rss.peak,
+        "rss_self": rss.peak_self,
+        "procs": rss.peak_procs,
+        "workers": workers,
+        "limit": limit,
+        "cpu_share": rss.cpu_seconds / (wall * cores),
+        "load": load,
+    }
 
 
 def machine() -> str:
@@ -136,19 +173,26 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ram = psutil.virtual_memory().total / 2**30
-    return (f"{cpu}, {cores} cores, {ram:.0f} GiB RAM; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, dask {dask.__version__}, distributed "
-            f"{distributed.__version__}, pandas {pandas.__version__}, pyarrow {pyarrow.__version__}, "
-            f"scikit-learn {sklearn.__version__}")
+    return (
+        f"{cpu}, {cores} cores, {ram:.0f} GiB RAM; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, dask {dask.__version__}, distributed "
+        f"{distributed.__version__}, pandas {pandas.__version__}, pyarrow {pyarrow.__version__}, "
+        f"scikit-learn {sklearn.__version__}"
+    )
 
 
-def render(rows: list[dict], files: int, per_file: int, region: str, resolution: int, command: str) -> str:
+def render(
+    rows: list[dict], files: int, per_file: int, region: str, resolution: int, command: str
+) -> str:
     """The BENCHMARKS.md section (markdown)."""
     n = files * per_file
     lines = [
@@ -169,9 +213,9 @@ def render(rows: list[dict], files: int, per_file: int, region: str, resolution:
         f"- command: `{command}`",
         "",
         "| units | accounts | partitions | workers x memory limit | wall (s) | accounts/s "
-        "| peak RSS, all processes (GiB) | peak RSS, client + scheduler (GiB) | steps (s) "
-        "| units | placed | rejected |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| peak RSS, all processes (GiB) | peak RSS, client + scheduler (GiB) | CPU share "
+        "| steps (s) | units | placed | rejected |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         res = r["result"]
@@ -180,10 +224,17 @@ def render(rows: list[dict], files: int, per_file: int, region: str, resolution:
         lines.append(
             f"| {label} | {res.n_read:,} | {r['partitions']} | {r['workers']} x "
             f"{r['limit'] / 2**30:.2f} GiB | {r['wall']:.0f} | {res.n_read / r['wall']:,.0f} | "
-            f"{r['rss'] / 2**30:.2f} | {r['rss_self'] / 2**30:.2f} | {steps} | {len(res.units):,} | "
+            f"{r['rss'] / 2**30:.2f} | {r['rss_self'] / 2**30:.2f} | {100 * r['cpu_share']:.0f} % | "
+            f"{steps} | {len(res.units):,} | "
             f"{res.n_placed:,} | {len(res.rejects):,} |"
         )
     lines += [
+        "",
+        "CPU share: CPU seconds used by this process tree / (wall time x cores); below 100 % "
+        "the cluster waited (on the scheduler, on the single-threaded fold, or for cores "
+        "that other processes on the machine held; the 1-minute load average before each run: "
+        + ", ".join(f"{r['kind']} {r['load']:.1f}" for r in rows)
+        + ").",
         "",
         "The units equal the pandas engine's value for value (`tests/test_distributed.py` "
         "compares every column on a small dataset): per-unit sums are folded partition after "
@@ -216,11 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-md", action="store_true", help="do not write BENCHMARKS.md")
     ap.add_argument("--md", type=Path, default=REPO / "BENCHMARKS.md")
     args = ap.parse_args(argv)
-    command = " ".join(["python benchmarks/layers_dask.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+    command = " ".join(
+        ["python benchmarks/layers_dask.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))]
+    )
 
     with tempfile.TemporaryDirectory(prefix="patchmap-dask-bench-") as tmp:
-        source = make_dataset(args.workdir or Path(tmp) / "accounts", args.files, args.rows,
-                              args.region, args.seed)
+        source = make_dataset(
+            args.workdir or Path(tmp) / "accounts", args.files, args.rows, args.region, args.seed
+        )
         import dask.dataframe as dd
 
         from patchmap.distributed import DEFAULT_BLOCKSIZE
@@ -232,9 +286,13 @@ def main(argv: list[str] | None = None) -> int:
             r["partitions"] = partitions
             rows.append(r)
             res = r["result"]
-            print(f"{kind:6s} {res.tally()}: {r['wall']:.0f} s, {res.n_read / r['wall']:,.0f} accounts/s, "
-                  f"peak RSS {r['rss'] / 2**30:.2f} GiB over {r['procs']} processes "
-                  f"(client {r['rss_self'] / 2**30:.2f} GiB); {res.timings}", flush=True)
+            print(
+                f"{kind:6s} {res.tally()}: {r['wall']:.0f} s, {res.n_read / r['wall']:,.0f} accounts/s, "
+                f"peak RSS {r['rss'] / 2**30:.2f} GiB over {r['procs']} processes "
+                f"(client {r['rss_self'] / 2**30:.2f} GiB), CPU share {100 * r['cpu_share']:.0f} %, "
+                f"load {r['load']:.1f}; {res.timings}",
+                flush=True,
+            )
     section = render(rows, args.files, args.rows, args.region, args.resolution, command)
     print()
     print(section)

@@ -33,8 +33,13 @@ def scheduler():
     """A local cluster of two single-threaded worker processes, closed after the module."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -63,11 +68,18 @@ def _assert_same(result, ref, ingest) -> None:
     """Every column of the units identical, geometry too; rejects and tally as pandas."""
     got, want = result.units, ref.units
     assert list(got.columns) == list(want.columns)
-    pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
-                                  pd.DataFrame(want.drop(columns="geometry")), check_exact=True)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(got.drop(columns="geometry")),
+        pd.DataFrame(want.drop(columns="geometry")),
+        check_exact=True,
+    )
     assert got.crs == want.crs
     assert shapely.equals_exact(got.geometry.values, want.geometry.values, tolerance=0).all()
-    rejects = pd.concat([ingest.rejects, ref.rejects], ignore_index=True) if len(ref.rejects) else ingest.rejects
+    rejects = (
+        pd.concat([ingest.rejects, ref.rejects], ignore_index=True)
+        if len(ref.rejects)
+        else ingest.rejects
+    )
     pd.testing.assert_frame_equal(result.rejects, rejects)
     assert result.n_read == ingest.n_read == result.n_placed + len(result.rejects)
     assert result.n_placed == len(ref.placed) == int(got["accounts"].sum())
@@ -82,7 +94,9 @@ def test_same_units_as_the_pandas_engine(scheduler, dataset, pandas_engine, kind
     result = build_layers_dask(dataset, units=kind, resolution=7, scheduler=scheduler)
     _assert_same(result, ref, ingest)
     assert result.model_card["model"] == scored.model_card["model"]
-    assert (result.rejects["reason"] == "no location (lat/lon or zip)").any()  # defects reached rejects
+    assert (
+        result.rejects["reason"] == "no location (lat/lon or zip)"
+    ).any()  # defects reached rejects
 
 
 def test_file_level_matches_pipeline_on_scored_input(scheduler, pandas_engine, tmp_path):
@@ -94,20 +108,37 @@ def test_file_level_matches_pipeline_on_scored_input(scheduler, pandas_engine, t
     given = scored.accounts.drop(columns=["source_row", "zcta", "location_source", "p_win"])
     src = _write_parts(given, tmp_path / "scored", 2)
     lines: list[str] = []
-    ref = layers_file(src, tmp_path / "pandas" / "units.parquet", units="county", region="RI,DE",
-                      echo=lines.append)
-    result = layers_file_dask(src, tmp_path / "dask" / "units.parquet", units="county", region="RI,DE",
-                              scheduler=scheduler, placements=tmp_path / "placed", echo=lines.append)
-    pd.testing.assert_frame_equal(read_units(tmp_path / "dask" / "units.parquet"),
-                                  read_units(tmp_path / "pandas" / "units.parquet"), check_exact=True)
+    ref = layers_file(
+        src,
+        tmp_path / "pandas" / "units.parquet",
+        units="county",
+        region="RI,DE",
+        echo=lines.append,
+    )
+    result = layers_file_dask(
+        src,
+        tmp_path / "dask" / "units.parquet",
+        units="county",
+        region="RI,DE",
+        scheduler=scheduler,
+        placements=tmp_path / "placed",
+        echo=lines.append,
+    )
+    pd.testing.assert_frame_equal(
+        read_units(tmp_path / "dask" / "units.parquet"),
+        read_units(tmp_path / "pandas" / "units.parquet"),
+        check_exact=True,
+    )
     csv = [(tmp_path / d / "units.rejects.csv").read_text() for d in ("dask", "pandas")]
     assert csv[0] == csv[1]
     assert lines[0].replace("pandas", "dask") == lines[1]
     assert (result.rejects["reason"] == "outside the region's units").any()  # DC is not RI, DE
     placed = pd.read_parquet(tmp_path / "placed")
     assert len(placed) == result.n_placed == len(ref.placed)
-    assert placed["unit_id"].value_counts().sort_index().to_dict() == \
-        ref.placed["unit_id"].value_counts().sort_index().to_dict()
+    assert (
+        placed["unit_id"].value_counts().sort_index().to_dict()
+        == ref.placed["unit_id"].value_counts().sort_index().to_dict()
+    )
     assert not list(tmp_path.glob("placed.tmp-*"))
 
 
@@ -161,15 +192,43 @@ def test_fold_in_order_is_bincount():
     w = rng.lognormal(8, 2, codes.size)
     acc = None
     for rows in np.array_split(np.arange(codes.size), 7):
-        c = {"codes": codes[rows], "customers": np.ones(rows.size), "score": w[rows], "reach": w[rows],
-             "potential": w[rows], "whitespace": w[rows]}
+        c = {
+            "codes": codes[rows],
+            "customers": np.ones(rows.size),
+            "score": w[rows],
+            "reach": w[rows],
+            "potential": w[rows],
+            "whitespace": w[rows],
+        }
         acc = _fold(acc, {"contrib": c}, 50)
     assert np.array_equal(acc["score"], np.bincount(codes, weights=w, minlength=50))
     assert np.array_equal(acc["accounts"], np.bincount(codes, minlength=50))
 
 
 def test_partition_row_numbers_become_dataset_row_numbers():
-    assert _shift_rows("x: column 'lat' must be numeric (row 5: 'a')", 100) == \
-        "x: column 'lat' must be numeric (row 105: 'a')"
+    assert (
+        _shift_rows("x: column 'lat' must be numeric (row 5: 'a')", 100)
+        == "x: column 'lat' must be numeric (row 105: 'a')"
+    )
     assert _shift_rows("(e.g. 'A1' on rows 1, 7)", 10) == "(e.g. 'A1' on rows 11, 17)"
     assert _shift_rows("x: no rows", 10) == "x: no rows"
+
+
+def test_cli_engine_dask_matches_pandas(dataset, scheduler, tmp_path):
+    """`patchmap layers --engine dask --scheduler ADDRESS` writes what the pandas engine writes."""
+    import geopandas as gpd
+
+    from conftest import run_cli
+
+    dask_out, pandas_out = tmp_path / "dask.parquet", tmp_path / "pandas.parquet"
+    r = run_cli("layers", dataset, "--units", "zcta", "--engine", "dask", "--scheduler", scheduler,
+                "--out", dask_out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r2 = run_cli("layers", dataset, "--units", "zcta", "--out", pandas_out)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    tally = [next(line for line in x.stdout.splitlines() if " read, " in line).split(" (")[0] for x in (r, r2)]
+    assert tally[0] == tally[1]
+    got, want = gpd.read_parquet(dask_out), gpd.read_parquet(pandas_out)
+    pd.testing.assert_frame_equal(got.drop(columns="geometry"), want.drop(columns="geometry"))
+    bad = run_cli("layers", dataset, "--units", "zcta", "--scheduler", scheduler, "--out", tmp_path / "x.parquet")
+    assert bad.returncode == 2 and "--engine dask" in bad.stderr

@@ -76,6 +76,8 @@ def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     """Coerce a column to float; a column with values but none numeric is a wrong type."""
     raw = df[column]
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    if pd.api.types.is_numeric_dtype(raw):  # already numbers: nothing can be a wrong type
+        return values
     given = raw.notna() & (raw.astype("string").str.strip() != "")
     if given.any() and values[given].isna().all():
         first = raw[given].iloc[0]

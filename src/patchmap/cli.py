@@ -89,14 +89,23 @@ def score_cmd(accounts: str, out: str, columns: tuple[str, ...]) -> None:
               help="H3 resolution (0-15).")
 @click.option("--region", default=None, help="State code(s); default: where the accounts are.")
 @click.option("--column", "columns", multiple=True, help=COLUMN_HELP)
+@click.option("--engine", type=click.Choice(["pandas", "dask"]), default="pandas", show_default=True,
+              help="dask: stream a (partitioned) Parquet dataset through a Dask cluster.")
+@click.option("--scheduler", default=None,
+              help="Dask scheduler ADDRESS (default: a LocalCluster sized to this machine).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def layers_cmd(accounts: str, unit_kind: str, resolution: int, region: str | None,
-               columns: tuple[str, ...], out: str) -> None:
+               columns: tuple[str, ...], engine: str, scheduler: str | None, out: str) -> None:
     """Aggregate accounts into H3 / ZCTA / county units with score and reach layers."""
-    from patchmap.pipeline import layers_file
-
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask")
+    if engine == "dask":
+        from patchmap.distributed import layers_file_dask as layers_file
+    else:
+        from patchmap.pipeline import layers_file
+    kwargs = {"scheduler": scheduler} if engine == "dask" else {}
     result = layers_file(accounts, out, units=unit_kind, resolution=resolution, region=region,
-                         column_map=_columns(columns), echo=click.echo)
+                         column_map=_columns(columns), echo=click.echo, **kwargs)
     click.echo(f"{len(result.units)} units -> {out}")
 
 

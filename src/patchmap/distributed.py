@@ -101,8 +101,18 @@ DEFAULT_BLOCKSIZE = "64MiB"
 SAMPLE_ROWS = 100_000
 KEPT = ("score", "reach", "p_win", "potential")
 #: Columns placement, aggregation and the placements file read (besides scoring's).
-LAYER_COLUMNS = ("account_id", "lat", "lon", "zip", "zcta", "location_source", "source_row",
-                 "status", "is_customer", *KEPT)
+LAYER_COLUMNS = (
+    "account_id",
+    "lat",
+    "lon",
+    "zip",
+    "zcta",
+    "location_source",
+    "source_row",
+    "status",
+    "is_customer",
+    *KEPT,
+)
 SUMS = ("accounts", "customers", "score", "reach", "potential", "whitespace")
 _NO_PLACED = pd.DataFrame({"unit_id": pd.Series([], dtype=object)})
 
@@ -134,11 +144,14 @@ class DaskLayersResult(LayersResult):
 
     def tally(self) -> str:
         """One line: ``N read, M placed, R rejected; U units``."""
-        return (f"{self.n_read} read, {self.n_placed} placed, {len(self.rejects)} rejected; "
-                f"{len(self.units)} {self.kind} units")
+        return (
+            f"{self.n_read} read, {self.n_placed} placed, {len(self.rejects)} rejected; "
+            f"{len(self.units)} {self.kind} units"
+        )
 
 
 # ---------------------------------------------------------------- cluster
+
 
 def _dask():
     try:
@@ -146,8 +159,9 @@ def _dask():
         import dask.dataframe as dd
         import distributed
     except ImportError:
-        raise InputError("--engine dask needs dask and distributed: "
-                         "pip install 'dask[dataframe]' distributed") from None
+        raise InputError(
+            "--engine dask needs dask and distributed: pip install 'patchmap[dask]'"
+        ) from None
     return dask, dd, distributed
 
 
@@ -160,7 +174,9 @@ def cluster_size(n_workers: int | None = None, budget: int = MEMORY_BUDGET) -> t
     """
     import psutil
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     pool = min(budget, int(0.8 * psutil.virtual_memory().total)) - CLIENT_RESERVE
     if n_workers is not None and n_workers < 1:
         raise InputError(f"n_workers must be at least 1, got {n_workers}")
@@ -180,15 +196,22 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         try:
             client = distributed.Client(scheduler, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(f"--scheduler {scheduler}: cannot connect ({_first_line(exc)})") from None
+            raise InputError(
+                f"--scheduler {scheduler}: cannot connect ({_first_line(exc)})"
+            ) from None
         with client:
             yield client
         return
     n, limit = cluster_size(n_workers)
     with (
-        distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                 memory_limit=limit, dashboard_address=None,
-                                 silence_logs=logging.ERROR) as cluster,
+        distributed.LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=limit,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
         yield client
@@ -200,6 +223,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- what every task needs
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -232,9 +256,13 @@ def _shift_rows(message: str, offset: int) -> str:
     """Partition row numbers in a message -> dataset row numbers."""
     if not offset:
         return message
-    return re.sub(r"\b(rows?) (\d+(?:, \d+)*)",
-                  lambda m: f"{m.group(1)} " + ", ".join(str(int(r) + offset) for r in m.group(2).split(", ")),
-                  message)
+    return re.sub(
+        r"\b(rows?) (\d+(?:, \d+)*)",
+        lambda m: (
+            f"{m.group(1)} " + ", ".join(str(int(r) + offset) for r in m.group(2).split(", "))
+        ),
+        message,
+    )
 
 
 def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
@@ -254,26 +282,30 @@ def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
 
 # ---------------------------------------------------------------- scoring, as score_accounts
 
+
 def _engagement(df: pd.DataFrame, col: str) -> np.ndarray:
     """An engagement column as reach reads it: numeric, not negative, missing = 0."""
     x = _numeric_column(df, col, "engagement").to_numpy()
     neg = x < 0
     if neg.any():
         i = int(np.argmax(neg))
-        raise InputError(f"accounts: engagement column {col!r} must not be negative "
-                         f"(row {_rows(df)[i]}: {x[i]!r})")
+        raise InputError(
+            f"accounts: engagement column {col!r} must not be negative "
+            f"(row {_rows(df)[i]}: {x[i]!r})"
+        )
     return np.nan_to_num(x, nan=0.0)
 
 
 def _top_values(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest values as (distinct values, counts)."""
     if x.size > k:
-        x = np.partition(x, x.size - k)[x.size - k:]
+        x = np.partition(x, x.size - k)[x.size - k :]
     return np.unique(x, return_counts=True)
 
 
-def _quantile_from_top(sketches: Sequence[tuple[np.ndarray, np.ndarray]], n: int,
-                       q: float = 0.99) -> float:
+def _quantile_from_top(
+    sketches: Sequence[tuple[np.ndarray, np.ndarray]], n: int, q: float = 0.99
+) -> float:
     """``np.quantile(x, q)`` (linear) of ``n`` values from each partition's top values.
 
     The union of every partition's top ``k`` holds the whole table's top ``k``, so the two
@@ -312,7 +344,9 @@ def _size_smear(scorer: LookalikeScorer, df: pd.DataFrame) -> float:
         won &= (parse_outcome(df, cfg) == 1).fillna(False)
     idx = np.nonzero(won.to_numpy())[0]
     if idx.size > cfg.max_train // 2:
-        idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False))
+        idx = np.sort(
+            np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False)
+        )
     idx = idx[np.random.default_rng(cfg.seed).permutation(idx.size)]
     target = np.log(size.to_numpy()[idx])
     X = _frame(df.reset_index(drop=True), *scorer.features_)
@@ -390,12 +424,18 @@ class _Scoring:
         if self.scorer is not None:
             cols |= set(self.scorer.features_[0]) | set(self.scorer.features_[1])
             rules = self.scorer.config.rules
-            cols |= {rules.industry_column, rules.employees_column, rules.revenue_column,
-                     *rules.flag_points}
+            cols |= {
+                rules.industry_column,
+                rules.employees_column,
+                rules.revenue_column,
+                *rules.flag_points,
+            }
         return cols
 
 
-def _fit_scoring(train_parts: list[pd.DataFrame | None], job: _Job, tops: dict[str, float]) -> _Scoring:
+def _fit_scoring(
+    train_parts: list[pd.DataFrame | None], job: _Job, tops: dict[str, float]
+) -> _Scoring:
     """Fit the look-alike model (or the rules) once, on the gathered training rows."""
     frames = [p for p in train_parts if p is not None and len(p)]
     train = pd.concat(frames, ignore_index=True) if frames else None
@@ -421,8 +461,10 @@ def _scoring_notes(scoring: _Scoring) -> list[str]:
     notes += [f"accounts already carry {c!r}: kept as given, not rescored" for c in scoring.kept]
     if "reach" not in scoring.kept:
         if scoring.weights:
-            notes.append("reach = weighted log-normalized "
-                         + ", ".join(f"{c} ({w:g})" for c, w in scoring.weights.items()))
+            notes.append(
+                "reach = weighted log-normalized "
+                + ", ".join(f"{c} ({w:g})" for c, w in scoring.weights.items())
+            )
         else:
             notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
     return notes
@@ -430,10 +472,18 @@ def _scoring_notes(scoring: _Scoring) -> list[str]:
 
 # ---------------------------------------------------------------- pass 1: survey
 
+
 def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None) -> dict[str, Any]:
     """Validate a partition; gather training rows, reach percentiles, states, H3 cells."""
-    out: dict[str, Any] = {"n_read": len(part), "n_valid": 0, "train": None, "tops": {},
-                           "states": None, "cells": None, "extra": None}
+    out: dict[str, Any] = {
+        "n_read": len(part),
+        "n_valid": 0,
+        "train": None,
+        "tops": {},
+        "states": None,
+        "cells": None,
+        "extra": None,
+    }
     ingest = _ingest(part, offset, job)
     if ingest is None:
         return out
@@ -441,8 +491,7 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
     out["n_valid"] = len(acc)
     if job.need_model:
         out["train"] = _training_rows(acc, i, len(part), job)
-    if "reach" not in job.kept:
-        out["tops"] = {c: _top_values(_engagement(acc, c), job.top_k) for c in job.weights}
+    out["tops"] = {c: _top_values(_engagement(acc, c), job.top_k) for c in job.weights}
     if job.kind != "zcta":
         lat, lon = _coordinates(acc)
         acc, lat, lon = _fill_from_zcta(acc, lat, lon)
@@ -488,12 +537,27 @@ def _survey_stats(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- pass 2: layers
 
-def _layers_part(part: pd.DataFrame, i: int, offset: int, job: _Job, scoring: _Scoring,
-                 units: gpd.GeoDataFrame, land, cells: np.ndarray | None) -> dict[str, Any]:
+
+def _layers_part(
+    part: pd.DataFrame,
+    i: int,
+    offset: int,
+    job: _Job,
+    scoring: _Scoring,
+    units: gpd.GeoDataFrame,
+    land,
+    cells: np.ndarray | None,
+) -> dict[str, Any]:
     """Ingest, score and place one partition; its per-unit contributions and rejects."""
     ingest = _ingest(part, offset, job)
-    small = {"n_read": len(part), "n_placed": 0, "ingest_rejects": None, "layer_rejects": None,
-             "notes": [], "n_by_zip": 0}
+    small = {
+        "n_read": len(part),
+        "n_placed": 0,
+        "ingest_rejects": None,
+        "layer_rejects": None,
+        "notes": [],
+        "n_by_zip": 0,
+    }
     if ingest is None:
         return {"small": small, "contrib": None, "hashes": [np.empty(0, "uint64")] * job.n_buckets}
     hashes = _id_hashes(ingest, job.n_buckets)
@@ -510,36 +574,60 @@ def _layers_part(part: pd.DataFrame, i: int, offset: int, job: _Job, scoring: _S
     small["n_by_zip"] = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
     notes: list[str] = []
     if job.kind == "h3":
-        placed, rejects = place_accounts(accounts, units, "h3", resolution=job.resolution,
-                                         strict=job.strict, cells=cells)
+        placed, rejects = place_accounts(
+            accounts, units, "h3", resolution=job.resolution, strict=job.strict, cells=cells
+        )
     else:
-        placed, rejects = place_accounts(accounts, units, job.kind, region_geometry=land, notes=notes)
+        placed, rejects = place_accounts(
+            accounts, units, job.kind, region_geometry=land, notes=notes
+        )
         if job.kind == "zcta" and not job.strict:
             rejects = _explain_outside(rejects, accounts, lat, lon, list(job.bundled))
-    codes = pd.Index(units["unit_id"].astype(str)).get_indexer(placed["unit_id"].astype(str).to_numpy())
+    codes = pd.Index(units["unit_id"].astype(str)).get_indexer(
+        placed["unit_id"].astype(str).to_numpy()
+    )
     cust = _customers(placed)
     cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
-    values = {col: _measure(placed, col) if col in placed.columns else np.zeros(len(placed))
-              for col in MEASURES}
-    contrib = {"codes": codes, "customers": cust.astype("float64"), **values,
-               "whitespace": np.where(cust, 0.0, values["potential"])}
+    values = {
+        col: _measure(placed, col) if col in placed.columns else np.zeros(len(placed))
+        for col in MEASURES
+    }
+    contrib = {
+        "codes": codes,
+        "customers": cust.astype("float64"),
+        **values,
+        "whitespace": np.where(cust, 0.0, values["potential"]),
+    }
     if job.placements:
-        cols = [c for c in ("source_row", "account_id", "unit_id", "lat", "lon", "status", *MEASURES)
-                if c in placed.columns]
-        placed[cols].to_parquet(f"{job.placements}/part.{i:05d}.parquet", index=False,
-                                storage_options=job.storage_options or None)
-    small.update(n_placed=len(placed), ingest_rejects=ingest.rejects, layer_rejects=rejects,
-                 notes=notes)
+        cols = [
+            c
+            for c in ("source_row", "account_id", "unit_id", "lat", "lon", "status", *MEASURES)
+            if c in placed.columns
+        ]
+        placed[cols].to_parquet(
+            f"{job.placements}/part.{i:05d}.parquet",
+            index=False,
+            storage_options=job.storage_options or None,
+        )
+    small.update(
+        n_placed=len(placed), ingest_rejects=ingest.rejects, layer_rejects=rejects, notes=notes
+    )
     return {"small": small, "contrib": contrib, "hashes": hashes}
 
 
-def _fold(acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int) -> dict[str, np.ndarray]:
+def _fold(
+    acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int
+) -> dict[str, np.ndarray]:
     """Add a partition's contributions to the running per-unit sums, row after row.
 
     ``np.add.at`` adds in row order, as ``np.bincount`` does over the whole table: folding
     the partitions in order reproduces the pandas engine's sums bit for bit.
     """
-    out = {k: np.zeros(n_units) for k in SUMS} if acc is None else {k: v.copy() for k, v in acc.items()}
+    out = (
+        {k: np.zeros(n_units) for k in SUMS}
+        if acc is None
+        else {k: v.copy() for k, v in acc.items()}
+    )
     c = result["contrib"]
     if c is None or c["codes"].size == 0:
         return out
@@ -555,9 +643,12 @@ def _small(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- duplicate account ids
 
+
 def _id_hashes(ingest: IngestResult, n_buckets: int) -> list[np.ndarray]:
     """64-bit hashes of the partition's account ids, sorted, split in ``n_buckets``."""
-    ids = pd.concat([ingest.accounts["account_id"], ingest.rejects["account_id"]], ignore_index=True)
+    ids = pd.concat(
+        [ingest.accounts["account_id"], ingest.rejects["account_id"]], ignore_index=True
+    )
     ids = ids[ids.notna() & (ids != "")]
     h = np.sort(pd.util.hash_pandas_object(ids, index=False).to_numpy())
     bits = np.uint64(64 - int(math.log2(n_buckets)))  # bucket = the top bits of the hash
@@ -574,38 +665,60 @@ def _ids_with_hash(part: pd.DataFrame, offset: int, job: _Job, wanted: np.ndarra
     """Rows of a partition whose account id hashes to one of ``wanted``."""
     ingest = _ingest(part, offset, job)
     if ingest is None:
-        return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string")})
-    rows = pd.concat([ingest.accounts[["source_row", "account_id"]].rename(columns={"source_row": "row"}),
-                      ingest.rejects[["row", "account_id"]]], ignore_index=True)
+        return pd.DataFrame(
+            {"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string")}
+        )
+    rows = pd.concat(
+        [
+            ingest.accounts[["source_row", "account_id"]].rename(columns={"source_row": "row"}),
+            ingest.rejects[["row", "account_id"]],
+        ],
+        ignore_index=True,
+    )
     rows = rows[rows["account_id"].notna() & (rows["account_id"] != "")]
     h = pd.util.hash_pandas_object(rows["account_id"], index=False).to_numpy()
     return rows[np.isin(h, wanted)]
 
 
-def _check_duplicates(client: Client, parts: list, offsets: list[int], job: _Job,
-                      buckets: list) -> None:
+def _check_duplicates(
+    client: Client, parts: list, offsets: list[int], job: _Job, buckets: list
+) -> None:
     """Raise InputError naming duplicated account ids across partitions, as ingest does."""
     from dask import delayed
 
-    repeated = [client.submit(_repeated, *[client.submit(operator.getitem, b, j, pure=False)
-                                           for b in buckets], pure=False)
-                for j in range(job.n_buckets)]
+    repeated = [
+        client.submit(
+            _repeated,
+            *[client.submit(operator.getitem, b, j, pure=False) for b in buckets],
+            pure=False,
+        )
+        for j in range(job.n_buckets)
+    ]
     wanted = np.concatenate(client.gather(repeated))
     if wanted.size == 0:
         return
-    found = client.gather(client.compute([delayed(_ids_with_hash)(p, off, job, wanted)
-                                          for p, off in zip(parts, offsets, strict=True)]))
+    found = client.gather(
+        client.compute(
+            [
+                delayed(_ids_with_hash)(p, off, job, wanted)
+                for p, off in zip(parts, offsets, strict=True)
+            ]
+        )
+    )
     rows = pd.concat(found, ignore_index=True).sort_values("row", kind="stable")
     dup = rows[rows["account_id"].duplicated(keep=False)]
     if dup.empty:  # 64-bit hash collisions only
         return
     first = dup["account_id"].iloc[0]
     where = dup.loc[dup["account_id"] == first, "row"].tolist()[:3]
-    raise InputError(f"{job.source}: column 'account_id' has {dup['account_id'].nunique()} duplicated ids "
-                     f"(e.g. {first!r} on rows {', '.join(map(str, where))})")
+    raise InputError(
+        f"{job.source}: column 'account_id' has {dup['account_id'].nunique()} duplicated ids "
+        f"(e.g. {first!r} on rows {', '.join(map(str, where))})"
+    )
 
 
 # ---------------------------------------------------------------- reading
+
 
 def _read(source: str, blocksize: str | int | None, storage_options: Mapping[str, Any] | None):
     """(dask DataFrame, per-partition delayed frames, partition lengths) of a Parquet source."""
@@ -613,8 +726,11 @@ def _read(source: str, blocksize: str | int | None, storage_options: Mapping[str
     # plain pandas dtypes, as pandas.read_parquet gives them (the engines must agree)
     with dask.config.set({"dataframe.convert-string": False}):
         try:
-            ddf = dd.read_parquet(source, blocksize=blocksize,
-                                  storage_options=dict(storage_options) if storage_options else None)
+            ddf = dd.read_parquet(
+                source,
+                blocksize=blocksize,
+                storage_options=dict(storage_options) if storage_options else None,
+            )
             parts = ddf.to_delayed()
         except Exception as exc:  # any reader failure is the user's file, in one line
             raise InputError(f"{source}: cannot read as Parquet ({_first_line(exc)})") from None
@@ -635,6 +751,7 @@ def _partition_lengths(client: Client, ddf, n_parts: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- the engine
+
 
 def build_layers_dask(
     source: str | os.PathLike,
@@ -668,14 +785,18 @@ def build_layers_dask(
     if region is not None and kind == "zcta":
         missing = [s for s in region if s not in bundled]
         if missing:
-            raise InputError(f"--region {', '.join(missing)}: no bundled ZCTA polygons "
-                             f"(bundled: {', '.join(bundled)}); use --units h3 or county")
+            raise InputError(
+                f"--region {', '.join(missing)}: no bundled ZCTA polygons "
+                f"(bundled: {', '.join(bundled)}); use --units h3 or county"
+            )
     cfg = _scoring_config(scoring)
     if sample_rows < 1:
         raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
     source = os.fspath(source)
     ddf, parts = _read(source, blocksize, storage_options)
-    meta = _rename(ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source)
+    meta = _rename(
+        ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source
+    )
     kept = tuple(c for c in KEPT if c in meta.columns)
     with dask_client(scheduler, n_workers) as client:
         clock("connect")
@@ -683,11 +804,21 @@ def build_layers_dask(
         n_total = sum(lengths)
         if n_total == 0:
             raise InputError(f"{source}: no rows")
-        job = _Job(source=source, column_map=dict(column_map or {}), kind=kind, resolution=res,
-                   strict=region is not None, n_total=n_total, cfg=cfg, kept=kept,
-                   weights=reach_weights(meta, cfg) if "reach" not in kept else {},
-                   need_model=not {"score", "potential"} <= set(kept), sample_rows=sample_rows,
-                   bundled=tuple(bundled), storage_options=dict(storage_options or {}))
+        job = _Job(
+            source=source,
+            column_map=dict(column_map or {}),
+            kind=kind,
+            resolution=res,
+            strict=region is not None,
+            n_total=n_total,
+            cfg=cfg,
+            kept=kept,
+            weights=reach_weights(meta, cfg) if "reach" not in kept else {},
+            need_model=not {"score", "potential"} <= set(kept),
+            sample_rows=sample_rows,
+            bundled=tuple(bundled),
+            storage_options=dict(storage_options or {}),
+        )
         engine = _Engine(client, job, parts, lengths, region, clock)
         return engine.run(placements, has_status=_customers(meta) is not None)
 
@@ -703,8 +834,15 @@ def _scoring_config(scoring: ScoringConfig | Mapping[str, Any] | None) -> Scorin
 class _Engine:
     """One run: the survey pass, the model, the units, the layers pass, the sums."""
 
-    def __init__(self, client: Client, job: _Job, parts: list, lengths: list[int],
-                 region: list[str] | None, clock: _Clock) -> None:
+    def __init__(
+        self,
+        client: Client,
+        job: _Job,
+        parts: list,
+        lengths: list[int],
+        region: list[str] | None,
+        clock: _Clock,
+    ) -> None:
         self.client, self.job, self.parts, self.lengths = client, job, parts, lengths
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
         self.region = region
@@ -715,8 +853,10 @@ class _Engine:
         """``func(partition, i, offset, job, *args)`` per partition, as futures (in order)."""
         from dask import delayed
 
-        tasks = [delayed(func, pure=False)(p, i, off, self.job, *args)
-                 for i, (p, off) in enumerate(zip(self.parts, self.offsets, strict=True))]
+        tasks = [
+            delayed(func, pure=False)(p, i, off, self.job, *args)
+            for i, (p, off) in enumerate(zip(self.parts, self.offsets, strict=True))
+        ]
         return self.client.compute(tasks)
 
     def _gather(self, futures: list, desc: str) -> list:
@@ -739,11 +879,16 @@ class _Engine:
         scoring, scoring_fut = self._scoring(survey)
         units_gdf, land, region, minor = self._units(survey)
         units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
-        cells = ([client.submit(operator.getitem, f, "cells", pure=False) for f in survey["futures"]]
-                 if job.kind == "h3" else [None] * len(self.parts))
+        cells = (
+            [client.submit(operator.getitem, f, "cells", pure=False) for f in survey["futures"]]
+            if job.kind == "h3"
+            else [None] * len(self.parts)
+        )
         survey.pop("futures", None)
         target, tmp, fs = _placements_dir(placements, job.storage_options)
-        self.job = _replace(job, columns=frozenset(LAYER_COLUMNS) | scoring.columns(), placements=tmp)
+        self.job = _replace(
+            job, columns=frozenset(LAYER_COLUMNS) | scoring.columns(), placements=tmp
+        )
         units_fut = client.scatter(units_gdf, broadcast=True, hash=False)
         land_fut = client.scatter(land, broadcast=True, hash=False) if land is not None else None
         self.clock("units")
@@ -762,15 +907,30 @@ class _Engine:
         result.model_card, result.scoring_notes = scoring.card, _scoring_notes(scoring)
         return result
 
-    def _finish(self, units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], smalls: list[dict],
-                region: list[str], minor: list[str], *, has_status: bool) -> DaskLayersResult:
+    def _finish(
+        self,
+        units_gdf: gpd.GeoDataFrame,
+        acc: dict[str, np.ndarray],
+        smalls: list[dict],
+        region: list[str],
+        minor: list[str],
+        *,
+        has_status: bool,
+    ) -> DaskLayersResult:
         """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
         job = self.job
-        notes = [] if has_status else ["accounts have no 'status' column: customers counted as 0, "
-                                       "whitespace = potential"]
+        notes = (
+            []
+            if has_status
+            else [
+                "accounts have no 'status' column: customers counted as 0, whitespace = potential"
+            ]
+        )
         n_by_zip = sum(s["n_by_zip"] for s in smalls)
         if n_by_zip and job.kind != "zcta":
-            notes.append(f"{n_by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
+            notes.append(
+                f"{n_by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point"
+            )
         place_notes = _merge_counted_notes([n for s in smalls for n in s["notes"]])
         keep = np.ones(len(units_gdf), dtype=bool)
         used = acc["accounts"] > 0
@@ -781,8 +941,10 @@ class _Engine:
                 region, minor = _split_region(counts.groupby(level=0).sum().astype("int64"), notes)
                 keep = units_gdf["state"].isin(region).to_numpy() | used
             if not region:
-                raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
-                                 f"({', '.join(job.bundled)}); use --units h3 or county")
+                raise InputError(
+                    "accounts: no account lies in a state with bundled ZCTA polygons "
+                    f"({', '.join(job.bundled)}); use --units h3 or county"
+                )
         else:
             notes += self.notes + place_notes  # region notes of the survey, then placement's
             if job.kind == "county" and minor:
@@ -791,20 +953,33 @@ class _Engine:
         rejects, n_placed = _rejects(smalls)
         n_read = sum(s["n_read"] for s in smalls)
         if n_read != n_placed + len(rejects):
-            raise RuntimeError(f"tally: {n_read} read != {n_placed} placed + {len(rejects)} rejected")
+            raise RuntimeError(
+                f"tally: {n_read} read != {n_placed} placed + {len(rejects)} rejected"
+            )
         self.clock("aggregate")
         return DaskLayersResult(
-            units=out, placed=pd.DataFrame({"unit_id": pd.Series(dtype=object)}), rejects=rejects,
-            kind=job.kind, resolution=job.resolution, states=list(region), notes=notes,
-            timings=self.clock.laps, n_accounts=n_read, n_placed=n_placed,
+            units=out,
+            placed=pd.DataFrame({"unit_id": pd.Series(dtype=object)}),
+            rejects=rejects,
+            kind=job.kind,
+            resolution=job.resolution,
+            states=list(region),
+            notes=notes,
+            timings=self.clock.laps,
+            n_accounts=n_read,
+            n_placed=n_placed,
         )
 
     # -- pass 1 ----------------------------------------------------------
     def _survey(self) -> dict[str, Any]:
         """Training rows, reach percentiles, states and H3 cells (only what is needed)."""
         job, client = self.job, self.client
-        needed = (job.need_model or "reach" not in job.kept or job.kind == "h3"
-                  or (job.kind == "county" and not job.strict))
+        needed = (
+            job.need_model
+            or bool(job.weights)  # reach percentiles
+            or job.kind == "h3"
+            or (job.kind == "county" and not job.strict)
+        )
         if not needed:
             return {"futures": [], "stats": []}
         geom = None
@@ -813,8 +988,10 @@ class _Engine:
 
             geom = client.scatter(geodata.region_geometry(self.region), broadcast=True, hash=False)
         futures = self._each(_survey, geom)
-        stats = self._gather([client.submit(_survey_stats, f, pure=False) for f in futures],
-                             desc="layers (dask): survey")
+        stats = self._gather(
+            [client.submit(_survey_stats, f, pure=False) for f in futures],
+            desc="layers (dask): survey",
+        )
         self._check_lengths([s["n_read"] for s in stats])
         self.clock("survey")
         return {"futures": futures, "stats": stats}
@@ -831,14 +1008,19 @@ class _Engine:
                 largest = max((float(s[0][-1]) for s in sketches if s[0].size), default=0.0)
                 tops[col] = top if top > 0 else max(largest, 0.0)
         if job.need_model:
-            train = [client.submit(operator.getitem, f, "train", pure=False) for f in survey["futures"]]
+            train = [
+                client.submit(operator.getitem, f, "train", pure=False) for f in survey["futures"]
+            ]
             future = client.submit(_fit_scoring, train, job, tops, pure=False)
             scoring = future.result()
             del train
         else:
-            scoring = _Scoring(job.kept, job.weights, tops,
-                               card={"model": "given", "n_accounts": job.n_total,
-                                     "fallback_reason": None})
+            scoring = _Scoring(
+                job.kept,
+                job.weights,
+                tops,
+                card={"model": "given", "n_accounts": job.n_total, "fallback_reason": None},
+            )
             future = client.scatter(scoring, broadcast=True, hash=False)
         for note in _scoring_notes(scoring):
             log.info(note)
@@ -859,20 +1041,36 @@ class _Engine:
             land = geodata.region_geometry(region if job.strict else list(job.bundled))
             return units, land, region, minor
         if not job.strict:
-            counts = [s["states"] for s in survey["stats"] if s["states"] is not None and len(s["states"])]
-            total = (pd.concat(counts).groupby(level=0).sum().astype("int64") if counts
-                     else pd.Series(dtype="int64"))
+            counts = [
+                s["states"] for s in survey["stats"] if s["states"] is not None and len(s["states"])
+            ]
+            total = (
+                pd.concat(counts).groupby(level=0).sum().astype("int64")
+                if counts
+                else pd.Series(dtype="int64")
+            )
             region, minor = _split_region(total, self.notes)
             if not region:
-                raise InputError("accounts: no account lies in a U.S. state; give the region (--region STATES)")
+                raise InputError(
+                    "accounts: no account lies in a U.S. state; give the region (--region STATES)"
+                )
         if job.kind == "county":
             from patchmap.units.county import county_units
 
-            return county_units(region + minor), geodata.region_geometry(region + minor), region, minor
+            return (
+                county_units(region + minor),
+                geodata.region_geometry(region + minor),
+                region,
+                minor,
+            )
         region_geom = geodata.region_geometry(region)
         _check_h3_size(region_geom, job.resolution, region)
-        extra = self.client.gather([self.client.submit(operator.getitem, f, "extra", pure=False)
-                                    for f in survey["futures"]])
+        extra = self.client.gather(
+            [
+                self.client.submit(operator.getitem, f, "extra", pure=False)
+                for f in survey["futures"]
+            ]
+        )
         extra = [e for e in extra if e is not None and e.size]
         cells = np.unique(np.concatenate(extra)) if extra else np.empty(0, "uint64")
         units = h3u.h3_units(region_geom, job.resolution, extra_cells=h3u._int_cells_to_str(cells))
@@ -884,8 +1082,10 @@ class _Engine:
         client, job = self.client, self.job
         from dask import delayed
 
-        tasks = [delayed(_layers_part, pure=False)(p, i, off, job, scoring_fut, units_fut, land_fut, c)
-                 for i, (p, off, c) in enumerate(zip(self.parts, self.offsets, cells, strict=True))]
+        tasks = [
+            delayed(_layers_part, pure=False)(p, i, off, job, scoring_fut, units_fut, land_fut, c)
+            for i, (p, off, c) in enumerate(zip(self.parts, self.offsets, cells, strict=True))
+        ]
         futures = client.compute(tasks)
         del tasks
         cells.clear()  # the tasks hold them now: released as soon as used
@@ -933,8 +1133,9 @@ def _merge_counted_notes(notes: list[str]) -> list[str]:
     return [f"{n} {text}" for text, n in totals.items()] + other
 
 
-def _final_units(units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray,
-                 region: list[str]) -> gpd.GeoDataFrame:
+def _final_units(
+    units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str]
+) -> gpd.GeoDataFrame:
     """The unit layer as ``build_layers`` makes it, with the folded sums."""
     kept = units_gdf[keep].reset_index(drop=True)
     out = _aggregate(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
@@ -953,7 +1154,11 @@ def _final_units(units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: 
 def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     """Every rejected row: ingest rejects in row order, then layer rejects in row order."""
     ingest = [s["ingest_rejects"] for s in smalls if s["ingest_rejects"] is not None]
-    layer = [s["layer_rejects"] for s in smalls if s["layer_rejects"] is not None and len(s["layer_rejects"])]
+    layer = [
+        s["layer_rejects"]
+        for s in smalls
+        if s["layer_rejects"] is not None and len(s["layer_rejects"])
+    ]
     ingest_df = pd.concat(ingest, ignore_index=True) if ingest else empty_rejects()
     parts = [ingest_df]
     if layer:
@@ -963,6 +1168,7 @@ def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
 
 
 # ---------------------------------------------------------------- file level
+
 
 def layers_file_dask(
     accounts_path: str | os.PathLike,
@@ -987,12 +1193,21 @@ def layers_file_dask(
     from patchmap.pipeline import rejects_path_for
 
     states = geodata.normalize_states(region) if region else None
-    result = build_layers_dask(accounts_path, units=units, resolution=resolution, states=states,
-                               column_map=column_map, scheduler=scheduler, n_workers=n_workers,
-                               blocksize=blocksize, placements=placements)
+    result = build_layers_dask(
+        accounts_path,
+        units=units,
+        resolution=resolution,
+        states=states,
+        column_map=column_map,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        blocksize=blocksize,
+        placements=placements,
+    )
     write_layers(result, out)
     rejects_path = rejects_path_for(out)
     write_csv(result.rejects, rejects_path)
-    echo(f"{result.n_read} read, {result.n_placed} placed, {len(result.rejects)} rejected ({rejects_path})")
+    echo(
+        f"{result.n_read} read, {result.n_placed} placed, {len(result.rejects)} rejected ({rejects_path})"
+    )
     return result
-
