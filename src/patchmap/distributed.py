@@ -781,14 +781,7 @@ def build_layers_dask(
     kind = _check_kind(units)
     res = h3u.check_resolution(resolution) if kind == "h3" else None
     region = _normalize_states(states) if states is not None else None
-    bundled = _bundled_zcta_states()
-    if region is not None and kind == "zcta":
-        missing = [s for s in region if s not in bundled]
-        if missing:
-            raise InputError(
-                f"--region {', '.join(missing)}: no bundled ZCTA polygons "
-                f"(bundled: {', '.join(bundled)}); use --units h3 or county"
-            )
+    bundled = _bundled_zcta_states()  # states without polygons get Voronoi cells (units.zcta)
     cfg = _scoring_config(scoring)
     if sample_rows < 1:
         raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
