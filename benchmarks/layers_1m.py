@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -31,38 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import machine, write_section
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Layers at a million accounts"
 TARGET_S = 20.0
-
-
-def machine() -> str:
-    """One line: CPU, cores, memory, OS, Python and the libraries that matter here."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        mem = f", {kb / 1024**2:.0f} GiB RAM"
-    except (OSError, AttributeError):
-        pass
-    import geopandas
-    import h3
-    import pandas
-    import shapely
-    import sklearn
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores{mem}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, pandas {pandas.__version__}, "
-            f"geopandas {geopandas.__version__}, shapely {shapely.__version__}, "
-            f"h3 {h3.__version__}, scikit-learn {sklearn.__version__}")
+LIBS = ("pandas", "geopandas", "shapely", "h3", "scikit-learn")
 
 
 def make_inputs(n: int, region: str, seed: int, workdir: Path) -> dict[str, Path]:
@@ -138,7 +109,7 @@ def render(rows: list[dict], n: int, region: str, resolution: int, command: str)
         f"as library calls. Target: <= {TARGET_S:.0f} s for H3 res {resolution} on 2 cores.",
         "",
         f"- date: {today}",
-        f"- machine: {machine()}",
+        f"- machine: {machine(libs=LIBS)}",
         f"- command: `{command}`",
         "",
         "| input | units | CLI wall (s) | ingest | score | layers | write | layers steps (s) | units | placed | rejected |",
@@ -163,17 +134,6 @@ def render(rows: list[dict], n: int, region: str, resolution: int, command: str)
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(md: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it); keep the rest."""
-    text = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    md.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if not args.no_md:
-        write_section(args.md, section)
+        write_section(args.md, SECTION, section)
         print(f"wrote {SECTION!r} in {args.md}")
     return 0
 

@@ -20,8 +20,6 @@ import argparse
 import datetime as dt
 import multiprocessing
 import os
-import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -30,11 +28,13 @@ import time
 from pathlib import Path
 
 import psutil
+from _report import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Layers on Dask"
 BUDGET_GIB = 4.0
 ROW_GROUP = 100_000
+LIBS = ("dask", "distributed", "pandas", "pyarrow", "scikit-learn")
 
 
 # ---------------------------------------------------------------- data
@@ -163,33 +163,6 @@ def run_one(source: Path, kind: str, resolution: int) -> dict:
     }
 
 
-def machine() -> str:
-    """CPU, cores, memory, OS, Python and the library versions that matter here."""
-    import dask
-    import distributed
-    import pandas
-    import pyarrow
-    import sklearn
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ram = psutil.virtual_memory().total / 2**30
-    return (
-        f"{cpu}, {cores} cores, {ram:.0f} GiB RAM; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, dask {dask.__version__}, distributed "
-        f"{distributed.__version__}, pandas {pandas.__version__}, pyarrow {pyarrow.__version__}, "
-        f"scikit-learn {sklearn.__version__}"
-    )
-
-
 def render(
     rows: list[dict], files: int, per_file: int, region: str, resolution: int, command: str
 ) -> str:
@@ -209,7 +182,7 @@ def render(
         f"Target: <= {BUDGET_GIB:.0f} GB peak on 2 cores.",
         "",
         f"- date: {dt.date.today().isoformat()}",
-        f"- machine: {machine()}",
+        f"- machine: {machine(libs=LIBS)}",
         f"- command: `{command}`",
         "",
         "| units | accounts | partitions | workers x memory limit | wall (s) | accounts/s "
@@ -242,17 +215,6 @@ def render(
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(md: Path, section: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it); keep the rest."""
-    text = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    md.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if not args.no_md:
-        write_section(args.md, section)
+        write_section(args.md, SECTION, section)
         print(f"wrote {SECTION!r} in {args.md}")
     return 0
 

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Partition: patchmap vs GerryChain, METIS, spopt"
@@ -225,18 +225,6 @@ def run_tool(tool: str, instance: str, seed: int = 0, repeat: int = 3) -> dict:
 # the driver
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def score(instance: str, k: int, labels: list, adj, pop: np.ndarray) -> dict:
     from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
 
@@ -334,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(_fmt_row(row), flush=True)
 
-    write_section(Path(args.out), rows, adj_times, args)
+    write_section(Path(args.out), SECTION, render(rows, adj_times, args))
     print(f"wrote {args.out}")
     return 0
 
@@ -394,7 +382,8 @@ def _findings(rows: list[dict]) -> list[str]:
     return [*out, ""] if out else []
 
 
-def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
+def render(rows: list[dict], adj_times: dict, args) -> str:
+    """The BENCHMARKS.md section (markdown)."""
     shown = []
     for a in sys.argv[1:]:
         if os.path.isabs(a):  # never record this machine's paths
@@ -428,18 +417,7 @@ def write_section(path: Path, rows: list[dict], adj_times: dict, args) -> None:
         "Tools: " + "; ".join(f"`{k}`: {v}" for k, v in TOOL_NOTES.items()) + ".",
         "",
     ]
-    section = "\n".join(lines)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:start] + section + ("\n" + text[end:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    from patchmap.io import write_text
-
-    write_text(text.rstrip("\n") + "\n", path)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

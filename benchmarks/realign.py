@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _report import machine, write_section
 
 from patchmap import geodata, metrics
 from patchmap.partition import Partitioner
@@ -32,19 +32,6 @@ from patchmap.units import build_adjacency
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Realignment"
 K, SIGMA, MAX_MOVED, TOLERANCE = 20, 0.3, 0.10, 0.02
-
-
-def machine() -> str:
-    """CPU model and count, Python version, OS."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
 def grow(units: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -103,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = run_cli(ca, base, grown_seed=1)
     print(f"CLI (draw 1): {cli['wall']:.2f} s wall, moved {cli['moved']:.2%}, max dev "
           f"{cli['max_dev']:.2%}, contiguous {cli['contiguous']}")  # fmt: skip
-    write_section(Path(args.out), rows, cli, fit_s, args)
+    write_section(Path(args.out), SECTION, render(rows, cli, fit_s))
     return 0
 
 
@@ -128,10 +115,8 @@ def run_cli(ca, base, grown_seed: int) -> dict:
         return judge(grown, adj, base.assignment, after) | {"wall": wall}
 
 
-def write_section(path: Path, rows: list[dict], cli: dict, fit_s: float, args) -> None:
-    """Replace (or append) the ``## Realignment`` section of BENCHMARKS.md."""
-    import patchmap
-
+def render(rows: list[dict], cli: dict, fit_s: float) -> str:
+    """The ``## Realignment`` section of BENCHMARKS.md (markdown)."""
     shown = " ".join(["python benchmarks/realign.py", *[a for a in sys.argv[1:]
                                                         if not os.path.isabs(a)]])  # fmt: skip
     ok = all(r["moved"] <= MAX_MOVED and r["max_dev"] <= TOLERANCE and r["contiguous"] for r in rows)
@@ -145,7 +130,7 @@ def write_section(path: Path, rows: list[dict], cli: dict, fit_s: float, args) -
         "most 10% of the population moved, max deviation <= 2%, every territory contiguous.",
         "",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}; patchmap {patchmap.__version__}",
+        f"- machine: {machine(libs=['patchmap'])}",
         f"- command: `{shown}`; CLI equivalent: `patchmap partition grown.parquet --id unit_id "
         "--balance population --current current.csv --max-moved 10 --tolerance 2 --out plan.csv`",
         "- measured independently of the engine: moved = share of the grown population whose "
@@ -170,17 +155,7 @@ def write_section(path: Path, rows: list[dict], cli: dict, fit_s: float, args) -
            "; relaxed: " + "; ".join(r["relaxed"] for r in rows if r["relaxed"])),  # fmt: skip
         "",
     ]
-    section = "\n".join(lines)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    from patchmap.io import write_text
-
-    write_text(text.rstrip("\n") + "\n", path)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import click
 
 from patchmap.errors import InputError
 
-UNIT_CHOICE = click.Choice(["h3", "zcta", "county"])
 COLUMN_HELP = "Map a column name: NAME=SOURCE, e.g. --column lat=Latitude (repeatable)."
 
 
@@ -84,7 +83,9 @@ def score_cmd(accounts: str, out: str, columns: tuple[str, ...]) -> None:
 
 @main.command("layers")
 @click.argument("accounts", type=click.Path())
-@click.option("--units", "unit_kind", type=UNIT_CHOICE, required=True)
+@click.option("--units", "unit_kind", required=True,
+              help="h3, zcta, county, or your own polygon file (with --unit-id).")
+@click.option("--unit-id", default=None, help="Id column of your own polygon file.")
 @click.option("--resolution", type=click.IntRange(0, 15), default=7, show_default=True,
               help="H3 resolution (0-15).")
 @click.option("--region", default=None, help="State code(s); default: where the accounts are.")
@@ -94,8 +95,9 @@ def score_cmd(accounts: str, out: str, columns: tuple[str, ...]) -> None:
 @click.option("--scheduler", default=None,
               help="Dask scheduler ADDRESS (default: a LocalCluster sized to this machine).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
-def layers_cmd(accounts: str, unit_kind: str, resolution: int, region: str | None,
-               columns: tuple[str, ...], engine: str, scheduler: str | None, out: str) -> None:
+def layers_cmd(accounts: str, unit_kind: str, unit_id: str | None, resolution: int,
+               region: str | None, columns: tuple[str, ...], engine: str, scheduler: str | None,
+               out: str) -> None:
     """Aggregate accounts into H3 / ZCTA / county units with score and reach layers."""
     if scheduler and engine != "dask":
         raise click.UsageError("--scheduler needs --engine dask")
@@ -103,7 +105,9 @@ def layers_cmd(accounts: str, unit_kind: str, resolution: int, region: str | Non
         from patchmap.distributed import layers_file_dask as layers_file
     else:
         from patchmap.pipeline import layers_file
-    kwargs = {"scheduler": scheduler} if engine == "dask" else {}
+    if engine == "dask" and unit_kind not in ("h3", "zcta", "county"):
+        raise click.UsageError("--engine dask takes --units h3, zcta or county")
+    kwargs = {"scheduler": scheduler} if engine == "dask" else {"unit_id": unit_id}
     result = layers_file(accounts, out, units=unit_kind, resolution=resolution, region=region,
                          column_map=_columns(columns), echo=click.echo, **kwargs)
     click.echo(f"{len(result.units)} units -> {out}")

@@ -380,15 +380,7 @@ def build_layers(
     notes: list[str] = []
     lat, lon = _coordinates(accounts)
     accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
-    present = []
-    for col in MEASURES:
-        if col in accounts.columns:
-            _measure(accounts, col)  # validate early: text in a measure column is an error
-            present.append(col)
-        else:
-            notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
-    if _customers(accounts) is None:
-        notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
+    present = _measures_present(accounts, notes)
     by_zip = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
         notes.append(f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
@@ -457,6 +449,46 @@ def build_layers(
     clock("aggregate")
     return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
                         states=list(region), notes=notes, timings=clock.laps)
+
+
+def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
+    """The measure columns the accounts carry (validated numeric); say what is missing."""
+    present = []
+    for col in MEASURES:
+        if col in accounts.columns:
+            _measure(accounts, col)  # validate early: text in a measure column is an error
+            present.append(col)
+        else:
+            notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
+    if _customers(accounts) is None:
+        notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
+    return present
+
+
+def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame) -> LayersResult:
+    """Aggregate accounts into a user's own polygons (``units.custom.load_user_units``).
+
+    Points go to the polygon containing them (nearest within the county tolerance for
+    coastline slivers); accounts outside every polygon are rejected with the reason.
+    """
+    clock = _Clock()
+    accounts = accounts.reset_index(drop=True)
+    notes: list[str] = []
+    lat, lon = _coordinates(accounts)
+    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    present = _measures_present(accounts, notes)
+    clock("validate")
+    placed, rejects = place_accounts(accounts, units_gdf, "county", notes=notes)
+    clock("place")
+    rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
+    extra = [c for c in units_gdf.columns if c not in ("unit_id", "geometry", *MEASURES)]
+    out = _aggregate(units_gdf, placed, [], present)
+    user = pd.DataFrame(units_gdf[extra].to_numpy(), columns=extra, index=units_gdf["unit_id"].astype(str))
+    for col in [c for c in extra if c not in out.columns]:
+        out[col] = user[col].reindex(out["unit_id"]).to_numpy()
+    clock("aggregate")
+    return LayersResult(units=out, placed=placed, rejects=rejects, kind="polygon", resolution=None,
+                        states=[], notes=notes, timings=clock.laps)
 
 
 class _Clock:

@@ -19,7 +19,7 @@ from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts
 from patchmap.config import PlanConfig
 from patchmap.errors import InputError
-from patchmap.io import read_table, read_units, write_csv
+from patchmap.io import read_table, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
 from patchmap.partition import Partitioner, Plan
@@ -98,18 +98,28 @@ def layers_from_accounts(
     ingest: IngestResult,
     out: str | os.PathLike,
     *,
-    units: str = "zcta",
+    units: str | gpd.GeoDataFrame = "zcta",
     resolution: int = 7,
     region: Sequence[str] | str | None = None,
     scoring: Mapping | None = None,
     echo: Echo = _quiet,
 ) -> tuple[LayersResult, ScoreResult]:
-    """Score (unless already scored) and aggregate placed accounts into units; write both."""
-    states = geodata.normalize_states(region) if region else None
+    """Score (unless already scored) and aggregate placed accounts into units; write both.
+
+    ``units`` is a kind (``h3``, ``zcta``, ``county``) or the user's own polygons.
+    """
+    from patchmap.layers import build_layers_on_polygons
+
     scored = score_accounts(ingest.accounts, _scoring_config(scoring))
     for note in scored.notes:
         log.info(note)
-    result = build_layers(scored.accounts, units=units, resolution=resolution, states=states)
+    if isinstance(units, gpd.GeoDataFrame):
+        result = build_layers_on_polygons(scored.accounts, units)
+    else:
+        states = geodata.normalize_states(region) if region else None
+        result = build_layers(scored.accounts, units=units, resolution=resolution, states=states)
+    for note in result.notes:
+        log.info(note)
     write_layers(result, out)
     rejects = _combined_rejects(ingest, result.rejects)
     rejects_path = rejects_path_for(out)
@@ -126,23 +136,38 @@ def layers_file(
     resolution: int = 7,
     region: Sequence[str] | str | None = None,
     column_map: Mapping[str, str] | None = None,
+    unit_id: str | None = None,
     echo: Echo = _quiet,
 ) -> LayersResult:
-    """`patchmap layers`: accounts file → unit layer file (GeoParquet) + rejects."""
+    """`patchmap layers`: accounts file → unit layer file (GeoParquet) + rejects.
+
+    ``units`` is ``h3``, ``zcta``, ``county``, or a polygon file with id column ``unit_id``.
+    """
+    unit_layer: str | gpd.GeoDataFrame = units
+    if units not in ("h3", "zcta", "county"):
+        from patchmap.units.custom import load_user_units
+
+        if not unit_id:
+            raise InputError(f"--units {units}: a polygon file needs --unit-id COLUMN")
+        unit_layer, notes = load_user_units(units, unit_id)
+        for note in notes:
+            log.info(note)
     ingest = load_accounts(accounts_path, column_map)
     result, _ = layers_from_accounts(
-        ingest, out, units=units, resolution=resolution, region=region, echo=echo
+        ingest, out, units=unit_layer, resolution=resolution, region=region, echo=echo
     )
     return result
 
 
 def read_units_with_id(path: str | os.PathLike, id_col: str) -> gpd.GeoDataFrame:
-    """Read a unit file and check its id column (kept as text so leading zeros survive)."""
-    units = read_units(path)
-    if id_col not in units.columns:
-        cols = ", ".join(c for c in units.columns if c != "geometry")
-        raise InputError(f"{path}: id column {id_col!r} not found (columns: {cols})")
-    units[id_col] = units[id_col].astype(str)
+    """Read and validate a unit file (any polygons; ids kept as text, invalid shapes repaired)."""
+    from patchmap.units.custom import load_user_units
+
+    units, notes = load_user_units(path, id_col)
+    for note in notes:
+        log.info(note)
+    if id_col != "unit_id":
+        units[id_col] = units["unit_id"]
     return units
 
 
@@ -620,5 +645,5 @@ def sample_file(region: str, n: int, seed: int, out: str | os.PathLike, *, bad_s
 __all__ = [
     "PartitionInputs", "RunResult", "compare_file", "demo_config", "example_accounts_path",
     "export_file", "layers_file", "map_file", "partition_file", "plan_units", "read_locked",
-    "read_table", "run_plan", "sample_file", "score_file",
+    "run_plan", "sample_file", "score_file",
 ]
