@@ -165,6 +165,29 @@ def test_reps_seed_their_territories(small, small_adj, files):
     assert d.loc["cy", "mean_distance_km"] == pytest.approx(expect)
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_clustered_rep_homes_in_california(seed):
+    """20 reps drawn by population (several in one metro): every territory within 2%,
+    contiguous, each home in its rep's territory."""
+    ca = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    adj = build_adjacency(ca, id_col="unit_id")
+    w = ca["population"].to_numpy(dtype=float)
+    pts = ca.geometry.representative_point()
+    rng = np.random.default_rng(seed)
+    while True:
+        idx = rng.choice(len(ca), size=20, p=w / w.sum())
+        if len(set(idx.tolist())) == 20:
+            break
+    names = [f"r{i:02d}" for i in range(20)]
+    reps = pd.DataFrame({"rep_id": names, "lat": pts.y.to_numpy()[idx], "lon": pts.x.to_numpy()[idx]})
+    plan = Partitioner(20, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
+    lab = plan.assignment.reindex(ca["unit_id"]).to_numpy()
+    totals = pd.Series(w).groupby(lab).sum()
+    assert (totals / totals.mean() - 1).abs().max() <= 0.02
+    assert metrics.is_contiguous(adj, lab).all()
+    assert (lab[idx] == np.array(names)).all()
+
+
 def test_reps_cli_by_zip_with_report(files, tmp_path):
     reps = tmp_path / "reps_zip.csv"
     pd.DataFrame({"rep_id": ["ana", "cy", "dee"], "zip": ["2903", "19901", "20001-1234"],

@@ -99,17 +99,11 @@ def layers_cmd(accounts: str, unit_kind: str, unit_id: str | None, resolution: i
                region: str | None, columns: tuple[str, ...], engine: str, scheduler: str | None,
                out: str) -> None:
     """Aggregate accounts into H3 / ZCTA / county units with score and reach layers."""
-    if scheduler and engine != "dask":
-        raise click.UsageError("--scheduler needs --engine dask")
-    if engine == "dask":
-        from patchmap.distributed import layers_file_dask as layers_file
-    else:
-        from patchmap.pipeline import layers_file
-    if engine == "dask" and unit_kind not in ("h3", "zcta", "county"):
-        raise click.UsageError("--engine dask takes --units h3, zcta or county")
-    kwargs = {"scheduler": scheduler} if engine == "dask" else {"unit_id": unit_id}
+    from patchmap.pipeline import layers_file
+
     result = layers_file(accounts, out, units=unit_kind, resolution=resolution, region=region,
-                         column_map=_columns(columns), echo=click.echo, **kwargs)
+                         column_map=_columns(columns), unit_id=unit_id, engine=engine,
+                         scheduler=scheduler, echo=click.echo)
     click.echo(f"{len(result.units)} units -> {out}")
 
 

@@ -137,12 +137,25 @@ def layers_file(
     region: Sequence[str] | str | None = None,
     column_map: Mapping[str, str] | None = None,
     unit_id: str | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
     echo: Echo = _quiet,
 ) -> LayersResult:
     """`patchmap layers`: accounts file → unit layer file (GeoParquet) + rejects.
 
     ``units`` is ``h3``, ``zcta``, ``county``, or a polygon file with id column ``unit_id``.
+    ``engine="dask"`` streams a (partitioned) Parquet dataset through a Dask cluster
+    (``scheduler`` address, or a LocalCluster sized to this machine).
     """
+    if scheduler and engine != "dask":
+        raise InputError("--scheduler needs --engine dask")
+    if engine == "dask":
+        if units not in ("h3", "zcta", "county"):
+            raise InputError("--engine dask takes --units h3, zcta or county")
+        from patchmap.distributed import layers_file_dask
+
+        return layers_file_dask(accounts_path, out, units=units, resolution=resolution,
+                                region=region, column_map=column_map, scheduler=scheduler, echo=echo)
     unit_layer: str | gpd.GeoDataFrame = units
     if units not in ("h3", "zcta", "county"):
         from patchmap.units.custom import load_user_units

@@ -264,7 +264,9 @@ class Partitioner:
         # the search holds the primary a little inside its target, so no territory lands
         # exactly on the limit (secondaries aim inside theirs by themselves)
         tols = [self.target * _MARGIN] + [self.tolerance] * (W.shape[1] - 1)
-        lab = self._solve(graph, W, xy, area, k, tols, init_codes, lock_codes, share)
+        lab = self._solve(
+            graph, W, xy, area, k, tols, init_codes, lock_codes, share, homes=home_idx
+        )
         fixed_names = initial is not None or locked is not None or reps is not None
         plan = self._plan(
             units, adjacency, lab, W, label_names, notes, reorder=not fixed_names, shares=share,
@@ -346,11 +348,32 @@ class Partitioner:
             )
         return notes
 
-    def _solve(self, graph, W, xy, area, k, tols, init_codes, lock_codes, share) -> np.ndarray:
-        """Restarts of seed + search; the best labelling (integer codes) wins."""
+    def _solve(
+        self, graph, W, xy, area, k, tols, init_codes, lock_codes, share, homes=None
+    ) -> np.ndarray:
+        """Restarts of seed + search; the best labelling (integer codes) wins.
+
+        With rep homes, two extra starts come from a capacitated assignment of units to
+        homes (see :func:`_capacity_seed`): recursive bisection can trap a rep whose home
+        sits among others' in a pocket it cannot grow out of.
+        """
         n = graph.n
         best = None
         rng_master = np.random.default_rng(self.seed)
+        if homes is not None and init_codes is None:
+            for match in (False, True):
+                rng = np.random.default_rng(self.seed + 1 + int(match))
+                lab = _capacity_seed(graph, xy, W[:, 0], k, lock_codes, share, homes, match)
+                if lab is None:
+                    break
+                search = _Search(
+                    graph, lab, W, xy, area, list(share), tols, lock_codes, rng, self.compactness
+                )
+                search.balance(0.5, max_iter=40 * k, failures=5.0)
+                search.run(self.max_rounds)
+                score = search.score()
+                if best is None or score < best[0]:
+                    best = (score, search.labels())
         n_init = (
             self.n_init if self.n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
         )
@@ -809,6 +832,93 @@ def _recursive_seed(
         stack.append((idx[~left], seconds))
         stack.append((idx[left], firsts))
     return lab
+
+
+def _capacity_seed(
+    graph: _Graph, xy: np.ndarray, w: np.ndarray, k: int, locked: np.ndarray,
+    shares: np.ndarray, homes: np.ndarray, match: bool,
+) -> np.ndarray | None:  # fmt: skip
+    """Territories around rep homes from a capacitated assignment, made contiguous.
+
+    Units go to homes by a transportation problem (each territory its share of ``w``,
+    cost ``w`` x squared shortest-path distance from the home, locked units fixed), solved
+    as a linear program. With ``match`` the resulting cells are first handed to reps by a
+    min-cost matching on the distance from each home to each cell's main piece. A home
+    cut off from its cell's main piece is joined to it along a shortest path, and the
+    rest is made contiguous. None when the program cannot be solved.
+    """
+    from scipy.optimize import linear_sum_assignment, linprog
+    from scipy.sparse.csgraph import dijkstra
+
+    n = graph.n
+    ei, ej = graph.ei, graph.ej
+    if n * k > 2_000_000:
+        return None
+    d = np.hypot(*(xy[ei] - xy[ej]).T) + 1e-6
+    g = sparse.csr_matrix((np.r_[d, d], (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
+    D = dijkstra(g, indices=homes)
+    D = np.where(np.isfinite(D), D, 10.0 * D[np.isfinite(D)].max(initial=1.0))
+    cw = w + 1e-3 * max(w.mean(), 1e-12)
+    C = cw[None, :] * D**2
+    C = C / max(C.max(), 1e-300)
+    nv = k * n
+    cols = np.arange(nv)
+    a_eq = sparse.vstack([
+        sparse.csr_matrix((np.ones(nv), (np.tile(np.arange(n), k), cols)), shape=(n, nv)),
+        sparse.csr_matrix((np.tile(w, k), (np.repeat(np.arange(k), n), cols)), shape=(k, nv)),
+    ]).tocsr()  # fmt: skip
+    b_eq = np.r_[np.ones(n), w.sum() * np.asarray(shares)]
+    pinned = np.flatnonzero(locked >= 0)
+    lo, hi = np.zeros((k, n)), np.ones((k, n))
+    hi[:, pinned] = 0.0
+    hi[locked[pinned], pinned] = 1.0
+    lo[locked[pinned], pinned] = 1.0
+    try:
+        res = linprog(C.ravel(), A_eq=a_eq, b_eq=b_eq, bounds=np.c_[lo.ravel(), hi.ravel()],
+                      method="highs")  # fmt: skip
+    except (ValueError, MemoryError):
+        return None
+    if res.status != 0 or res.x is None:
+        return None
+    lab = res.x.reshape(k, n).argmax(axis=0)
+    free = locked < 0
+    # each cell's main piece (its heaviest piece of free units)
+    same = (lab[ei] == lab[ej]) & free[ei] & free[ej]
+    sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
+    _, comp = connected_components(sub, directed=False)
+    cwt = np.bincount(comp, weights=np.where(free, w, 0.0) + 1e-6 * max(w.mean(), 1e-12))
+    body = np.full(k, -1)
+    for c in range(k):
+        m = np.flatnonzero((lab == c) & free)
+        if len(m):
+            pcs = np.unique(comp[m])
+            body[c] = pcs[np.argmax(cwt[pcs])]
+    if match:
+        cost = np.full((k, k), 1e9)
+        for c in range(k):
+            if body[c] >= 0:
+                cost[:, c] = D[:, comp == body[c]].min(axis=1)
+        ri, ci = linear_sum_assignment(cost)
+        code = np.empty(k, dtype=np.int64)
+        code[ci] = ri
+        lab = code[lab]
+        body_new = np.full(k, -1)
+        body_new[code] = body
+        body = body_new
+        lab[pinned] = locked[pinned]
+    # a home cut off from its cell's main piece is joined to it: the unit of the main piece
+    # nearest the home is pinned for the repair, so the path runs between them
+    pseudo = locked.copy()
+    for r in range(k):
+        if body[r] < 0:
+            continue
+        mine = np.flatnonzero(locked == r)
+        if len(mine) and (comp[mine] != body[r]).any():
+            part = np.flatnonzero((comp == body[r]) & free)
+            dist = D[r, part]
+            pseudo[part[int(np.argmin(dist))]] = r
+    lab = _settle_locks(graph, lab, w, k, pseudo)
+    return _settle_locks(graph, lab, w, k, locked)
 
 
 def _connect_locked(graph: _Graph, lab: np.ndarray, locked: np.ndarray, k: int) -> np.ndarray:
@@ -1577,7 +1687,9 @@ class _Search:
                 return False
         return True
 
-    def balance(self, goal: float = 0.5, max_iter: int | None = None) -> None:
+    def balance(
+        self, goal: float = 0.5, max_iter: int | None = None, failures: float = _MAX_FAILURES
+    ) -> None:
         """Even out totals until every column is within ``goal`` times its tolerance.
 
         Each step takes the territory furthest from its goal and the nearest territory
@@ -1588,7 +1700,7 @@ class _Search:
         best = self.imbalance(goal)
         max_iter = max_iter if max_iter is not None else 4 * self.k + 8
         tried: set[tuple[int, int, int]] = set()
-        failures = 0
+        n_failed = 0
         for _ in range(max_iter):
             if best[0] <= 0:
                 break
@@ -1605,8 +1717,8 @@ class _Search:
             if now >= best:
                 self.undo()
                 tried.add(key)
-                failures += 1
-                if failures > _MAX_FAILURES * self.k:
+                n_failed += 1
+                if n_failed > failures * self.k:
                     break
                 continue
             best = now
