@@ -110,8 +110,8 @@ def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.Data
     return df
 
 
-def read_units(path: str | os.PathLike) -> gpd.GeoDataFrame:
-    """Read any polygon file geopandas reads (GeoParquet, GeoPackage, GeoJSON, Shapefile)."""
+def read_polygon_file(path: str | os.PathLike) -> gpd.GeoDataFrame:
+    """Read any file geopandas reads (GeoParquet, GeoPackage, GeoJSON, Shapefile), CRS as is."""
     p = Path(path)
     _require_file(p)
     try:
@@ -124,8 +124,12 @@ def read_units(path: str | os.PathLike) -> gpd.GeoDataFrame:
         raise InputError(f"{p}: cannot read as polygons ({first})") from None
     if len(gdf) == 0:
         raise InputError(f"{p}: no units")
-    if gdf.crs is None:
-        gdf = gdf.set_crs(4326)
-    elif not gdf.crs.equals("EPSG:4326"):
-        gdf = gdf.to_crs(4326)
     return gdf
+
+
+def read_units(path: str | os.PathLike) -> gpd.GeoDataFrame:
+    """Read a unit file in EPSG:4326 (a file without a CRS is taken as lon/lat)."""
+    gdf = read_polygon_file(path)
+    if gdf.crs is None:
+        return gdf.set_crs(4326)
+    return gdf if gdf.crs.equals("EPSG:4326") else gdf.to_crs(4326)

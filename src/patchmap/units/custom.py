@@ -12,6 +12,7 @@ import shapely
 
 from patchmap.errors import InputError
 from patchmap.geofetch import polygonal
+from patchmap.io import read_polygon_file
 
 __all__ = ["load_user_units"]
 
@@ -43,21 +44,9 @@ def load_user_units(path: str | os.PathLike, id_col: str) -> tuple[gpd.GeoDataFr
     geometry, in EPSG:4326. Anything unusable raises :class:`InputError` naming the file.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: file not found")
-    try:
-        if p.suffix.lower() in {".parquet", ".geoparquet", ".pq"}:
-            gdf = gpd.read_parquet(p)
-        else:
-            gdf = gpd.read_file(p, engine="pyogrio")
-    except Exception as exc:  # any reader failure is the user's file, reported in one line
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise InputError(f"{p}: cannot read as polygons ({first})") from None
+    gdf = read_polygon_file(p)
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
         raise InputError(f"{p}: no geometry column")
-    if len(gdf) == 0:
-        raise InputError(f"{p}: no units")
     notes: list[str] = []
 
     columns = [c for c in gdf.columns if c != gdf.geometry.name]
