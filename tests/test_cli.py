@@ -80,6 +80,8 @@ def test_map_is_written(small_chain, tmp_path):
     [
         (["layers", "{missing}", "--units", "zcta", "--out", "{tmp}/u.parquet"], "file not found"),
         (["layers", "{nocol}", "--units", "zcta", "--out", "{tmp}/u.parquet"], "'account_id'"),
+        (["layers", "{nocol}", "--units", "h3", "--resolution", "16", "--out", "{tmp}/u.parquet"],
+         "'--resolution': 16 is not in the range 0<=x<=15"),
         (["partition", "{units}", "--id", "nope", "--balance", "accounts", "--territories", "3",
           "--out", "{tmp}/p.csv"], "'nope'"),
         (["partition", "{units}", "--id", "unit_id", "--balance", "ghost", "--territories", "3",

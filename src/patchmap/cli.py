@@ -6,6 +6,7 @@ Bad input surfaces as one line ``error: ...`` and exit status 2, never a traceba
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -26,22 +27,28 @@ def _split(value: str) -> list[str]:
 
 
 class _Group(click.Group):
-    """Usage errors keep click's exit status 2; InputError anywhere becomes one line."""
+    """Every error is one line on stderr: bad input and usage exit 2, a bug exits 1."""
 
-    def invoke(self, ctx):
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
         try:
-            return super().invoke(ctx)
+            code = super().main(*args, **kwargs)
         except InputError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
+            sys.exit(2)
+        except click.ClickException as exc:  # usage errors: one line, not click's usage block
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
         except Exception as exc:  # a bug, not bad input: still one line unless debugging
             if os.environ.get("PATCHMAP_DEBUG"):
                 raise
             click.echo(f"internal error: {type(exc).__name__}: {exc} "
                        "(set PATCHMAP_DEBUG=1 for the traceback)", err=True)
-            ctx.exit(1)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group)
