@@ -21,6 +21,12 @@ from patchmap.io import read_table, write_csv
 REJECT_COLUMNS = ["row", "account_id", "reason"]
 
 
+def tally_line(n_read: int, n_placed: int, n_rejected: int, rejects_path: str | os.PathLike | None = None) -> str:
+    """The one-line tally every command prints: ``N read, M placed, R rejected (PATH)``."""
+    where = f" ({rejects_path})" if rejects_path is not None else ""
+    return f"{n_read} read, {n_placed} placed, {n_rejected} rejected{where}"
+
+
 @dataclass
 class IngestResult:
     """Placed accounts, rejected rows, and how many rows were read."""
@@ -39,9 +45,8 @@ class IngestResult:
         return len(self.rejects)
 
     def tally(self, rejects_path: str | os.PathLike | None = None) -> str:
-        """The one-line tally every command prints: ``N read, M placed, R rejected (PATH)``."""
-        where = f" ({rejects_path})" if rejects_path is not None else ""
-        return f"{self.n_read} read, {self.n_placed} placed, {self.n_rejected} rejected{where}"
+        """The one-line tally every command prints (see :func:`tally_line`)."""
+        return tally_line(self.n_read, self.n_placed, self.n_rejected, rejects_path)
 
     def write_rejects(self, path: str | os.PathLike) -> Path:
         return write_csv(self.rejects, path)

@@ -39,7 +39,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.accounts import IngestResult, _rename, empty_rejects, validate_accounts
+from patchmap.accounts import IngestResult, _rename, empty_rejects, tally_line, validate_accounts
 from patchmap.errors import InputError
 from patchmap.io import write_csv
 from patchmap.layers import (
@@ -144,10 +144,8 @@ class DaskLayersResult(LayersResult):
 
     def tally(self) -> str:
         """One line: ``N read, M placed, R rejected; U units``."""
-        return (
-            f"{self.n_read} read, {self.n_placed} placed, {len(self.rejects)} rejected; "
-            f"{len(self.units)} {self.kind} units"
-        )
+        units = f"{len(self.units)} {self.kind} units"
+        return f"{tally_line(self.n_read, self.n_placed, len(self.rejects))}; {units}"
 
 
 # ---------------------------------------------------------------- cluster
@@ -1200,7 +1198,5 @@ def layers_file_dask(
     write_layers(result, out)
     rejects_path = rejects_path_for(out)
     write_csv(result.rejects, rejects_path)
-    echo(
-        f"{result.n_read} read, {result.n_placed} placed, {len(result.rejects)} rejected ({rejects_path})"
-    )
+    echo(tally_line(result.n_read, result.n_placed, len(result.rejects), rejects_path))
     return result

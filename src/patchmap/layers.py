@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from patchmap.accounts import tally_line
 from patchmap.errors import InputError
 from patchmap.io import write_units
 from patchmap.scoring import blank, text_values
@@ -65,8 +66,8 @@ class LayersResult:
 
     def tally(self) -> str:
         """One line: ``N read, M placed, R rejected; U units``."""
-        return (f"{self.n_read} read, {len(self.placed)} placed, {len(self.rejects)} rejected; "
-                f"{len(self.units)} {self.kind} units")
+        units = f"{len(self.units)} {self.kind} units"
+        return f"{tally_line(self.n_read, len(self.placed), len(self.rejects))}; {units}"
 
 
 # ---------------------------------------------------------------- geometry helpers

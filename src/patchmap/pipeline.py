@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap import geodata
-from patchmap.accounts import IngestResult, load_accounts
+from patchmap.accounts import IngestResult, load_accounts, tally_line
 from patchmap.config import PlanConfig
 from patchmap.errors import InputError
 from patchmap.io import read_table, write_csv
@@ -56,7 +56,7 @@ def _combined_rejects(ingest: IngestResult, *more: pd.DataFrame) -> pd.DataFrame
 
 
 def _report(echo: Echo, ingest: IngestResult, n_placed: int, rejects: pd.DataFrame, path: Path) -> None:
-    echo(f"{ingest.n_read} read, {n_placed} placed, {len(rejects)} rejected ({path})")
+    echo(tally_line(ingest.n_read, n_placed, len(rejects), path))
 
 
 def score_file(
