@@ -68,7 +68,8 @@ def empty_rejects() -> pd.DataFrame:
                          "reason": pd.Series(dtype="string")})
 
 
-def _rename(df: pd.DataFrame, column_map: Mapping[str, str], source: str) -> pd.DataFrame:
+def rename_columns(df: pd.DataFrame, column_map: Mapping[str, str], source: str) -> pd.DataFrame:
+    """Apply a ``--column`` map (name -> source column); a missing source column raises."""
     missing = [src for src in column_map.values() if src not in df.columns]
     if missing:
         raise InputError(f"{source}: mapped column {missing[0]!r} not found (columns: {', '.join(map(str, df.columns[:12]))})")
@@ -171,5 +172,5 @@ def load_accounts(path: str | os.PathLike, column_map: Mapping[str, str] | None 
     column_map = dict(column_map or {})
     keep_text = {column_map.get(c, c): "string" for c in ("account_id", "zip")}
     df = read_table(path, dtype=keep_text)
-    df = _rename(df, column_map, str(path))
+    df = rename_columns(df, column_map, str(path))
     return validate_accounts(df, source=str(path))

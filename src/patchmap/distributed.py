@@ -39,38 +39,41 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.accounts import IngestResult, _rename, empty_rejects, tally_line, validate_accounts
+from patchmap.accounts import (
+    IngestResult,
+    empty_rejects,
+    rename_columns,
+    tally_line,
+    validate_accounts,
+)
 from patchmap.errors import InputError
 from patchmap.io import write_csv
 from patchmap.layers import (
     MEASURES,
+    Clock,
     LayersResult,
-    _aggregate,
-    _bundled_zcta_states,
-    _check_h3_size,
-    _check_kind,
-    _Clock,
-    _coordinates,
-    _customers,
-    _explain_outside,
-    _fill_from_zcta,
-    _from_zip,
-    _infer_states,
-    _measure,
-    _normalize_states,
-    _split_region,
+    aggregate_units,
+    check_h3_size,
+    check_kind,
+    coordinates,
+    customer_flags,
+    explain_outside,
+    fill_from_zcta,
+    infer_states,
+    located_by_zip,
+    measure_values,
     place_accounts,
+    split_region,
     write_layers,
 )
 from patchmap.logs import log, progress
 from patchmap.scoring import (
     LookalikeScorer,
     ScoringConfig,
-    _frame,
-    _numeric_column,
-    _rows,
-    _threads,
+    engagement,
+    numeric_column,
     parse_outcome,
+    reach,
     reach_weights,
 )
 from patchmap.units import h3 as h3u
@@ -267,7 +270,7 @@ def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
     """Validate and geocode one partition; row numbers are the dataset's (None if empty)."""
     if len(part) == 0:
         return None
-    df = _rename(part.rename(columns=lambda c: str(c).strip()), job.column_map, job.source)
+    df = rename_columns(part.rename(columns=lambda c: str(c).strip()), job.column_map, job.source)
     try:
         ingest = validate_accounts(df, job.source)
     except InputError as exc:
@@ -279,19 +282,6 @@ def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
 
 
 # ---------------------------------------------------------------- scoring, as score_accounts
-
-
-def _engagement(df: pd.DataFrame, col: str) -> np.ndarray:
-    """An engagement column as reach reads it: numeric, not negative, missing = 0."""
-    x = _numeric_column(df, col, "engagement").to_numpy()
-    neg = x < 0
-    if neg.any():
-        i = int(np.argmax(neg))
-        raise InputError(
-            f"accounts: engagement column {col!r} must not be negative "
-            f"(row {_rows(df)[i]}: {x[i]!r})"
-        )
-    return np.nan_to_num(x, nan=0.0)
 
 
 def _top_values(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,30 +319,6 @@ def _quantile_from_top(
     return b - d * (1 - g) if g >= 0.5 else a + d * g
 
 
-def _size_smear(scorer: LookalikeScorer, df: pd.DataFrame) -> float:
-    """Duan's smearing factor of the fitted deal-size model.
-
-    ``LookalikeScorer`` keeps the size model but not this factor; it is recomputed here on
-    the same rows in the same order, so it is the same number.
-    """
-    cfg = scorer.config
-    size = _numeric_column(df, cfg.deal_size, "deal size")
-    won = size.notna() & (size > 0)
-    if cfg.outcome in df.columns:
-        won &= (parse_outcome(df, cfg) == 1).fillna(False)
-    idx = np.nonzero(won.to_numpy())[0]
-    if idx.size > cfg.max_train // 2:
-        idx = np.sort(
-            np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False)
-        )
-    idx = idx[np.random.default_rng(cfg.seed).permutation(idx.size)]
-    target = np.log(size.to_numpy()[idx])
-    X = _frame(df.reset_index(drop=True), *scorer.features_)
-    with _threads(0):
-        resid = target - scorer.size_model_.predict(X.iloc[idx])
-    return float(np.mean(np.exp(resid)))
-
-
 @dataclass
 class _Scoring:
     """What a partition needs to be scored exactly as ``score_accounts`` scores the table."""
@@ -361,48 +327,24 @@ class _Scoring:
     weights: dict[str, float]
     tops: dict[str, float]
     scorer: LookalikeScorer | None = None
-    size_rule: str = "none"  # 'ridge' (size model x smear), 'median' or 'none' (1)
-    size_value: float = 1.0
     card: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def apply(self, accounts: pd.DataFrame) -> pd.DataFrame:
         """``accounts`` with ``p_win``, ``score``, ``potential`` (unless given) and ``reach``."""
         df = accounts
-        kept = {c: _numeric_column(df, c, "existing") for c in self.kept}
+        kept = {c: numeric_column(df, c, "existing") for c in self.kept}
         if self.scorer is not None:
             base = df.drop(columns=list(self.kept))
             p_win = self.scorer.predict_proba(base)
             df["p_win"] = np.round(p_win, 6)
             df["score"] = np.round(100 * p_win, 2)
-            df["potential"] = np.round(p_win * self._sizes(base), 2)
+            df["potential"] = np.round(p_win * self.scorer.predict_deal_size(base), 2)
         for col, values in kept.items():
             df[col] = values.to_numpy()
-        if "reach" not in self.kept:
-            df["reach"] = self._reach(df)
+        if "reach" not in self.kept:  # normalized by the whole table's 99th percentiles
+            df["reach"] = reach(df, self.weights, tops=self.tops)
         return df
-
-    def _sizes(self, df: pd.DataFrame) -> np.ndarray:
-        if self.size_rule == "ridge":
-            X = _frame(df, *self.scorer.features_)
-            return np.exp(self.scorer.size_model_.predict(X)) * self.size_value
-        if self.size_rule == "median":
-            return np.full(len(df), self.size_value)
-        return np.ones(len(df))
-
-    def _reach(self, df: pd.DataFrame) -> np.ndarray:
-        """:func:`patchmap.scoring.reach`, normalized by the whole table's 99th percentiles."""
-        if not self.weights:
-            return np.zeros(len(df))
-        total = np.zeros(len(df))
-        wsum = 0.0
-        for col, w in self.weights.items():
-            x = _engagement(df, col)
-            top = self.tops[col]
-            norm = np.clip(np.log1p(x) / math.log1p(top), 0, 1) if top > 0 else np.zeros_like(x)
-            total += w * norm
-            wsum += w
-        return np.round(100 * total / wsum, 2) if wsum > 0 else total
 
     def __getstate__(self) -> dict[str, Any]:
         # The fitted model travels as one pickled blob: arrays that distributed ships out of
@@ -442,15 +384,8 @@ def _fit_scoring(
     train = train.drop(columns=list(job.kept))
     scorer = LookalikeScorer(job.cfg)
     result = scorer.fit(train)
-    method = str(result.model_card.get("deal_size", {}).get("method", ""))
-    rule, value = "none", 1.0
-    if method.startswith("ridge"):
-        rule, value = "ridge", _size_smear(scorer, train)
-    elif method.startswith("median"):
-        size = result.model_card["deal_size"]
-        rule, value = "median", float(size.get("value", size.get("median_won")))
     card = dict(result.model_card, n_accounts=job.n_total, fit_sample=len(train))
-    return _Scoring(job.kept, job.weights, tops, scorer, rule, value, card, list(result.notes))
+    return _Scoring(job.kept, job.weights, tops, scorer, card, list(result.notes))
 
 
 def _scoring_notes(scoring: _Scoring) -> list[str]:
@@ -489,13 +424,13 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
     out["n_valid"] = len(acc)
     if job.need_model:
         out["train"] = _training_rows(acc, i, len(part), job)
-    out["tops"] = {c: _top_values(_engagement(acc, c), job.top_k) for c in job.weights}
+    out["tops"] = {c: _top_values(engagement(acc, c), job.top_k) for c in job.weights}
     if job.kind != "zcta":
-        lat, lon = _coordinates(acc)
-        acc, lat, lon = _fill_from_zcta(acc, lat, lon)
+        lat, lon = coordinates(acc)
+        acc, lat, lon = fill_from_zcta(acc, lat, lon)
         located = ~(np.isnan(lat) | np.isnan(lon))
         if not job.strict:
-            out["states"] = _infer_states(lat[located], lon[located])
+            out["states"] = infer_states(lat[located], lon[located])
         if job.kind == "h3":
             import shapely
 
@@ -516,7 +451,7 @@ def _training_rows(acc: pd.DataFrame, i: int, n_part: int, job: _Job) -> pd.Data
     if cfg.outcome in acc.columns:
         labelled = parse_outcome(acc, cfg).notna().to_numpy()
     if cfg.deal_size and cfg.deal_size in acc.columns:
-        _numeric_column(acc, cfg.deal_size, "deal size")
+        numeric_column(acc, cfg.deal_size, "deal size")
     if job.n_total <= job.sample_rows:
         return acc
     cap = math.ceil(job.sample_rows * n_part / job.n_total)
@@ -564,12 +499,12 @@ def _layers_part(
         accounts = accounts[[c for c in accounts.columns if c in job.columns]]
     accounts = scoring.apply(accounts.copy()).reset_index(drop=True)
     # as build_layers does before placing
-    lat, lon = _coordinates(accounts)
-    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    lat, lon = coordinates(accounts)
+    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     for col in MEASURES:
         if col in accounts.columns:
-            _measure(accounts, col)
-    small["n_by_zip"] = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
+            measure_values(accounts, col)
+    small["n_by_zip"] = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     notes: list[str] = []
     if job.kind == "h3":
         placed, rejects = place_accounts(
@@ -580,14 +515,14 @@ def _layers_part(
             accounts, units, job.kind, region_geometry=land, notes=notes
         )
         if job.kind == "zcta" and not job.strict:
-            rejects = _explain_outside(rejects, accounts, lat, lon, list(job.bundled))
+            rejects = explain_outside(rejects, accounts, lat, lon, list(job.bundled))
     codes = pd.Index(units["unit_id"].astype(str)).get_indexer(
         placed["unit_id"].astype(str).to_numpy()
     )
-    cust = _customers(placed)
+    cust = customer_flags(placed)
     cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
     values = {
-        col: _measure(placed, col) if col in placed.columns else np.zeros(len(placed))
+        col: measure_values(placed, col) if col in placed.columns else np.zeros(len(placed))
         for col in MEASURES
     }
     contrib = {
@@ -775,17 +710,19 @@ def build_layers_dask(
     :func:`patchmap.layers.build_layers` and :func:`patchmap.scoring.score_accounts`.
     Returns the same units as the pandas engine; rejects cover ingest and placement.
     """
-    clock = _Clock()
-    kind = _check_kind(units)
+    from patchmap import geodata
+
+    clock = Clock()
+    kind = check_kind(units)
     res = h3u.check_resolution(resolution) if kind == "h3" else None
-    region = _normalize_states(states) if states is not None else None
-    bundled = _bundled_zcta_states()  # states without polygons get Voronoi cells (units.zcta)
+    region = sorted(geodata.normalize_states(states)) if states is not None else None
+    bundled = geodata.zcta_states()  # states without polygons get Voronoi cells (units.zcta)
     cfg = _scoring_config(scoring)
     if sample_rows < 1:
         raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
     source = os.fspath(source)
     ddf, parts = _read(source, blocksize, storage_options)
-    meta = _rename(
+    meta = rename_columns(
         ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source
     )
     kept = tuple(c for c in KEPT if c in meta.columns)
@@ -811,7 +748,7 @@ def build_layers_dask(
             storage_options=dict(storage_options or {}),
         )
         engine = _Engine(client, job, parts, lengths, region, clock)
-        return engine.run(placements, has_status=_customers(meta) is not None)
+        return engine.run(placements, has_status=customer_flags(meta) is not None)
 
 
 def _scoring_config(scoring: ScoringConfig | Mapping[str, Any] | None) -> ScoringConfig:
@@ -832,7 +769,7 @@ class _Engine:
         parts: list,
         lengths: list[int],
         region: list[str] | None,
-        clock: _Clock,
+        clock: Clock,
     ) -> None:
         self.client, self.job, self.parts, self.lengths = client, job, parts, lengths
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
@@ -929,7 +866,7 @@ class _Engine:
             notes += place_notes
             if not job.strict:  # as build_layers: the states of the ZCTAs that received accounts
                 counts = pd.Series(acc["accounts"], index=units_gdf["state"].to_numpy())
-                region, minor = _split_region(counts.groupby(level=0).sum().astype("int64"), notes)
+                region, minor = split_region(counts.groupby(level=0).sum().astype("int64"), notes)
                 keep = units_gdf["state"].isin(region).to_numpy() | used
             if not region:
                 raise InputError(
@@ -1040,7 +977,7 @@ class _Engine:
                 if counts
                 else pd.Series(dtype="int64")
             )
-            region, minor = _split_region(total, self.notes)
+            region, minor = split_region(total, self.notes)
             if not region:
                 raise InputError(
                     "accounts: no account lies in a U.S. state; give the region (--region STATES)"
@@ -1055,7 +992,7 @@ class _Engine:
                 minor,
             )
         region_geom = geodata.region_geometry(region)
-        _check_h3_size(region_geom, job.resolution, region)
+        check_h3_size(region_geom, job.resolution, region)
         extra = self.client.gather(
             [
                 self.client.submit(operator.getitem, f, "extra", pure=False)
@@ -1129,7 +1066,7 @@ def _final_units(
 ) -> gpd.GeoDataFrame:
     """The unit layer as ``build_layers`` makes it, with the folded sums."""
     kept = units_gdf[keep].reset_index(drop=True)
-    out = _aggregate(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
+    out = aggregate_units(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
     if not np.array_equal(out["unit_id"].to_numpy(), kept["unit_id"].astype(str).to_numpy()):
         raise RuntimeError("unit order changed in aggregation")
     for col in SUMS:

@@ -19,7 +19,7 @@ import pandas as pd
 import shapely
 
 from patchmap.errors import InputError
-from patchmap.io import atomic_path, write_csv, write_text, write_units
+from patchmap.io import atomic_path, check_ids, write_csv, write_text, write_units
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -49,8 +49,8 @@ _MAX_LISTED = 5
 # plans
 
 
-def _listed(values: Sequence[Any], *, quote: bool = True) -> str:
-    shown = ", ".join(repr(str(v)) if quote else str(v) for v in values[:_MAX_LISTED])
+def _listed(values: Sequence[Any]) -> str:
+    shown = ", ".join(repr(str(v)) for v in values[:_MAX_LISTED])
     more = len(values) - _MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
 
@@ -83,26 +83,8 @@ def validate_plan(
         raise InputError(
             f"{source}: column {missing_cols[0]!r} not found (expected header unit_id,territory)"
         )
-    df = plan[PLAN_COLUMNS].copy()
-    ids = df["unit_id"].astype("string").str.strip()
-    terr = df["territory"].astype("string").str.strip()
-    lines = np.arange(len(df)) + first_line
-    blank = ids.isna() | (ids == "") | terr.isna() | (terr == "")
-    if blank.any():
-        bad = lines[blank.to_numpy()]
-        raise InputError(
-            f"{source}: {row_word} {_listed(list(bad), quote=False)}: empty unit_id or territory"
-        )
-    ids = ids.astype(str)
-    dup = ids.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = ids[dup].iloc[0]
-        where = lines[(ids == first).to_numpy()]
-        n = int(ids.duplicated().sum())
-        raise InputError(
-            f"{source}: unit_id {first!r} appears on {row_word}s {', '.join(map(str, where))}"
-            f" ({n} duplicate row{'s' if n > 1 else ''} in all)"
-        )
+    text, lines = check_ids(plan, PLAN_COLUMNS, source=source, first_line=first_line, word=row_word)
+    ids, terr = text["unit_id"], text["territory"]
     known = _unit_ids(units)
     unknown = ~ids.isin(known).to_numpy()
     if unknown.any():
@@ -120,7 +102,7 @@ def validate_plan(
         raise InputError(
             f"{source}: {len(absent)} unit(s) have no territory: {_listed(list(absent))}"
         )
-    out = pd.DataFrame({"unit_id": ids.to_numpy(), "territory": terr.astype(str).to_numpy()})
+    out = pd.DataFrame({"unit_id": ids.to_numpy(), "territory": terr.to_numpy()})
     order = pd.Index(out["unit_id"]).get_indexer(known)
     return out.iloc[order].reset_index(drop=True)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
@@ -108,6 +109,39 @@ def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.Data
         raise InputError(f"{p}: no rows")
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def listed_lines(lines: Iterable[int], word: str = "line", limit: int = 5) -> str:
+    """``line 3`` or ``lines 3, 7, 9 and 4 more``, for a one-line error message."""
+    lines = [int(n) for n in lines]
+    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
+    return f"{word}{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:limit]))}{more}"
+
+
+def check_ids(
+    df: pd.DataFrame, columns: Sequence[str], *, source: str, first_line: int = 2, word: str = "line"
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Stripped text of ``columns`` and each row's line number; ``columns[0]`` is the id.
+
+    A blank cell in any of ``columns``, or an id on more than one row, raises a one-line
+    InputError naming ``source`` and the lines (numbered from ``first_line``: 2 in a file
+    whose header is line 1; ``word`` names them, e.g. ``row`` for a table in memory).
+    """
+    lines = np.arange(len(df)) + first_line
+    text = pd.DataFrame({c: df[c].astype("string").str.strip() for c in columns}, index=df.index)
+    blank = (text.isna() | (text == "")).any(axis=1).to_numpy()
+    if blank.any():
+        raise InputError(f"{source}: {listed_lines(lines[blank], word)}: empty {' or '.join(columns)}")
+    text = text.astype(str)
+    ids = text[columns[0]]
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = ids[dup].iloc[0]
+        n = int(ids.duplicated().sum())
+        raise InputError(f"{source}: {columns[0]} {first!r} appears on "
+                         f"{listed_lines(lines[(ids == first).to_numpy()], word)} "
+                         f"({n} duplicate row{'s' if n > 1 else ''} in all)")
+    return text, lines
 
 
 def read_polygon_file(path: str | os.PathLike) -> gpd.GeoDataFrame:

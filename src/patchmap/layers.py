@@ -187,14 +187,14 @@ def _empty_rejects() -> pd.DataFrame:
                          "reason": pd.Series(dtype="string")})
 
 
-def _coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """lat, lon as float arrays (NaN where missing); wrong types raise InputError."""
     for col in ("lat", "lon"):
         if col not in accounts.columns:
             raise InputError(f"accounts: missing column {col!r} (run ingest first, or give lat/lon)")
     out = []
     for col in ("lat", "lon"):
-        out.append(_measure(accounts, col, fill=None))
+        out.append(measure_values(accounts, col, fill=None))
     lat, lon = out
     outside = ~(np.isnan(lat) | np.isnan(lon)) & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
     lat = np.where(outside, np.nan, lat)
@@ -202,7 +202,7 @@ def _coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return lat, lon
 
 
-def _from_zip(accounts: pd.DataFrame, lat: np.ndarray) -> np.ndarray:
+def located_by_zip(accounts: pd.DataFrame, lat: np.ndarray) -> np.ndarray:
     """Accounts geocoded from their ZIP (they carry the ZCTA they were placed by)."""
     if "zcta" not in accounts.columns:
         return np.zeros(len(accounts), dtype=bool)
@@ -212,7 +212,7 @@ def _from_zip(accounts: pd.DataFrame, lat: np.ndarray) -> np.ndarray:
     return has & np.isnan(lat)
 
 
-def _measure(accounts: pd.DataFrame, col: str, fill: float | None = 0.0) -> np.ndarray:
+def measure_values(accounts: pd.DataFrame, col: str, fill: float | None = 0.0) -> np.ndarray:
     """A numeric column as float (NaN -> ``fill``); text raises InputError naming the row."""
     raw = accounts[col]
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
@@ -226,7 +226,7 @@ def _measure(accounts: pd.DataFrame, col: str, fill: float | None = 0.0) -> np.n
     return values if fill is None else np.nan_to_num(values, nan=fill)
 
 
-def _customers(accounts: pd.DataFrame) -> np.ndarray | None:
+def customer_flags(accounts: pd.DataFrame) -> np.ndarray | None:
     """Boolean customer flag from ``status == 'customer'`` or an ``is_customer`` column."""
     if "status" in accounts.columns:
         return text_values(accounts["status"], lower=True) == "customer"
@@ -261,13 +261,13 @@ def place_accounts(
     ``cells``: int64 H3 cells of the accounts, if already computed.
     Returns ``(placed, rejects)``; ``placed`` is ``accounts`` with ``unit_id`` added.
     """
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     if "unit_id" not in units_gdf.columns:
         raise InputError("units: missing column 'unit_id'")
     if units_gdf.crs is not None and not units_gdf.crs.equals("EPSG:4326"):
         units_gdf = units_gdf.to_crs(4326)
     accounts = accounts.reset_index(drop=True)
-    lat, lon = _coordinates(accounts)
+    lat, lon = coordinates(accounts)
     has_point = ~(np.isnan(lat) | np.isnan(lon))
     unit_ids = units_gdf["unit_id"].astype(str).to_numpy(dtype=object)
     n = len(accounts)
@@ -292,7 +292,7 @@ def place_accounts(
         unit_index = pd.Index(unit_ids)
         unit = np.full(n, None, dtype=object)
         if kind == "zcta":
-            zip_rows = _from_zip(accounts, lat)
+            zip_rows = located_by_zip(accounts, lat)
             pos = np.full(n, -1, dtype="int64")
             if zip_rows.any():
                 pos[zip_rows] = unit_index.get_indexer(text_values(accounts["zcta"])[zip_rows])
@@ -320,7 +320,8 @@ def place_accounts(
     return placed.reset_index(drop=True), rejects
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
+    """A unit kind (``h3``, ``zcta``, ``county``) in canonical form; anything else raises."""
     k = str(kind).strip().lower()
     if k not in UNIT_KINDS:
         raise InputError(f"--units must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
@@ -372,17 +373,17 @@ def build_layers(
     """
     from patchmap import geodata
 
-    clock = _Clock()
-    kind = _check_kind(units)
+    clock = Clock()
+    kind = check_kind(units)
     res = h3u.check_resolution(resolution) if kind == "h3" else None
     if not isinstance(accounts, pd.DataFrame):
         raise InputError("accounts: expected a table of accounts")
     accounts = accounts.reset_index(drop=True)
     notes: list[str] = []
-    lat, lon = _coordinates(accounts)
-    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    lat, lon = coordinates(accounts)
+    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     present = _measures_present(accounts, notes)
-    by_zip = int(_from_zip(accounts, np.full(len(accounts), np.nan)).sum())
+    by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
         notes.append(f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
 
@@ -403,17 +404,17 @@ def build_layers(
         if not strict:  # the region: states of the bundled ZCTAs that received accounts
             state_of = pd.Series(units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy())
             counts = state_of.reindex(placed["unit_id"].to_numpy()).value_counts()
-            region, minor = _split_region(counts, notes)
+            region, minor = split_region(counts, notes)
             used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
             units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
-            rejects = _explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
+            rejects = explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
         if not region:
             raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
                              f"({', '.join(_bundled_zcta_states())}); use --units h3 or county")
     else:
         located = ~(np.isnan(lat) | np.isnan(lon))
         if not strict:
-            region, minor = _split_region(_infer_states(lat[located], lon[located]), notes)
+            region, minor = split_region(infer_states(lat[located], lon[located]), notes)
             if not region:
                 raise InputError("accounts: no account lies in a U.S. state; "
                                  "give the region (--region STATES)")
@@ -431,7 +432,7 @@ def build_layers(
                 units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
         else:
             region_geom = geodata.region_geometry(region)
-            _check_h3_size(region_geom, res, region)
+            check_h3_size(region_geom, res, region)
             cells = np.zeros(len(accounts), dtype="uint64")
             cells[located] = h3u.points_to_int_cells(lat[located], lon[located], res)
             clock("cells")
@@ -446,7 +447,7 @@ def build_layers(
             clock("place")
 
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
-    out = _aggregate(units_gdf, placed, region + minor, present)
+    out = aggregate_units(units_gdf, placed, region + minor, present)
     clock("aggregate")
     return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
                         states=list(region), notes=notes, timings=clock.laps)
@@ -457,11 +458,11 @@ def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
     present = []
     for col in MEASURES:
         if col in accounts.columns:
-            _measure(accounts, col)  # validate early: text in a measure column is an error
+            measure_values(accounts, col)  # validate early: text in a measure column is an error
             present.append(col)
         else:
             notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
-    if _customers(accounts) is None:
+    if customer_flags(accounts) is None:
         notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
     return present
 
@@ -472,18 +473,18 @@ def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame
     Points go to the polygon containing them (nearest within the county tolerance for
     coastline slivers); accounts outside every polygon are rejected with the reason.
     """
-    clock = _Clock()
+    clock = Clock()
     accounts = accounts.reset_index(drop=True)
     notes: list[str] = []
-    lat, lon = _coordinates(accounts)
-    accounts, lat, lon = _fill_from_zcta(accounts, lat, lon)
+    lat, lon = coordinates(accounts)
+    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     present = _measures_present(accounts, notes)
     clock("validate")
     placed, rejects = place_accounts(accounts, units_gdf, "county", notes=notes)
     clock("place")
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
     extra = [c for c in units_gdf.columns if c not in ("unit_id", "geometry", *MEASURES)]
-    out = _aggregate(units_gdf, placed, [], present)
+    out = aggregate_units(units_gdf, placed, [], present)
     user = pd.DataFrame(units_gdf[extra].to_numpy(), columns=extra, index=units_gdf["unit_id"].astype(str))
     for col in [c for c in extra if c not in out.columns]:
         out[col] = user[col].reindex(out["unit_id"]).to_numpy()
@@ -492,7 +493,7 @@ def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame
                         states=[], notes=notes, timings=clock.laps)
 
 
-class _Clock:
+class Clock:
     """Seconds between successive calls, by name (for ``LayersResult.timings``)."""
 
     def __init__(self) -> None:
@@ -505,7 +506,7 @@ class _Clock:
         self._t = now
 
 
-def _fill_from_zcta(
+def fill_from_zcta(
     accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Give rows that carry a ``zcta`` but no coordinates the ZCTA's internal point."""
@@ -527,7 +528,7 @@ def _fill_from_zcta(
     return accounts, lat, lon
 
 
-def _explain_outside(
+def explain_outside(
     rejects: pd.DataFrame, accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray, bundled: list[str]
 ) -> pd.DataFrame:
     """Say which state a rejected point lies in when that state has no bundled ZCTAs."""
@@ -549,7 +550,7 @@ def _explain_outside(
 MIN_REGION_SHARE = 0.01
 
 
-def _split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[str]]:
+def split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[str]]:
     """(region, minor): states with >= 1% of the accounts (at least the largest one) are
     the region, filled with every unit; in the others only units holding accounts are kept.
     """
@@ -567,7 +568,7 @@ def _split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[
     return region, minor
 
 
-def _infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
+def infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
     """Accounts per state (point in state polygon, 5 km coastal tolerance)."""
     if lat.size == 0:
         return pd.Series(dtype="int64")
@@ -575,7 +576,8 @@ def _infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
     return pd.Series(st[pd.notna(st)]).value_counts()
 
 
-def _check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:
+def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:
+    """Raise InputError when the region needs more than :data:`MAX_H3_CELLS` cells at ``res``."""
     import h3
 
     crs = local_equal_area_crs(region_geom.bounds)
@@ -586,7 +588,7 @@ def _check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -
                          f"(limit {MAX_H3_CELLS:,}); use a lower --resolution or a smaller --region")
 
 
-def _aggregate(
+def aggregate_units(
     units_gdf: gpd.GeoDataFrame,
     placed: pd.DataFrame,
     region: list[str],
@@ -611,10 +613,10 @@ def _aggregate(
         return np.bincount(codes, weights=weights, minlength=nu).astype("float64")
 
     cols: dict[str, np.ndarray] = {"accounts": np.bincount(codes, minlength=nu).astype("int64")}
-    cust = _customers(placed)
+    cust = customer_flags(placed)
     cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
     cols["customers"] = np.bincount(codes, weights=cust.astype("float64"), minlength=nu).astype("int64")
-    values = {col: _measure(placed, col) if col in present else np.zeros(len(placed)) for col in MEASURES}
+    values = {col: measure_values(placed, col) if col in present else np.zeros(len(placed)) for col in MEASURES}
     for col in MEASURES:
         cols[col] = total(values[col])
     cols["whitespace"] = total(np.where(cust, 0.0, values["potential"]))

@@ -19,7 +19,7 @@ from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
 from patchmap.config import PlanConfig
 from patchmap.errors import InputError
-from patchmap.io import read_table, write_csv
+from patchmap.io import check_ids, read_table, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
 from patchmap.partition import Partitioner, Plan
@@ -190,31 +190,19 @@ def read_locked(path: str | os.PathLike, unit_ids: Sequence[str]) -> pd.Series:
     Blank cells, repeated units and ids that are not units raise :class:`InputError`
     naming the lines; ``attrs['lines']`` keeps each unit's line for later messages.
     """
-    from patchmap.export import _listed
-
     p = Path(path)
     df = read_table(p, dtype=str)
     missing = [c for c in ("unit_id", "territory") if c not in df.columns]
     if missing:
         raise InputError(f"{p}: column {missing[0]!r} not found (expected unit_id,territory)")
-    ids = df["unit_id"].astype("string").str.strip()
-    terr = df["territory"].astype("string").str.strip()
-    lines = np.arange(len(df)) + 2
-    blank = (ids.isna() | (ids == "") | terr.isna() | (terr == "")).to_numpy()
-    if blank.any():
-        raise InputError(f"{p}: line {_listed(list(lines[blank]), quote=False)}: empty unit_id or territory")
-    ids = ids.astype(str)
-    dup = ids.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = ids[dup].iloc[0]
-        where = lines[(ids == first).to_numpy()]
-        raise InputError(f"{p}: unit_id {first!r} appears on lines {', '.join(map(str, where))}")
+    text, lines = check_ids(df, ["unit_id", "territory"], source=str(p))
+    ids, terr = text["unit_id"], text["territory"]
     unknown = ~ids.isin(pd.Index(pd.Series(list(unit_ids)).astype(str))).to_numpy()
     if unknown.any():
         shown = ", ".join(f"line {ln} ({u!r})" for ln, u in zip(lines[unknown][:5], ids[unknown][:5], strict=True))
         more = f" and {int(unknown.sum()) - 5} more" if unknown.sum() > 5 else ""
         raise InputError(f"{p}: unit_id not among the units on {shown}{more}")
-    out = pd.Series(terr.astype(str).to_numpy(), index=pd.Index(ids.to_numpy(), name="unit_id"),
+    out = pd.Series(terr.to_numpy(), index=pd.Index(ids.to_numpy(), name="unit_id"),
                     name="territory")  # fmt: skip
     out.attrs["lines"] = dict(zip(ids.tolist(), lines.tolist(), strict=True))
     out.attrs["source"] = str(p)

@@ -165,7 +165,7 @@ def blank(s: pd.Series) -> np.ndarray:
     return pd.isna(t) | (t == "")
 
 
-def _numeric_column(df: pd.DataFrame, col: str, what: str) -> pd.Series:
+def numeric_column(df: pd.DataFrame, col: str, what: str) -> pd.Series:
     """Column as float; any non-empty value that is not a number raises InputError."""
     raw = df[col]
     if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
@@ -229,28 +229,43 @@ def reach_weights(df: pd.DataFrame, config: ScoringConfig) -> dict[str, float]:
     return out
 
 
-def reach(df: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray:
+def engagement(df: pd.DataFrame, col: str) -> np.ndarray:
+    """An engagement column as :func:`reach` reads it: numeric, not negative, missing = 0.
+
+    Non-numeric or negative values raise InputError naming the column and first bad row.
+    """
+    x = numeric_column(df, col, "engagement").to_numpy()
+    neg = x < 0
+    if neg.any():
+        i = int(np.argmax(neg))
+        raise InputError(f"accounts: engagement column {col!r} must not be negative "
+                         f"(row {_rows(df)[i]}: {x[i]!r})")
+    return np.nan_to_num(x, nan=0.0)
+
+
+def reach(df: pd.DataFrame, weights: Mapping[str, float],
+          tops: Mapping[str, float] | None = None) -> np.ndarray:
     """Engagement composite, 0-100.
 
     Each column is log-normalized, ``log1p(x) / log1p(p99)`` clipped to [0, 1] (0 stays 0,
     one outlier cannot flatten everyone else, counts and 0-100 scales become comparable);
     missing counts as 0 (no usage is no engagement). The weighted mean is scaled to 0-100.
     Non-numeric or negative values raise InputError naming the column and first bad row.
+
+    ``tops``: column -> normaliser to use instead of this table's own p99 (its maximum when
+    the p99 is 0), e.g. the whole table's when ``df`` is one partition of it.
     """
     if not weights:
         return np.zeros(len(df))
     total = np.zeros(len(df))
     wsum = 0.0
     for col, w in weights.items():
-        x = _numeric_column(df, col, "engagement").to_numpy()
-        neg = x < 0
-        if neg.any():
-            i = int(np.argmax(neg))
-            raise InputError(f"accounts: engagement column {col!r} must not be negative "
-                             f"(row {_rows(df)[i]}: {x[i]!r})")
-        x = np.nan_to_num(x, nan=0.0)
-        top = float(np.quantile(x, 0.99)) if x.size else 0.0
-        top = top if top > 0 else float(x.max(initial=0.0))
+        x = engagement(df, col)
+        if tops is not None:
+            top = tops[col]
+        else:
+            top = float(np.quantile(x, 0.99)) if x.size else 0.0
+            top = top if top > 0 else float(x.max(initial=0.0))
         norm = np.clip(np.log1p(x) / math.log1p(top), 0, 1) if top > 0 else np.zeros_like(x)
         total += w * norm
         wsum += w
@@ -445,12 +460,18 @@ class LookalikeScorer:
     ``model='auto'`` it cross-validates a gradient-boosting and a logistic model and keeps
     the better ROC AUC. Too little history (< ``min_labelled`` rows or one class only)
     falls back to :class:`RulesScorer`, and the model card and notes say why.
+
+    Fitted deal size (:meth:`predict_deal_size`): ``size_model_``, a regressor of log deal
+    size, and ``size_smear_``, Duan's smearing factor that turns its exp back into a mean;
+    without a size model, the constant ``deal_size_`` (the median won deal, or 1).
     """
 
     def __init__(self, config: ScoringConfig | None = None) -> None:
         self.config = config or ScoringConfig()
         self.pipeline_ = None
         self.size_model_ = None
+        self.size_smear_ = 1.0
+        self.deal_size_ = 1.0
         self.features_: tuple[list[str], list[str]] = ([], [])
 
     def predict_proba(self, accounts: pd.DataFrame) -> np.ndarray:
@@ -462,6 +483,15 @@ class LookalikeScorer:
         if missing:
             raise InputError(f"accounts: feature column {missing[0]!r} not found")
         return self.pipeline_.predict_proba(_frame(accounts, numeric, categorical))[:, 1]
+
+    def predict_deal_size(self, accounts: pd.DataFrame) -> np.ndarray:
+        """Expected deal size of each account, as :meth:`fit` multiplies ``p_win`` by for
+        ``potential``: exp(``size_model_``) x ``size_smear_``, or else ``deal_size_``."""
+        if self.size_model_ is None:
+            return np.full(len(accounts), self.deal_size_)
+        X = _frame(accounts, *self.features_)
+        with _threads(len(X)):
+            return np.exp(self.size_model_.predict(X)) * self.size_smear_
 
     def fit(self, accounts: pd.DataFrame) -> ScoreResult:
         """Train on labelled rows, predict ``p_win``, ``score``, ``potential`` for all rows."""
@@ -519,12 +549,13 @@ class LookalikeScorer:
     def _deal_sizes(self, df, X, y, numeric, categorical, notes, card) -> np.ndarray:
         """Expected deal size per account: size model, else the median won deal, else 1."""
         cfg = self.config
+        self.size_model_, self.size_smear_, self.deal_size_ = None, 1.0, 1.0
         col = cfg.deal_size
         if not col or col not in df.columns:
             notes.append(f"no deal size column {col!r}: potential = p_win (expected wins)")
             card["deal_size"] = {"method": "none (1 per account)"}
             return np.ones(len(df))
-        size = _numeric_column(df, col, "deal size")
+        size = numeric_column(df, col, "deal size")
         won = size.notna() & (size > 0)
         if y is not None:
             won &= (y == 1).fillna(False)
@@ -533,7 +564,7 @@ class LookalikeScorer:
             notes.append(f"no won deals with a {col!r}: potential = p_win (expected wins)")
             card["deal_size"] = {"method": "none (1 per account)"}
             return np.ones(len(df))
-        median = float(size[won].median())
+        median = self.deal_size_ = float(size[won].median())
         if not cfg.size_model or n_won < 30 or not (numeric or categorical):
             card["deal_size"] = {"method": "median won deal", "value": median, "n_won": n_won}
             return np.full(len(df), median)
@@ -554,7 +585,6 @@ class LookalikeScorer:
         with _threads(len(X)):
             predicted = pipe.predict(X)
         smear = float(np.mean(np.exp(resid)))  # Duan's smearing: mean, not median, of exp(log)
-        self.size_model_ = pipe
         card["deal_size"] = {"method": "ridge regression on log(deal size) of won deals",
                              "n_won": n_won, "cv_r2_log": round(float(r2.mean()), 4),
                              "median_won": median}
@@ -562,6 +592,7 @@ class LookalikeScorer:
             notes.append(f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used")
             card["deal_size"]["method"] = "median won deal (size model had no skill)"
             return np.full(len(df), median)
+        self.size_model_, self.size_smear_ = pipe, smear
         return np.exp(predicted) * smear
 
     # -- win model -------------------------------------------------------
@@ -658,7 +689,7 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
         raise InputError("accounts: no rows to score")
     cfg = config or ScoringConfig()
     df = accounts.reset_index(drop=True)
-    kept = {c: _numeric_column(df, c, "existing") for c in ("score", "reach", "p_win", "potential")
+    kept = {c: numeric_column(df, c, "existing") for c in ("score", "reach", "p_win", "potential")
             if c in df.columns}
     weights = reach_weights(df, cfg)
     reach_values = None if "reach" in kept else reach(df, weights)

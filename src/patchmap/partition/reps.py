@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 
 from patchmap.errors import InputError
-from patchmap.io import read_table
+from patchmap.io import check_ids, listed_lines, read_table
 
 if TYPE_CHECKING:
     from patchmap.partition.plan import Plan
@@ -37,16 +37,10 @@ _LINE = "_line"
 _MAX_LISTED = 5
 
 
-def _rows(lines: np.ndarray, ids: np.ndarray | None = None) -> str:
-    """``lines 3, 7 (reps 'a', 'b')`` for an error message."""
-    lines = np.asarray(lines)
-    word = "line" if len(lines) == 1 else "lines"
-    shown = ", ".join(map(str, lines[:_MAX_LISTED].tolist()))
-    more = f" and {len(lines) - _MAX_LISTED} more" if len(lines) > _MAX_LISTED else ""
-    who = ""
-    if ids is not None:
-        who = " (rep " + ", ".join(repr(str(x)) for x in np.asarray(ids)[:_MAX_LISTED]) + ")"
-    return f"{word} {shown}{more}{who}"
+def _rows(lines: np.ndarray, ids: np.ndarray) -> str:
+    """``lines 3, 7 (rep 'a', 'b')`` for an error message."""
+    who = ", ".join(repr(str(x)) for x in np.asarray(ids)[:_MAX_LISTED])
+    return f"{listed_lines(lines, limit=_MAX_LISTED)} (rep {who})"
 
 
 def prepare_reps(
@@ -74,17 +68,8 @@ def prepare_reps(
         raise InputError(f"{source}: no home location: expected columns lat and lon, or zip")
     if len(df) == 0:
         raise InputError(f"{source}: no reps")
-    lines = np.arange(len(df)) + first_line
-    rid = df["rep_id"].astype("string").str.strip()
-    blank = (rid.isna() | (rid == "")).to_numpy()
-    if blank.any():
-        raise InputError(f"{source}: {_rows(lines[blank])}: empty rep_id")
-    rid = rid.astype(str)
-    dup = rid.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = rid[dup].iloc[0]
-        where = lines[(rid == first).to_numpy()]
-        raise InputError(f"{source}: rep_id {first!r} appears on {_rows(where)}")
+    text, lines = check_ids(df, ["rep_id"], source=source, first_line=first_line)
+    rid = text["rep_id"]
     out = pd.DataFrame({"rep_id": rid.to_numpy()})
     lat = np.full(len(df), np.nan)
     lon = np.full(len(df), np.nan)
