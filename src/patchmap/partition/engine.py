@@ -54,6 +54,8 @@ _RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 _ANGLES = 12  # directions tried for each straight cut of the recursive bisection
 _MARGIN = 0.9  # share of the primary target the search holds deviations within
 _TIGHTEN = True
+_FM = True  # Fiduccia–Mattheyses passes after each refinement round
+_FM_COMPACTNESS = 0.1  # share of the compactness weight FM passes use
 _MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
 _TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 _SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
@@ -1909,6 +1911,78 @@ class _Search:
                 break
         return done
 
+    def _best_move(self, u: int, beta: float) -> tuple[float, int]:
+        """(gain, territory) of u's best move to a neighbouring territory: edges no longer
+        cut plus ``beta`` times the compactness term; (-inf, -1) if none."""
+        lab = self.lab
+        p = lab[u]
+        cnt: dict[int, int] = {}
+        for v in self.nbrs[u]:
+            lv = lab[v]
+            cnt[lv] = cnt.get(lv, 0) + 1
+        cp = cnt.get(p, 0)
+        best_s, best_q = -np.inf, -1
+        for q, cq in cnt.items():
+            if q != p:
+                s = (cq - cp) + beta * self.geo(u, p, q)
+                if s > best_s:
+                    best_s, best_q = s, q
+        return best_s, best_q
+
+    def fm(self, passes: int = 6, patience: int = 100) -> int:
+        """Fiduccia–Mattheyses passes: keep taking the best boundary move, even one that
+        cuts more edges, each unit moving once per pass, and keep the best prefix of the
+        sequence. Where greedy refinement stops at the first ridge, this walks over it (a
+        jagged boundary straightens only after a few moves that gain nothing on their own).
+        Bands and contiguity hold after every move; compactness only breaks near-ties here
+        (cut edges are what the walk is after). Returns the number of moves kept."""
+        lab, nbrs = self.lab, self.nbrs
+        beta = _FM_COMPACTNESS * self.beta
+        kept = 0
+        for _ in range(passes):
+            heap = []
+            for u in self.boundary().tolist():
+                if not self.locked[u]:
+                    s, q = self._best_move(u, beta)
+                    if q >= 0:
+                        heap.append((-s, u, q))
+            heapq.heapify(heap)
+            done: set[int] = set()
+            seq: list[tuple[int, int, int]] = []
+            gain = best_gain = 0.0
+            best_len = 0
+            while heap and len(seq) - best_len <= patience:
+                neg, u, q = heapq.heappop(heap)
+                if u in done:
+                    continue
+                s, q2 = self._best_move(u, beta)
+                if q2 < 0:
+                    continue
+                if s < -neg - 1e-9 or q2 != q:  # stale entry: requeue at its current value
+                    heapq.heappush(heap, (-s, u, q2))
+                    continue
+                p = lab[u]
+                if self._viol_delta(u, p, q) > 1e-12 or not self.can_remove(u, p):
+                    done.add(u)
+                    continue
+                self.move(u, p, q)
+                done.add(u)
+                seq.append((u, p, q))
+                gain += s
+                if gain > best_gain + 1e-9:
+                    best_gain, best_len = gain, len(seq)
+                for v in nbrs[u]:
+                    if v not in done and not self.locked[v]:
+                        sv, qv = self._best_move(v, beta)
+                        if qv >= 0:
+                            heapq.heappush(heap, (-sv, v, qv))
+            for u, p, q in reversed(seq[best_len:]):
+                self.move(u, q, p)
+            kept += best_len
+            if best_len == 0:
+                break
+        return kept
+
     def _refine(self, passes: int) -> int:
         lab, nbrs = self.lab, self.nbrs
         total = 0
@@ -1957,6 +2031,8 @@ class _Search:
             self.secondary()
             self.swap_refine()
             self.refine()
+            if _FM:
+                self.fm()
             now = self.score()
             if now < best:
                 best, best_lab = now, self.labels()
