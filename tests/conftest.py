@@ -15,7 +15,10 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``patchmap ARGS`` in a subprocess (the real entry point, real exit status)."""
     return subprocess.run(
         [sys.executable, "-m", "patchmap", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 

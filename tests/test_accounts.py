@@ -11,9 +11,31 @@ from patchmap.geocode import normalize_zip, zip_locations
 
 
 def test_normalize_zip_repairs_what_spreadsheets_break():
-    raw = pd.Series(["02903", "2903", 2903, "02903-1234", "029031234", "2903.0", " 94105 ", "abc", None, "123456"])
+    raw = pd.Series(
+        [
+            "02903",
+            "2903",
+            2903,
+            "02903-1234",
+            "029031234",
+            "2903.0",
+            " 94105 ",
+            "abc",
+            None,
+            "123456",
+        ]
+    )
     assert normalize_zip(raw).tolist() == [
-        "02903", "02903", "02903", "02903", "02903", "02903", "94105", pd.NA, pd.NA, pd.NA
+        "02903",
+        "02903",
+        "02903",
+        "02903",
+        "02903",
+        "02903",
+        "94105",
+        pd.NA,
+        pd.NA,
+        pd.NA,
     ]
 
 
@@ -21,7 +43,11 @@ def test_po_box_zip_resolves_to_its_containing_zcta():
     from patchmap import geodata
 
     cw = geodata.zip_crosswalk()
-    po = cw[(cw["state"] == "CA") & cw["zip_type"].str.contains("Post Office") & (cw["zip"] != cw["zcta"])]
+    po = cw[
+        (cw["state"] == "CA")
+        & cw["zip_type"].str.contains("Post Office")
+        & (cw["zip"] != cw["zcta"])
+    ]
     assert len(po) > 0
     zips = po["zip"].head(20).reset_index(drop=True)
     located = zip_locations(zips)
@@ -30,12 +56,14 @@ def test_po_box_zip_resolves_to_its_containing_zcta():
 
 
 def test_every_row_placed_or_rejected_with_reason():
-    df = pd.DataFrame({
-        "account_id": ["a", "b", "c", "d", "e", "f", "g"],
-        "lat": [37.77, None, None, 137.0, None, "x", None],
-        "lon": [-122.41, None, None, -122.0, None, -122.0, None],
-        "zip": ["94105", "2903", "00000", "94105", None, None, "9410"],
-    })
+    df = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "d", "e", "f", "g"],
+            "lat": [37.77, None, None, 137.0, None, "x", None],
+            "lon": [-122.41, None, None, -122.0, None, -122.0, None],
+            "zip": ["94105", "2903", "00000", "94105", None, None, "9410"],
+        }
+    )
     res = validate_accounts(df, source="t.csv")
     assert res.n_read == res.n_placed + res.n_rejected == 7
     placed = res.accounts.set_index("account_id")

@@ -16,8 +16,20 @@ def small_chain(tmp_path_factory, ri_accounts_csv):
     r = run_cli("layers", ri_accounts_csv, "--units", "zcta", "--out", units)
     assert r.returncode == 0, r.stderr
     plan = out / "plan.csv"
-    r2 = run_cli("partition", units, "--id", "unit_id", "--balance", "accounts", "--territories", "6",
-                 "--seed", "1", "--out", plan)
+    r2 = run_cli(
+        "partition",
+        units,
+        "--id",
+        "unit_id",
+        "--balance",
+        "accounts",
+        "--territories",
+        "6",
+        "--seed",
+        "1",
+        "--out",
+        plan,
+    )
     assert r2.returncode == 0, r2.stderr
     return out, units, plan, r.stdout
 
@@ -80,21 +92,76 @@ def test_map_is_written(small_chain, tmp_path):
     [
         (["layers", "{missing}", "--units", "zcta", "--out", "{tmp}/u.parquet"], "file not found"),
         (["layers", "{nocol}", "--units", "zcta", "--out", "{tmp}/u.parquet"], "'account_id'"),
-        (["layers", "{nocol}", "--units", "h3", "--resolution", "16", "--out", "{tmp}/u.parquet"],
-         "'--resolution': 16 is not in the range 0<=x<=15"),
-        (["partition", "{units}", "--id", "nope", "--balance", "accounts", "--territories", "3",
-          "--out", "{tmp}/p.csv"], "'nope'"),
-        (["partition", "{units}", "--id", "unit_id", "--balance", "ghost", "--territories", "3",
-          "--out", "{tmp}/p.csv"], "ghost"),
-        (["partition", "{units}", "--id", "unit_id", "--balance", "accounts", "--territories", "1",
-          "--out", "{tmp}/p.csv"], "territories"),
+        (
+            [
+                "layers",
+                "{nocol}",
+                "--units",
+                "h3",
+                "--resolution",
+                "16",
+                "--out",
+                "{tmp}/u.parquet",
+            ],
+            "'--resolution': 16 is not in the range 0<=x<=15",
+        ),
+        (
+            [
+                "partition",
+                "{units}",
+                "--id",
+                "nope",
+                "--balance",
+                "accounts",
+                "--territories",
+                "3",
+                "--out",
+                "{tmp}/p.csv",
+            ],
+            "'nope'",
+        ),
+        (
+            [
+                "partition",
+                "{units}",
+                "--id",
+                "unit_id",
+                "--balance",
+                "ghost",
+                "--territories",
+                "3",
+                "--out",
+                "{tmp}/p.csv",
+            ],
+            "ghost",
+        ),
+        (
+            [
+                "partition",
+                "{units}",
+                "--id",
+                "unit_id",
+                "--balance",
+                "accounts",
+                "--territories",
+                "1",
+                "--out",
+                "{tmp}/p.csv",
+            ],
+            "territories",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(small_chain, tmp_path, args, expected):
     _, units_path, _, _ = small_chain
     nocol = tmp_path / "nocol.csv"
     nocol.write_text("id,lat,lon\n1,41.8,-71.4\n")
-    subs = {"missing": tmp_path / "missing.csv", "nocol": nocol, "units": units_path, "tmp": tmp_path}
+    subs = {
+        "missing": tmp_path / "missing.csv",
+        "nocol": nocol,
+        "units": units_path,
+        "tmp": tmp_path,
+    }
     r = run_cli(*[a.format(**subs) for a in args])
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [line for line in r.stderr.splitlines() if line.strip()]

@@ -12,7 +12,13 @@ def test_demo_writes_the_five_outputs(tmp_path):
     out = tmp_path / "demo"
     r = run_cli("demo", "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
-    for name in ["map.html", "zip_to_rep.csv", "assignments.csv", "territories.geojson", "summary.csv"]:
+    for name in [
+        "map.html",
+        "zip_to_rep.csv",
+        "assignments.csv",
+        "territories.geojson",
+        "summary.csv",
+    ]:
         assert (out / name).stat().st_size > 0, name
     assert r.stdout.strip().splitlines()[-1].endswith("map.html")
 

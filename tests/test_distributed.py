@@ -221,14 +221,36 @@ def test_cli_engine_dask_matches_pandas(dataset, scheduler, tmp_path):
     from conftest import run_cli
 
     dask_out, pandas_out = tmp_path / "dask.parquet", tmp_path / "pandas.parquet"
-    r = run_cli("layers", dataset, "--units", "zcta", "--engine", "dask", "--scheduler", scheduler,
-                "--out", dask_out)
+    r = run_cli(
+        "layers",
+        dataset,
+        "--units",
+        "zcta",
+        "--engine",
+        "dask",
+        "--scheduler",
+        scheduler,
+        "--out",
+        dask_out,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     r2 = run_cli("layers", dataset, "--units", "zcta", "--out", pandas_out)
     assert r2.returncode == 0, r2.stderr[-2000:]
-    tally = [next(line for line in x.stdout.splitlines() if " read, " in line).split(" (")[0] for x in (r, r2)]
+    tally = [
+        next(line for line in x.stdout.splitlines() if " read, " in line).split(" (")[0]
+        for x in (r, r2)
+    ]
     assert tally[0] == tally[1]
     got, want = gpd.read_parquet(dask_out), gpd.read_parquet(pandas_out)
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), want.drop(columns="geometry"))
-    bad = run_cli("layers", dataset, "--units", "zcta", "--scheduler", scheduler, "--out", tmp_path / "x.parquet")
+    bad = run_cli(
+        "layers",
+        dataset,
+        "--units",
+        "zcta",
+        "--scheduler",
+        scheduler,
+        "--out",
+        tmp_path / "x.parquet",
+    )
     assert bad.returncode == 2 and "--engine dask" in bad.stderr

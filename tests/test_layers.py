@@ -30,15 +30,19 @@ def accounts() -> pd.DataFrame:
     pick = rng.choice(len(z), size=1500, p=z["population"] / z["population"].sum())
     pts = shapely.get_geometry(z.geometry.iloc[pick].sample_points(1, rng=rng).values, 0)
     n = len(pick)
-    df = pd.DataFrame({
-        "account_id": [f"T{i:05d}" for i in range(n)],
-        "lat": shapely.get_y(pts), "lon": shapely.get_x(pts),
-        "zcta": pd.array(z["zcta"].to_numpy()[pick], dtype="string"),
-        "location_source": "latlon",
-        "status": np.where(rng.random(n) < 0.3, "customer", "prospect"),
-        "score": rng.uniform(0, 100, n), "reach": rng.uniform(0, 100, n),
-        "potential": rng.lognormal(9, 1, n),
-    })
+    df = pd.DataFrame(
+        {
+            "account_id": [f"T{i:05d}" for i in range(n)],
+            "lat": shapely.get_y(pts),
+            "lon": shapely.get_x(pts),
+            "zcta": pd.array(z["zcta"].to_numpy()[pick], dtype="string"),
+            "location_source": "latlon",
+            "status": np.where(rng.random(n) < 0.3, "customer", "prospect"),
+            "score": rng.uniform(0, 100, n),
+            "reach": rng.uniform(0, 100, n),
+            "potential": rng.lognormal(9, 1, n),
+        }
+    )
     zip_only = np.arange(n) % 10 == 0  # every tenth account was geocoded from its ZIP
     df.loc[zip_only, "location_source"] = "zip"
     zp = geodata.zcta_points().set_index("zcta")
@@ -76,7 +80,9 @@ def test_zcta_layers_conserve_and_keep_empty_units(accounts):
     z = accounts[accounts["location_source"] == "zip"].set_index("account_id")["zcta"]
     got = result.placed.set_index("account_id").loc[z.index, "unit_id"]
     assert (got.to_numpy() == z.to_numpy()).all()
-    assert {"population", "state", "accounts_density", "score_density", "reach_density"} <= set(result.units)
+    assert {"population", "state", "accounts_density", "score_density", "reach_density"} <= set(
+        result.units
+    )
 
 
 def test_h3_layers_with_region(accounts):
@@ -85,7 +91,11 @@ def test_h3_layers_with_region(accounts):
     assert len(result.rejects) > 0 and set(result.rejects["reason"]) == {"outside region"}
     _conserved(result, accounts)
     # every cell of the RI polyfill is a unit, most of them empty
-    poly = set(h3.h3shape_to_cells_experimental(h3.geo_to_h3shape(geodata.region_geometry("RI")), 7, "overlap"))
+    poly = set(
+        h3.h3shape_to_cells_experimental(
+            h3.geo_to_h3shape(geodata.region_geometry("RI")), 7, "overlap"
+        )
+    )
     assert poly <= set(result.units["unit_id"])
     assert (result.units["accounts"] == 0).sum() > len(result.units) / 2
     assert h3.get_resolution(in_ri["unit_id"].iloc[0]) == 7
@@ -106,16 +116,28 @@ def test_h3_and_county_layers_infer_region(accounts):
 
 
 def test_accounts_outside_bundled_zcta_coverage_are_rejected_with_reason(accounts):
-    far = pd.DataFrame({"account_id": ["BOS", "SEA", "SEA2"], "lat": [42.36, 47.61, 47.62],
-                        "lon": [-71.06, -122.33, -122.34], "status": "prospect",
-                        "score": 1.0, "reach": 1.0, "potential": 1.0})
+    far = pd.DataFrame(
+        {
+            "account_id": ["BOS", "SEA", "SEA2"],
+            "lat": [42.36, 47.61, 47.62],
+            "lon": [-71.06, -122.33, -122.34],
+            "status": "prospect",
+            "score": 1.0,
+            "reach": 1.0,
+            "potential": 1.0,
+        }
+    )
     df = pd.concat([accounts, far], ignore_index=True)
     result = build_layers(df, units="zcta")
     _conserved(result, df)
     reasons = result.rejects.set_index("account_id")["reason"]
     assert reasons["BOS"].startswith("in MA: outside the bundled ZCTA coverage")
     assert reasons["SEA"].startswith("in WA")
-    assert result.rejects["row"].tolist() == [len(accounts) + 1, len(accounts) + 2, len(accounts) + 3]
+    assert result.rejects["row"].tolist() == [
+        len(accounts) + 1,
+        len(accounts) + 2,
+        len(accounts) + 3,
+    ]
 
 
 def test_coastline_sliver_joins_nearest_and_open_sea_is_rejected():
@@ -138,7 +160,9 @@ def test_missing_measures_are_zero_and_noted(accounts):
     bare = accounts[["account_id", "lat", "lon"]]
     result = build_layers(bare, units="county")
     assert result.units["accounts"].sum() == len(bare)
-    assert (result.units[["score", "reach", "potential", "whitespace", "customers"]] == 0).all().all()
+    assert (
+        (result.units[["score", "reach", "potential", "whitespace", "customers"]] == 0).all().all()
+    )
     assert any("'score'" in n for n in result.notes) and any("status" in n for n in result.notes)
 
 
@@ -183,7 +207,9 @@ def test_h3_helpers_match_h3():
 def test_locate_points_first_polygon_wins_and_none_is_minus_one():
     a = shapely.box(0, 0, 2, 2)
     b = shapely.box(1, 0, 3, 2)
-    got = locate_points(np.array([0.5, 1.5, 2.5, 9.0]), np.array([1.0, 1.0, 1.0, 1.0]), np.array([a, b]))
+    got = locate_points(
+        np.array([0.5, 1.5, 2.5, 9.0]), np.array([1.0, 1.0, 1.0, 1.0]), np.array([a, b])
+    )
     assert got.tolist() == [0, 0, 1, -1]
 
 

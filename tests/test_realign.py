@@ -153,7 +153,9 @@ def test_reps_seed_their_territories(small, small_adj, files):
     assert plan.contiguous and plan.max_deviation <= 0.005
     assert plan.constraints["home bases:4 reps"]
     d = plan.reps.set_index("rep_id")
-    assert (d["mean_distance_km"] > 0).all() and (d["max_distance_km"] >= d["mean_distance_km"]).all()
+    assert (d["mean_distance_km"] > 0).all() and (
+        d["max_distance_km"] >= d["mean_distance_km"]
+    ).all()
     # independent check of one rep's weighted mean distance
     xy = plan.adjacency.xy_km
     from patchmap.partition.reps import home_xy_km
@@ -179,7 +181,9 @@ def test_clustered_rep_homes_in_california(seed):
         if len(set(idx.tolist())) == 20:
             break
     names = [f"r{i:02d}" for i in range(20)]
-    reps = pd.DataFrame({"rep_id": names, "lat": pts.y.to_numpy()[idx], "lon": pts.x.to_numpy()[idx]})
+    reps = pd.DataFrame(
+        {"rep_id": names, "lat": pts.y.to_numpy()[idx], "lon": pts.x.to_numpy()[idx]}
+    )
     plan = Partitioner(20, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
     lab = plan.assignment.reindex(ca["unit_id"]).to_numpy()
     totals = pd.Series(w).groupby(lab).sum()
@@ -224,7 +228,9 @@ def test_within_state_and_regions(small, small_adj):
     # K split by largest remainder of population, at least one each
     counts = state.reindex(plan.assignment.index).groupby(plan.assignment.to_numpy()).first()
     tot = small.groupby("state")["population"].sum()
-    assert counts.value_counts().reindex(tot.index).tolist() == split_count(tot.to_numpy(), 6).tolist()
+    assert (
+        counts.value_counts().reindex(tot.index).tolist() == split_count(tot.to_numpy(), 6).tolist()
+    )
     assert plan.contiguous
     assert any("gets 1 of 6 territories" in n for n in plan.notes)
 
@@ -356,7 +362,7 @@ dir = "out"
     assert {"recommended_reps", "rep_id", "rep_capacity"} <= set(s.columns)
     # next year: realign the plan just made, with a move budget
     (tmp_path / "current.csv").write_bytes((out / "plan.csv").read_bytes())
-    body2 = body.replace('quota = 1000000', 'current = "current.csv"\nmax_moved = 5\ntolerance = 2')
+    body2 = body.replace("quota = 1000000", 'current = "current.csv"\nmax_moved = 5\ntolerance = 2')
     body2 = body2.replace('dir = "out"', 'dir = "out2"')
     (tmp_path / "plan2.toml").write_text(body2)
     result = run_plan(load_config(tmp_path / "plan2.toml"))
@@ -385,8 +391,10 @@ def test_rep_outside_the_units_names_its_line(files, tmp_path):
     ("make", "expected"),
     [
         (lambda p: p.iloc[3:], "have no territory"),
-        (lambda p: pd.concat([p, pd.DataFrame({"unit_id": ["99999"], "territory": ["T01"]})]),
-         "line 200 ('99999')"),
+        (
+            lambda p: pd.concat([p, pd.DataFrame({"unit_id": ["99999"], "territory": ["T01"]})]),
+            "line 200 ('99999')",
+        ),
     ],
     ids=["misses-units", "unknown-unit"],
 )

@@ -55,8 +55,14 @@ dir = "out"
     ("body", "expected"),
     [
         ("[units]\nkind='zcta'\n", "[accounts] path is required"),
-        ("[accounts]\npath='a.csv'\n[units]\nkind='hex'\n", "units: expected one of h3, zcta, county"),
-        ("[accounts]\npath='a.csv'\n[partition]\nterritories='ten'\n", "[territories] expected int"),
+        (
+            "[accounts]\npath='a.csv'\n[units]\nkind='hex'\n",
+            "units: expected one of h3, zcta, county",
+        ),
+        (
+            "[accounts]\npath='a.csv'\n[partition]\nterritories='ten'\n",
+            "[territories] expected int",
+        ),
         ("[accounts]\npath='a.csv'\n[colors]\n", "unknown section [colors]"),
         ("[accounts\n", "not valid TOML"),
     ],

@@ -17,6 +17,7 @@ from patchmap.scoring import (
     model_card_path,
     reach,
     score_accounts,
+    scoring_config,
     write_scored,
 )
 
@@ -47,13 +48,27 @@ def test_learns_real_signal(scored, sample):
     assert np.allclose(out["score"], 100 * out["p_win"], atol=0.01)
     assert (out["potential"] >= 0).all()
     # won accounts look like won accounts: their mean p_win is higher than the lost ones'
-    assert out.loc[sample["outcome"] == "won", "p_win"].mean() > out.loc[sample["outcome"] == "lost", "p_win"].mean()
+    assert (
+        out.loc[sample["outcome"] == "won", "p_win"].mean()
+        > out.loc[sample["outcome"] == "lost", "p_win"].mean()
+    )
 
 
 def test_no_leakage(scored, sample):
     feats = set(scored.model_card["features"])
-    for col in ("outcome", "deal_size", "status", "mqls_90d", "opportunities_12m",
-                "intent_score", "product_usage", "account_id", "lat", "lon", "zip"):
+    for col in (
+        "outcome",
+        "deal_size",
+        "status",
+        "mqls_90d",
+        "opportunities_12m",
+        "intent_score",
+        "product_usage",
+        "account_id",
+        "lat",
+        "lon",
+        "zip",
+    ):
         assert col not in feats
     assert "status" in scored.model_card["excluded_as_leakage"]
     shuffled = sample.copy()
@@ -75,7 +90,36 @@ def test_estimator_predicts_new_accounts(sample):
     new = sample.iloc[3000:]
     p = scorer.predict_proba(new)
     assert p.shape == (len(new),) and ((p > 0) & (p < 1)).all()
-    assert np.allclose(scorer.predict_proba(sample.iloc[:10]), fitted.accounts["p_win"].iloc[:10], atol=1e-6)
+    assert np.allclose(
+        scorer.predict_proba(sample.iloc[:10]), fitted.accounts["p_win"].iloc[:10], atol=1e-6
+    )
+
+
+def test_deal_size_none_keeps_deal_size_out_of_the_features(sample):
+    # deal_size is filled in for exactly the won/lost rows; with deal_size=None it became a
+    # feature (leakage), complete where the model was fitted and empty everywhere else, and
+    # predicting p_win for the undecided accounts raised sklearn's ValueError
+    result = LookalikeScorer(ScoringConfig(deal_size=None, model="logistic", seed=1)).fit(sample)
+    card = result.model_card
+    assert card["fallback_reason"] is None and "deal_size" not in card["features"]
+    assert "deal_size" in card["excluded_as_leakage"]
+    out = result.accounts
+    assert len(out) == len(sample) and out["p_win"].between(0, 1).all()
+    assert np.allclose(out["potential"], out["p_win"], atol=0.01)  # no deal size: expected wins
+    assert "no deal size column configured" in " ".join(result.notes)
+
+
+def test_feature_gaps_only_in_undecided_rows(sample):
+    # a feature complete among the won/lost rows but blank for some undecided ones: the
+    # logistic model imputes those gaps instead of refusing them
+    gappy = sample.copy()
+    undecided = np.flatnonzero(gappy["outcome"] == "")
+    gappy.loc[undecided[::5], "employees"] = np.nan
+    scorer = LookalikeScorer(ScoringConfig(model="logistic", seed=1))
+    p = scorer.fit(gappy).accounts["p_win"]
+    assert p.notna().all() and p.between(0, 1).all()
+    assert np.isfinite(scorer.predict_deal_size(gappy.iloc[undecided[:50]])).all()
+    assert np.isfinite(scorer.predict_proba(gappy.iloc[undecided[:50]])).all()
 
 
 def test_few_labels_fall_back_to_rules(sample):
@@ -127,8 +171,15 @@ def test_reach_is_monotone_and_bounded():
 
 
 def test_rules_scorer_defaults():
-    df = pd.DataFrame({"industry": ["Software", "Education", None], "employees": [300, 3, np.nan],
-                       "annual_revenue": [5e7, 2e5, np.nan], "uses_crm": [1, 0, 0], "uses_cloud": [1, 0, 0]})
+    df = pd.DataFrame(
+        {
+            "industry": ["Software", "Education", None],
+            "employees": [300, 3, np.nan],
+            "annual_revenue": [5e7, 2e5, np.nan],
+            "uses_crm": [1, 0, 0],
+            "uses_cloud": [1, 0, 0],
+        }
+    )
     s = RulesScorer().score(df)
     assert s[0] > s[1] > s[2] == 0 and s[0] == 100
 
@@ -141,3 +192,16 @@ def test_write_scored_csv_and_parquet(scored, tmp_path):
         card = json.loads(model_card_path(out).read_text())
         assert card["cv_auc_mean"] == scored.model_card["cv_auc_mean"]
         assert model_card_path(out).name == "scored.model.json"
+
+
+def test_scoring_config_from_a_plan_table():
+    cfg = scoring_config(
+        {"model": "rules", "deal_size": "amount", "rules": {"other_industry_points": 3}}
+    )
+    assert (
+        cfg.model == "rules" and cfg.deal_size == "amount" and cfg.rules.other_industry_points == 3
+    )
+    assert scoring_config(cfg) is cfg
+    assert scoring_config(None) == ScoringConfig() == scoring_config({})
+    with pytest.raises(InputError, match=r"^\[scoring\]: .*'colour'"):
+        scoring_config({"colour": "red"})

@@ -16,7 +16,9 @@ def test_layers_and_partition_on_user_polygons(tmp_path, ri_accounts_csv):
     path = tmp_path / "areas.gpkg"
     areas.to_file(path, driver="GPKG")
     units = tmp_path / "units.parquet"
-    r = run_cli("layers", ri_accounts_csv, "--units", path, "--unit-id", "area_code", "--out", units)
+    r = run_cli(
+        "layers", ri_accounts_csv, "--units", path, "--unit-id", "area_code", "--out", units
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = gpd.read_parquet(units)
     assert sorted(out["unit_id"]) == sorted(areas["area_code"]) and "name" in out.columns
@@ -25,11 +27,31 @@ def test_layers_and_partition_on_user_polygons(tmp_path, ri_accounts_csv):
     assert n_read == n_placed + n_rejected and out["accounts"].sum() == n_placed
 
     plan = tmp_path / "plan.csv"
-    r2 = run_cli("partition", path, "--id", "area_code", "--balance", "population", "--territories", "3",
-                 "--out", plan)
+    r2 = run_cli(
+        "partition",
+        path,
+        "--id",
+        "area_code",
+        "--balance",
+        "population",
+        "--territories",
+        "3",
+        "--out",
+        plan,
+    )
     assert r2.returncode == 2 and "population" in r2.stderr  # the file has no such column
-    r3 = run_cli("partition", units, "--id", "unit_id", "--balance", "accounts", "--territories", "3",
-                 "--out", plan)
+    r3 = run_cli(
+        "partition",
+        units,
+        "--id",
+        "unit_id",
+        "--balance",
+        "accounts",
+        "--territories",
+        "3",
+        "--out",
+        plan,
+    )
     assert r3.returncode == 0, r3.stderr[-2000:]
     assert sorted(pd.read_csv(plan, dtype=str)["unit_id"]) == sorted(areas["area_code"])
 
@@ -39,5 +61,14 @@ def test_user_polygons_need_an_id_column(tmp_path, ri_accounts_csv):
     geodata.counties(["RI"])[["county", "geometry"]].to_file(path, driver="GeoJSON")
     r = run_cli("layers", ri_accounts_csv, "--units", path, "--out", tmp_path / "u.parquet")
     assert r.returncode == 2 and "--unit-id" in r.stderr
-    r = run_cli("layers", ri_accounts_csv, "--units", path, "--unit-id", "nope", "--out", tmp_path / "u.parquet")
+    r = run_cli(
+        "layers",
+        ri_accounts_csv,
+        "--units",
+        path,
+        "--unit-id",
+        "nope",
+        "--out",
+        tmp_path / "u.parquet",
+    )
     assert r.returncode == 2 and "'nope'" in r.stderr and "county" in r.stderr

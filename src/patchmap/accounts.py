@@ -21,7 +21,9 @@ from patchmap.io import read_table, write_csv
 REJECT_COLUMNS = ["row", "account_id", "reason"]
 
 
-def tally_line(n_read: int, n_placed: int, n_rejected: int, rejects_path: str | os.PathLike | None = None) -> str:
+def tally_line(
+    n_read: int, n_placed: int, n_rejected: int, rejects_path: str | os.PathLike | None = None
+) -> str:
     """The one-line tally every command prints: ``N read, M placed, R rejected (PATH)``."""
     where = f" ({rejects_path})" if rejects_path is not None else ""
     return f"{n_read} read, {n_placed} placed, {n_rejected} rejected{where}"
@@ -64,15 +66,22 @@ def parse_column_map(pairs: list[str] | tuple[str, ...] | None) -> dict[str, str
 
 
 def empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string"),
-                         "reason": pd.Series(dtype="string")})
+    return pd.DataFrame(
+        {
+            "row": pd.Series(dtype="int64"),
+            "account_id": pd.Series(dtype="string"),
+            "reason": pd.Series(dtype="string"),
+        }
+    )
 
 
 def rename_columns(df: pd.DataFrame, column_map: Mapping[str, str], source: str) -> pd.DataFrame:
     """Apply a ``--column`` map (name -> source column); a missing source column raises."""
     missing = [src for src in column_map.values() if src not in df.columns]
     if missing:
-        raise InputError(f"{source}: mapped column {missing[0]!r} not found (columns: {', '.join(map(str, df.columns[:12]))})")
+        raise InputError(
+            f"{source}: mapped column {missing[0]!r} not found (columns: {', '.join(map(str, df.columns[:12]))})"
+        )
     renamed = df.rename(columns={src: name for name, src in column_map.items()})
     # A column both present natively and mapped from elsewhere: the mapping wins.
     return renamed.loc[:, ~renamed.columns.duplicated(keep="last")]
@@ -87,7 +96,9 @@ def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     given = raw.notna() & (raw.astype("string").str.strip() != "")
     if given.any() and values[given].isna().all():
         first = raw[given].iloc[0]
-        raise InputError(f"{source}: column {column!r} must be numeric (row {int(given.idxmax()) + 1}: {first!r})")
+        raise InputError(
+            f"{source}: column {column!r} must be numeric (row {int(given.idxmax()) + 1}: {first!r})"
+        )
     return values
 
 
@@ -97,19 +108,27 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
     if n_read == 0:
         raise InputError(f"{source}: no rows")
     if "account_id" not in df.columns:
-        raise InputError(f"{source}: missing required column 'account_id' (map one with --column account_id=NAME)")
+        raise InputError(
+            f"{source}: missing required column 'account_id' (map one with --column account_id=NAME)"
+        )
     has_latlon = {"lat", "lon"} <= set(df.columns)
     if not has_latlon and ("lat" in df.columns or "lon" in df.columns):
         present = "lat" if "lat" in df.columns else "lon"
         other = "lon" if present == "lat" else "lat"
         raise InputError(f"{source}: column {present!r} given without {other!r}")
     if not has_latlon and "zip" not in df.columns:
-        raise InputError(f"{source}: no location columns: need 'lat' and 'lon', or 'zip' (map with --column lat=NAME)")
+        raise InputError(
+            f"{source}: no location columns: need 'lat' and 'lon', or 'zip' (map with --column lat=NAME)"
+        )
 
     df = df.reset_index(drop=True).copy()
     row = pd.Series(np.arange(1, n_read + 1), index=df.index, dtype="int64")
     ids = df["account_id"].astype("string").str.strip()
-    ids = ids.str.replace(r"\.0$", "", regex=True) if pd.api.types.is_float_dtype(df["account_id"]) else ids
+    ids = (
+        ids.str.replace(r"\.0$", "", regex=True)
+        if pd.api.types.is_float_dtype(df["account_id"])
+        else ids
+    )
     df["account_id"] = ids
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
     reason[ids.isna() | (ids == "")] = "missing account_id"
@@ -148,7 +167,9 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
         zcta = resolved["zcta"]
         need = lat.isna() & reason.isna()
         raw_given = raw_zip.notna() & (raw_zip.astype("string").str.strip() != "")
-        reason[need & raw_given & zip5.isna()] = "invalid ZIP " + raw_zip.astype("string").str.strip()
+        reason[need & raw_given & zip5.isna()] = (
+            "invalid ZIP " + raw_zip.astype("string").str.strip()
+        )
         reason[need & zip5.notna() & zcta.isna()] = "unknown ZIP " + zip5
         use = need & zcta.notna()
         lat = lat.where(~use, resolved["lat"])
@@ -161,13 +182,19 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
     df["zcta"] = zcta
     df["location_source"] = location_source
     rejected = reason.notna()
-    rejects = pd.DataFrame({"row": row[rejected], "account_id": ids[rejected], "reason": reason[rejected]})
+    rejects = pd.DataFrame(
+        {"row": row[rejected], "account_id": ids[rejected], "reason": reason[rejected]}
+    )
     accounts = df[~rejected].reset_index(drop=True)
     accounts.insert(0, "source_row", row[~rejected].to_numpy())
-    return IngestResult(accounts=accounts, rejects=rejects.reset_index(drop=True), n_read=n_read, source=source)
+    return IngestResult(
+        accounts=accounts, rejects=rejects.reset_index(drop=True), n_read=n_read, source=source
+    )
 
 
-def load_accounts(path: str | os.PathLike, column_map: Mapping[str, str] | None = None) -> IngestResult:
+def load_accounts(
+    path: str | os.PathLike, column_map: Mapping[str, str] | None = None
+) -> IngestResult:
     """Read CSV / Parquet / Excel accounts, map column names, validate and geocode."""
     column_map = dict(column_map or {})
     keep_text = {column_map.get(c, c): "string" for c in ("account_id", "zip")}

@@ -21,7 +21,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.io import write_csv, write_text
 
-__all__ = ["Comparison", "compare_plans", "write_comparison"]
+__all__ = ["Comparison", "compare_plans", "format_metric", "write_comparison"]
 
 
 @dataclass
@@ -55,13 +55,17 @@ class Comparison:
             lines.append("")
         lines += [f"| metric | {a} | {b} |", "|---|---:|---:|"]
         for row in self.table.itertuples(index=False):
-            lines.append(f"| {row[0]} | {_cell(row[1], row[0])} | {_cell(row[2], row[0])} |")
+            lines.append(
+                f"| {row[0]} | {format_metric(row[1], row[0])} | {format_metric(row[2], row[0])} |"
+            )
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
 
 
-def _cell(v: Any, metric: str) -> str:
+def format_metric(v: Any, metric: str) -> str:
+    """A comparison table value as text: percentages to 2 decimals, counts with thousands
+    separators, other numbers to 3 decimals (1 from 100 up), missing as ''."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
     if "%" in metric:
@@ -109,7 +113,9 @@ def compare_plans(
 
     geo = isinstance(units, pd.DataFrame)
     ids = (
-        pd.Index(units["unit_id"].astype(str)) if geo else pd.Index(pd.Series(list(units)).astype(str))
+        pd.Index(units["unit_id"].astype(str))
+        if geo
+        else pd.Index(pd.Series(list(units)).astype(str))
     )
     la = _labels_of(plan_a, ids, units).reindex(ids)
     lb = _labels_of(plan_b, ids, units).reindex(ids)
@@ -122,13 +128,13 @@ def compare_plans(
     w = np.ones(len(ids))
     cols: list[str] = []
     if geo:
-        from patchmap.export import _balance_cols, _numeric
+        from patchmap.export import balance_columns, numeric_or_zero
 
-        cols = _balance_cols(units, balance)
+        cols = balance_columns(units, balance)
         if cols:
-            w = _numeric(units, cols[0]).to_numpy()
+            w = numeric_or_zero(units, cols[0]).to_numpy()
         for c in cols:
-            v = _numeric(units, c).to_numpy()
+            v = numeric_or_zero(units, c).to_numpy()
             rows.append((f"max deviation {c} (%)", *(100 * _max_dev(v, lab) for lab in (la, lb))))
         if adjacency is None:
             from patchmap.units.adjacency import build_adjacency

@@ -63,7 +63,9 @@ class PlanConfig:
             if self.current is None:
                 raise InputError("max_moved: needs current (the plan to realign)")
             if not 0 <= float(self.max_moved_pct) <= 100:
-                raise InputError(f"max_moved: expected a percentage in [0, 100], got {self.max_moved_pct}")
+                raise InputError(
+                    f"max_moved: expected a percentage in [0, 100], got {self.max_moved_pct}"
+                )
         if self.relax not in ("tolerance", "budget"):
             raise InputError(f"relax: expected tolerance or budget, got {self.relax!r}")
         if self.regions is not None and int(self.regions) < 2:
@@ -73,10 +75,14 @@ class PlanConfig:
         if not self.balance:
             raise InputError("balance: expected at least one column to balance")
         if not 0 <= float(self.tolerance_pct) < 100:
-            raise InputError(f"tolerance: expected a percentage in [0, 100), got {self.tolerance_pct}")
+            raise InputError(
+                f"tolerance: expected a percentage in [0, 100), got {self.tolerance_pct}"
+            )
 
 
-def _get(table: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+def _get(
+    table: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = None
+) -> Any:
     value = table.get(key, default)
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if value is not None and (
@@ -100,7 +106,9 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
     known = {"accounts", "scoring", "units", "partition", "output", "map", "export"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise InputError(f"{p}: unknown section [{unknown[0]}] (expected {', '.join(sorted(known))})")
+        raise InputError(
+            f"{p}: unknown section [{unknown[0]}] (expected {', '.join(sorted(known))})"
+        )
 
     acc = raw.get("accounts", {})
     acc_path = _get(acc, "path", str, f"{p} [accounts]")
@@ -136,7 +144,9 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
         resolution=_get(units, "resolution", int, f"{p} [units]", 7),
         region=[region] if isinstance(region, str) else region,
         territories=_get(part, "territories", int, where),
-        balance=[b.strip() for b in balance.split(",")] if isinstance(balance, str) else list(balance),
+        balance=[b.strip() for b in balance.split(",")]
+        if isinstance(balance, str)
+        else list(balance),
         tolerance_pct=float(_get(part, "tolerance", (int, float), f"{p} [partition]", 5.0)),
         seed=_get(part, "seed", int, f"{p} [partition]", 0),
         scoring=dict(raw.get("scoring", {})),

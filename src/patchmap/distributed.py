@@ -75,6 +75,7 @@ from patchmap.scoring import (
     parse_outcome,
     reach,
     reach_weights,
+    scoring_config,
 )
 from patchmap.units import h3 as h3u
 
@@ -717,7 +718,7 @@ def build_layers_dask(
     res = h3u.check_resolution(resolution) if kind == "h3" else None
     region = sorted(geodata.normalize_states(states)) if states is not None else None
     bundled = geodata.zcta_states()  # states without polygons get Voronoi cells (units.zcta)
-    cfg = _scoring_config(scoring)
+    cfg = scoring_config(scoring)
     if sample_rows < 1:
         raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
     source = os.fspath(source)
@@ -749,14 +750,6 @@ def build_layers_dask(
         )
         engine = _Engine(client, job, parts, lengths, region, clock)
         return engine.run(placements, has_status=customer_flags(meta) is not None)
-
-
-def _scoring_config(scoring: ScoringConfig | Mapping[str, Any] | None) -> ScoringConfig:
-    if isinstance(scoring, ScoringConfig):
-        return scoring
-    from patchmap.pipeline import _scoring_config
-
-    return _scoring_config(scoring) or ScoringConfig()
 
 
 class _Engine:
@@ -1001,7 +994,7 @@ class _Engine:
         )
         extra = [e for e in extra if e is not None and e.size]
         cells = np.unique(np.concatenate(extra)) if extra else np.empty(0, "uint64")
-        units = h3u.h3_units(region_geom, job.resolution, extra_cells=h3u._int_cells_to_str(cells))
+        units = h3u.h3_units(region_geom, job.resolution, extra_cells=h3u.int_cells_to_str(cells))
         return units, None, region, minor
 
     # -- pass 2 ----------------------------------------------------------

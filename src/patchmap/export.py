@@ -19,16 +19,27 @@ import pandas as pd
 import shapely
 
 from patchmap.errors import InputError
-from patchmap.io import atomic_path, check_ids, write_csv, write_text, write_units
+from patchmap.io import (
+    atomic_path,
+    check_ids,
+    check_known_ids,
+    write_csv,
+    write_text,
+    write_units,
+)
 
 __all__ = [
     "DEFAULT_BALANCE",
     "PLAN_COLUMNS",
+    "balance_columns",
+    "check_reps",
     "dissolve_territories",
     "export_plan",
+    "numeric_or_zero",
     "plan_frame",
     "read_plan",
     "rep_table",
+    "territory_labels",
     "territory_summary",
     "unit_kind",
     "validate_plan",
@@ -86,17 +97,7 @@ def validate_plan(
     text, lines = check_ids(plan, PLAN_COLUMNS, source=source, first_line=first_line, word=row_word)
     ids, terr = text["unit_id"], text["territory"]
     known = _unit_ids(units)
-    unknown = ~ids.isin(known).to_numpy()
-    if unknown.any():
-        pairs = [
-            f"{row_word} {ln} ({uid!r})"
-            for ln, uid in zip(lines[unknown], ids[unknown], strict=True)
-        ]
-        more = len(pairs) - _MAX_LISTED
-        raise InputError(
-            f"{source}: unit_id not among the units on {', '.join(pairs[:_MAX_LISTED])}"
-            + (f" and {more} more" if more > 0 else "")
-        )
+    check_known_ids(ids, lines, known, source=source, word=row_word, limit=_MAX_LISTED)
     absent = known[~known.isin(ids)]
     if len(absent):
         raise InputError(
@@ -170,7 +171,7 @@ def plan_frame(plan: Any, units: gpd.GeoDataFrame | None = None) -> pd.DataFrame
     return validate_plan(df, units)
 
 
-def _labels(units: gpd.GeoDataFrame, plan: Any) -> np.ndarray:
+def territory_labels(units: gpd.GeoDataFrame, plan: Any) -> np.ndarray:
     """Territory label of each unit row, as text (plan validated against the units)."""
     pf = plan_frame(plan, units)
     return pf["territory"].to_numpy(dtype=object)
@@ -258,7 +259,9 @@ def dissolve_territories(
 # reps
 
 
-def _check_reps(reps: pd.DataFrame) -> pd.DataFrame:
+def check_reps(reps: pd.DataFrame) -> pd.DataFrame:
+    """A checked copy of a reps table: ``rep_id`` stripped text and unique, ``lat``/``lon``
+    valid coordinates as floats, ``territory`` (if present) stripped text; else InputError."""
     missing = [c for c in ("rep_id", "lat", "lon") if c not in reps.columns]
     if missing:
         raise InputError(f"reps: column {missing[0]!r} not found (expected rep_id, lat, lon)")
@@ -294,7 +297,7 @@ def rep_table(
     out = pd.DataFrame(index=terr)
     if reps is None or len(reps) == 0:
         return out.reset_index()
-    r = _check_reps(reps)
+    r = check_reps(reps)
     if "territory" in r.columns and r["territory"].notna().any():
         link = r.dropna(subset=["territory"])
     elif terr.isin(r["rep_id"]).all():
@@ -353,7 +356,9 @@ def _capacity_rule(capacity: float | Mapping[str, float] | str | None) -> dict[s
     return rule
 
 
-def _balance_cols(units: pd.DataFrame, balance: str | Sequence[str] | None) -> list[str]:
+def balance_columns(units: pd.DataFrame, balance: str | Sequence[str] | None) -> list[str]:
+    """The balance columns as a list: those given (each must be a unit column), or by default
+    those of :data:`DEFAULT_BALANCE` the units have (else ``population`` if present)."""
     if balance is None:
         cols = [c for c in DEFAULT_BALANCE if c in units.columns]
         return cols or [c for c in ("population",) if c in units.columns]
@@ -364,7 +369,8 @@ def _balance_cols(units: pd.DataFrame, balance: str | Sequence[str] | None) -> l
     return cols
 
 
-def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+def numeric_or_zero(df: pd.DataFrame, col: str) -> pd.Series:
+    """A column as floats, with blanks and non-numbers counted as 0."""
     return pd.to_numeric(df[col], errors="coerce").fillna(0.0).astype(float)
 
 
@@ -405,7 +411,7 @@ def territory_summary(
     from patchmap.metrics import polsby_popper
 
     units = units.reset_index(drop=True)
-    labels = _labels(units, plan)
+    labels = territory_labels(units, plan)
     codes, terr = pd.factorize(pd.Series(labels, dtype=object), sort=True)
     k = len(terr)
     out = pd.DataFrame({"territory": np.asarray(terr, dtype=object).astype(str)})
@@ -422,7 +428,7 @@ def territory_summary(
 
     for col in SUM_COLUMNS:
         if col in units.columns:
-            out[col] = _whole(total(_numeric(units, col)))
+            out[col] = _whole(total(numeric_or_zero(units, col)))
     acc = _accounts_in_units(accounts, units["unit_id"], labels) if accounts is not None else None
     if acc is not None:
         acodes = pd.Index(out["territory"]).get_indexer(acc["territory"])
@@ -433,12 +439,12 @@ def territory_summary(
             out["customers"] = np.bincount(acodes[is_cust.to_numpy()], minlength=k)
         for col in ("score", "reach", "potential"):
             if col not in out.columns and col in acc.columns:
-                out[col] = total(_numeric(acc, col), acodes)
+                out[col] = total(numeric_or_zero(acc, col), acodes)
         if "score" in acc.columns:
             n = np.bincount(acodes, minlength=k)
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["avg_score"] = np.where(
-                    n > 0, total(_numeric(acc, "score"), acodes) / n, np.nan
+                    n > 0, total(numeric_or_zero(acc, "score"), acodes) / n, np.nan
                 )
         expected = _expected_revenue(acc)
         if expected is not None:
@@ -448,18 +454,18 @@ def territory_summary(
             out["avg_score"] = np.where(out["accounts"] > 0, out["score"] / out["accounts"], np.nan)
     if "expected_revenue" not in out.columns:
         if "expected_revenue" in units.columns:
-            out["expected_revenue"] = total(_numeric(units, "expected_revenue"))
+            out["expected_revenue"] = total(numeric_or_zero(units, "expected_revenue"))
         elif "potential" in out.columns:
             out["expected_revenue"] = out["potential"]
 
     engine = _engine_territories(plan_metrics)
     if balance is None and getattr(plan_metrics, "balance", None):
         balance = [c for c in plan_metrics.balance if c in units.columns] or None
-    cols = _balance_cols(units, balance)
+    cols = balance_columns(units, balance)
     devs = []
     for col in cols:
         if col not in out.columns:
-            out[col] = total(_numeric(units, col))
+            out[col] = total(numeric_or_zero(units, col))
         out[f"{col}_deviation"] = _deviation(out[col].to_numpy())
         devs.append(out[f"{col}_deviation"].to_numpy())
     if not devs:
@@ -525,12 +531,12 @@ def _expected_revenue(acc: pd.DataFrame) -> pd.Series | None:
     the expected deal size); else ``p_win`` times ``expected_deal_size``/``deal_size``/``deal``
     where a deal size is known; else None."""
     if "expected_revenue" in acc.columns:
-        return _numeric(acc, "expected_revenue")
+        return numeric_or_zero(acc, "expected_revenue")
     if "potential" in acc.columns:
-        return _numeric(acc, "potential")
+        return numeric_or_zero(acc, "potential")
     deal = next((c for c in ("expected_deal_size", "deal_size", "deal") if c in acc.columns), None)
     if "p_win" in acc.columns and deal is not None:
-        return _numeric(acc, "p_win") * _numeric(acc, deal)
+        return numeric_or_zero(acc, "p_win") * numeric_or_zero(acc, deal)
     return None
 
 
@@ -754,7 +760,7 @@ def export_plan(
     units["unit_id"] = units["unit_id"].astype(str)
     if plan_metrics is None and not isinstance(plan, (pd.DataFrame, pd.Series, str, os.PathLike)):
         plan_metrics = plan
-    labels = _labels(units, plan)
+    labels = territory_labels(units, plan)
     pf = pd.DataFrame({"unit_id": units["unit_id"], "territory": labels})
     dissolved = dissolve_territories(units, labels)
     summary = territory_summary(

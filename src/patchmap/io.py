@@ -72,7 +72,9 @@ def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
             tmp.unlink()
             units.to_file(tmp, driver="GeoJSON", engine="pyogrio")
         else:
-            raise InputError(f"{target}: unsupported unit file type {suffix!r} (use .parquet, .gpkg or .geojson)")
+            raise InputError(
+                f"{target}: unsupported unit file type {suffix!r} (use .parquet, .gpkg or .geojson)"
+            )
     return target
 
 
@@ -96,8 +98,12 @@ def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.Data
         elif suffix == ".tsv":
             df = pd.read_csv(p, sep="\t", dtype=dtype)
         else:
-            df = pd.read_csv(p, dtype=dtype, sep=None if suffix == ".txt" else ",",
-                             engine="python" if suffix == ".txt" else "c")
+            df = pd.read_csv(
+                p,
+                dtype=dtype,
+                sep=None if suffix == ".txt" else ",",
+                engine="python" if suffix == ".txt" else "c",
+            )
     except InputError:
         raise
     except pd.errors.EmptyDataError:
@@ -119,7 +125,12 @@ def listed_lines(lines: Iterable[int], word: str = "line", limit: int = 5) -> st
 
 
 def check_ids(
-    df: pd.DataFrame, columns: Sequence[str], *, source: str, first_line: int = 2, word: str = "line"
+    df: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    source: str,
+    first_line: int = 2,
+    word: str = "line",
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Stripped text of ``columns`` and each row's line number; ``columns[0]`` is the id.
 
@@ -131,17 +142,49 @@ def check_ids(
     text = pd.DataFrame({c: df[c].astype("string").str.strip() for c in columns}, index=df.index)
     blank = (text.isna() | (text == "")).any(axis=1).to_numpy()
     if blank.any():
-        raise InputError(f"{source}: {listed_lines(lines[blank], word)}: empty {' or '.join(columns)}")
+        raise InputError(
+            f"{source}: {listed_lines(lines[blank], word)}: empty {' or '.join(columns)}"
+        )
     text = text.astype(str)
     ids = text[columns[0]]
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
         first = ids[dup].iloc[0]
         n = int(ids.duplicated().sum())
-        raise InputError(f"{source}: {columns[0]} {first!r} appears on "
-                         f"{listed_lines(lines[(ids == first).to_numpy()], word)} "
-                         f"({n} duplicate row{'s' if n > 1 else ''} in all)")
+        raise InputError(
+            f"{source}: {columns[0]} {first!r} appears on "
+            f"{listed_lines(lines[(ids == first).to_numpy()], word)} "
+            f"({n} duplicate row{'s' if n > 1 else ''} in all)"
+        )
     return text, lines
+
+
+def check_known_ids(
+    ids: pd.Series,
+    lines: np.ndarray,
+    known: Iterable[str],
+    *,
+    source: str,
+    word: str = "line",
+    limit: int = 5,
+) -> None:
+    """Raise a one-line InputError when an id of ``ids`` is not among ``known`` (the units).
+
+    ``ids`` and ``lines`` are as :func:`check_ids` returns them; the message names
+    ``source`` and up to ``limit`` offending lines with their ids, e.g.
+    ``plan.csv: unit_id not among the units on line 3 ('99999') and 2 more``.
+    """
+    known = known if isinstance(known, pd.Index) else pd.Index(pd.Series(list(known)).astype(str))
+    unknown = ~ids.isin(known).to_numpy()
+    if not unknown.any():
+        return
+    shown = ", ".join(
+        f"{word} {ln} ({u!r})"
+        for ln, u in zip(lines[unknown][:limit], ids[unknown].iloc[:limit], strict=True)
+    )
+    n = int(unknown.sum())
+    more = f" and {n - limit} more" if n > limit else ""
+    raise InputError(f"{source}: {ids.name or 'unit_id'} not among the units on {shown}{more}")
 
 
 def read_polygon_file(path: str | os.PathLike) -> gpd.GeoDataFrame:

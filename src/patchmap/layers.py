@@ -72,6 +72,7 @@ class LayersResult:
 
 # ---------------------------------------------------------------- geometry helpers
 
+
 def local_equal_area_crs(bounds: Sequence[float]) -> CRS:
     """A Lambert azimuthal equal-area CRS centred on ``(minx, miny, maxx, maxy)``.
 
@@ -81,10 +82,14 @@ def local_equal_area_crs(bounds: Sequence[float]) -> CRS:
     minx, miny, maxx, maxy = (float(v) for v in bounds)
     lon0 = (minx + maxx) / 2 if maxx - minx <= 180 else 0.0
     lat0 = (miny + maxy) / 2
-    return CRS.from_proj4(f"+proj=laea +lat_0={lat0:.4f} +lon_0={lon0:.4f} +datum=WGS84 +units=m +no_defs")
+    return CRS.from_proj4(
+        f"+proj=laea +lat_0={lat0:.4f} +lon_0={lon0:.4f} +datum=WGS84 +units=m +no_defs"
+    )
 
 
-def _coordinate_codes(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _coordinate_codes(
+    lon: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Factorize points by coordinate rounded to 1e-6 degree: (codes, unique lon, unique lat)."""
     ilat = np.rint(lat * _ROUND).astype("int64") + 90 * _ROUND
     ilon = np.rint(lon * _ROUND).astype("int64") + 180 * _ROUND
@@ -114,7 +119,9 @@ def locate_points(
     """
     lon = np.asarray(lon, dtype="float64")
     lat = np.asarray(lat, dtype="float64")
-    polys = np.asarray(polygons.values if isinstance(polygons, gpd.GeoSeries) else polygons, dtype=object)
+    polys = np.asarray(
+        polygons.values if isinstance(polygons, gpd.GeoSeries) else polygons, dtype=object
+    )
     if lon.size == 0 or polys.size == 0:
         none = np.full(lon.size, -1, dtype="int64")
         return (none, none.copy()) if return_how else none
@@ -142,7 +149,9 @@ def locate_points(
     if missing.size and (nearest_m > 0 or within is not None):
         crs = local_equal_area_crs(shapely.total_bounds(polys))
         tree = shapely.STRtree(gpd.GeoSeries(polys, crs=4326).to_crs(crs).values)
-        pts = gpd.GeoSeries(shapely.points(ulon[missing], ulat[missing]), crs=4326).to_crs(crs).values
+        pts = (
+            gpd.GeoSeries(shapely.points(ulon[missing], ulat[missing]), crs=4326).to_crs(crs).values
+        )
         if nearest_m > 0:
             pt_i, poly_i = tree.query_nearest(pts, max_distance=nearest_m, all_matches=False)
             found[missing[pt_i]] = poly_i
@@ -160,10 +169,16 @@ def locate_points(
 
 # ---------------------------------------------------------------- account helpers
 
+
 def _rows(accounts: pd.DataFrame) -> np.ndarray:
     """1-based data rows: ``source_row`` from ingest when present, else position + 1."""
     if "source_row" in accounts.columns:
-        return pd.to_numeric(accounts["source_row"], errors="coerce").fillna(0).astype("int64").to_numpy()
+        return (
+            pd.to_numeric(accounts["source_row"], errors="coerce")
+            .fillna(0)
+            .astype("int64")
+            .to_numpy()
+        )
     return np.arange(1, len(accounts) + 1, dtype="int64")
 
 
@@ -175,23 +190,32 @@ def _ids(accounts: pd.DataFrame) -> pd.Series:
 
 def _rejects(accounts: pd.DataFrame, mask: np.ndarray, reason: str | np.ndarray) -> pd.DataFrame:
     reasons = np.broadcast_to(np.asarray(reason, dtype=object), (len(accounts),))
-    return pd.DataFrame({
-        "row": pd.Series(_rows(accounts)[mask], dtype="int64"),
-        "account_id": _ids(accounts)[mask].reset_index(drop=True),
-        "reason": pd.Series(reasons[mask], dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "row": pd.Series(_rows(accounts)[mask], dtype="int64"),
+            "account_id": _ids(accounts)[mask].reset_index(drop=True),
+            "reason": pd.Series(reasons[mask], dtype="string"),
+        }
+    )
 
 
 def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({"row": pd.Series(dtype="int64"), "account_id": pd.Series(dtype="string"),
-                         "reason": pd.Series(dtype="string")})
+    return pd.DataFrame(
+        {
+            "row": pd.Series(dtype="int64"),
+            "account_id": pd.Series(dtype="string"),
+            "reason": pd.Series(dtype="string"),
+        }
+    )
 
 
 def coordinates(accounts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """lat, lon as float arrays (NaN where missing); wrong types raise InputError."""
     for col in ("lat", "lon"):
         if col not in accounts.columns:
-            raise InputError(f"accounts: missing column {col!r} (run ingest first, or give lat/lon)")
+            raise InputError(
+                f"accounts: missing column {col!r} (run ingest first, or give lat/lon)"
+            )
     out = []
     for col in ("lat", "lon"):
         out.append(measure_values(accounts, col, fill=None))
@@ -222,7 +246,9 @@ def measure_values(accounts: pd.DataFrame, col: str, fill: float | None = 0.0) -
         bad = np.isnan(values) & ~blank(raw)
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})")
+            raise InputError(
+                f"accounts: column {col!r} must be numeric (row {_rows(accounts)[i]}: {raw.iloc[i]!r})"
+            )
     return values if fill is None else np.nan_to_num(values, nan=fill)
 
 
@@ -237,6 +263,7 @@ def customer_flags(accounts: pd.DataFrame) -> np.ndarray | None:
 
 
 # ---------------------------------------------------------------- placement
+
 
 def place_accounts(
     accounts: pd.DataFrame,
@@ -274,20 +301,28 @@ def place_accounts(
     reason = np.full(n, None, dtype=object)
 
     if kind == "h3":
-        res = h3u.check_resolution(resolution) if resolution is not None else (
-            h3u.h3.get_resolution(unit_ids[0]) if len(unit_ids) else 7)
+        res = (
+            h3u.check_resolution(resolution)
+            if resolution is not None
+            else (h3u.h3.get_resolution(unit_ids[0]) if len(unit_ids) else 7)
+        )
         if cells is None:
             cells = np.zeros(n, dtype="uint64")
             cells[has_point] = h3u.points_to_int_cells(lat[has_point], lon[has_point], res)
         unit_int = np.sort(np.array([h3u.h3.str_to_int(u) for u in unit_ids], dtype="uint64"))
         pos = np.searchsorted(unit_int, cells)
-        known = has_point & (pos < unit_int.size) & (unit_int[np.minimum(pos, max(unit_int.size - 1, 0))] == cells) \
-            if unit_int.size else np.zeros(n, dtype=bool)
+        known = (
+            has_point
+            & (pos < unit_int.size)
+            & (unit_int[np.minimum(pos, max(unit_int.size - 1, 0))] == cells)
+            if unit_int.size
+            else np.zeros(n, dtype=bool)
+        )
         ok = has_point & (known | (not strict))
         reason[has_point & ~ok] = "outside region"
         unit = np.full(n, None, dtype=object)
         if ok.any():
-            unit[ok] = h3u._int_cells_to_str(cells[ok])
+            unit[ok] = h3u.int_cells_to_str(cells[ok])
     else:
         unit_index = pd.Index(unit_ids)
         unit = np.full(n, None, dtype=object)
@@ -302,12 +337,19 @@ def place_accounts(
             by_zip = np.zeros(n, dtype=bool)
         todo = has_point & ~by_zip
         if todo.any():
-            hit, how = locate_points(lon[todo], lat[todo], units_gdf.geometry.values,
-                                     nearest_m=NEAREST_METERS[kind], within=region_geometry,
-                                     return_how=True)
+            hit, how = locate_points(
+                lon[todo],
+                lat[todo],
+                units_gdf.geometry.values,
+                nearest_m=NEAREST_METERS[kind],
+                within=region_geometry,
+                return_how=True,
+            )
             if notes is not None and (how == 2).any():
-                notes.append(f"{int((how == 2).sum())} accounts lie in the region but in no {kind.upper()} "
-                             f"(land without ZIP delivery areas): joined the nearest {kind.upper()}")
+                notes.append(
+                    f"{int((how == 2).sum())} accounts lie in the region but in no {kind.upper()} "
+                    f"(land without ZIP delivery areas): joined the nearest {kind.upper()}"
+                )
             idx = np.nonzero(todo)[0]
             unit[idx[hit >= 0]] = unit_ids[hit[hit >= 0]]
             reason[idx[hit < 0]] = OUTSIDE
@@ -329,6 +371,7 @@ def check_kind(kind: str) -> str:
 
 
 # ---------------------------------------------------------------- region
+
 
 def _normalize_states(states: Sequence[str] | str) -> list[str]:
     from patchmap import geodata
@@ -356,6 +399,7 @@ def _states_layer() -> gpd.GeoDataFrame:
 
 
 # ---------------------------------------------------------------- aggregation
+
 
 def build_layers(
     accounts: pd.DataFrame,
@@ -385,7 +429,9 @@ def build_layers(
     present = _measures_present(accounts, notes)
     by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
-        notes.append(f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point")
+        notes.append(
+            f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point"
+        )
 
     clock("validate")
     strict = states is not None
@@ -399,25 +445,32 @@ def build_layers(
         units_gdf = zcta_units(region if strict else None)
         land = geodata.region_geometry(region if strict else _bundled_zcta_states())
         clock("units")
-        placed, rejects = place_accounts(accounts, units_gdf, kind, region_geometry=land, notes=notes)
+        placed, rejects = place_accounts(
+            accounts, units_gdf, kind, region_geometry=land, notes=notes
+        )
         clock("place")
         if not strict:  # the region: states of the bundled ZCTAs that received accounts
-            state_of = pd.Series(units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy())
+            state_of = pd.Series(
+                units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy()
+            )
             counts = state_of.reindex(placed["unit_id"].to_numpy()).value_counts()
             region, minor = split_region(counts, notes)
             used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
             units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
             rejects = explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
         if not region:
-            raise InputError("accounts: no account lies in a state with bundled ZCTA polygons "
-                             f"({', '.join(_bundled_zcta_states())}); use --units h3 or county")
+            raise InputError(
+                "accounts: no account lies in a state with bundled ZCTA polygons "
+                f"({', '.join(_bundled_zcta_states())}); use --units h3 or county"
+            )
     else:
         located = ~(np.isnan(lat) | np.isnan(lon))
         if not strict:
             region, minor = split_region(infer_states(lat[located], lon[located]), notes)
             if not region:
-                raise InputError("accounts: no account lies in a U.S. state; "
-                                 "give the region (--region STATES)")
+                raise InputError(
+                    "accounts: no account lies in a U.S. state; give the region (--region STATES)"
+                )
             clock("region")
         if kind == "county":
             from patchmap.units.county import county_units
@@ -425,7 +478,9 @@ def build_layers(
             units_gdf = county_units(region + minor)
             land = geodata.region_geometry(region + minor)
             clock("units")
-            placed, rejects = place_accounts(accounts, units_gdf, kind, region_geometry=land, notes=notes)
+            placed, rejects = place_accounts(
+                accounts, units_gdf, kind, region_geometry=land, notes=notes
+            )
             clock("place")
             if minor:  # states with few accounts: only the counties that hold some
                 used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
@@ -440,17 +495,26 @@ def build_layers(
             if strict:  # only cells of points inside the region itself
                 inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
             extra = np.unique(cells[inside])
-            units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u._int_cells_to_str(extra))
+            units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u.int_cells_to_str(extra))
             clock("units")
-            placed, rejects = place_accounts(accounts, units_gdf, kind, resolution=res,
-                                             strict=strict, cells=cells)
+            placed, rejects = place_accounts(
+                accounts, units_gdf, kind, resolution=res, strict=strict, cells=cells
+            )
             clock("place")
 
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
     out = aggregate_units(units_gdf, placed, region + minor, present)
     clock("aggregate")
-    return LayersResult(units=out, placed=placed, rejects=rejects, kind=kind, resolution=res,
-                        states=list(region), notes=notes, timings=clock.laps)
+    return LayersResult(
+        units=out,
+        placed=placed,
+        rejects=rejects,
+        kind=kind,
+        resolution=res,
+        states=list(region),
+        notes=notes,
+        timings=clock.laps,
+    )
 
 
 def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
@@ -461,9 +525,13 @@ def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
             measure_values(accounts, col)  # validate early: text in a measure column is an error
             present.append(col)
         else:
-            notes.append(f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)")
+            notes.append(
+                f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)"
+            )
     if customer_flags(accounts) is None:
-        notes.append("accounts have no 'status' column: customers counted as 0, whitespace = potential")
+        notes.append(
+            "accounts have no 'status' column: customers counted as 0, whitespace = potential"
+        )
     return present
 
 
@@ -485,12 +553,22 @@ def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
     extra = [c for c in units_gdf.columns if c not in ("unit_id", "geometry", *MEASURES)]
     out = aggregate_units(units_gdf, placed, [], present)
-    user = pd.DataFrame(units_gdf[extra].to_numpy(), columns=extra, index=units_gdf["unit_id"].astype(str))
+    user = pd.DataFrame(
+        units_gdf[extra].to_numpy(), columns=extra, index=units_gdf["unit_id"].astype(str)
+    )
     for col in [c for c in extra if c not in out.columns]:
         out[col] = user[col].reindex(out["unit_id"]).to_numpy()
     clock("aggregate")
-    return LayersResult(units=out, placed=placed, rejects=rejects, kind="polygon", resolution=None,
-                        states=[], notes=notes, timings=clock.laps)
+    return LayersResult(
+        units=out,
+        placed=placed,
+        rejects=rejects,
+        kind="polygon",
+        resolution=None,
+        states=[],
+        notes=notes,
+        timings=clock.laps,
+    )
 
 
 class Clock:
@@ -529,7 +607,11 @@ def fill_from_zcta(
 
 
 def explain_outside(
-    rejects: pd.DataFrame, accounts: pd.DataFrame, lat: np.ndarray, lon: np.ndarray, bundled: list[str]
+    rejects: pd.DataFrame,
+    accounts: pd.DataFrame,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    bundled: list[str],
 ) -> pd.DataFrame:
     """Say which state a rejected point lies in when that state has no bundled ZCTAs."""
     outside = (rejects["reason"] == OUTSIDE).fillna(False).to_numpy(dtype=bool)
@@ -539,7 +621,9 @@ def explain_outside(
     st = _point_states(lon[pos], lat[pos], _states_layer())
     beyond = pd.notna(st) & ~pd.Series(st).isin(bundled).to_numpy()
     if beyond.any():
-        why = [f"in {s}: outside the bundled ZCTA coverage ({', '.join(bundled)})" for s in st[beyond]]
+        why = [
+            f"in {s}: outside the bundled ZCTA coverage ({', '.join(bundled)})" for s in st[beyond]
+        ]
         idx = np.nonzero(outside)[0][beyond]
         rejects = rejects.copy()
         rejects.loc[idx, "reason"] = why
@@ -561,10 +645,17 @@ def split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[s
     region = sorted(major.index.astype(str)) or [str(counts.index[0])]
     minor = sorted(s for s in counts.index.astype(str) if s not in region)
     if len(counts) > 1:
-        notes.append("region inferred from the accounts: " + ", ".join(region)
-                     + (f"; only the units holding accounts in {', '.join(minor)} "
-                        f"({int(counts[minor].sum()):,} accounts)" if minor else "")
-                     + "; pass states to choose")
+        notes.append(
+            "region inferred from the accounts: "
+            + ", ".join(region)
+            + (
+                f"; only the units holding accounts in {', '.join(minor)} "
+                f"({int(counts[minor].sum()):,} accounts)"
+                if minor
+                else ""
+            )
+            + "; pass states to choose"
+        )
     return region, minor
 
 
@@ -584,8 +675,10 @@ def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) ->
     km2 = float(gpd.GeoSeries([region_geom], crs=4326).to_crs(crs).area.iloc[0]) / 1e6
     n = km2 / h3.average_hexagon_area(res, unit="km^2")
     if n > MAX_H3_CELLS:
-        raise InputError(f"--resolution {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
-                         f"(limit {MAX_H3_CELLS:,}); use a lower --resolution or a smaller --region")
+        raise InputError(
+            f"--resolution {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
+            f"(limit {MAX_H3_CELLS:,}); use a lower --resolution or a smaller --region"
+        )
 
 
 def aggregate_units(
@@ -602,7 +695,9 @@ def aggregate_units(
     codes = pd.Index(ids).get_indexer(placed["unit_id"].astype(str).to_numpy())
     if (codes < 0).any():  # h3 without a region: cells of accounts beyond the polyfill
         new = pd.unique(placed["unit_id"].to_numpy()[codes < 0])
-        more = gpd.GeoDataFrame({"unit_id": new}, geometry=h3u.cells_to_polygons(new).values, crs=4326)
+        more = gpd.GeoDataFrame(
+            {"unit_id": new}, geometry=h3u.cells_to_polygons(new).values, crs=4326
+        )
         units_gdf = pd.concat([units_gdf, more], ignore_index=True)
         units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
         ids = units_gdf["unit_id"].astype(str)
@@ -615,8 +710,13 @@ def aggregate_units(
     cols: dict[str, np.ndarray] = {"accounts": np.bincount(codes, minlength=nu).astype("int64")}
     cust = customer_flags(placed)
     cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
-    cols["customers"] = np.bincount(codes, weights=cust.astype("float64"), minlength=nu).astype("int64")
-    values = {col: measure_values(placed, col) if col in present else np.zeros(len(placed)) for col in MEASURES}
+    cols["customers"] = np.bincount(codes, weights=cust.astype("float64"), minlength=nu).astype(
+        "int64"
+    )
+    values = {
+        col: measure_values(placed, col) if col in present else np.zeros(len(placed))
+        for col in MEASURES
+    }
     for col in MEASURES:
         cols[col] = total(values[col])
     cols["whitespace"] = total(np.where(cust, 0.0, values["potential"]))
@@ -638,7 +738,9 @@ def aggregate_units(
     for col, values in cols.items():
         out[col] = values
     if "population" in units_gdf.columns:
-        out["population"] = pd.to_numeric(units_gdf["population"], errors="coerce").fillna(0).to_numpy()
+        out["population"] = (
+            pd.to_numeric(units_gdf["population"], errors="coerce").fillna(0).to_numpy()
+        )
     if "land_km2" in units_gdf.columns:
         out["land_km2"] = units_gdf["land_km2"].to_numpy()
     return gpd.GeoDataFrame(out, geometry=units_gdf.geometry.values, crs=4326)

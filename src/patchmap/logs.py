@@ -29,5 +29,7 @@ def configure(level: str = "INFO", quiet: bool = False) -> None:
 
 def progress(total: int, desc: str) -> tqdm:
     """A bar over a stage's steps, shown on an interactive terminal unless quiet."""
-    disabled = not _state["progress"] or not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO
+    disabled = (
+        not _state["progress"] or not sys.stderr.isatty() or log.getEffectiveLevel() > logging.INFO
+    )
     return tqdm(total=total, desc=desc, disable=disabled, file=sys.stderr, leave=False)

@@ -19,11 +19,11 @@ from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
 from patchmap.config import PlanConfig
 from patchmap.errors import InputError
-from patchmap.io import check_ids, read_table, write_csv
+from patchmap.io import check_ids, check_known_ids, read_table, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
 from patchmap.partition import Partitioner, Plan
-from patchmap.scoring import ScoreResult, score_accounts, write_scored
+from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_scored
 
 Echo = Callable[[str], None]
 
@@ -55,7 +55,9 @@ def _combined_rejects(ingest: IngestResult, *more: pd.DataFrame) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else ingest.rejects
 
 
-def _report(echo: Echo, ingest: IngestResult, n_placed: int, rejects: pd.DataFrame, path: Path) -> None:
+def _report(
+    echo: Echo, ingest: IngestResult, n_placed: int, rejects: pd.DataFrame, path: Path
+) -> None:
     echo(tally_line(ingest.n_read, n_placed, len(rejects), path))
 
 
@@ -69,7 +71,7 @@ def score_file(
 ) -> ScoreResult:
     """Ingest and score an accounts file; write the scored table, model card and rejects."""
     ingest = load_accounts(accounts_path, column_map)
-    result = score_accounts(ingest.accounts, _scoring_config(scoring))
+    result = score_accounts(ingest.accounts, scoring_config(scoring))
     write_scored(result, out)
     rejects_path = rejects_path_for(out)
     write_csv(ingest.rejects, rejects_path)
@@ -77,21 +79,6 @@ def score_file(
         log.info(note)
     _report(echo, ingest, len(result.accounts), ingest.rejects, rejects_path)
     return result
-
-
-def _scoring_config(scoring: Mapping | None):
-    """A ScoringConfig from the plan file's [scoring] table (rules weights as a sub-table)."""
-    from patchmap.scoring import RulesWeights, ScoringConfig
-
-    if not scoring:
-        return None
-    options = dict(scoring)
-    try:
-        if isinstance(options.get("rules"), Mapping):
-            options["rules"] = RulesWeights(**options["rules"])
-        return ScoringConfig(**options)
-    except TypeError as exc:
-        raise InputError(f"[scoring]: {exc}") from None
 
 
 def layers_from_accounts(
@@ -110,7 +97,7 @@ def layers_from_accounts(
     """
     from patchmap.layers import build_layers_on_polygons
 
-    scored = score_accounts(ingest.accounts, _scoring_config(scoring))
+    scored = score_accounts(ingest.accounts, scoring_config(scoring))
     for note in scored.notes:
         log.info(note)
     if isinstance(units, gpd.GeoDataFrame):
@@ -154,8 +141,16 @@ def layers_file(
             raise InputError("--engine dask takes --units h3, zcta or county")
         from patchmap.distributed import layers_file_dask
 
-        return layers_file_dask(accounts_path, out, units=units, resolution=resolution,
-                                region=region, column_map=column_map, scheduler=scheduler, echo=echo)
+        return layers_file_dask(
+            accounts_path,
+            out,
+            units=units,
+            resolution=resolution,
+            region=region,
+            column_map=column_map,
+            scheduler=scheduler,
+            echo=echo,
+        )
     unit_layer: str | gpd.GeoDataFrame = units
     if units not in ("h3", "zcta", "county"):
         from patchmap.units.custom import load_user_units
@@ -197,11 +192,7 @@ def read_locked(path: str | os.PathLike, unit_ids: Sequence[str]) -> pd.Series:
         raise InputError(f"{p}: column {missing[0]!r} not found (expected unit_id,territory)")
     text, lines = check_ids(df, ["unit_id", "territory"], source=str(p))
     ids, terr = text["unit_id"], text["territory"]
-    unknown = ~ids.isin(pd.Index(pd.Series(list(unit_ids)).astype(str))).to_numpy()
-    if unknown.any():
-        shown = ", ".join(f"line {ln} ({u!r})" for ln, u in zip(lines[unknown][:5], ids[unknown][:5], strict=True))
-        more = f" and {int(unknown.sum()) - 5} more" if unknown.sum() > 5 else ""
-        raise InputError(f"{p}: unit_id not among the units on {shown}{more}")
+    check_known_ids(ids, lines, unit_ids, source=str(p))
     out = pd.Series(terr.to_numpy(), index=pd.Index(ids.to_numpy(), name="unit_id"),
                     name="territory")  # fmt: skip
     out.attrs["lines"] = dict(zip(ids.tolist(), lines.tolist(), strict=True))
@@ -370,10 +361,14 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             echo(f"warning: {plan.relaxed}")
     if plan.reps is not None and "mean_distance_km" in plan.reps.columns:
         d = plan.reps["mean_distance_km"]
-        echo(f"rep travel: mean {d.mean():.1f} km from home (worst {plan.reps.loc[d.idxmax(), 'rep_id']}: {d.max():.1f} km)")
+        echo(
+            f"rep travel: mean {d.mean():.1f} km from home (worst {plan.reps.loc[d.idxmax(), 'rep_id']}: {d.max():.1f} km)"
+        )
     if plan.regions is not None:
-        echo(f"{plan.regions.nunique()} regions: " + ", ".join(
-            f"{r} ({n})" for r, n in plan.regions.value_counts(sort=False).items()))
+        echo(
+            f"{plan.regions.nunique()} regions: "
+            + ", ".join(f"{r} ({n})" for r, n in plan.regions.value_counts(sort=False).items())
+        )
     skip = {plan.notes[0], plan.relaxed} if plan.moves is not None else set()
     for note in plan.notes:
         if note not in skip:
@@ -408,7 +403,9 @@ def map_file(
 def _units_as_unit_id(units: gpd.GeoDataFrame, id_col: str) -> gpd.GeoDataFrame:
     if id_col == "unit_id":
         return units
-    return units.drop(columns=[c for c in ["unit_id"] if c in units.columns]).rename(columns={id_col: "unit_id"})
+    return units.drop(columns=[c for c in ["unit_id"] if c in units.columns]).rename(
+        columns={id_col: "unit_id"}
+    )
 
 
 def export_file(
@@ -469,7 +466,7 @@ def compare_file(
 ) -> dict[str, Path]:
     """`patchmap compare`: two PLAN.csv files → compare.csv, compare.md (and, with the
     units, balance/compactness/travel rows and compare.html, a map of both plans)."""
-    from patchmap.compare import _cell, compare_plans, write_comparison
+    from patchmap.compare import compare_plans, format_metric, write_comparison
     from patchmap.export import read_plan
     from patchmap.partition.reps import read_reps
 
@@ -491,7 +488,9 @@ def compare_file(
     written = write_comparison(cmp, out_dir, units=units, tiles=tiles)
     echo(cmp.markdown().split("\n\n", 1)[0].lstrip("# "))
     for row in cmp.table.itertuples(index=False):
-        echo(f"  {row[0]}: {_cell(row[1], row[0]) or '-'} | {_cell(row[2], row[0])}")
+        echo(
+            f"  {row[0]}: {format_metric(row[1], row[0]) or '-'} | {format_metric(row[2], row[0])}"
+        )
     if units is None:
         echo("(give --units for balance, compactness, travel and the map)")
     return written
@@ -542,8 +541,13 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.set_postfix_str("score + layers")
         units_path = out / "units.parquet"
         layers, scored = layers_from_accounts(
-            ingest, units_path, units=config.units, resolution=config.resolution,
-            region=config.region, scoring=config.scoring, echo=echo,
+            ingest,
+            units_path,
+            units=config.units,
+            resolution=config.resolution,
+            region=config.region,
+            scoring=config.scoring,
+            echo=echo,
         )
         res.outputs["units"] = units_path
         res.outputs["rejects"] = rejects_path_for(units_path)
@@ -559,7 +563,9 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             max_moved_pct=config.max_moved_pct, relax=config.relax, locked=config.locked,
             within=config.within, regions=config.regions,
         )  # fmt: skip
-        plan, reps = plan_units(layers.units, id_col="unit_id", balance=config.balance, inputs=inputs)
+        plan, reps = plan_units(
+            layers.units, id_col="unit_id", balance=config.balance, inputs=inputs
+        )
         res.plan = plan
         plan_path = out / "plan.csv"
         plan.to_csv(plan_path)
@@ -571,8 +577,13 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.set_postfix_str("map")
         plan_frame = plan.to_frame()
         res.outputs["map"] = render_map(
-            layers.units, plan_frame, out / "map.html", title=config.title, tiles=config.tiles,
-            plan_metrics=plan, reps=reps,
+            layers.units,
+            plan_frame,
+            out / "map.html",
+            title=config.title,
+            tiles=config.tiles,
+            plan_metrics=plan,
+            reps=reps,
         )
         bar.update()
         bar.set_postfix_str("export")
@@ -625,7 +636,9 @@ def demo_config(out: str | os.PathLike) -> PlanConfig:
     )
 
 
-def sample_file(region: str, n: int, seed: int, out: str | os.PathLike, *, bad_share: float = 0.0) -> Path:
+def sample_file(
+    region: str, n: int, seed: int, out: str | os.PathLike, *, bad_share: float = 0.0
+) -> Path:
     """`patchmap sample-accounts`: write synthetic accounts (CSV, Parquet or Excel by suffix)."""
     from patchmap.io import atomic_path
     from patchmap.sample import sample_accounts
@@ -644,7 +657,18 @@ def sample_file(region: str, n: int, seed: int, out: str | os.PathLike, *, bad_s
 
 
 __all__ = [
-    "PartitionInputs", "RunResult", "compare_file", "demo_config", "example_accounts_path",
-    "export_file", "layers_file", "map_file", "partition_file", "plan_units", "read_locked",
-    "run_plan", "sample_file", "score_file",
+    "PartitionInputs",
+    "RunResult",
+    "compare_file",
+    "demo_config",
+    "example_accounts_path",
+    "export_file",
+    "layers_file",
+    "map_file",
+    "partition_file",
+    "plan_units",
+    "read_locked",
+    "run_plan",
+    "sample_file",
+    "score_file",
 ]

@@ -80,9 +80,13 @@ def allocate_quota(
     if lo > hi:
         raise InputError(f"quota: floor {lo:,.2f} is above cap {hi:,.2f}")
     if lo * k > total * (1 + 1e-12):
-        raise InputError(f"quota: a floor of {lo:,.2f} for {k} territories exceeds the total {total:,.2f}")
+        raise InputError(
+            f"quota: a floor of {lo:,.2f} for {k} territories exceeds the total {total:,.2f}"
+        )
     if hi * k < total * (1 - 1e-12):
-        raise InputError(f"quota: a cap of {hi:,.2f} for {k} territories is below the total {total:,.2f}")
+        raise InputError(
+            f"quota: a cap of {hi:,.2f} for {k} territories is below the total {total:,.2f}"
+        )
     q = np.zeros(k)
     fixed = np.zeros(k, dtype=bool)
     eps = 1e-9 * max(total, 1.0)

@@ -35,9 +35,9 @@ from folium.template import Template
 
 from patchmap.errors import InputError
 from patchmap.export import (
-    _check_reps,
-    _labels,
+    check_reps,
     dissolve_territories,
+    territory_labels,
     territory_summary,
 )
 from patchmap.io import atomic_path, write_text
@@ -585,7 +585,7 @@ def render_map(
     """
     u = _prepare_units(units)
     plan_metrics = _as_plan_metrics(plan, plan_metrics)
-    labels = _labels(u, plan)
+    labels = territory_labels(u, plan)
     pf = pd.DataFrame({"unit_id": u["unit_id"], "territory": labels})
     is_coverage = bool(shapely.coverage_is_valid(u.geometry.values))
     exact = dissolve_territories(u, labels, coverage=is_coverage)
@@ -734,14 +734,20 @@ def render_compare(
         )
         label = terr["territory"].astype(str)
         if i == 1 and comparison.matched:
-            tip = "<b>" + label.map(html.escape) + "</b> (" + html.escape(name) + ") ~ " + label.map(
-                lambda t: html.escape(str(comparison.matching.get(t, t)))
-            ) + " (" + html.escape(comparison.names[0]) + ")"
+            tip = (
+                "<b>"
+                + label.map(html.escape)
+                + "</b> ("
+                + html.escape(name)
+                + ") ~ "
+                + label.map(lambda t: html.escape(str(comparison.matching.get(t, t))))
+                + " ("
+                + html.escape(comparison.names[0])
+                + ")"
+            )
         else:
             tip = "<b>" + label.map(html.escape) + "</b> (" + html.escape(name) + ")"
-        props = pd.DataFrame(
-            {"t": label, "c": territory_colors(terr.geometry.values), "tip": tip}
-        )
+        props = pd.DataFrame({"t": label, "c": territory_colors(terr.geometry.values), "tip": tip})
         data = _Data(_packed_polygons(terr.geometry.values, props), f"pm_plan{i}")
         m.add_child(data)
         layer = _GeoJsonLayer(
@@ -813,7 +819,7 @@ def _cmp_cell(v: Any) -> str:
 
 def _rep_layer(m: folium.Map, reps: pd.DataFrame) -> _GeoJsonLayer:
     """Rep home markers (their data added to ``m``), with name, territory and capacity."""
-    r = _check_reps(reps)
+    r = check_reps(reps)
     name = r["name"].astype(str) if "name" in r.columns else r["rep_id"]
     tip = "<b>" + name.map(html.escape) + "</b> (" + r["rep_id"].map(html.escape) + ")"
     if "territory" in r.columns:
@@ -860,7 +866,7 @@ def render_static(
     if fmt not in ("png", "pdf", "svg"):
         raise InputError(f"map format: expected png or pdf, got {fmt!r}")
     u = _prepare_units(units)
-    labels = _labels(u, plan)
+    labels = territory_labels(u, plan)
     shown = _simplify_coverage(u.geometry.values, max_coords=400_000)
     terr = dissolve_territories(gpd.GeoDataFrame(geometry=shown, crs=4326), labels)
     terr["color"] = territory_colors(terr.geometry.values)
@@ -888,7 +894,7 @@ def render_static(
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.6},
         )
     if reps is not None and len(reps):
-        r = _check_reps(reps)
+        r = check_reps(reps)
         rp = gpd.GeoSeries(gpd.points_from_xy(r["lon"], r["lat"]), crs=4326).to_crs(crs)
         ax.scatter(rp.x, rp.y, s=22, c="#111111", edgecolors="white", linewidths=1.0, zorder=5)
     ax.set_axis_off()

@@ -26,10 +26,50 @@ INDUSTRIES = {
     "Education": (0.06, -0.7, 90),
     "Construction": (0.10, -0.3, 200),
 }
-_PREFIX = np.array(["Pacific", "Golden", "Summit", "Redwood", "Harbor", "Sierra", "Coastal", "Valley",
-                    "Bright", "North", "Blue", "Cedar", "Granite", "Sun", "Bay", "Mesa", "Union", "Pioneer"])
-_CORE = np.array(["Data", "Health", "Works", "Logic", "Supply", "Labs", "Systems", "Partners", "Foods",
-                  "Capital", "Energy", "Build", "Motion", "Cloud", "Care", "Freight", "Design", "Metrics"])
+_PREFIX = np.array(
+    [
+        "Pacific",
+        "Golden",
+        "Summit",
+        "Redwood",
+        "Harbor",
+        "Sierra",
+        "Coastal",
+        "Valley",
+        "Bright",
+        "North",
+        "Blue",
+        "Cedar",
+        "Granite",
+        "Sun",
+        "Bay",
+        "Mesa",
+        "Union",
+        "Pioneer",
+    ]
+)
+_CORE = np.array(
+    [
+        "Data",
+        "Health",
+        "Works",
+        "Logic",
+        "Supply",
+        "Labs",
+        "Systems",
+        "Partners",
+        "Foods",
+        "Capital",
+        "Energy",
+        "Build",
+        "Motion",
+        "Cloud",
+        "Care",
+        "Freight",
+        "Design",
+        "Metrics",
+    ]
+)
 _SUFFIX = np.array(["Inc", "LLC", "Co", "Group", "Corp", "Holdings"])
 
 
@@ -47,9 +87,13 @@ def _inside_own_zcta(
     geoms = polygons.reindex(chosen["zcta"]).to_numpy()
     has_polygon = ~pd.isna(geoms)
     inside = np.zeros(len(lat), dtype=bool)
-    inside[has_polygon] = shapely.contains_xy(geoms[has_polygon], lon[has_polygon], lat[has_polygon])
+    inside[has_polygon] = shapely.contains_xy(
+        geoms[has_polygon], lon[has_polygon], lat[has_polygon]
+    )
     back = has_polygon & ~inside
-    return np.where(back, chosen["lat"].to_numpy(), lat), np.where(back, chosen["lon"].to_numpy(), lon)
+    return np.where(back, chosen["lat"].to_numpy(), lat), np.where(
+        back, chosen["lon"].to_numpy(), lon
+    )
 
 
 def sample_accounts(
@@ -71,7 +115,9 @@ def sample_accounts(
     rng = np.random.default_rng(seed)
     states = geodata.normalize_states(region)
     points = geodata.zcta_points()
-    points = points[points["state"].isin(states) & (points["population"] > 0)].reset_index(drop=True)
+    points = points[points["state"].isin(states) & (points["population"] > 0)].reset_index(
+        drop=True
+    )
     crosswalk = geodata.zip_crosswalk()
     crosswalk = crosswalk[crosswalk["zcta"].isin(points["zcta"])].sort_values(["zcta", "zip"])
 
@@ -81,7 +127,9 @@ def sample_accounts(
     chosen = points.iloc[pick].reset_index(drop=True)
     zips_by_zcta = crosswalk.groupby("zcta", sort=True)["zip"]
     first = zips_by_zcta.cumcount() == 0
-    starts = pd.Series(np.flatnonzero(first.to_numpy()), index=crosswalk.loc[first.to_numpy(), "zcta"].to_numpy())
+    starts = pd.Series(
+        np.flatnonzero(first.to_numpy()), index=crosswalk.loc[first.to_numpy(), "zcta"].to_numpy()
+    )
     counts = zips_by_zcta.size()
     start = starts.reindex(chosen["zcta"]).to_numpy()
     count = counts.reindex(chosen["zcta"]).to_numpy()
@@ -108,7 +156,9 @@ def sample_accounts(
     industry = np.array(names)[industry_idx]
     employees = np.maximum(1, np.round(rng.lognormal(mean=3.6, sigma=1.3, size=n))).astype(int)
     rev_per_emp = np.array([v[2] for v in INDUSTRIES.values()])[industry_idx] * 1_000
-    annual_revenue = np.round(employees * rev_per_emp * rng.lognormal(0, 0.5, n), -3).astype(np.int64)
+    annual_revenue = np.round(employees * rev_per_emp * rng.lognormal(0, 0.5, n), -3).astype(
+        np.int64
+    )
     uses_crm = (rng.random(n) < 0.25 + 0.3 * (employees > 100)).astype(int)
     uses_cloud = (rng.random(n) < 0.45).astype(int)
 
@@ -123,7 +173,9 @@ def sample_accounts(
     won = decided & (rng.random(n) < p_win)
     outcome = np.where(decided, np.where(won, "won", "lost"), "")
     status = np.where(won, "customer", "prospect")
-    deal_size = np.where(decided, np.round(2_000 * employees**0.55 * rng.lognormal(0, 0.35, n), -2), np.nan)
+    deal_size = np.where(
+        decided, np.round(2_000 * employees**0.55 * rng.lognormal(0, 0.35, n), -2), np.nan
+    )
 
     # Engagement: more where fit is higher; product usage for customers only.
     intent = np.clip(rng.normal(35 + 25 * (p_win - 0.5), 18, n), 0, 100).round()
@@ -133,8 +185,10 @@ def sample_accounts(
 
     company = (
         pd.Series(_PREFIX[rng.integers(0, len(_PREFIX), n)])
-        + " " + _CORE[rng.integers(0, len(_CORE), n)]
-        + " " + _SUFFIX[rng.integers(0, len(_SUFFIX), n)]
+        + " "
+        + _CORE[rng.integers(0, len(_CORE), n)]
+        + " "
+        + _SUFFIX[rng.integers(0, len(_SUFFIX), n)]
     )
     df = pd.DataFrame(
         {

@@ -42,6 +42,7 @@ __all__ = [
     "model_card_path",
     "reach",
     "score_accounts",
+    "scoring_config",
     "write_scored",
 ]
 
@@ -54,20 +55,84 @@ DEFAULT_REACH_WEIGHTS: dict[str, float] = {
     "usage": 0.15,
 }
 #: Substrings of column names that mark engagement (reach, never a model feature).
-ENGAGEMENT_PATTERNS = ("mql", "opportunit", "intent", "usage", "engagement", "visit",
-                       "pageview", "email_open", "click", "meeting", "webinar", "sql_")
+ENGAGEMENT_PATTERNS = (
+    "mql",
+    "opportunit",
+    "intent",
+    "usage",
+    "engagement",
+    "visit",
+    "pageview",
+    "email_open",
+    "click",
+    "meeting",
+    "webinar",
+    "sql_",
+)
 #: Columns never used as features: identifiers, location, and what is derived from the outcome.
 #: ``status`` = 'customer' exactly when the account was won, so it restates the label; the
-#: others (stage, close dates, churn, ARR...) exist only after a deal is decided.
-LEAKAGE_COLUMNS = ("status", "stage", "deal_stage", "is_customer", "customer", "customer_since",
-                   "close_date", "closed_date", "won_date", "lost_date", "closed", "is_won",
-                   "won", "lost", "churned", "arr", "mrr", "contract_value", "acv", "tcv",
-                   "win_reason", "loss_reason", "lost_reason")
-NON_FEATURES = ("account_id", "name", "company", "account_name", "city", "state", "zip",
-                "zcta", "county", "address", "street", "lat", "lon", "latitude",
-                "longitude", "location_source", "source_row", "row", "unit_id", "territory",
-                "owner", "rep", "email", "phone", "website", "domain", "p_win", "score",
-                "reach", "potential", "expected_deal_size")
+#: others (stage, close dates, churn, ARR, the deal size...) exist only after a deal is
+#: decided. ``deal_size`` is listed even when ``ScoringConfig.deal_size`` names another
+#: column or None: it is given for exactly the won/lost rows, never for the rows to score.
+LEAKAGE_COLUMNS = (
+    "status",
+    "stage",
+    "deal_stage",
+    "is_customer",
+    "customer",
+    "customer_since",
+    "close_date",
+    "closed_date",
+    "won_date",
+    "lost_date",
+    "closed",
+    "is_won",
+    "won",
+    "lost",
+    "churned",
+    "arr",
+    "mrr",
+    "contract_value",
+    "acv",
+    "tcv",
+    "deal_size",
+    "win_reason",
+    "loss_reason",
+    "lost_reason",
+)
+NON_FEATURES = (
+    "account_id",
+    "name",
+    "company",
+    "account_name",
+    "city",
+    "state",
+    "zip",
+    "zcta",
+    "county",
+    "address",
+    "street",
+    "lat",
+    "lon",
+    "latitude",
+    "longitude",
+    "location_source",
+    "source_row",
+    "row",
+    "unit_id",
+    "territory",
+    "owner",
+    "rep",
+    "email",
+    "phone",
+    "website",
+    "domain",
+    "p_win",
+    "score",
+    "reach",
+    "potential",
+    "expected_deal_size",
+)
 POSITIVE = ("won", "closed won", "closed-won", "closed_won", "win", "1", "true", "yes")
 NEGATIVE = ("lost", "closed lost", "closed-lost", "closed_lost", "loss", "0", "false", "no")
 UNDECIDED = ("", "nan", "none", "null", "n/a", "na", "open", "pending")
@@ -84,18 +149,40 @@ class RulesWeights:
     """
 
     industry_column: str = "industry"
-    industry_points: Mapping[str, float] = field(default_factory=lambda: {
-        "software": 25, "financial services": 20, "professional services": 15,
-        "healthcare": 15, "manufacturing": 12, "logistics": 10, "construction": 6,
-        "retail": 5, "education": 3,
-    })
+    industry_points: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "software": 25,
+            "financial services": 20,
+            "professional services": 15,
+            "healthcare": 15,
+            "manufacturing": 12,
+            "logistics": 10,
+            "construction": 6,
+            "retail": 5,
+            "education": 3,
+        }
+    )
     other_industry_points: float = 8
     employees_column: str = "employees"
     #: (lower bound, points): the band of a value is the last bound <= value
-    employee_bands: Sequence[tuple[float, float]] = ((0, 5), (10, 15), (50, 25), (250, 25), (1000, 15))
+    employee_bands: Sequence[tuple[float, float]] = (
+        (0, 5),
+        (10, 15),
+        (50, 25),
+        (250, 25),
+        (1000, 15),
+    )
     revenue_column: str = "annual_revenue"
-    revenue_bands: Sequence[tuple[float, float]] = ((0, 5), (1e6, 10), (1e7, 20), (1e8, 20), (1e9, 12))
-    flag_points: Mapping[str, float] = field(default_factory=lambda: {"uses_crm": 15, "uses_cloud": 10})
+    revenue_bands: Sequence[tuple[float, float]] = (
+        (0, 5),
+        (1e6, 10),
+        (1e7, 20),
+        (1e8, 20),
+        (1e9, 12),
+    )
+    flag_points: Mapping[str, float] = field(
+        default_factory=lambda: {"uses_crm": 15, "uses_cloud": 10}
+    )
 
 
 @dataclass
@@ -127,6 +214,26 @@ class ScoringConfig:
     seed: int = 0
 
 
+def scoring_config(options: ScoringConfig | Mapping[str, Any] | None = None) -> ScoringConfig:
+    """A :class:`ScoringConfig` from a plan file's ``[scoring]`` table (or keyword mapping).
+
+    Keys are :class:`ScoringConfig` fields; ``rules`` may be a sub-table of
+    :class:`RulesWeights` fields. A ScoringConfig is returned as it is, None or an empty
+    table gives the defaults. An unknown key raises a one-line InputError.
+    """
+    if isinstance(options, ScoringConfig):
+        return options
+    if not options:
+        return ScoringConfig()
+    kwargs = dict(options)
+    try:
+        if isinstance(kwargs.get("rules"), Mapping):
+            kwargs["rules"] = RulesWeights(**kwargs["rules"])
+        return ScoringConfig(**kwargs)
+    except TypeError as exc:
+        raise InputError(f"[scoring]: {exc}") from None
+
+
 @dataclass
 class ScoreResult:
     """Scored accounts (``p_win``, ``score``, ``potential``, ``reach`` added), model card, notes."""
@@ -138,6 +245,7 @@ class ScoreResult:
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def _rows(df: pd.DataFrame) -> np.ndarray:
     if "source_row" in df.columns:
@@ -174,8 +282,9 @@ def numeric_column(df: pd.DataFrame, col: str, what: str) -> pd.Series:
     bad = values.isna().to_numpy() & ~blank(raw)
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"accounts: {what} column {col!r} must be numeric "
-                         f"(row {_rows(df)[i]}: {raw.iloc[i]!r})")
+        raise InputError(
+            f"accounts: {what} column {col!r} must be numeric (row {_rows(df)[i]}: {raw.iloc[i]!r})"
+        )
     return values
 
 
@@ -238,13 +347,16 @@ def engagement(df: pd.DataFrame, col: str) -> np.ndarray:
     neg = x < 0
     if neg.any():
         i = int(np.argmax(neg))
-        raise InputError(f"accounts: engagement column {col!r} must not be negative "
-                         f"(row {_rows(df)[i]}: {x[i]!r})")
+        raise InputError(
+            f"accounts: engagement column {col!r} must not be negative "
+            f"(row {_rows(df)[i]}: {x[i]!r})"
+        )
     return np.nan_to_num(x, nan=0.0)
 
 
-def reach(df: pd.DataFrame, weights: Mapping[str, float],
-          tops: Mapping[str, float] | None = None) -> np.ndarray:
+def reach(
+    df: pd.DataFrame, weights: Mapping[str, float], tops: Mapping[str, float] | None = None
+) -> np.ndarray:
     """Engagement composite, 0-100.
 
     Each column is log-normalized, ``log1p(x) / log1p(p99)`` clipped to [0, 1] (0 stays 0,
@@ -272,8 +384,9 @@ def reach(df: pd.DataFrame, weights: Mapping[str, float],
     return np.round(100 * total / wsum, 2) if wsum > 0 else total
 
 
-def _feature_columns(df: pd.DataFrame, config: ScoringConfig, y: pd.Series | None,
-                     notes: list[str]) -> tuple[list[str], list[str]]:
+def _feature_columns(
+    df: pd.DataFrame, config: ScoringConfig, y: pd.Series | None, notes: list[str]
+) -> tuple[list[str], list[str]]:
     """(numeric, categorical) feature columns, auto-detected unless ``config.features``."""
     reach_cols = set(reach_weights(df, config))
     excluded = {config.outcome, config.deal_size, *config.exclude, *reach_cols}
@@ -283,13 +396,20 @@ def _feature_columns(df: pd.DataFrame, config: ScoringConfig, y: pd.Series | Non
             raise InputError(f"accounts: feature column {missing[0]!r} not found")
         leaky = [c for c in config.features if c in excluded or c.lower() in LEAKAGE_COLUMNS]
         if leaky:
-            raise InputError(f"scoring: feature {leaky[0]!r} is the outcome, the deal size, "
-                             "engagement or derived from the outcome (leakage)")
+            raise InputError(
+                f"scoring: feature {leaky[0]!r} is the outcome, the deal size, "
+                "engagement or derived from the outcome (leakage)"
+            )
         candidates = list(config.features)
     else:
-        candidates = [c for c in df.columns
-                      if c not in excluded and str(c).lower() not in NON_FEATURES
-                      and str(c).lower() not in LEAKAGE_COLUMNS and not _is_engagement(str(c))]
+        candidates = [
+            c
+            for c in df.columns
+            if c not in excluded
+            and str(c).lower() not in NON_FEATURES
+            and str(c).lower() not in LEAKAGE_COLUMNS
+            and not _is_engagement(str(c))
+        ]
     numeric: list[str] = []
     categorical: list[str] = []
     labelled = y.notna().to_numpy() if y is not None else None
@@ -301,13 +421,20 @@ def _feature_columns(df: pd.DataFrame, config: ScoringConfig, y: pd.Series | Non
             continue
         given = ~blank(s)
         head = s[given].iloc[:1000]  # numbers stored as text? look at a few first
-        if given.any() and pd.to_numeric(head, errors="coerce").notna().mean() >= 0.95 \
-                and pd.to_numeric(s[given], errors="coerce").notna().mean() >= 0.95:
+        if (
+            given.any()
+            and pd.to_numeric(head, errors="coerce").notna().mean() >= 0.95
+            and pd.to_numeric(s[given], errors="coerce").notna().mean() >= 0.95
+        ):
             numeric.append(col)
             continue
         nunique = s.nunique(dropna=True)
         if 2 <= nunique <= MAX_CATEGORIES and nunique < 0.5 * max(len(s), 1):
-            if labelled is not None and labelled.sum() >= 20 and _separates(s[labelled], y[labelled]):
+            if (
+                labelled is not None
+                and labelled.sum() >= 20
+                and _separates(s[labelled], y[labelled])
+            ):
                 notes.append(f"column {col!r} alone separates won from lost: left out as leakage")
                 continue
             categorical.append(col)
@@ -318,8 +445,13 @@ def _separates(x: pd.Series, y: pd.Series) -> bool:
     """True when every value of ``x`` comes with a single outcome (and both outcomes occur)."""
     if y.nunique() < 2:
         return False
-    per_value = pd.DataFrame({"x": x.astype("string").fillna("<NA>").to_numpy(),
-                              "y": y.astype("int64").to_numpy()}).groupby("x")["y"].nunique()
+    per_value = (
+        pd.DataFrame(
+            {"x": x.astype("string").fillna("<NA>").to_numpy(), "y": y.astype("int64").to_numpy()}
+        )
+        .groupby("x")["y"]
+        .nunique()
+    )
     return bool((per_value == 1).all() and len(per_value) >= 2)
 
 
@@ -333,6 +465,7 @@ def _frame(df: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.D
 
 
 # ------------------------------------------------------------------ rules
+
 
 class RulesScorer:
     """Score from documented points (see :class:`RulesWeights`), for teams without history."""
@@ -361,8 +494,10 @@ class RulesScorer:
             best += max([*table.values(), w.other_industry_points])
         else:
             notes.append(f"rules: no {w.industry_column!r} column, industry points skipped")
-        for col, bands, what in ((w.employees_column, w.employee_bands, "employee"),
-                                 (w.revenue_column, w.revenue_bands, "revenue")):
+        for col, bands, what in (
+            (w.employees_column, w.employee_bands, "employee"),
+            (w.revenue_column, w.revenue_bands, "revenue"),
+        ):
             if col in df.columns:
                 x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
                 points += self._bands(x, bands)
@@ -378,6 +513,7 @@ class RulesScorer:
 
 
 # ------------------------------------------------------------------ look-alike model
+
 
 def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: list[str], seed: int):
     """Preprocessing + model as one sklearn Pipeline, fed the raw feature columns.
@@ -403,24 +539,48 @@ def _pipeline(kind: str, numeric: list[str], categorical: list[str], skewed: lis
 
     plain = [c for c in numeric if c not in skewed]
     log = FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")
-    onehot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False)
+    onehot = OneHotEncoder(
+        handle_unknown="infrequent_if_exist", min_frequency=5, sparse_output=False
+    )
     if kind == "gbm":
-        pre = ColumnTransformer([
-            ("log", log, skewed),
-            ("num", "passthrough", plain),
-            ("cat", onehot, categorical),
-        ], verbose_feature_names_out=False)
-        model = HistGradientBoostingClassifier(max_iter=60, learning_rate=0.12, max_leaf_nodes=15,
-                                               min_samples_leaf=40, l2_regularization=1.0,
-                                               early_stopping=False, random_state=seed)
+        pre = ColumnTransformer(
+            [
+                ("log", log, skewed),
+                ("num", "passthrough", plain),
+                ("cat", onehot, categorical),
+            ],
+            verbose_feature_names_out=False,
+        )
+        model = HistGradientBoostingClassifier(
+            max_iter=60,
+            learning_rate=0.12,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=seed,
+        )
     else:
-        pre = ColumnTransformer([
-            ("log", make_pipeline(SimpleImputer(strategy="median"), log,
-                                  SplineTransformer(n_knots=5, degree=3), StandardScaler()), skewed),
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), plain),
-            ("missing", MissingIndicator(features="missing-only"), numeric),
-            ("cat", onehot, categorical),
-        ], verbose_feature_names_out=False)
+        pre = ColumnTransformer(
+            [
+                (
+                    "log",
+                    make_pipeline(
+                        SimpleImputer(strategy="median"),
+                        log,
+                        SplineTransformer(n_knots=5, degree=3),
+                        StandardScaler(),
+                    ),
+                    skewed,
+                ),
+                ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), plain),
+                # error_on_new=False: a column complete in the rows fitted on may still have
+                # gaps in the rows predicted (the unlabelled accounts); the imputers fill them
+                ("missing", MissingIndicator(features="missing-only", error_on_new=False), numeric),
+                ("cat", onehot, categorical),
+            ],
+            verbose_feature_names_out=False,
+        )
         model = Ridge(alpha=1.0) if kind == "ridge" else LogisticRegression(C=1.0, max_iter=1000)
     return Pipeline([("prepare", pre), ("model", model)])
 
@@ -436,7 +596,7 @@ def _skewed(X: pd.DataFrame, numeric: list[str]) -> list[str]:
     out = []
     for c in numeric:
         v = X[c].dropna().to_numpy()
-        if v.size < 3 or np.unique(v[: 10_000]).size <= 10:
+        if v.size < 3 or np.unique(v[:10_000]).size <= 10:
             continue
         if pd.Series(v).skew() > 2:
             out.append(c)
@@ -532,10 +692,13 @@ class LookalikeScorer:
         elif not numeric and not categorical:
             reason = "no usable feature columns"
         if reason is not None:
-            notes.append(f"look-alike model not trained: {reason}; scored with rules instead "
-                         "(p_win = rules score / 100: a ranking, not a calibrated probability)")
-            card.update({"model": "rules", "fallback_reason": reason,
-                         "rules": _jsonable(asdict(cfg.rules))})
+            notes.append(
+                f"look-alike model not trained: {reason}; scored with rules instead "
+                "(p_win = rules score / 100: a ranking, not a calibrated probability)"
+            )
+            card.update(
+                {"model": "rules", "fallback_reason": reason, "rules": _jsonable(asdict(cfg.rules))}
+            )
             p_win = RulesScorer(cfg.rules).score(df, notes) / 100
         else:
             p_win = self._fit_model(X, y, numeric, categorical, card, notes)
@@ -552,7 +715,8 @@ class LookalikeScorer:
         self.size_model_, self.size_smear_, self.deal_size_ = None, 1.0, 1.0
         col = cfg.deal_size
         if not col or col not in df.columns:
-            notes.append(f"no deal size column {col!r}: potential = p_win (expected wins)")
+            what = f"no deal size column {col!r}" if col else "no deal size column configured"
+            notes.append(f"{what}: potential = p_win (expected wins)")
             card["deal_size"] = {"method": "none (1 per account)"}
             return np.ones(len(df))
         size = numeric_column(df, col, "deal size")
@@ -574,7 +738,9 @@ class LookalikeScorer:
         pipe = _pipeline("ridge", numeric, categorical, skewed, cfg.seed)
         idx = np.nonzero(won.to_numpy())[0]
         if idx.size > cfg.max_train // 2:
-            idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False))
+            idx = np.sort(
+                np.random.default_rng(cfg.seed).choice(idx, cfg.max_train // 2, replace=False)
+            )
         idx = idx[np.random.default_rng(cfg.seed).permutation(idx.size)]  # shuffled for the CV
         target = np.log(size.to_numpy()[idx])
         cv_idx = idx[: cfg.max_cv] if idx.size > cfg.max_cv else idx
@@ -585,11 +751,16 @@ class LookalikeScorer:
         with _threads(len(X)):
             predicted = pipe.predict(X)
         smear = float(np.mean(np.exp(resid)))  # Duan's smearing: mean, not median, of exp(log)
-        card["deal_size"] = {"method": "ridge regression on log(deal size) of won deals",
-                             "n_won": n_won, "cv_r2_log": round(float(r2.mean()), 4),
-                             "median_won": median}
+        card["deal_size"] = {
+            "method": "ridge regression on log(deal size) of won deals",
+            "n_won": n_won,
+            "cv_r2_log": round(float(r2.mean()), 4),
+            "median_won": median,
+        }
         if r2.mean() <= 0:
-            notes.append(f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used")
+            notes.append(
+                f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used"
+            )
             card["deal_size"]["method"] = "median won deal (size model had no skill)"
             return np.full(len(df), median)
         self.size_model_, self.size_smear_ = pipe, smear
@@ -612,9 +783,18 @@ class LookalikeScorer:
         with _threads(0):
             for kind in kinds:
                 pipe = _pipeline(kind, numeric, categorical, skewed, cfg.seed)
-                cv[kind] = cross_validate(pipe, Xcv, ycv, cv=folds, scoring="roc_auc",
-                                          return_estimator=True, return_indices=True)
-        best = max(kinds, key=lambda k: (round(float(cv[k]["test_score"].mean()), 3), k == "logistic"))
+                cv[kind] = cross_validate(
+                    pipe,
+                    Xcv,
+                    ycv,
+                    cv=folds,
+                    scoring="roc_auc",
+                    return_estimator=True,
+                    return_indices=True,
+                )
+        best = max(
+            kinds, key=lambda k: (round(float(cv[k]["test_score"].mean()), 3), k == "logistic")
+        )
         fit_idx = _stratified_sample(np.arange(lab.size), yl, cfg.max_train, cfg.seed)
         pipe = _pipeline(best, numeric, categorical, skewed, cfg.seed)
         with _threads(0):
@@ -625,28 +805,43 @@ class LookalikeScorer:
             # permutation importance of the original columns, on the last fold's held-out rows
             est = cv[best]["estimator"][-1]
             test = cv[best]["indices"]["test"][-1][:3000]
-            imp = permutation_importance(est, Xcv.iloc[test], ycv[test], scoring="roc_auc",
-                                         n_repeats=3, random_state=cfg.seed)
+            imp = permutation_importance(
+                est,
+                Xcv.iloc[test],
+                ycv[test],
+                scoring="roc_auc",
+                n_repeats=3,
+                random_state=cfg.seed,
+            )
         self.pipeline_ = pipe
         order = np.argsort(-imp.importances_mean)
-        top = [{"feature": X.columns[i], "importance": round(float(imp.importances_mean[i]), 4)}
-               for i in order[:10]]
+        top = [
+            {"feature": X.columns[i], "importance": round(float(imp.importances_mean[i]), 4)}
+            for i in order[:10]
+        ]
         scores = cv[best]["test_score"]
-        card.update({
-            "model": {"gbm": "HistGradientBoostingClassifier", "logistic": "LogisticRegression"}[best],
-            "cv_auc_mean": round(float(scores.mean()), 4),
-            "cv_auc_std": round(float(scores.std()), 4),
-            "cv_folds": cfg.cv_folds,
-            "cv_rows": int(cv_idx.size),
-            "fit_rows": int(fit_idx.size),
-            "candidates": {k: round(float(v["test_score"].mean()), 4) for k, v in cv.items()},
-            "log_features": skewed,
-            "top_features": top,
-            "importance": "permutation importance (drop in ROC AUC) on a held-out fold",
-            "fallback_reason": None,
-        })
-        notes.append(f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
-                     f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows")
+        card.update(
+            {
+                "model": {
+                    "gbm": "HistGradientBoostingClassifier",
+                    "logistic": "LogisticRegression",
+                }[best],
+                "cv_auc_mean": round(float(scores.mean()), 4),
+                "cv_auc_std": round(float(scores.std()), 4),
+                "cv_folds": cfg.cv_folds,
+                "cv_rows": int(cv_idx.size),
+                "fit_rows": int(fit_idx.size),
+                "candidates": {k: round(float(v["test_score"].mean()), 4) for k, v in cv.items()},
+                "log_features": skewed,
+                "top_features": top,
+                "importance": "permutation importance (drop in ROC AUC) on a held-out fold",
+                "fallback_reason": None,
+            }
+        )
+        notes.append(
+            f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
+            f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows"
+        )
         return p_win
 
 
@@ -676,6 +871,7 @@ def _jsonable(obj: Any) -> Any:
 
 # ------------------------------------------------------------------ top level
 
+
 def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) -> ScoreResult:
     """Add ``p_win``, ``score``, ``potential`` and ``reach`` to every account.
 
@@ -689,16 +885,22 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
         raise InputError("accounts: no rows to score")
     cfg = config or ScoringConfig()
     df = accounts.reset_index(drop=True)
-    kept = {c: numeric_column(df, c, "existing") for c in ("score", "reach", "p_win", "potential")
-            if c in df.columns}
+    kept = {
+        c: numeric_column(df, c, "existing")
+        for c in ("score", "reach", "p_win", "potential")
+        if c in df.columns
+    }
     weights = reach_weights(df, cfg)
     reach_values = None if "reach" in kept else reach(df, weights)
     if {"score", "potential"} <= set(kept):  # nothing left to learn
         out = df.copy()
         if "p_win" not in kept:
             out["p_win"] = np.clip(kept["score"].to_numpy() / 100, 0, 1)
-        result = ScoreResult(accounts=out, model_card={"model": "given", "n_accounts": len(df),
-                                                       "fallback_reason": None}, notes=[])
+        result = ScoreResult(
+            accounts=out,
+            model_card={"model": "given", "n_accounts": len(df), "fallback_reason": None},
+            notes=[],
+        )
     else:
         result = LookalikeScorer(cfg).fit(df.drop(columns=list(kept)))
     out = result.accounts
@@ -709,12 +911,18 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
     if reach_values is not None:
         out["reach"] = reach_values
         if weights:
-            notes.append("reach = weighted log-normalized " + ", ".join(f"{c} ({w:g})" for c, w in weights.items()))
+            notes.append(
+                "reach = weighted log-normalized "
+                + ", ".join(f"{c} ({w:g})" for c, w in weights.items())
+            )
         else:
             notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
     card = result.model_card
-    card["reach"] = {"columns": weights, "normalization": "log1p(x)/log1p(p99), clipped to [0,1]",
-                     "kept_existing": "reach" in kept}
+    card["reach"] = {
+        "columns": weights,
+        "normalization": "log1p(x)/log1p(p99), clipped to [0,1]",
+        "kept_existing": "reach" in kept,
+    }
     card["score"] = "100 * p_win" if "score" not in kept else "kept as given"
     card["kept_columns"] = sorted(kept)
     card["notes"] = list(notes)
@@ -724,7 +932,9 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
 def model_card_path(out_path: str | os.PathLike) -> Path:
     """``scored.csv`` -> ``scored.model.json`` beside it."""
     p = Path(out_path)
-    return p.with_name(re.sub(r"\.(csv|parquet|pq|tsv|txt)$", "", p.name, flags=re.I) + ".model.json")
+    return p.with_name(
+        re.sub(r"\.(csv|parquet|pq|tsv|txt)$", "", p.name, flags=re.I) + ".model.json"
+    )
 
 
 def write_scored(result: ScoreResult, out_path: str | os.PathLike) -> Path:
@@ -738,6 +948,8 @@ def write_scored(result: ScoreResult, out_path: str | os.PathLike) -> Path:
         write_csv(result.accounts, p)
     else:
         raise InputError(f"{p}: unsupported output type {suffix!r} (use .csv or .parquet)")
-    write_text(json.dumps(result.model_card, indent=2, sort_keys=False, default=str) + "\n",
-               model_card_path(p))
+    write_text(
+        json.dumps(result.model_card, indent=2, sort_keys=False, default=str) + "\n",
+        model_card_path(p),
+    )
     return p

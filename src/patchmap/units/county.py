@@ -23,7 +23,10 @@ def county_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
     gdf = geodata.counties(states)
     empty = gdf.geometry.is_empty | gdf.geometry.isna()
     if empty.any():
-        names = ", ".join(f"{n} ({c})" for c, n in zip(gdf.loc[empty, "county"], gdf.loc[empty, "name"], strict=True))
+        names = ", ".join(
+            f"{n} ({c})"
+            for c, n in zip(gdf.loc[empty, "county"], gdf.loc[empty, "name"], strict=True)
+        )
         log.info(f"counties without a polygon at this scale left out: {names}")
         gdf = gdf[~empty]
     gdf = gdf.rename(columns={"county": "unit_id"})

@@ -21,7 +21,14 @@ from h3.api import numpy_int as h3i
 
 from patchmap.errors import InputError
 
-__all__ = ["cells_to_polygons", "check_resolution", "h3_units", "points_to_cells"]
+__all__ = [
+    "cells_to_polygons",
+    "check_resolution",
+    "h3_units",
+    "int_cells_to_str",
+    "points_to_cells",
+    "points_to_int_cells",
+]
 
 _SCALE = 1_000_000  # coordinate rounding for de-duplication: 1e-6 degree
 
@@ -41,8 +48,9 @@ def check_resolution(resolution: object) -> int:
     return res
 
 
-def _int_cells_to_str(cells: np.ndarray) -> np.ndarray:
-    """Hex strings for int64 cell ids (one Python call per *unique* cell)."""
+def int_cells_to_str(cells: np.ndarray) -> np.ndarray:
+    """Hex-string ids (object array, aligned) of integer H3 cell ids such as
+    :func:`points_to_int_cells` returns; one h3 call per *unique* cell."""
     uniq, inverse = np.unique(cells, return_inverse=True)
     names = np.array([h3.int_to_str(int(c)) for c in uniq], dtype=object)
     return names[inverse]
@@ -60,7 +68,9 @@ def points_to_int_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np
     bad = ~(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"row {i + 1}: coordinates out of range or missing (lat={lat[i]}, lon={lon[i]})")
+        raise InputError(
+            f"row {i + 1}: coordinates out of range or missing (lat={lat[i]}, lon={lon[i]})"
+        )
     ilat = np.rint(lat * _SCALE).astype("int64")
     ilon = np.rint(lon * _SCALE).astype("int64")
     key = (ilat + 90 * _SCALE) * (400 * _SCALE) + (ilon + 180 * _SCALE)
@@ -78,7 +88,7 @@ def points_to_int_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np
 
 def points_to_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
     """H3 cell ids (hex strings) of points, as an object ndarray aligned with the input."""
-    return _int_cells_to_str(points_to_int_cells(lat, lon, resolution))
+    return int_cells_to_str(points_to_int_cells(lat, lon, resolution))
 
 
 def cells_to_polygons(cells: Iterable[str]) -> gpd.GeoSeries:

@@ -35,7 +35,11 @@ def zcta_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
     parts = []
     if with_polygons is None or with_polygons:
         gdf = geodata.zcta_polygons(with_polygons).rename(columns={"zcta": "unit_id"})
-        parts.append(gpd.GeoDataFrame(gdf[_COLUMNS].copy(), geometry=gdf.geometry.values, crs=gdf.crs or 4326).to_crs(4326))
+        parts.append(
+            gpd.GeoDataFrame(
+                gdf[_COLUMNS].copy(), geometry=gdf.geometry.values, crs=gdf.crs or 4326
+            ).to_crs(4326)
+        )
     if approximated:
         log.info(
             f"no ZCTA polygons for {', '.join(approximated)}: using Voronoi cells of the ZCTA "
@@ -44,7 +48,11 @@ def zcta_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
         parts.append(zcta_voronoi_units(approximated))
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     out["unit_id"] = out["unit_id"].astype(str)
-    return gpd.GeoDataFrame(out, geometry="geometry", crs=4326).sort_values("unit_id", kind="stable").reset_index(drop=True)
+    return (
+        gpd.GeoDataFrame(out, geometry="geometry", crs=4326)
+        .sort_values("unit_id", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def zcta_voronoi_units(states: Sequence[str] | str) -> gpd.GeoDataFrame:
@@ -67,7 +75,9 @@ def zcta_voronoi_units(states: Sequence[str] | str) -> gpd.GeoDataFrame:
         if len(idx) == 1:
             cells[idx] = outline
             continue
-        diagram = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy[idx]), extend_to=outline))
+        diagram = shapely.get_parts(
+            shapely.voronoi_polygons(shapely.multipoints(xy[idx]), extend_to=outline)
+        )
         cell_of, point_of = shapely.STRtree(xy[idx]).query(diagram, predicate="contains")
         own = np.empty(len(idx), dtype=object)
         own[point_of] = diagram[cell_of]
