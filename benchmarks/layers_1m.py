@@ -45,8 +45,11 @@ def make_inputs(n: int, region: str, seed: int, workdir: Path) -> dict[str, Path
     paths = {"latlon": workdir / "accounts_latlon.csv", "zip": workdir / "accounts_zip.csv"}
     df.to_csv(paths["latlon"], index=False)
     df.drop(columns=["lat", "lon"]).to_csv(paths["zip"], index=False)
-    print(f"generated {n:,} accounts over {region} in {time.perf_counter() - t:.1f} s "
-          f"({paths['latlon'].stat().st_size / 1e6:.0f} MB CSV)", flush=True)
+    print(
+        f"generated {n:,} accounts over {region} in {time.perf_counter() - t:.1f} s "
+        f"({paths['latlon'].stat().st_size / 1e6:.0f} MB CSV)",
+        flush=True,
+    )
     return paths
 
 
@@ -60,8 +63,9 @@ def cli_command(accounts: Path, kind: str, resolution: int, out: Path) -> list[s
 def time_cli(accounts: Path, kind: str, resolution: int, out: Path) -> tuple[float | None, str]:
     """Wall-clock seconds of the CLI call (None if it failed) and its last output line."""
     t = time.perf_counter()
-    proc = subprocess.run(cli_command(accounts, kind, resolution, out),
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        cli_command(accounts, kind, resolution, out), capture_output=True, text=True, cwd=REPO
+    )
     wall = time.perf_counter() - t
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     if proc.returncode != 0:
@@ -149,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-md", action="store_true", help="do not write BENCHMARKS.md")
     ap.add_argument("--md", type=Path, default=REPO / "BENCHMARKS.md")
     args = ap.parse_args(argv)
-    command = " ".join(["python benchmarks/layers_1m.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+    command = " ".join(
+        ["python benchmarks/layers_1m.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))]
+    )
 
     with tempfile.TemporaryDirectory(prefix="patchmap-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -159,13 +165,19 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants.split(","):
             for kind in args.units.split(","):
                 out = workdir / f"units_{variant}_{kind}.parquet"
-                cli, tally = (None, "skipped") if args.no_cli else time_cli(inputs[variant], kind, args.resolution, out)
+                cli, tally = (
+                    (None, "skipped")
+                    if args.no_cli
+                    else time_cli(inputs[variant], kind, args.resolution, out)
+                )
                 lib = time_library(inputs[variant], kind, args.resolution, out)
                 rows.append({"variant": variant, "kind": kind, "cli": cli, "lib": lib})
                 wall = f"{cli:6.1f} s" if cli is not None else "   n/a"
-                print(f"{variant:7s} {kind:6s} CLI {wall}   ingest {lib['ingest']:5.1f}  score {lib['score']:5.1f}  "
-                      f"layers {lib['layers']:5.1f}  write {lib['write']:4.2f}   {lib['steps']}   [{tally}]",
-                      flush=True)
+                print(
+                    f"{variant:7s} {kind:6s} CLI {wall}   ingest {lib['ingest']:5.1f}  score {lib['score']:5.1f}  "
+                    f"layers {lib['layers']:5.1f}  write {lib['write']:4.2f}   {lib['steps']}   [{tally}]",
+                    flush=True,
+                )
     section = render(rows, args.n, args.region, args.resolution, command)
     print()
     print(section)

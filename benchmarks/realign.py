@@ -119,7 +119,9 @@ def render(rows: list[dict], cli: dict, fit_s: float) -> str:
     """The ``## Realignment`` section of BENCHMARKS.md (markdown)."""
     shown = " ".join(["python benchmarks/realign.py", *[a for a in sys.argv[1:]
                                                         if not os.path.isabs(a)]])  # fmt: skip
-    ok = all(r["moved"] <= MAX_MOVED and r["max_dev"] <= TOLERANCE and r["contiguous"] for r in rows)
+    ok = all(
+        r["moved"] <= MAX_MOVED and r["max_dev"] <= TOLERANCE and r["contiguous"] for r in rows
+    )
     lines = [
         SECTION,
         "",
@@ -151,8 +153,11 @@ def render(rows: list[dict], cli: dict, fit_s: float) -> str:
         f"{100 * cli['moved']:.2f}%, max dev {100 * cli['max_dev']:.2f}%, contiguous "
         f"{'yes' if cli['contiguous'] else 'no'}",
         f"- target {'met' if ok else 'NOT met'} in all {len(rows)} draws"
-        + ("" if all(not r["relaxed"] for r in rows) else
-           "; relaxed: " + "; ".join(r["relaxed"] for r in rows if r["relaxed"])),  # fmt: skip
+        + (
+            ""
+            if all(not r["relaxed"] for r in rows)
+            else "; relaxed: " + "; ".join(r["relaxed"] for r in rows if r["relaxed"])
+        ),  # fmt: skip
         "",
     ]
     return "\n".join(lines)

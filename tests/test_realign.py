@@ -235,6 +235,36 @@ def test_within_state_and_regions(small, small_adj):
     assert any("gets 1 of 6 territories" in n for n in plan.notes)
 
 
+def test_locked_units_within_state(small, small_adj):
+    locked = {"19930": "North", "19701": "North", "02903": "T01", "02840": "Newport"}
+    plan = Partitioner(6, "population", seed=0).fit(
+        small, adjacency=small_adj, locked=locked, within="state"
+    )
+    assert {u: plan.assignment[u] for u in locked} == locked
+    assert plan.constraints["locked:4 units"] and plan.constraints["within:state"]
+    assert plan.contiguous
+    # the other territories are numbered around the labels the locks use
+    assert sorted(plan.labels) == ["Newport", "North", "T01", "T02", "T03", "T04"]
+    with pytest.raises(InputError, match="several state values"):
+        Partitioner(6, "population").fit(
+            small, adjacency=small_adj, locked={"19930": "X", "02903": "X"}, within="state"
+        )
+    # with regions too (as in the README): territories first, then regions of whole ones
+    plan = Partitioner(6, "population", seed=0).fit(
+        small, adjacency=small_adj, locked=locked, within="state", regions=3
+    )
+    assert {u: plan.assignment[u] for u in locked} == locked
+    assert plan.regions.groupby(plan.regions).size().sum() == 6
+    state = small.set_index("unit_id")["state"]
+    region = plan.assignment.map(plan.regions)
+    assert (state.reindex(region.index).groupby(region.to_numpy()).nunique() == 1).all()
+    too_many = {"02903": "A", "02840": "B", "02908": "C", "02860": "D"}
+    with pytest.raises(InputError, match="'RI' gets 3 territories but holds locked units of 4"):
+        Partitioner(6, "population").fit(
+            small, adjacency=small_adj, locked=too_many, within="state"
+        )
+
+
 def test_regions_nest_territories(tmp_path, files):
     out = tmp_path / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",

@@ -243,8 +243,14 @@ class Partitioner:
             ids, names, initial, locked, fixed=reps is not None
         )
         if locked is not None:
-            extra.append(LockedUnits(pd.Series(np.asarray(label_names, dtype=object)[
-                lock_codes[lock_codes >= 0]], index=ids[lock_codes >= 0])))
+            extra.append(
+                LockedUnits(
+                    pd.Series(
+                        np.asarray(label_names, dtype=object)[lock_codes[lock_codes >= 0]],
+                        index=ids[lock_codes >= 0],
+                    )
+                )
+            )
         if home_idx is not None:
             clash = (lock_codes[home_idx] >= 0) & (lock_codes[home_idx] != np.arange(k))
             if clash.any():
@@ -255,7 +261,9 @@ class Partitioner:
                     f"{names[i]!r}"
                 )
             lock_codes[home_idx] = np.arange(k)
-            extra.append(HomeBases(pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))))
+            extra.append(
+                HomeBases(pd.Series(ids[home_idx], index=pd.Index(names, name="territory")))
+            )
         check_locks(adjacency, lock_codes, label_names)
         share = self._shares(shares, k)
 
@@ -290,7 +298,8 @@ class Partitioner:
                 notes.append(
                     "with these rep homes the balance target cannot be met: reps living close "
                     "together compete for the same units (most off: "
-                    + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst) + ")"
+                    + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst)
+                    + ")"
                 )
         plan.elapsed_s = time.perf_counter() - t0
         return plan
@@ -678,9 +687,12 @@ def _straight_cut(
         pinned = np.flatnonzero(locked >= 0)
         present, inv = np.unique(locked[pinned], return_inverse=True)
         # mean projection of each locked territory, per direction
-        mean = np.stack(
-            [np.bincount(inv, weights=proj[pinned, a]) for a in range(dirs.shape[1])], axis=1
-        ) / np.bincount(inv)[:, None]
+        mean = (
+            np.stack(
+                [np.bincount(inv, weights=proj[pinned, a]) for a in range(dirs.shape[1])], axis=1
+            )
+            / np.bincount(inv)[:, None]
+        )
         lo_n, hi_n = max(0, len(present) - k2), min(k1, len(present))
         sproj = np.take_along_axis(proj, order, axis=0)
         for a in range(dirs.shape[1]):
@@ -936,7 +948,9 @@ def _connect_locked(graph: _Graph, lab: np.ndarray, locked: np.ndarray, k: int) 
     sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
     _, comp = connected_components(sub, directed=False)
     pairs = np.unique(np.stack([locked[pinned], comp[pinned]], axis=1), axis=0)
-    split = np.unique(pairs[:, 0])[np.bincount(pairs[:, 0], minlength=k)[np.unique(pairs[:, 0])] > 1]
+    split = np.unique(pairs[:, 0])[
+        np.bincount(pairs[:, 0], minlength=k)[np.unique(pairs[:, 0])] > 1
+    ]
     for t in split.tolist():
         free = (locked < 0) | (locked == t)
         keep = free[ei] & free[ej]
@@ -1547,7 +1561,9 @@ class _Search:
             before = self.tot[q][j]
             # p keeps the units touching the territory upstream, which passes to p next
             up = len(hops) - 1 - n
-            guard = [u for u in self.boundary_of(p, path[up - 1]) if not self.locked[u]] if up else []
+            guard = (
+                [u for u in self.boundary_of(p, path[up - 1]) if not self.locked[u]] if up else []
+            )
             self._pin(guard, True)
             try:
                 rem = want - self._push(p, q, want, j)

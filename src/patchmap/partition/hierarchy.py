@@ -104,7 +104,9 @@ def _sub_adjacency(adj: Adjacency, idx: np.ndarray, units: gpd.GeoDataFrame, id_
     )
 
 
-def _fit_part(partitioner, units, adj, idx, k, id_col, *, reps=None, shares=None) -> np.ndarray:
+def _fit_part(
+    partitioner, units, adj, idx, k, id_col, *, reps=None, shares=None, locked=None
+) -> np.ndarray:
     """Labels 0..k-1 for the units ``idx`` (all 0 when k is 1)."""
     from patchmap.partition.engine import _copy_with_k
 
@@ -114,7 +116,7 @@ def _fit_part(partitioner, units, adj, idx, k, id_col, *, reps=None, shares=None
     sub_adj = _sub_adjacency(adj, idx, sub_units, id_col)
     sub = _copy_with_k(partitioner, k)
     sub.labels = "{:d}"
-    plan = sub.fit(sub_units, adjacency=sub_adj, reps=reps, shares=shares)
+    plan = sub.fit(sub_units, adjacency=sub_adj, reps=reps, shares=shares, locked=locked)
     order = plan.labels
     return pd.Index(order).get_indexer(plan.assignment.reindex(sub_adj.ids).to_numpy())
 
@@ -147,9 +149,9 @@ def fit_nested(
     import time
 
     t0 = time.perf_counter()
-    if initial is not None or locked is not None:
+    if initial is not None:
         raise InputError(
-            "within/regions cannot be combined with a warm start or locked units yet "
+            "within/regions cannot be combined with a warm start "
             "(realign a current plan with within= instead)"
         )
     p = partitioner
@@ -159,11 +161,13 @@ def fit_nested(
             raise InputError(f"regions must be an integer >= 2, got {regions!r}")
         if regions >= K:
             raise InputError(f"regions={regions} must be fewer than the {K} territories")
-    if reps is not None and regions is not None:
-        # territories are fixed by the reps: draw them first, then group whole territories
-        plan = fit_nested(p, units, adjacency=adjacency, reps=reps, within=within) if (
-            within is not None
-        ) else p.fit(units, adjacency=adjacency, reps=reps)
+    if (reps is not None or locked is not None) and regions is not None:
+        # territories are fixed by the reps or locks: draw them first, then group whole ones
+        plan = (
+            fit_nested(p, units, adjacency=adjacency, reps=reps, locked=locked, within=within)
+            if within is not None
+            else p.fit(units, adjacency=adjacency, reps=reps, locked=locked)
+        )
         group_territories(plan, regions, units=units, within=within)
         return plan
     W, adjacency = p._prepare(units, adjacency)
@@ -186,6 +190,7 @@ def fit_nested(
             "(each group needs one)"
         )
     home_group = None
+    lock_s = _group_locks(locked, ids, gcode, gnames, gname) if locked is not None else None
     if reps is not None:
         from patchmap.partition.reps import locate_homes, prepare_reps
 
@@ -204,6 +209,15 @@ def fit_nested(
             )
     else:
         kg = split_count(gtot, K)
+    if lock_s is not None:
+        held = lock_s.groupby(gcode[pd.Index(ids).get_indexer(lock_s.index)]).nunique()
+        short = held[held.to_numpy() > kg[held.index.to_numpy()]]
+        if len(short):
+            g = int(short.index[0])
+            raise InputError(
+                f"locked: {gname} {gnames[g]!r} gets {kg[g]} territories but holds locked "
+                f"units of {short.iloc[0]} territories"
+            )
     # regions per group (in proportion to the group's territories), territories per region
     if regions is not None:
         ng = split_count(kg.astype(float), regions)
@@ -218,15 +232,19 @@ def fit_nested(
     lab = np.full(n, -1, dtype=np.int64)
     region_of: list[str] = []
     next_t = 0
-    xy, area = adjacency.xy_km, (
-        adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+    xy, area = (
+        adjacency.xy_km,
+        (adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)),
     )
     rng_order = _west_east(xy, gcode, len(gnames), area) if len(gnames) > 1 else np.zeros(1, int)
     for g in np.argsort(rng_order, kind="stable").tolist():
         gidx = np.flatnonzero(gcode == g)
         if reps is not None:
             greps = reps.iloc[np.flatnonzero(home_group == g)]
-            sub = _fit_part(p, units, adjacency, gidx, int(kg[g]), id_col, reps=greps)
+            sub = _fit_part(
+                p, units, adjacency, gidx, int(kg[g]), id_col, reps=greps,
+                locked=_locks_in(lock_s, ids[gidx]),
+            )  # fmt: skip
             names_g = greps["rep_id"].tolist()
             lab[gidx] = next_t + sub
             region_of += [str(gnames[g])] * len(names_g)
@@ -242,7 +260,9 @@ def fit_nested(
         rrank = _west_east(xy[gidx] if xy is not None else None, rlab, int(ng[g]), area[gidx])
         for r in np.argsort(rrank, kind="stable").tolist():
             ridx = gidx[rlab == r]
-            tl = _fit_part(p, units, adjacency, ridx, int(kr[r]), id_col)
+            tl = _fit_part(
+                p, units, adjacency, ridx, int(kr[r]), id_col, locked=_locks_in(lock_s, ids[ridx])
+            )
             trank = _west_east(xy[ridx] if xy is not None else None, tl, int(kr[r]), area[ridx])
             lab[ridx] = next_t + trank[tl]
             if regions is None:
@@ -258,6 +278,19 @@ def fit_nested(
                  for n_ in reps["rep_id"].iloc[np.flatnonzero(home_group == g)]]  # fmt: skip
     else:
         names = [p.labels.format(i + 1) for i in range(K)]
+        if lock_s is not None:
+            # locked territories keep their labels; the others are numbered in order,
+            # skipping the labels the locks use
+            first = lock_s[~lock_s.duplicated()]
+            fixed = dict(
+                zip(lab[pd.Index(ids).get_indexer(first.index)].tolist(), first, strict=True)
+            )
+            free = (x for i in range(2 * K) if (x := p.labels.format(i + 1)) not in set(first))
+            names = [fixed[t] if t in fixed else next(free) for t in range(K)]
+    if lock_s is not None:
+        from patchmap.partition.constraints import LockedUnits
+
+        extra.append(LockedUnits(lock_s))
     mean = W[:, 0].sum() / K
     for g in range(len(gnames)):
         avg = gtot[g] / kg[g] / mean - 1
@@ -289,6 +322,31 @@ def fit_nested(
     return plan
 
 
+def _group_locks(locked, ids: np.ndarray, gcode: np.ndarray, gnames, gname: str) -> pd.Series:
+    """Locked unit -> label (text); every label's units must lie in one group."""
+    lock_s = pd.Series(locked).astype(str)
+    pos = pd.Index(ids).get_indexer(lock_s.index)
+    if (pos < 0).any():
+        raise InputError(f"locked: unit {_show(lock_s.index[pos < 0][0])} is not among the units")
+    span = pd.Series(gcode[pos]).groupby(lock_s.to_numpy()).unique()
+    bad = span[span.map(len) > 1]
+    if len(bad):
+        where = ", ".join(repr(str(gnames[g])) for g in bad.iloc[0][:3])
+        raise InputError(
+            f"locked: territory {bad.index[0]!r} has locked units in several {gname} values "
+            f"({where}), but within= keeps every territory inside one"
+        )
+    return lock_s
+
+
+def _locks_in(lock_s: pd.Series | None, part_ids: np.ndarray) -> pd.Series | None:
+    """The locks among ``part_ids`` (None when there are none)."""
+    if lock_s is None:
+        return None
+    sub = lock_s[lock_s.index.isin(part_ids)]
+    return sub if len(sub) else None
+
+
 def group_territories(
     plan: Plan,
     n_regions: int,
@@ -318,7 +376,9 @@ def group_territories(
     T.setdiag(0)
     T.eliminate_zeros()
     T.data[:] = 1.0
-    area = np.bincount(codes, weights=adj.area_km2, minlength=K) if adj.area_km2 is not None else None
+    area = (
+        np.bincount(codes, weights=adj.area_km2, minlength=K) if adj.area_km2 is not None else None
+    )
     xy = None
     if adj.xy_km is not None:
         a = adj.area_km2 if adj.area_km2 is not None else np.ones(n)

@@ -18,17 +18,17 @@ __all__ = ["Plan"]
 class Plan:
     """A territory plan: ``assignment`` (unit id -> label such as ``T01``) and its metrics.
 
-    ``territories`` has one row per territory: ``territory``, ``units``, each balance
-    column's total and ``<col>_deviation`` (signed fraction from the mean),
-    ``polsby_popper`` and ``contiguous``. ``max_deviation`` is the primary column's largest
-    absolute deviation; ``cut_edge_fraction`` the share of adjacency edges between
-    territories; ``bridges`` the island links the plan relies on.
+        ``territories`` has one row per territory: ``territory``, ``units``, each balance
+        column's total and ``<col>_deviation`` (signed fraction from the mean),
+        ``polsby_popper`` and ``contiguous``. ``max_deviation`` is the primary column's largest
+        absolute deviation; ``cut_edge_fraction`` the share of adjacency edges between
+        territories; ``bridges`` the island links the plan relies on.
 
-    What-if plans add: ``homes`` (territory -> home unit of its rep) and ``reps`` (one row
-    per rep with its home and travel distance); ``regions`` (territory -> region) for
-    nested plans; ``moves`` (``unit_id, from, to, measure``) and ``moved_share`` (share of
-    the primary column that changed territory) for a realignment, and ``relaxed`` (what gave
-way when the move budget and the tolerance could not both hold).
+        What-if plans add: ``homes`` (territory -> home unit of its rep) and ``reps`` (one row
+        per rep with its home and travel distance); ``regions`` (territory -> region) for
+        nested plans; ``moves`` (``unit_id, from, to, measure``) and ``moved_share`` (share of
+        the primary column that changed territory) for a realignment, and ``relaxed`` (what gave
+    way when the move budget and the tolerance could not both hold).
     """
 
     assignment: pd.Series

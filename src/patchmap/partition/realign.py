@@ -343,7 +343,9 @@ def realign(
         shares=share,
     )  # fmt: skip
     # the notes above already say why the primary is off; drop the engine's generic one
-    notes[explained:] = [x for x in notes[explained:] if not x.startswith(f"balance column {col!r}")]
+    notes[explained:] = [
+        x for x in notes[explained:] if not x.startswith(f"balance column {col!r}")
+    ]
     if (lock >= 0).any() and not _locked_whole(graph, lab, lock):
         notes.append("locked units of some territories could not all be joined")
     plan.moves = moves
@@ -372,6 +374,8 @@ def moved_accounts(accounts: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFrame:
     out = acc.merge(m, on="unit_id", how="inner")
     lead = [c for c in ("account_id", "name", "unit_id", "from", "to") if c in out.columns]
     extra = [c for c in ("status", "potential", "score", "zip", "lat", "lon") if c in out.columns]
-    return out[lead + extra].sort_values(["from", "to", "unit_id"], kind="stable").reset_index(
-        drop=True
+    return (
+        out[lead + extra]
+        .sort_values(["from", "to", "unit_id"], kind="stable")
+        .reset_index(drop=True)
     )

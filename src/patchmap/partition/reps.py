@@ -43,9 +43,7 @@ def _rows(lines: np.ndarray, ids: np.ndarray) -> str:
     return f"{listed_lines(lines, limit=_MAX_LISTED)} (rep {who})"
 
 
-def prepare_reps(
-    reps: pd.DataFrame, *, source: str = "reps", first_line: int = 2
-) -> pd.DataFrame:
+def prepare_reps(reps: pd.DataFrame, *, source: str = "reps", first_line: int = 2) -> pd.DataFrame:
     """Validate a reps table and geocode its homes.
 
     Columns: ``rep_id`` (required, unique), ``lat``/``lon`` or ``zip`` (per row, lat/lon
