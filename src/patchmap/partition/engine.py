@@ -380,7 +380,7 @@ class Partitioner:
                 search = _Search(
                     graph, lab, W, xy, area, list(share), tols, lock_codes, rng, self.compactness
                 )
-                search.balance(0.5, max_iter=40 * k, failures=5.0)
+                search.balance(0.5, max_iter=40 * k, failures=5.0, in_a_row=True)
                 search.run(self.max_rounds)
                 score = search.score()
                 if best is None or score < best[0]:
@@ -1216,13 +1216,19 @@ class _Search:
         )
 
     def score(self) -> tuple:
-        """Lexicographic plan quality: primary outside its band, secondaries outside theirs,
-        cut edges, primary deviation (smaller is better throughout)."""
-        primary = sum(self._excess(t, 0, self.tot[t][0]) for t in range(self.k))
+        """Lexicographic plan quality: primary outside its band (the worst territory, then
+        all), secondaries outside theirs, cut edges, primary deviation (smaller is better)."""
+        over = [self._excess(t, 0, self.tot[t][0]) for t in range(self.k)]
         rest = sum(
             self._excess(t, j, self.tot[t][j]) for t in range(self.k) for j in range(1, self.m)
         )
-        return (round(primary, 6), round(rest, 6), self.cut_edges(), round(self.max_dev(), 6))
+        return (
+            round(max(over), 6),
+            round(sum(over), 6),
+            round(rest, 6),
+            self.cut_edges(),
+            round(self.max_dev(), 6),
+        )
 
     def boundary(self) -> np.ndarray:
         lab = self.labn
@@ -1706,14 +1712,19 @@ class _Search:
         return True
 
     def balance(
-        self, goal: float = 0.5, max_iter: int | None = None, failures: float = _MAX_FAILURES
+        self,
+        goal: float = 0.5,
+        max_iter: int | None = None,
+        failures: float = _MAX_FAILURES,
+        in_a_row: bool = False,
     ) -> None:
         """Even out totals until every column is within ``goal`` times its tolerance.
 
         Each step takes the territory furthest from its goal and the nearest territory
         (fewest hops in the territory graph) deviating the other way, and passes the
         smaller of the two gaps along the path between them. A step that does not reduce
-        the imbalance is undone; the descent ends when no step helps.
+        the imbalance is undone; the descent ends when no step helps, or after ``failures``
+        x K failed steps (in all, or ``in_a_row``: a long descent from a poor start).
         """
         best = self.imbalance(goal)
         max_iter = max_iter if max_iter is not None else 4 * self.k + 8
@@ -1742,6 +1753,8 @@ class _Search:
             best = now
             self.log = None
             tried.clear()
+            if in_a_row:
+                n_failed = 0
         self.log = None
 
     def _pick(self, adj: list[set[int]], tried: set) -> tuple[tuple, list[int], float] | None:
