@@ -54,6 +54,8 @@ _RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 _ANGLES = 12  # directions tried for each straight cut of the recursive bisection
 _MARGIN = 0.9  # share of the primary target the search holds deviations within
 _TIGHTEN = True
+_HOME_STARTS = ("plain", "match", "linear")
+_TIE_BREAK = 0.05
 _FM = True  # Fiduccia–Mattheyses passes after each refinement round
 _FM_COMPACTNESS = 0.1  # share of the compactness weight FM passes use
 _MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
@@ -372,9 +374,9 @@ class Partitioner:
         best = None
         rng_master = np.random.default_rng(self.seed)
         if homes is not None and init_codes is None:
-            for match in (False, True):
-                rng = np.random.default_rng(self.seed + 1 + int(match))
-                lab = _capacity_seed(graph, xy, W[:, 0], k, lock_codes, share, homes, match)
+            for i, mode in enumerate(_HOME_STARTS):
+                rng = np.random.default_rng(self.seed + 1 + i)
+                lab = _capacity_seed(graph, xy, W[:, 0], k, lock_codes, share, homes, mode)
                 if lab is None:
                     break
                 search = _Search(
@@ -850,7 +852,7 @@ def _recursive_seed(
 
 def _capacity_seed(
     graph: _Graph, xy: np.ndarray, w: np.ndarray, k: int, locked: np.ndarray,
-    shares: np.ndarray, homes: np.ndarray, match: bool,
+    shares: np.ndarray, homes: np.ndarray, mode: str,
 ) -> np.ndarray | None:  # fmt: skip
     """Territories around rep homes from a capacitated assignment, made contiguous.
 
@@ -870,18 +872,32 @@ def _capacity_seed(
         return None
     d = np.hypot(*(xy[ei] - xy[ej]).T) + 1e-6
     g = sparse.csr_matrix((np.r_[d, d], (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
-    D = dijkstra(g, indices=homes)
-    D = np.where(np.isfinite(D), D, 10.0 * D[np.isfinite(D)].max(initial=1.0))
     cw = w + 1e-3 * max(w.mean(), 1e-12)
-    C = cw[None, :] * D**2
+    cap = w
+    if mode == "linear":
+        # routes avoid units pinned to other territories (another rep's home), and capacity
+        # counts the same weights the cost does, so a unit's choice is distance minus price
+        D = np.full((k, n), np.inf)
+        for r in range(k):
+            keep = np.flatnonzero((locked < 0) | (locked == r))
+            start = int(np.searchsorted(keep, homes[r]))
+            D[r, keep] = dijkstra(g[keep][:, keep], indices=start)
+        cap = cw
+    else:
+        D = dijkstra(g, indices=homes)
+    D = np.where(np.isfinite(D), D, 10.0 * D[np.isfinite(D)].max(initial=1.0))
+    if mode == "linear":
+        C = cw[None, :] * (D + _TIE_BREAK * D**2 / D.max())
+    else:
+        C = cw[None, :] * D**2
     C = C / max(C.max(), 1e-300)
     nv = k * n
     cols = np.arange(nv)
     a_eq = sparse.vstack([
         sparse.csr_matrix((np.ones(nv), (np.tile(np.arange(n), k), cols)), shape=(n, nv)),
-        sparse.csr_matrix((np.tile(w, k), (np.repeat(np.arange(k), n), cols)), shape=(k, nv)),
+        sparse.csr_matrix((np.tile(cap, k), (np.repeat(np.arange(k), n), cols)), shape=(k, nv)),
     ]).tocsr()  # fmt: skip
-    b_eq = np.r_[np.ones(n), w.sum() * np.asarray(shares)]
+    b_eq = np.r_[np.ones(n), cap.sum() * np.asarray(shares)]
     pinned = np.flatnonzero(locked >= 0)
     lo, hi = np.zeros((k, n)), np.ones((k, n))
     hi[:, pinned] = 0.0
@@ -907,7 +923,7 @@ def _capacity_seed(
         if len(m):
             pcs = np.unique(comp[m])
             body[c] = pcs[np.argmax(cwt[pcs])]
-    if match:
+    if mode == "match":
         cost = np.full((k, k), 1e9)
         for c in range(k):
             if body[c] >= 0:
