@@ -378,6 +378,12 @@ def _findings(rows: list[dict]) -> list[str]:
                 f"({'meets' if ratio <= 1.2 else 'misses'} 1.2x; METIS max dev "
                 f"{100 * mt['max_dev']:.1f}%)"
             )
+        if inst == INSTANCES["ri_de_dc_zcta"][0]:
+            line += (
+                "; no plan within 0.5% can meet 1.2x here: every such plan cuts at least 22 "
+                "edges, METIS's 18 x 1.2 = 21.6 (`python benchmarks/cut_bound.py`, section "
+                "below)"
+            )
         out.append(line)
     return [*out, ""] if out else []
 

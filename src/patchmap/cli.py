@@ -16,6 +16,32 @@ from patchmap.errors import InputError
 COLUMN_HELP = "Map a column name: NAME=SOURCE, e.g. --column lat=Latitude (repeatable)."
 
 
+def _quota_options(where: str):
+    """--quota, --quota-floor and --quota-cap, shared by partition and export."""
+
+    def wrap(f):
+        f = click.option(
+            "--quota-cap",
+            "quota_cap",
+            default=None,
+            help="Largest quota: an amount or a percent of the mean, e.g. 150%.",
+        )(f)
+        f = click.option(
+            "--quota-floor",
+            "quota_floor",
+            default=None,
+            help="Smallest quota: an amount or a percent of the mean, e.g. 80%.",
+        )(f)
+        return click.option(
+            "--quota",
+            type=float,
+            default=None,
+            help=f"Company target to split across territories by potential ({where}).",
+        )(f)
+
+    return wrap
+
+
 def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
     from patchmap.accounts import parse_column_map
 
@@ -222,24 +248,7 @@ def layers_cmd(
     default=None,
     help="Two-level plan: N regions, territories nested in them (writes regions.csv).",
 )
-@click.option(
-    "--quota",
-    type=float,
-    default=None,
-    help="Company target to split across territories by potential (writes quota.csv).",
-)
-@click.option(
-    "--quota-floor",
-    "quota_floor",
-    default=None,
-    help="Smallest quota: an amount or a percent of the mean, e.g. 80%.",
-)
-@click.option(
-    "--quota-cap",
-    "quota_cap",
-    default=None,
-    help="Largest quota: an amount or a percent of the mean, e.g. 150%.",
-)
+@_quota_options("writes quota.csv")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def partition_cmd(
     units: str,
@@ -389,24 +398,7 @@ def map_cmd(
     help="Accounts per rep (e.g. 150) or COLUMN=AMOUNT per rep (e.g. "
     "potential=2000000): recommended headcount in summary.csv.",
 )
-@click.option(
-    "--quota",
-    type=float,
-    default=None,
-    help="Company target split across territories by potential (summary.csv).",
-)
-@click.option(
-    "--quota-floor",
-    "quota_floor",
-    default=None,
-    help="Smallest quota: an amount or a percent of the mean, e.g. 80%.",
-)
-@click.option(
-    "--quota-cap",
-    "quota_cap",
-    default=None,
-    help="Largest quota: an amount or a percent of the mean, e.g. 150%.",
-)
+@_quota_options("summary.csv")
 def export_cmd(
     units: str,
     plan: str,

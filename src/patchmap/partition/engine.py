@@ -858,10 +858,13 @@ def _capacity_seed(
 
     Units go to homes by a transportation problem (each territory its share of ``w``,
     cost ``w`` x squared shortest-path distance from the home, locked units fixed), solved
-    as a linear program. With ``match`` the resulting cells are first handed to reps by a
-    min-cost matching on the distance from each home to each cell's main piece. A home
-    cut off from its cell's main piece is joined to it along a shortest path, and the
-    rest is made contiguous. None when the program cannot be solved.
+    as a linear program (``mode`` "plain"). With "match" the resulting cells are first
+    handed to reps by a min-cost matching on the distance from each home to each cell's
+    main piece. With "linear" the cost grows linearly with a distance that avoids other
+    reps' homes: the squared cost lets a crowded home's cell drift away from it, the
+    linear one keeps cells around their homes (plus a small squared term to break its
+    many ties). A home cut off from its cell's main piece is joined to it along a shortest
+    path, and the rest is made contiguous. None when the program cannot be solved.
     """
     from scipy.optimize import linear_sum_assignment, linprog
     from scipy.sparse.csgraph import dijkstra
@@ -873,23 +876,18 @@ def _capacity_seed(
     d = np.hypot(*(xy[ei] - xy[ej]).T) + 1e-6
     g = sparse.csr_matrix((np.r_[d, d], (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
     cw = w + 1e-3 * max(w.mean(), 1e-12)
-    cap = w
     if mode == "linear":
-        # routes avoid units pinned to other territories (another rep's home), and capacity
-        # counts the same weights the cost does, so a unit's choice is distance minus price
+        # capacity counts the weights the cost does, so a unit's choice is distance - price
+        cap = cw
         D = np.full((k, n), np.inf)
         for r in range(k):
             keep = np.flatnonzero((locked < 0) | (locked == r))
-            start = int(np.searchsorted(keep, homes[r]))
-            D[r, keep] = dijkstra(g[keep][:, keep], indices=start)
-        cap = cw
+            D[r, keep] = dijkstra(g[keep][:, keep], indices=int(np.searchsorted(keep, homes[r])))
     else:
+        cap = w
         D = dijkstra(g, indices=homes)
     D = np.where(np.isfinite(D), D, 10.0 * D[np.isfinite(D)].max(initial=1.0))
-    if mode == "linear":
-        C = cw[None, :] * (D + _TIE_BREAK * D**2 / D.max())
-    else:
-        C = cw[None, :] * D**2
+    C = cw[None, :] * (D + _TIE_BREAK * D**2 / D.max() if mode == "linear" else D**2)
     C = C / max(C.max(), 1e-300)
     nv = k * n
     cols = np.arange(nv)
