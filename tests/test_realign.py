@@ -165,6 +165,10 @@ def test_reps_seed_their_territories(small, small_adj, files):
     w = small["population"].to_numpy()[mine]
     expect = (np.hypot(xy[mine, 0] - hx, xy[mine, 1] - hy) * w).sum() / w.sum()
     assert d.loc["cy", "mean_distance_km"] == pytest.approx(expect)
+    # the units nearest each home, in territory shares: DC's are all nearest to dee's home
+    assert d["nearest_load"].sum() == pytest.approx(4)
+    dc = small.loc[small["state"] == "DC", "population"].sum()
+    assert d.loc["dee", "nearest_load"] == pytest.approx(dc / (small["population"].sum() / 4))
 
 
 @pytest.mark.parametrize("seed", [0, 2])

@@ -297,11 +297,19 @@ class Partitioner:
             if plan.max_deviation > self.target + 1e-12:
                 dev = plan.territories.set_index("territory")[f"{self.balance[0]}_deviation"]
                 worst = dev.abs().sort_values(ascending=False).index[:3]
+                load = plan.reps.set_index("rep_id")["nearest_load"]
+                spread = (
+                    f"; the units nearest each home hold {load.min():.2f}x ({load.idxmin()}) to "
+                    f"{load.max():.2f}x ({load.idxmax()}) of a territory's share"
+                    if load.notna().all()
+                    else ""
+                )
                 notes.append(
                     "with these rep homes the balance target cannot be met: reps living close "
                     "together compete for the same units (most off: "
                     + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst)
                     + ")"
+                    + spread
                 )
         plan.elapsed_s = time.perf_counter() - t0
         return plan

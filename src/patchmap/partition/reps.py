@@ -204,6 +204,9 @@ def rep_report(reps: pd.DataFrame, plan: Plan, units: gpd.GeoDataFrame) -> pd.Da
 
     ``mean_distance_km`` is the distance from home to the territory's unit centroids,
     weighted by the primary balance column; ``max_distance_km`` the farthest unit.
+    ``nearest_load`` is the primary total of the units nearer this rep's home than any
+    other's, over the mean territory total: far from 1 when homes crowd together (or sit
+    far apart), which is why balance can then cost long or lopsided territories.
     """
     from patchmap.metrics import travel_km
 
@@ -225,12 +228,17 @@ def rep_report(reps: pd.DataFrame, plan: Plan, units: gpd.GeoDataFrame) -> pd.Da
     if xy is None:
         out["mean_distance_km"] = np.nan
         out["max_distance_km"] = np.nan
+        out["nearest_load"] = np.nan
         return out
     w = pd.to_numeric(units[col], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    homes = pd.DataFrame(home_xy_km(reps, units), index=out["territory"], columns=["x", "y"])
+    home_xy = home_xy_km(reps, units)
+    homes = pd.DataFrame(home_xy, index=out["territory"], columns=["x", "y"])
     per = travel_km(xy, labels, w, centers=homes)
     out["mean_distance_km"] = per["mean_km"].reindex(out["territory"]).to_numpy()
     out["max_distance_km"] = per["max_km"].reindex(out["territory"]).to_numpy()
+    nearest = np.argmin(((xy[:, None, :] - home_xy[None, :, :]) ** 2).sum(axis=2), axis=1)
+    load = np.bincount(nearest, weights=w, minlength=len(out))
+    out["nearest_load"] = load / max(w.sum() / len(out), 1e-300)
     return out
 
 
