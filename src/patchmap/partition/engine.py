@@ -56,6 +56,7 @@ _MARGIN = 0.9  # share of the primary target the search holds deviations within
 _TIGHTEN = True
 _HOME_STARTS = ("plain", "match", "linear")
 _TIE_BREAK = 0.05
+_SECONDARY_WINDOW = 40  # exchanges over which the secondary excess must fall by 2%
 _FM = True  # Fiduccia–Mattheyses passes after each refinement round
 _FM_COMPACTNESS = 0.1  # share of the compactness weight FM passes use
 _MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
@@ -569,8 +570,13 @@ class Partitioner:
             tol = primary_tol if j == 0 else self.tolerance
             worst = float(terr[f"{c}_deviation"].abs().max())
             if worst > tol + 1e-12:
+                why = (
+                    "unit sizes or shape do not allow it"
+                    if j == 0
+                    else f"the primary {self.balance[0]!r} comes first, and the two pull apart"
+                )
                 notes.append(
-                    f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} (unit sizes or shape do not allow it)"
+                    f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} ({why})"
                 )
         checks = [BalanceTolerance(self.balance[0], primary_tol)]
         checks += [BalanceTolerance(c, self.tolerance) for c in self.balance[1:]]
@@ -1647,10 +1653,14 @@ class _Search:
             return
         max_iter = max_iter if max_iter is not None else 30 * self.k
         stuck: set[int] = set()
+        trail: list[float] = []
         for _ in range(max_iter):
             cur = self.secondary_excess()
             if cur <= 0:
                 return
+            trail.append(cur)
+            if len(trail) > _SECONDARY_WINDOW and cur > 0.98 * trail[-_SECONDARY_WINDOW - 1]:
+                return  # under 2% better than a window ago: out of reach beside the primary
             worst = None
             for j in range(1, self.m):
                 for t in range(self.k):
