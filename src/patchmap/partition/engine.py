@@ -54,8 +54,8 @@ _RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 _ANGLES = 12  # directions tried for each straight cut of the recursive bisection
 _MARGIN = 0.9  # share of the primary target the search holds deviations within
 _TIGHTEN = True
-_HOME_STARTS = ("plain", "match", "linear")
-_TIE_BREAK = 0.05
+_HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
+_TIE_BREAK = 0.05  # weight of the squared term breaking ties of the linear-cost start
 _SECONDARY_WINDOW = 40  # exchanges over which the secondary excess must fall by 2%
 _FM = True  # Fiduccia–Mattheyses passes after each refinement round
 _FM_COMPACTNESS = 0.1  # share of the compactness weight FM passes use
@@ -375,7 +375,7 @@ class Partitioner:
     ) -> np.ndarray:
         """Restarts of seed + search; the best labelling (integer codes) wins.
 
-        With rep homes, two extra starts come from a capacitated assignment of units to
+        With rep homes, three extra starts come from capacitated assignments of units to
         homes (see :func:`_capacity_seed`): recursive bisection can trap a rep whose home
         sits among others' in a pocket it cannot grow out of.
         """
