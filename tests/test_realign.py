@@ -269,6 +269,21 @@ def test_locked_units_within_state(small, small_adj):
         )
 
 
+def test_locked_within_regions_cli(tmp_path, files):
+    """The README's example: key accounts stay put, no state line crossed, regions on top."""
+    locked = tmp_path / "locked.csv"
+    locked.write_text("unit_id,territory\n19930,North\n19701,North\n02903,T01\n")
+    out = tmp_path / "plan.csv"
+    r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
+                "population", "--territories", "6", "--locked", locked, "--within", "state",
+                "--regions", "3", "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    plan = pd.read_csv(out, dtype=str).set_index("unit_id")["territory"]
+    assert plan[["19930", "19701", "02903"]].tolist() == ["North", "North", "T01"]
+    regions = pd.read_csv(tmp_path / "regions.csv", dtype=str)
+    assert sorted(regions["territory"]) == sorted(plan.unique())
+
+
 def test_regions_nest_territories(tmp_path, files):
     out = tmp_path / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
