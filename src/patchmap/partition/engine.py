@@ -16,10 +16,13 @@ How it works (each step keeps what the previous one guaranteed):
 3. Refine. Boundary units move (and pairs of units swap) to a neighbouring territory when
    that cuts fewer edges or makes both territories more compact, every balance column
    within its band; the primary band starts wide and narrows over the rounds, each round
-   followed by a rebalance, and the best plan seen is kept.
+   followed by a rebalance and Fiduccia-Mattheyses passes (the best boundary move taken
+   even when it cuts more edges, the best prefix of the sequence kept), and the best plan
+   seen is kept.
 
 Several restarts run from different seeds; the best plan wins (balance targets first,
-then fewest cut edges). Only boundary units are ever visited, and the contiguity check
+then fewest cut edges). With rep homes, starts also come from capacitated assignments of
+units to homes solved as linear programs. Only boundary units are ever visited, and the contiguity check
 is a short search around the moved unit, so a move costs microseconds, not a graph pass.
 """
 
