@@ -190,7 +190,9 @@ def fit_nested(
             "(each group needs one)"
         )
     home_group = None
-    lock_s = _group_locks(locked, ids, gcode, gnames, gname) if locked is not None else None
+    lock_s, lock_pos = (
+        _group_locks(locked, ids, gcode, gnames, gname) if locked is not None else (None, None)
+    )
     if reps is not None:
         from patchmap.partition.reps import locate_homes, prepare_reps
 
@@ -210,7 +212,7 @@ def fit_nested(
     else:
         kg = split_count(gtot, K)
     if lock_s is not None:
-        held = lock_s.groupby(gcode[pd.Index(ids).get_indexer(lock_s.index)]).nunique()
+        held = lock_s.groupby(gcode[lock_pos]).nunique()
         short = held[held.to_numpy() > kg[held.index.to_numpy()]]
         if len(short):
             g = int(short.index[0])
@@ -281,11 +283,10 @@ def fit_nested(
         if lock_s is not None:
             # locked territories keep their labels; the others are numbered in order,
             # skipping the labels the locks use
-            first = lock_s[~lock_s.duplicated()]
-            fixed = dict(
-                zip(lab[pd.Index(ids).get_indexer(first.index)].tolist(), first, strict=True)
-            )
-            free = (x for i in range(2 * K) if (x := p.labels.format(i + 1)) not in set(first))
+            first = ~lock_s.duplicated().to_numpy()
+            fixed = dict(zip(lab[lock_pos[first]].tolist(), lock_s[first], strict=True))
+            used = set(fixed.values())
+            free = (x for i in range(2 * K) if (x := p.labels.format(i + 1)) not in used)
             names = [fixed[t] if t in fixed else next(free) for t in range(K)]
     if lock_s is not None:
         from patchmap.partition.constraints import LockedUnits
@@ -322,8 +323,11 @@ def fit_nested(
     return plan
 
 
-def _group_locks(locked, ids: np.ndarray, gcode: np.ndarray, gnames, gname: str) -> pd.Series:
-    """Locked unit -> label (text); every label's units must lie in one group."""
+def _group_locks(
+    locked, ids: np.ndarray, gcode: np.ndarray, gnames, gname: str
+) -> tuple[pd.Series, np.ndarray]:
+    """Locked unit -> label (text), and each locked unit's position among ``ids``; every
+    label's units must lie in one group."""
     lock_s = pd.Series(locked).astype(str)
     pos = pd.Index(ids).get_indexer(lock_s.index)
     if (pos < 0).any():
@@ -336,7 +340,7 @@ def _group_locks(locked, ids: np.ndarray, gcode: np.ndarray, gnames, gname: str)
             f"locked: territory {bad.index[0]!r} has locked units in several {gname} values "
             f"({where}), but within= keeps every territory inside one"
         )
-    return lock_s
+    return lock_s, pos
 
 
 def _locks_in(lock_s: pd.Series | None, part_ids: np.ndarray) -> pd.Series | None:
