@@ -1,0 +1,112 @@
+"""Golden plans: seeded plans on small real instances, pinned to the exact assignment.
+
+These pin the engine's behaviour (cut edges, max deviation, contiguity and a digest of
+the unit -> territory assignment) so a refactor is provably behaviour-preserving. When an
+algorithm change is meant to change plans, update the values here in the same commit,
+with the before/after in its message: ``python tests/test_golden.py`` prints them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import cache
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from patchmap import geodata, metrics
+from patchmap.partition import Partitioner, Plan
+
+
+@cache
+def _ri() -> gpd.GeoDataFrame:
+    """Rhode Island, Delaware and DC ZCTAs (198 units, three pieces plus islands)."""
+    return geodata.zcta_polygons(["RI", "DE", "DC"]).rename(columns={"zcta": "unit_id"})
+
+
+@cache
+def _county(state: str) -> gpd.GeoDataFrame:
+    return geodata.counties([state]).rename(columns={"county": "unit_id"}).reset_index(drop=True)
+
+
+def _reps(units: gpd.GeoDataFrame, homes: dict[str, str]) -> pd.DataFrame:
+    pts = units.set_index("unit_id").geometry.representative_point()
+    return pd.DataFrame(
+        {
+            "rep_id": list(homes),
+            "lat": [round(pts[z].y, 5) for z in homes.values()],
+            "lon": [round(pts[z].x, 5) for z in homes.values()],
+        }
+    )
+
+
+def _grown() -> gpd.GeoDataFrame:
+    grown = _ri().copy()
+    rng = np.random.default_rng(0)
+    grown["population"] = (grown["population"] * rng.lognormal(0, 0.3, len(grown))).round()
+    return grown
+
+
+CASES: dict[str, Callable[[], Plan]] = {
+    "ri_k4": lambda: Partitioner(4, "population", seed=1).fit(_ri()),
+    "ri_k3_secondary": lambda: Partitioner(3, ["population", "land_km2"], seed=0).fit(_ri()),
+    "ri_k5_locked": lambda: Partitioner(5, "population", seed=2).fit(
+        _ri(), locked={"02903": "T01", "19901": "T02", "20001": "T03"}
+    ),
+    "ri_reps": lambda: Partitioner(4, "population", seed=0).fit(
+        _ri(), reps=_reps(_ri(), {"ana": "02903", "ben": "02840", "cy": "19901", "dee": "20001"})
+    ),
+    "ri_within": lambda: Partitioner(6, "population", seed=0).fit(_ri(), within="state"),
+    "ri_regions": lambda: Partitioner(6, "population", seed=0).fit(_ri(), regions=2),
+    "ri_realign": lambda: Partitioner(4, "population", tolerance=0.02, seed=0).realign(
+        _grown(), Partitioner(4, "population", seed=0).fit(_ri()).assignment, max_moved=0.10
+    ),
+    "nm_counties_k3": lambda: Partitioner(3, "population", seed=0).fit(_county("NM")),
+    "wv_counties_k3": lambda: Partitioner(3, "population", seed=0).fit(_county("WV")),
+    "ia_counties_k4": lambda: Partitioner(4, "population", seed=0).fit(_county("IA")),
+}
+
+# name: (cut edges, primary max deviation, every territory contiguous, assignment digest)
+GOLDEN: dict[str, tuple[int, float, bool, str]] = {
+    "ia_counties_k4": (38, 0.002402, True, "fde5342a0db5"),
+    "nm_counties_k3": (20, 0.003253, True, "33ea7ec6a5ed"),
+    "ri_k3_secondary": (23, 0.002906, True, "a77ad8d75bee"),
+    "ri_k4": (31, 0.004231, True, "b4461de3d7d1"),
+    "ri_k5_locked": (38, 0.00774, True, "b9166060409c"),
+    "ri_realign": (41, 0.016569, True, "0092fa2ae9b2"),
+    "ri_regions": (57, 0.005811, True, "d19a58a2ec41"),
+    "ri_reps": (31, 0.00386, True, "da26c4fb3c61"),
+    "ri_within": (37, 0.006118, True, "d29d4eea70b8"),
+    "wv_counties_k3": (27, 0.003486, True, "85344a0ce10c"),
+}
+
+
+def measure(plan: Plan) -> tuple[int, float, bool, str]:
+    """The pinned figures of a plan, measured independently of the plan's own numbers."""
+    adj = plan.adjacency
+    i, j = adj.edges()
+    lab = plan.assignment.reindex(adj.ids).to_numpy()
+    cut = int((lab[i] != lab[j]).sum())
+    codes = pd.Index(sorted(set(lab))).get_indexer(lab)
+    contiguous = bool(metrics.is_contiguous(adj, codes).all())
+    pairs = plan.assignment.sort_index()
+    text = "|".join(f"{u}={t}" for u, t in pairs.items())
+    return (
+        cut,
+        round(plan.max_deviation, 6),
+        contiguous,
+        hashlib.sha1(text.encode()).hexdigest()[:12],
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_plan(name):
+    assert measure(CASES[name]()) == GOLDEN[name]
+
+
+if __name__ == "__main__":
+    for name in sorted(CASES):
+        print(f'    "{name}": {measure(CASES[name]())!r},')
