@@ -144,7 +144,56 @@ def test_static_map_rejects_unknown_format(units, plan, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# in a real browser, offline
+# in a real browser, offline: one Chromium for the module, every non-file request aborted
+
+
+class OfflinePage:
+    """A Playwright page with the network cut: what it tried to fetch, errors, dialogs."""
+
+    def __init__(self, browser, width: int = 1200, height: int = 800) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = browser.new_page(
+            viewport={"width": width, "height": height}, accept_downloads=True
+        )
+        self.page.route("**/*", self._route)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        self.page.on("dialog", self._dialog)
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:", "about:", "blob:")):
+            route.continue_()
+        else:
+            self.requests.append((route.request.resource_type, url))
+            route.abort()
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, path: Path):
+        self.page.goto(path.resolve().as_uri(), wait_until="load")
+        return self.page
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
 
 
 def _need_browser() -> None:
@@ -161,88 +210,128 @@ def _need_browser() -> None:
         pytest.skip(reason)
 
 
-_DRAWN_JS = """() => {
-  const out = {};
+#: Opens every tooltip and popup bound to any layer, so their HTML is parsed.
+_OPEN_ALL_JS = """() => {
+  let n = 0;
   for (const k of Object.keys(window)) {
-    const v = window[k];
-    if (!k.startsWith('patch_layer_') || !v || !v.eachLayer || !v._map) continue;
-    v.eachLayer(l => {
-      const f = l.feature;
-      if (!f || !f.properties.c || !l._path) return;  // territory fills and borders
-      const d = l._path.getAttribute('d') || '';
-      const shown = document.body.contains(l._path) && d.length > 10;
-      out[f.properties.t] = (out[f.properties.t] || 0) + (shown ? 1 : 0);
-    });
+    const m = window[k];
+    if (!m || !(m instanceof L.Map)) continue;
+    const each = (l) => {
+      if (l.eachLayer) l.eachLayer(each);
+      if (l.getTooltip && l.getTooltip()) { l.openTooltip(l.getCenter ? l.getCenter() : undefined); n++; }
+      if (l.getPopup && l.getPopup()) { l.openPopup(); n++; }
+    };
+    m.eachLayer(each);
   }
-  return out;
+  return n;
 }"""
 
+XSS = "<img src=x onerror=alert(1)>"
 
-def test_map_in_headless_chromium_offline(map_html, units, plan, tmp_path):
-    _need_browser()
-    from playwright.sync_api import sync_playwright
 
-    requests: list[tuple[str, str]] = []
-    errors: list[str] = []
+def test_map_in_headless_chromium_offline(browser, map_html, units, plan):
+    tab = OfflinePage(browser)
+    try:
+        page = tab.open(map_html)
+        page.wait_for_timeout(100)
+        territories = sorted(plan["territory"].unique())
+        assert page.locator(".leaflet-pane path, .leaflet-pane canvas").count() >= 1
+        assert page.locator(".leaflet-pm-reps-pane path.leaflet-interactive").count() == 3
+        assert (
+            page.locator(".pm-summary").inner_text().startswith(f"{len(territories)} territories")
+        )
+        page.get_by_label("Score density", exact=True).check()
+        page.wait_for_timeout(100)
+        assert page.locator(".pm-legend").is_visible()
+        # basemap tiles only when asked for: then only tile images try the network
+        tiled = render_map(units, plan, map_html.parent / "tiled.html", tiles=True)
+        assert "openstreetmap" not in map_html.read_text(encoding="utf-8")
+        tab.open(tiled).wait_for_timeout(200)
+    finally:
+        tab.close()
+    tiles = [e for e in tab.errors if "Failed to load resource" in e]
+    assert not [e for e in tab.errors if e not in tiles], tab.errors
+    assert tab.requests and {kind for kind, _ in tab.requests} == {"image"}, tab.requests
+    assert len(tiles) <= len(tab.requests)
 
-    def cut_network(route):
-        url = route.request.url
-        if url.startswith(("file:", "data:", "about:", "blob:")):
-            route.continue_()
-        else:
-            requests.append((route.request.resource_type, url))
-            route.abort()
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.route("**/*", cut_network)
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.on(
-                "console",
-                lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None,
-            )
-            page.goto(map_html.resolve().as_uri(), wait_until="load")
+def _hostile_inputs(units: gpd.GeoDataFrame, plan: pd.DataFrame):
+    """Units, plan and reps whose ids, labels, names and a column name are script payloads."""
+    u = units.copy()
+    ids = u["unit_id"].to_numpy(dtype=object).copy()
+    for i in range(3):
+        ids[i] = f"<img src=x onerror=alert('unit{i}')>"
+    u["unit_id"] = ids
+    col = "<img src=x onerror=alert('column')>"
+    u[col] = u["potential"]
+    hostile = {t: f"{t}<img src=x onerror=alert('{t}')>" for t in plan["territory"].unique()}
+    p = pd.DataFrame({"unit_id": ids, "territory": plan["territory"].map(hostile).to_numpy()})
+    first = sorted(hostile.values())[:2]
+    reps = pd.DataFrame(
+        {
+            "rep_id": ["<img src=x onerror=alert('rep')>", "R2"],
+            "name": [
+                "<img src=x onerror=alert('name')>",
+                "'\\\"</script><script>alert('n2')</script>",
+            ],
+            "lat": [41.82, 39.16],
+            "lon": [-71.41, -75.52],
+            "territory": first,
+        }
+    )
+    return u, p, reps, col
 
-            drawn = page.evaluate(_DRAWN_JS)
-            territories = sorted(plan["territory"].unique())
-            assert sorted(drawn) == territories
-            assert all(n >= 1 for n in drawn.values()), drawn
-            fills = page.locator(".leaflet-overlay-pane path.leaflet-interactive")
-            assert fills.count() == len(territories)
-            assert page.locator(".leaflet-pane path").count() >= 2 * len(territories)  # + borders
-            assert page.locator(".leaflet-pm-reps-pane path.leaflet-interactive").count() == 3
 
-            # hovering a territory shows its tooltip; ticking a density layer shows its legend
-            fills.first.hover(force=True)
-            assert page.locator(".leaflet-tooltip").count() >= 1
-            assert page.locator(".pm-legend").is_hidden()
-            page.get_by_label("Score density", exact=True).check()
-            page.wait_for_timeout(200)
-            assert page.locator(".pm-legend").is_visible()
-            assert "Score density" in page.locator(".pm-legend").inner_text()
-            assert (
-                page.locator(".pm-summary")
-                .inner_text()
-                .startswith(f"{len(territories)} territories")
-            )
+def _exercise(page) -> int:
+    """Tick every overlay, open every tooltip and popup; return how many were opened."""
+    for box in page.locator(".leaflet-control-layers input").all():
+        if box.is_visible():
+            box.check()
+            page.wait_for_timeout(50)
+    n = page.evaluate(_OPEN_ALL_JS)
+    page.mouse.move(600, 400)
+    page.wait_for_timeout(100)
+    return n
 
-            shot = tmp_path / "map.png"
-            page.screenshot(path=str(shot))
-            assert shot.stat().st_size > 20_000
 
-            # with basemap tiles asked for, only tile images try the network, and fail quietly
-            tiled = tmp_path / "tiled.html"
-            render_map(units, plan, tiled, tiles=True)
-            page.goto(tiled.resolve().as_uri(), wait_until="load")
-            page.wait_for_timeout(200)
-        finally:
-            browser.close()
-    assert not [e for e in errors if "Failed to load resource" not in e], errors
-    network_errors = [e for e in errors if "Failed to load resource" in e]
-    assert len(network_errors) <= len(requests)
-    kinds = {kind for kind, _ in requests}
-    assert kinds <= {"image"}, requests
-    assert not {k for k in kinds if k in ("script", "stylesheet", "font", "xhr", "fetch")}
-    assert requests, "the tiled map should at least have tried to fetch tiles"
+def test_user_strings_never_run_as_script(browser, units, plan, tmp_path):
+    u, p, reps, col = _hostile_inputs(units, plan)
+    out = render_map(
+        u, p, tmp_path / "xss.html", reps=reps, title=XSS, balance=[col, "accounts"], tiles=False
+    )
+    tab = OfflinePage(browser)
+    try:
+        page = tab.open(out)
+        assert _exercise(page) > 10
+    finally:
+        tab.close()
+    assert not tab.dialogs, tab.dialogs
+    assert not tab.errors, tab.errors
+    assert not tab.requests, tab.requests
+
+
+def test_compare_file_names_never_run_as_script(browser, units, plan, tmp_path):
+    from tests.conftest import run_cli
+
+    u, p, _, _ = _hostile_inputs(units, plan)
+    u = u.drop(columns=[c for c in u.columns if c.startswith("<")])
+    u.to_parquet(tmp_path / "units.parquet")
+    other = p.copy()
+    other.loc[:20, "territory"] = other["territory"].iloc[-1]
+    a, b = (
+        tmp_path / "<img src=x onerror=alert('a')>.csv",
+        tmp_path / "<b onmouseover=alert(2)>b.csv",
+    )
+    p.to_csv(a, index=False)
+    other.to_csv(b, index=False)
+    res = run_cli("compare", a, b, "--units", tmp_path / "units.parquet", "--out", tmp_path / "cmp")
+    assert res.returncode == 0, res.stderr
+    tab = OfflinePage(browser)
+    try:
+        page = tab.open(tmp_path / "cmp" / "compare.html")
+        assert _exercise(page) > 3
+    finally:
+        tab.close()
+    assert not tab.dialogs, tab.dialogs
+    assert not tab.errors, tab.errors
+    assert not tab.requests, tab.requests

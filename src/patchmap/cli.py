@@ -14,6 +14,7 @@ import click
 from patchmap.errors import InputError
 
 COLUMN_HELP = "Map a column name: NAME=SOURCE, e.g. --column lat=Latitude (repeatable)."
+TILES_HELP = "Add an OpenStreetMap basemap (online). Off by default: the map opens offline."
 
 
 def _quota_options(where: str):
@@ -313,7 +314,7 @@ def partition_cmd(
     default=None,
     help="REPS.csv: travel from the reps' homes (territories labelled by rep_id).",
 )
-@click.option("--tiles/--no-tiles", default=True, show_default=True)
+@click.option("--tiles/--no-tiles", default=False, show_default=True, help=TILES_HELP)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def compare_cmd(
     plan_a: str,
@@ -352,12 +353,7 @@ def compare_cmd(
     "--format", "fmt", type=click.Choice(["html", "png", "pdf"]), default="html", show_default=True
 )
 @click.option("--title", default=None)
-@click.option(
-    "--tiles/--no-tiles",
-    default=True,
-    show_default=True,
-    help="Add an (optional, online) basemap under the territories.",
-)
+@click.option("--tiles/--no-tiles", default=False, show_default=True, help=TILES_HELP)
 @click.option("--reps", type=click.Path(), default=None, help="REPS.csv: show home markers.")
 def map_cmd(
     units: str,
@@ -446,11 +442,12 @@ def run_cmd(config: str) -> None:
 
 @main.command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True)
-def demo_cmd(out: str) -> None:
+@click.option("--tiles/--no-tiles", default=False, show_default=True, help=TILES_HELP)
+def demo_cmd(out: str, tiles: bool) -> None:
     """Run the whole chain on the bundled California accounts into 20 territories."""
     from patchmap.pipeline import demo_config, run_plan
 
-    result = run_plan(demo_config(out), echo=click.echo)
+    result = run_plan(demo_config(out, tiles=tiles), echo=click.echo)
     for name in sorted(result.outputs):
         click.echo(f"{name}: {result.outputs[name]}")
     click.echo(f"map: {Path(result.outputs['map']).resolve()}")

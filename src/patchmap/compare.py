@@ -201,7 +201,7 @@ def write_comparison(
     *,
     units: gpd.GeoDataFrame | None = None,
     title: str | None = None,
-    tiles: bool = True,
+    tiles: bool = False,
 ) -> dict[str, Path]:
     """Write ``compare.csv``, ``compare.md`` and (with unit polygons) ``compare.html``,
     a map with both plans as layers and the changed units highlighted."""

@@ -35,7 +35,7 @@ class PlanConfig:
     seed: int = 0
     scoring: dict[str, Any] = field(default_factory=dict)
     title: str | None = None
-    tiles: bool = True
+    tiles: bool = False
     # what-if planning ([partition]): see `patchmap partition --help`
     reps: Path | None = None
     current: Path | None = None
@@ -151,7 +151,7 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
         seed=_get(part, "seed", int, f"{p} [partition]", 0),
         scoring=dict(raw.get("scoring", {})),
         title=_get(map_section, "title", str, f"{p} [map]"),
-        tiles=_get(map_section, "tiles", bool, f"{p} [map]", True),
+        tiles=_get(map_section, "tiles", bool, f"{p} [map]", False),
         reps=path("reps"),
         current=path("current"),
         max_moved_pct=float(max_moved) if max_moved is not None else None,

@@ -383,7 +383,7 @@ def map_file(
     id_col: str = "unit_id",
     fmt: str = "html",
     title: str | None = None,
-    tiles: bool = True,
+    tiles: bool = False,
     reps: str | os.PathLike | None = None,
 ) -> Path:
     """`patchmap map`: units + PLAN.csv → self-contained HTML (or a static PNG/PDF);
@@ -461,7 +461,7 @@ def compare_file(
     id_col: str = "unit_id",
     balance: Sequence[str] | None = None,
     reps: str | os.PathLike | None = None,
-    tiles: bool = True,
+    tiles: bool = False,
     echo: Echo = _quiet,
 ) -> dict[str, Path]:
     """`patchmap compare`: two PLAN.csv files → compare.csv, compare.md (and, with the
@@ -621,8 +621,9 @@ def _write_whatif(
         log.info(f"{len(moved)} account(s) change territory: {outputs['moved_accounts']}")
 
 
-def demo_config(out: str | os.PathLike) -> PlanConfig:
-    """The demo: the bundled California accounts, ZCTA units, 20 territories."""
+def demo_config(out: str | os.PathLike, *, tiles: bool = False) -> PlanConfig:
+    """The demo: the bundled California accounts, ZCTA units, 20 territories (a basemap
+    only with ``tiles``)."""
     return PlanConfig(
         accounts=example_accounts_path(),
         out=Path(out),
@@ -633,6 +634,7 @@ def demo_config(out: str | os.PathLike) -> PlanConfig:
         tolerance_pct=5.0,
         seed=0,
         title="patchmap demo: California, 20 territories balanced on revenue potential",
+        tiles=tiles,
     )
 
 

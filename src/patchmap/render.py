@@ -253,6 +253,11 @@ _SCALE = 10**_DECIMALS
 
 #: Rebuilds a GeoJSON FeatureCollection from :func:`_packed_polygons` (columnar, delta-coded).
 _DECODER_JS = """
+function patchmapEsc(s) {
+  return String(s).replace(/[&<>"']/g, function (c) {
+    return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c];
+  });
+}
 function patchmapDecode(p) {
   var feats = [], ci = 0, ri = 0, pi = 0, s = p.s, c = p.c, keys = Object.keys(p.props);
   for (var f = 0; f < p.n.length; f++) {
@@ -515,7 +520,7 @@ def _territory_html(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
             if c in r and r[c] is not None and np.isfinite(float(r[c])):
                 cells.append((label, _num(r[c])))
         for c in dev_cols:
-            cells.append((f"{c[: -len('_deviation')]} vs target", _pct(r[c])))
+            cells.append((f"{html.escape(c[: -len('_deviation')])} vs target", _pct(r[c])))
         if not dev_cols:
             cells.append(("deviation", _pct(r["deviation"])))
         cells.append(("Polsby–Popper", f"{float(r['polsby_popper']):.2f}"))
@@ -570,7 +575,7 @@ def render_map(
     *,
     reps: pd.DataFrame | None = None,
     title: str | None = None,
-    tiles: bool = True,
+    tiles: bool = False,
     plan_metrics: Any = None,
     balance: str | Sequence[str] | None = None,
     max_coords: int = MAX_COORDS,
@@ -651,8 +656,8 @@ def render_map(
                 f" return {{stroke: false, fillColor: i < 0 ? '#ffffff' : c[i], fillOpacity: i < 0 ? 0 : 0.8}}; }}"
             ),
             tooltip=(
-                f"function (f) {{ var v = f.properties.{key}v; return '<b>' + f.properties.u + '</b> · ' +"
-                f" f.properties.t + '<br>{html.escape(label.lower())}: ' + (v === null ? 'n/a' : v.toLocaleString()) + ' /km²'; }}"
+                f"function (f) {{ var v = f.properties.{key}v; return '<b>' + patchmapEsc(f.properties.u) + '</b> · ' +"
+                f" patchmapEsc(f.properties.t) + '<br>{html.escape(label.lower())}: ' + (v === null ? 'n/a' : v.toLocaleString()) + ' /km²'; }}"
             ),
         )
         layer.add_to(m)
@@ -713,7 +718,7 @@ def render_compare(
     out_path: str | os.PathLike,
     *,
     title: str | None = None,
-    tiles: bool = True,
+    tiles: bool = False,
     max_coords: int = MAX_COORDS,
 ) -> Path:
     """Write a self-contained HTML map of two plans (a :class:`patchmap.compare.Comparison`):
@@ -752,7 +757,7 @@ def render_compare(
         m.add_child(data)
         layer = _GeoJsonLayer(
             data,
-            f"Plan {name}",
+            f"Plan {html.escape(name)}",
             show=i == 0,
             style=(
                 "function (f) { return {color: '#222', weight: 1.4, opacity: 0.9, "
@@ -783,8 +788,8 @@ def render_compare(
                 f"fillColor: '{CHANGED_COLOR}', fillOpacity: 0.35}}; }}"
             ),
             tooltip=(
-                f"function (f) {{ return '<b>' + f.properties.u + '</b><br>{a}: ' + "
-                f"f.properties.a + '<br>{b}: ' + f.properties.b; }}"
+                f"function (f) {{ var e = patchmapEsc; return '<b>' + e(f.properties.u) + '</b><br>' + {_js_json(a)} + ': ' + "
+                f"e(f.properties.a) + '<br>' + {_js_json(b)} + ': ' + e(f.properties.b); }}"
             ),
         )
         layer.add_to(m)
