@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from patchmap.accounts import load_accounts, parse_column_map, validate_accounts
+from patchmap.accounts import load_accounts, validate_accounts
 from patchmap.errors import InputError
 from patchmap.geocode import normalize_zip, zip_locations
 
@@ -81,7 +81,7 @@ def test_every_row_placed_or_rejected_with_reason():
 def test_column_mapping_and_leading_zero_ids(tmp_path):
     path = tmp_path / "crm.csv"
     path.write_text("Id,Latitude,Longitude\n007,41.82,-71.41\n008,41.7,-71.5\n")
-    res = load_accounts(path, parse_column_map(["account_id=Id", "lat=Latitude", "lon=Longitude"]))
+    res = load_accounts(path, {"account_id": "Id", "lat": "Latitude", "lon": "Longitude"})
     assert res.accounts["account_id"].tolist() == ["007", "008"]
     assert res.n_rejected == 0
 

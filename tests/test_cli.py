@@ -103,7 +103,36 @@ def test_map_is_written(small_chain, tmp_path):
                 "--out",
                 "{tmp}/u.parquet",
             ],
-            "'--resolution': 16 is not in the range 0<=x<=15",
+            "--resolution: expected an integer in [0, 15], got 16",
+        ),
+        # values in the user's units (percent), rules between options worded with flags
+        (
+            "partition {units} --balance accounts --territories 3 --tolerance 0 --out {tmp}/p.csv".split(),
+            "--tolerance: expected a percentage in (0, 100), got 0.0",
+        ),
+        (
+            "partition {units} --balance accounts --territories 3 --tolerance 100 --out {tmp}/p.csv".split(),
+            "--tolerance: expected a percentage in (0, 100), got 100.0",
+        ),
+        (
+            "partition {units} --balance accounts --territories 3 --seed -1 --out {tmp}/p.csv".split(),
+            "--seed: expected an integer >= 0, got -1",
+        ),
+        (
+            "partition {units} --balance accounts --territories 3 --quota-cap 120% --out {tmp}/p.csv".split(),
+            "--quota-cap needs --quota",
+        ),
+        (
+            "layers {nocol} --units zcta --scheduler tcp://x:1 --out {tmp}/u.parquet".split(),
+            "--scheduler needs --engine dask",
+        ),
+        (
+            "layers {nocol} --units {units} --out {tmp}/u.parquet".split(),
+            "--units: a polygon file needs --unit-id",
+        ),
+        (
+            "partition {units} --balance accounts --out {tmp}/p.csv".split(),
+            "--territories: give the number of territories (or --reps / --current)",
         ),
         (
             [

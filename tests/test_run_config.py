@@ -54,22 +54,34 @@ dir = "out"
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("[units]\nkind='zcta'\n", "[accounts] path is required"),
-        (
-            "[accounts]\npath='a.csv'\n[units]\nkind='hex'\n",
-            "units: expected one of h3, zcta, county",
-        ),
-        (
-            "[accounts]\npath='a.csv'\n[partition]\nterritories='ten'\n",
-            "[territories] expected int",
-        ),
-        ("[accounts]\npath='a.csv'\n[colors]\n", "unknown section [colors]"),
+        ("[accounts]\ncolumns={}\n", "[accounts] path is required"),
+        ("[units]\nkind='hex'\n", "[units] kind: expected one of h3, zcta, county"),
+        ("[partition]\nterritories='ten'\n", "[partition] territories: expected an integer"),
+        ("[colors]\n", "unknown section [colors]"),
+        ("[maps]\n", "unknown section [maps] (did you mean 'map'?)"),
         ("[accounts\n", "not valid TOML"),
+        # typos in every table are errors, not silently ignored (issue 17.7)
+        ("[output]\ndirectory='x'\n", "[output] unknown key 'directory' (did you mean 'dir'?)"),
+        ("[map]\ntile=false\n", "[map] unknown key 'tile' (did you mean 'tiles'?)"),
+        ("[accounts]\ncolumn={lat='y'}\n", "[accounts] unknown key 'column'"),
+        ("[units]\nresolutoin=6\n", "[units] unknown key 'resolutoin'"),
+        ("[partition]\nquota_floor='80%'\n", "[partition] quota_floor needs quota"),
+        # wrong types and ranges name the key, in the plan file's units (percent)
+        ("[partition]\nseed='x'\n", "[partition] seed: expected an integer >= 0, got str 'x'"),
+        ("[partition]\ntolerance=0\n", "tolerance: expected a percentage in (0, 100), got 0"),
+        ("[partition]\ntolerance=true\n", "tolerance: expected a percentage"),
+        ("[units]\nresolution=16\n", "[units] resolution: expected an integer in [0, 15]"),
+        ("[map]\ntiles='no'\n", "[map] tiles: expected true or false, got str 'no'"),
+        ("[scoring]\nmin_labelled='lots'\n", "[scoring] min_labelled: expected int, got str"),
+        ("[scoring]\nmodle='rules'\n", "[scoring] unknown key 'modle' (did you mean 'model'?)"),
+        ("[scoring]\nmodel='forest'\n", "[scoring] model must be"),
+        ("[scoring.rules]\nflag_points={uses_crm='x'}\n", "[scoring].rules flag_points"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, body, expected):
     path = tmp_path / "plan.toml"
-    path.write_text(body)
+    (tmp_path / "a.csv").write_text("account_id,zip\n1,02903\n")
+    path.write_text(body if "[accounts" in body else "[accounts]\npath='a.csv'\n" + body)
     with pytest.raises(InputError) as err:
         load_config(path)
     assert expected in str(err.value)

@@ -54,17 +54,6 @@ class IngestResult:
         return write_csv(self.rejects, path)
 
 
-def parse_column_map(pairs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
-    """Parse ``["lat=Latitude", "zip=Postal Code"]`` into ``{"lat": "Latitude", ...}``."""
-    mapping: dict[str, str] = {}
-    for pair in pairs or ():
-        name, sep, source = pair.partition("=")
-        if not sep or not name.strip() or not source.strip():
-            raise InputError(f"--column {pair!r}: expected NAME=SOURCE_COLUMN, e.g. lat=Latitude")
-        mapping[name.strip()] = source.strip()
-    return mapping
-
-
 def empty_rejects() -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -1,100 +1,107 @@
-"""Plan files: one TOML file that describes a whole run, validated before anything runs."""
+"""Plan files: one TOML file that describes a whole run, validated before anything runs.
+
+Every table is checked against one schema, the option declarations of
+:mod:`patchmap.options` (``[scoring]``: the fields of :class:`patchmap.scoring.ScoringConfig`):
+an unknown key, a wrong type or an out-of-range value is a one-line error naming the file,
+the table and the key. Values are kept in library units (a ``tolerance = 5`` percent is
+0.05), paths relative to the plan file's folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from patchmap.errors import InputError
+from patchmap.options import (
+    FILE,
+    LIBRARY,
+    PLAN,
+    TABLES,
+    UNIT_KINDS,
+    OptionError,
+    did_you_mean,
+    read_table,
+    resolve,
+)
+from patchmap.options import for_table as _for_table
+from patchmap.scoring import ScoringConfig, scoring_config
 
-UNIT_KINDS = ("h3", "zcta", "county")
-#: Keys of the [partition] and [export] tables.
-PARTITION_KEYS = {
-    "territories", "balance", "tolerance", "seed", "reps", "current", "max_moved", "relax",
-    "locked", "within", "regions", "quota", "quota_floor", "quota_cap",
-}  # fmt: skip
-EXPORT_KEYS = {"capacity"}
+SECTIONS = (*TABLES, "scoring")
 
 
 @dataclass
 class PlanConfig:
-    """Everything `patchmap run` needs; paths are resolved against the config file's folder."""
+    """Everything `patchmap run` needs: each table's settings by library name, in library
+    units, defaults filled and paths resolved (see :func:`load_config`, :func:`plan_config`).
 
-    accounts: Path
-    out: Path
-    columns: dict[str, str] = field(default_factory=dict)
-    units: str = "zcta"
-    resolution: int = 7
-    region: list[str] | None = None
-    territories: int | None = 20
-    balance: list[str] = field(default_factory=lambda: ["potential", "accounts"])
-    tolerance_pct: float = 5.0
-    seed: int = 0
+    Tables read as attributes: ``config.partition["tolerance"]``.
+    """
+
+    tables: dict[str, dict[str, Any]]
     scoring: dict[str, Any] = field(default_factory=dict)
-    title: str | None = None
-    tiles: bool = False
-    # what-if planning ([partition]): see `patchmap partition --help`
-    reps: Path | None = None
-    current: Path | None = None
-    max_moved_pct: float | None = None
-    relax: str = "tolerance"
-    locked: Path | None = None
-    within: str | None = None
-    regions: int | None = None
-    quota: float | None = None
-    quota_floor: float | str | None = None
-    quota_cap: float | str | None = None
-    # [export]
-    capacity: float | str | dict[str, float] | None = None
+    source: Path | None = None  # the plan file, for messages
 
-    def __post_init__(self) -> None:
-        if self.units not in UNIT_KINDS:
-            raise InputError(f"units: expected one of {', '.join(UNIT_KINDS)}, got {self.units!r}")
-        if not 0 <= int(self.resolution) <= 15:
-            raise InputError(f"resolution: expected an H3 resolution 0-15, got {self.resolution}")
-        if self.territories is None and self.reps is None and self.current is None:
-            self.territories = 20
-        if self.territories is not None and int(self.territories) < 2:
-            raise InputError(f"territories: expected at least 2, got {self.territories}")
-        if self.max_moved_pct is not None:
-            if self.current is None:
-                raise InputError("max_moved: needs current (the plan to realign)")
-            if not 0 <= float(self.max_moved_pct) <= 100:
-                raise InputError(
-                    f"max_moved: expected a percentage in [0, 100], got {self.max_moved_pct}"
-                )
-        if self.relax not in ("tolerance", "budget"):
-            raise InputError(f"relax: expected tolerance or budget, got {self.relax!r}")
-        if self.regions is not None and int(self.regions) < 2:
-            raise InputError(f"regions: expected at least 2, got {self.regions}")
-        if self.quota is not None and not float(self.quota) >= 0:
-            raise InputError(f"quota: expected a non-negative amount, got {self.quota}")
-        if not self.balance:
-            raise InputError("balance: expected at least one column to balance")
-        if not 0 <= float(self.tolerance_pct) < 100:
-            raise InputError(
-                f"tolerance: expected a percentage in [0, 100), got {self.tolerance_pct}"
-            )
+    def __getattr__(self, table: str) -> dict[str, Any]:
+        try:
+            return self.__dict__["tables"][table]
+        except KeyError:
+            raise AttributeError(table) from None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output["dir"])
+
+    def worded(self, exc: OptionError) -> str:
+        """An option error raised while running, in this plan file's words."""
+        table = f" [{exc.table}]" if exc.table else ""
+        return f"{self.source or 'plan'}:{table} {exc.worded(PLAN)}"
+
+    def input_files(self) -> list[tuple[str, str, Path]]:
+        """``(table, key, path)`` of every input file the plan names."""
+        out = []
+        for table in TABLES:
+            for key, opt in _for_table(table).items():
+                value = self.tables[table][opt.name]
+                if opt.kind is FILE and value is not None:
+                    out.append((table, key, Path(value)))
+        if self.units["units"] not in UNIT_KINDS:
+            out.append(("units", "kind", Path(self.units["units"])))
+        return out
 
 
-def _get(
-    table: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = None
-) -> Any:
-    value = table.get(key, default)
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if value is not None and (
-        not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds)
-    ):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InputError(f"{where}: [{key}] expected {names}, got {type(value).__name__} {value!r}")
-    return value
+def plan_config(tables: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any) -> PlanConfig:
+    """A :class:`PlanConfig` from library values (option names, fractions), checked the same
+    way a plan file is: e.g. ``plan_config({"accounts": {"path": p}, "partition":
+    {"territories": 20}, "output": {"dir": out}})``."""
+    tables = dict(tables or {})
+    values = {}
+    for table in TABLES:
+        opts = {o.name: o for o in _for_table(table).values()}
+        given = dict(tables.get(table, {}))
+        unknown = sorted(set(given) - set(opts))
+        if unknown:
+            raise InputError(f"[{table}]: unknown option {unknown[0]!r}")
+        try:
+            values[table] = resolve(opts, given, LIBRARY, f"[{table}] ")
+        except OptionError as exc:
+            raise InputError(f"[{table}] {exc}") from None
+    _check_units(values["units"], "[units]")
+    config = PlanConfig(values, scoring=dict(tables.get("scoring", {})), **kw)
+    _check_scoring(config.scoring, "[scoring]")
+    return config
 
 
 def load_config(path: str | os.PathLike) -> PlanConfig:
-    """Read a plan TOML file (see examples/plan.toml)."""
+    """Read and validate a plan TOML file (see examples/plan.toml), every table, and check
+    that the files it names exist, before anything runs."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: file not found")
@@ -102,65 +109,97 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not valid TOML ({exc})") from None
-    base = p.resolve().parent
-    known = {"accounts", "scoring", "units", "partition", "output", "map", "export"}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(
-            f"{p}: unknown section [{unknown[0]}] (expected {', '.join(sorted(known))})"
+            f"{p}: unknown section [{unknown[0]}]{did_you_mean(unknown[0], SECTIONS)} "
+            f"(expected {', '.join(sorted(SECTIONS))})"
         )
+    base = p.resolve().parent
+    values = {t: read_table(t, raw.get(t, {}), source=p, base=base) for t in TABLES}
+    _check_units(values["units"], f"{p}: [units]", base)
+    config = PlanConfig(values, scoring=dict(raw.get("scoring", {})), source=p)
+    _check_scoring(config.scoring, f"{p}: [scoring]")
+    for table, key, file in config.input_files():
+        if not file.is_file():
+            raise InputError(f"{p}: [{table}] {key}: file not found: {file}")
+    return config
 
-    acc = raw.get("accounts", {})
-    acc_path = _get(acc, "path", str, f"{p} [accounts]")
-    if not acc_path:
-        raise InputError(f"{p}: [accounts] path is required")
-    units = raw.get("units", {})
-    part = raw.get("partition", {})
-    output = raw.get("output", {})
-    map_section = raw.get("map", {})
-    export = raw.get("export", {})
-    for name, table, keys in (("partition", part, PARTITION_KEYS), ("export", export, EXPORT_KEYS)):
-        extra = sorted(set(table) - keys)
-        if extra:
+
+def _check_units(units: dict[str, Any], where: str, base: Path | None = None) -> None:
+    """``kind``: a unit kind, or the user's own polygon file (with ``unit_id``)."""
+    kind = units["units"]
+    if kind in UNIT_KINDS:
+        return
+    if not units["unit_id"]:
+        raise InputError(
+            f"{where} kind: expected one of {', '.join(UNIT_KINDS)} (or a polygon file with "
+            f"unit_id), got {str(kind)!r}"
+        )
+    units["units"] = base / kind if base is not None else Path(kind)
+
+
+def _check_scoring(table: Mapping[str, Any], where: str) -> None:
+    """``[scoring]`` against the fields (and their types) of ScoringConfig / RulesWeights."""
+    _check_fields(ScoringConfig, table, where)
+    try:
+        scoring_config(table)
+    except InputError as exc:
+        msg = str(exc).removeprefix("[scoring]: ").removeprefix("scoring: ")
+        raise InputError(f"{where} {msg}") from None
+
+
+def _check_fields(cls: type, table: Any, where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in table.items():
+        if key not in hints:
             raise InputError(
-                f"{p}: [{name}] unknown key {extra[0]!r} (expected {', '.join(sorted(keys))})"
+                f"{where} unknown key {key!r}{did_you_mean(key, names)} "
+                f"(expected {', '.join(names)})"
             )
-    region = _get(units, "region", (str, list), f"{p} [units]")
-    balance = _get(part, "balance", (str, list), f"{p} [partition]", ["potential", "accounts"])
-    where = f"{p} [partition]"
+        if dataclasses.is_dataclass(hints[key]):
+            _check_fields(hints[key], value, f"{where}.{key}")
+        elif not _matches(value, hints[key]):
+            hint = hints[key]
+            shown = hint.__name__ if isinstance(hint, type) else str(hint)
+            shown = shown.replace("collections.abc.", "").replace("typing.", "")
+            raise InputError(
+                f"{where} {key}: expected {shown}, got {type(value).__name__} {value!r}"
+            )
 
-    def path(key: str) -> Path | None:
-        value = _get(part, key, str, where)
-        return base / value if value else None
 
-    max_moved = _get(part, "max_moved", (int, float), where)
-    quota = _get(part, "quota", (int, float), where)
-    capacity = _get(export, "capacity", (int, float, str, dict), f"{p} [export]")
-    return PlanConfig(
-        accounts=(base / acc_path),
-        out=base / _get(output, "dir", str, f"{p} [output]", "out"),
-        columns=dict(_get(acc, "columns", dict, f"{p} [accounts]", {})),
-        units=_get(units, "kind", str, f"{p} [units]", "zcta"),
-        resolution=_get(units, "resolution", int, f"{p} [units]", 7),
-        region=[region] if isinstance(region, str) else region,
-        territories=_get(part, "territories", int, where),
-        balance=[b.strip() for b in balance.split(",")]
-        if isinstance(balance, str)
-        else list(balance),
-        tolerance_pct=float(_get(part, "tolerance", (int, float), f"{p} [partition]", 5.0)),
-        seed=_get(part, "seed", int, f"{p} [partition]", 0),
-        scoring=dict(raw.get("scoring", {})),
-        title=_get(map_section, "title", str, f"{p} [map]"),
-        tiles=_get(map_section, "tiles", bool, f"{p} [map]", False),
-        reps=path("reps"),
-        current=path("current"),
-        max_moved_pct=float(max_moved) if max_moved is not None else None,
-        relax=_get(part, "relax", str, where, "tolerance"),
-        locked=path("locked"),
-        within=_get(part, "within", str, where),
-        regions=_get(part, "regions", int, where),
-        quota=float(quota) if quota is not None else None,
-        quota_floor=_get(part, "quota_floor", (int, float, str), where),
-        quota_cap=_get(part, "quota_cap", (int, float, str), where),
-        capacity=dict(capacity) if isinstance(capacity, dict) else capacity,
-    )
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a type hint (unions, sequences, mappings, tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(
+            _matches(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if origin in (list, Sequence):
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+    if origin in (dict, Mapping):
+        return isinstance(value, Mapping) and all(
+            _matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, hint) if isinstance(hint, type) else True

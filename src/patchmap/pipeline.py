@@ -17,12 +17,14 @@ import pandas as pd
 
 from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
-from patchmap.config import PlanConfig
+from patchmap.config import PlanConfig, plan_config
 from patchmap.errors import InputError
 from patchmap.io import check_ids, check_known_ids, read_table, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
+from patchmap.options import UNIT_KINDS, error, takes
 from patchmap.partition import Partitioner, Plan
+from patchmap.quota import Quota, quota_table
 from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_scored
 
 Echo = Callable[[str], None]
@@ -61,16 +63,17 @@ def _report(
     echo(tally_line(ingest.n_read, n_placed, len(rejects), path))
 
 
+@takes("score")
 def score_file(
     accounts_path: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    column_map: Mapping[str, str] | None = None,
     scoring: Mapping | None = None,
     echo: Echo = _quiet,
+    **settings,
 ) -> ScoreResult:
     """Ingest and score an accounts file; write the scored table, model card and rejects."""
-    ingest = load_accounts(accounts_path, column_map)
+    ingest = load_accounts(accounts_path, settings["columns"])
     result = score_accounts(ingest.accounts, scoring_config(scoring))
     write_scored(result, out)
     rejects_path = rejects_path_for(out)
@@ -85,9 +88,9 @@ def layers_from_accounts(
     ingest: IngestResult,
     out: str | os.PathLike,
     *,
-    units: str | gpd.GeoDataFrame = "zcta",
-    resolution: int = 7,
-    region: Sequence[str] | str | None = None,
+    units: str | gpd.GeoDataFrame,
+    resolution: int,
+    region: Sequence[str] | str | None,
     scoring: Mapping | None = None,
     echo: Echo = _quiet,
 ) -> tuple[LayersResult, ScoreResult]:
@@ -115,18 +118,13 @@ def layers_from_accounts(
     return result, scored
 
 
+@takes("layers")
 def layers_file(
     accounts_path: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    units: str = "zcta",
-    resolution: int = 7,
-    region: Sequence[str] | str | None = None,
-    column_map: Mapping[str, str] | None = None,
-    unit_id: str | None = None,
-    engine: str = "pandas",
-    scheduler: str | None = None,
     echo: Echo = _quiet,
+    **settings,
 ) -> LayersResult:
     """`patchmap layers`: accounts file → unit layer file (GeoParquet) + rejects.
 
@@ -134,37 +132,45 @@ def layers_file(
     ``engine="dask"`` streams a (partitioned) Parquet dataset through a Dask cluster
     (``scheduler`` address, or a LocalCluster sized to this machine).
     """
-    if scheduler and engine != "dask":
-        raise InputError("--scheduler needs --engine dask")
-    if engine == "dask":
-        if units not in ("h3", "zcta", "county"):
-            raise InputError("--engine dask takes --units h3, zcta or county")
+    units = settings["units"]
+    if settings["engine"] == "dask":
+        if units not in UNIT_KINDS:
+            raise error("layers", "{engine=dask} takes {units} h3, zcta or county")
         from patchmap.distributed import layers_file_dask
 
         return layers_file_dask(
             accounts_path,
             out,
             units=units,
-            resolution=resolution,
-            region=region,
-            column_map=column_map,
-            scheduler=scheduler,
+            resolution=settings["resolution"],
+            region=settings["region"],
+            column_map=settings["columns"],
+            scheduler=settings["scheduler"],
             echo=echo,
         )
-    unit_layer: str | gpd.GeoDataFrame = units
-    if units not in ("h3", "zcta", "county"):
-        from patchmap.units.custom import load_user_units
-
-        if not unit_id:
-            raise InputError(f"--units {units}: a polygon file needs --unit-id COLUMN")
-        unit_layer, notes = load_user_units(units, unit_id)
-        for note in notes:
-            log.info(note)
-    ingest = load_accounts(accounts_path, column_map)
+    unit_layer = _unit_layer(units, settings["unit_id"], "layers")
+    ingest = load_accounts(accounts_path, settings["columns"])
     result, _ = layers_from_accounts(
-        ingest, out, units=unit_layer, resolution=resolution, region=region, echo=echo
-    )
+        ingest, out, units=unit_layer, resolution=settings["resolution"],
+        region=settings["region"], echo=echo,
+    )  # fmt: skip
     return result
+
+
+def _unit_layer(
+    units: str | os.PathLike, unit_id: str | None, scope: str
+) -> str | gpd.GeoDataFrame:
+    """A unit kind as it is, or the user's own polygon file read and checked."""
+    if str(units) in UNIT_KINDS:
+        return str(units)
+    from patchmap.units.custom import load_user_units
+
+    if not unit_id:
+        raise error(scope, "{units}: a polygon file needs {unit_id} (its id column)")
+    layer, notes = load_user_units(units, unit_id)
+    for note in notes:
+        log.info(note)
+    return layer
 
 
 def read_units_with_id(path: str | os.PathLike, id_col: str) -> gpd.GeoDataFrame:
@@ -223,100 +229,72 @@ def _check_locked_rows(locked: pd.Series, adjacency) -> None:
         )
 
 
-@dataclass
-class PartitionInputs:
-    """What a partition needs beyond the units, as read from files (see :func:`plan_units`)."""
-
-    territories: int | None = None
-    tolerance_pct: float = 5.0
-    seed: int = 0
-    reps: str | os.PathLike | None = None
-    current: str | os.PathLike | None = None
-    max_moved_pct: float | None = None
-    relax: str = "tolerance"
-    locked: str | os.PathLike | None = None
-    within: str | None = None
-    regions: int | None = None
-
-
 def plan_units(
-    units: gpd.GeoDataFrame, *, id_col: str, balance: Sequence[str], inputs: PartitionInputs
+    units: gpd.GeoDataFrame, *, id_col: str, settings: Mapping
 ) -> tuple[Plan, pd.DataFrame | None]:
     """Fit or realign a plan from files: reps, current plan, locked units, groups, regions.
 
-    Returns the plan and the validated reps (or None). Raises :class:`InputError` for
-    inconsistent inputs, naming the file and lines.
+    ``settings`` are the partition options (:func:`patchmap.options.for_table`
+    ``("partition")``, library units). Returns the plan and the validated reps (or None).
+    Raises :class:`InputError` for inconsistent inputs, naming the file and lines.
     """
     from patchmap.export import read_plan
     from patchmap.partition.reps import read_reps
     from patchmap.units.adjacency import build_adjacency
 
-    x = inputs
+    x = settings
     ids = units[id_col].astype(str).tolist()
-    reps = read_reps(x.reps) if x.reps is not None else None
+    reps = read_reps(x["reps"]) if x["reps"] is not None else None
     current = None
-    if x.current is not None:
-        cur = read_plan(x.current, ids)
+    if x["current"] is not None:
+        cur = read_plan(x["current"], ids)
         current = pd.Series(cur["territory"].to_numpy(), index=cur["unit_id"].to_numpy())
-    elif x.max_moved_pct is not None:
-        raise InputError("max-moved: needs a current plan to realign (--current CURRENT.csv)")
-    if x.max_moved_pct is not None and not 0 <= float(x.max_moved_pct) <= 100:
-        raise InputError(f"max-moved: expected a percentage in [0, 100], got {x.max_moved_pct}")
-    k = x.territories
+    k = x["territories"]
     for what, n in (
-        (f"{x.reps}: {len(reps) if reps is not None else 0} reps", len(reps) if reps is not None else None),
-        (f"{x.current}: {current.nunique() if current is not None else 0} territories",
+        (f"{x['reps']}: {len(reps) if reps is not None else 0} reps", len(reps) if reps is not None else None),
+        (f"{x['current']}: {current.nunique() if current is not None else 0} territories",
          int(current.nunique()) if current is not None else None),
     ):  # fmt: skip
         if n is None:
             continue
         if k is not None and k != n:
-            raise InputError(f"territories: {k} asked but {what} (one territory each)")
+            raise error("partition", f"{{territories}}: {k} asked but {what} (one territory each)")
         k = n
     if k is None:
-        raise InputError("territories: give the number of territories (or --reps / --current)")
+        raise error(
+            "partition", "{territories}: give the number of territories (or {reps} / {current})"
+        )
     adjacency = build_adjacency(units, id_col=id_col)
     locked = None
-    if x.locked is not None:
-        locked = read_locked(x.locked, ids)
+    if x["locked"] is not None:
+        locked = read_locked(x["locked"], ids)
         _check_locked_rows(locked, adjacency)
     part = Partitioner(
-        k, list(balance), tolerance=x.tolerance_pct / 100.0, id_col=id_col, seed=x.seed
+        k, list(x["balance"]), tolerance=x["tolerance"], id_col=id_col, seed=x["seed"]
     )
+    common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],
+                  regions=x["regions"])  # fmt: skip
     if current is not None:
-        plan = part.realign(
-            units, current, adjacency=adjacency, locked=locked, reps=reps, within=x.within,
-            regions=x.regions, relax=x.relax,
-            max_moved=None if x.max_moved_pct is None else x.max_moved_pct / 100.0,
-        )  # fmt: skip
+        plan = part.realign(units, current, relax=x["relax"], max_moved=x["max_moved"], **common)
     else:
-        plan = part.fit(
-            units, adjacency=adjacency, locked=locked, reps=reps, within=x.within,
-            regions=x.regions,
-        )  # fmt: skip
+        plan = part.fit(units, **common)
     return plan, reps
 
 
+def _quota(settings: Mapping) -> Quota | None:
+    """The quota rule the options ask for (None without ``quota``)."""
+    if settings["quota"] is None:
+        return None
+    return Quota(settings["quota"], settings["quota_floor"], settings["quota_cap"])
+
+
+@takes("partition")
 def partition_file(
     units_path: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    id_col: str,
-    balance: Sequence[str],
-    territories: int | None = None,
-    tolerance_pct: float = 5.0,
-    seed: int = 0,
-    reps: str | os.PathLike | None = None,
-    current: str | os.PathLike | None = None,
-    max_moved_pct: float | None = None,
-    relax: str = "tolerance",
-    locked: str | os.PathLike | None = None,
-    within: str | None = None,
-    regions: int | None = None,
-    quota: float | None = None,
-    quota_floor: float | str | None = None,
-    quota_cap: float | str | None = None,
     echo: Echo = _quiet,
+    **settings,
 ) -> Plan:
     """`patchmap partition`: unit file → PLAN.csv (`unit_id,territory`).
 
@@ -324,18 +302,11 @@ def partition_file(
     ``regions.csv`` (territory -> region), ``reps.csv`` (homes and travel) and
     ``quota.csv`` (the target split by potential, or the primary measure).
     """
+    id_col = settings["id_col"]
     units = read_units_with_id(units_path, id_col)
-    inputs = PartitionInputs(
-        territories=territories, tolerance_pct=tolerance_pct, seed=seed, reps=reps,
-        current=current, max_moved_pct=max_moved_pct, relax=relax, locked=locked,
-        within=within, regions=regions,
-    )  # fmt: skip
-    plan, _ = plan_units(units, id_col=id_col, balance=balance, inputs=inputs)
-    q = None
-    if quota is not None:
-        from patchmap.quota import Quota, quota_table
-
-        q = quota_table(units, plan, Quota(quota, quota_floor, quota_cap), id_col=id_col)
+    plan, _ = plan_units(units, id_col=id_col, settings=settings)
+    quota = _quota(settings)
+    q = None if quota is None else quota_table(units, plan, quota, id_col=id_col)
     plan.to_csv(out)
     written = plan.write_side_files(out)
     if q is not None:
@@ -375,16 +346,12 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             log.info(note)
 
 
+@takes("map")
 def map_file(
     units_path: str | os.PathLike,
     plan_path: str | os.PathLike,
     out: str | os.PathLike,
-    *,
-    id_col: str = "unit_id",
-    fmt: str = "html",
-    title: str | None = None,
-    tiles: bool = False,
-    reps: str | os.PathLike | None = None,
+    **settings,
 ) -> Path:
     """`patchmap map`: units + PLAN.csv → self-contained HTML (or a static PNG/PDF);
     ``reps`` adds the reps' home markers."""
@@ -392,12 +359,13 @@ def map_file(
     from patchmap.partition.reps import read_reps
     from patchmap.render import render_map, render_static
 
+    id_col, title, reps = settings["id_col"], settings["title"], settings["reps"]
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
     rep_table = read_reps(reps) if reps is not None else None
-    if fmt == "html":
-        return render_map(units, plan, out, title=title, tiles=tiles, reps=rep_table)
-    return render_static(units, plan, out, title=title, fmt=fmt, reps=rep_table)
+    if settings["fmt"] == "html":
+        return render_map(units, plan, out, title=title, tiles=settings["tiles"], reps=rep_table)
+    return render_static(units, plan, out, title=title, fmt=settings["fmt"], reps=rep_table)
 
 
 def _units_as_unit_id(units: gpd.GeoDataFrame, id_col: str) -> gpd.GeoDataFrame:
@@ -408,20 +376,14 @@ def _units_as_unit_id(units: gpd.GeoDataFrame, id_col: str) -> gpd.GeoDataFrame:
     )
 
 
+@takes("export")
 def export_file(
     units_path: str | os.PathLike,
     plan_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    id_col: str = "unit_id",
-    accounts_path: str | os.PathLike | None = None,
-    column_map: Mapping[str, str] | None = None,
-    reps: str | os.PathLike | None = None,
-    capacity: float | str | Mapping[str, float] | None = None,
-    quota: float | None = None,
-    quota_floor: float | str | None = None,
-    quota_cap: float | str | None = None,
     echo: Echo = _quiet,
+    **settings,
 ) -> dict[str, Path]:
     """`patchmap export`: units + PLAN.csv (+ accounts) → the CRM tables and polygons.
 
@@ -432,37 +394,34 @@ def export_file(
     from patchmap.export import export_plan, read_plan, unit_kind
     from patchmap.layers import place_accounts
     from patchmap.partition.reps import read_reps
-    from patchmap.quota import Quota
 
+    id_col, reps = settings["id_col"], settings["reps"]
     rep_table = read_reps(reps) if reps is not None else None
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
     accounts = None
-    if accounts_path is not None:
-        ingest = load_accounts(accounts_path, column_map)
+    if settings["accounts"] is not None:
+        ingest = load_accounts(settings["accounts"], settings["columns"])
         scored = score_accounts(ingest.accounts).accounts
         accounts, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
         rejects = _combined_rejects(ingest, rejects)
         rejects_path = Path(out_dir) / "rejects.csv"
         write_csv(rejects, rejects_path)
         _report(echo, ingest, len(accounts), rejects, rejects_path)
-    q = Quota(quota, quota_floor, quota_cap) if quota is not None else None
     return export_plan(
-        units, plan, out_dir, accounts=accounts, reps=rep_table, capacity=capacity, quota=q
-    )
+        units, plan, out_dir, accounts=accounts, reps=rep_table,
+        capacity=settings["capacity"], quota=_quota(settings),
+    )  # fmt: skip
 
 
+@takes("compare")
 def compare_file(
     plan_a: str | os.PathLike,
     plan_b: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    units_path: str | os.PathLike | None = None,
-    id_col: str = "unit_id",
-    balance: Sequence[str] | None = None,
-    reps: str | os.PathLike | None = None,
-    tiles: bool = False,
     echo: Echo = _quiet,
+    **settings,
 ) -> dict[str, Path]:
     """`patchmap compare`: two PLAN.csv files → compare.csv, compare.md (and, with the
     units, balance/compactness/travel rows and compare.html, a map of both plans)."""
@@ -470,6 +429,7 @@ def compare_file(
     from patchmap.export import read_plan
     from patchmap.partition.reps import read_reps
 
+    units_path, id_col, reps = settings["units_path"], settings["id_col"], settings["reps"]
     pa_, pb_ = Path(plan_a), Path(plan_b)
     names = (pa_.stem, pb_.stem)
     if names[0] == names[1]:  # plan.csv vs plan.csv: name them by their folders too
@@ -484,8 +444,8 @@ def compare_file(
         ids = _plan_unit_ids(plan_a)
     pa, pb = read_plan(plan_a, ids), read_plan(plan_b, ids)
     rep_table = read_reps(reps) if reps is not None else None
-    cmp = compare_plans(pa, pb, ids, balance=balance, reps=rep_table, names=names)
-    written = write_comparison(cmp, out_dir, units=units, tiles=tiles)
+    cmp = compare_plans(pa, pb, ids, balance=settings["balance"], reps=rep_table, names=names)
+    written = write_comparison(cmp, out_dir, units=units, tiles=settings["tiles"])
     echo(cmp.markdown().split("\n\n", 1)[0].lstrip("# "))
     for row in cmp.table.itertuples(index=False):
         echo(
@@ -528,14 +488,19 @@ class RunResult:
 def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
     """`patchmap run`: every stage from one config, outputs in ``config.out``."""
     from patchmap.export import export_plan
+    from patchmap.partition.reps import read_reps
     from patchmap.render import render_map
 
-    out = Path(config.out)
+    part, units_cfg = config.partition, config.units
+    unit_layer = _unit_layer(units_cfg["units"], units_cfg["unit_id"], "units")
+    if part["reps"] is not None:  # read before anything is written
+        read_reps(part["reps"])
+    out = config.out
     out.mkdir(parents=True, exist_ok=True)
     res = RunResult()
     with progress(total=5, desc="patchmap run") as bar:
         bar.set_postfix_str("ingest")
-        ingest = load_accounts(config.accounts, config.columns)
+        ingest = load_accounts(config.accounts["path"], config.accounts["columns"])
         res.ingest = ingest
         bar.update()
         bar.set_postfix_str("score + layers")
@@ -543,9 +508,9 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         layers, scored = layers_from_accounts(
             ingest,
             units_path,
-            units=config.units,
-            resolution=config.resolution,
-            region=config.region,
+            units=unit_layer,
+            resolution=units_cfg["resolution"],
+            region=units_cfg["region"],
             scoring=config.scoring,
             echo=echo,
         )
@@ -557,15 +522,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.update()
 
         bar.set_postfix_str("partition")
-        inputs = PartitionInputs(
-            territories=config.territories, tolerance_pct=config.tolerance_pct,
-            seed=config.seed, reps=config.reps, current=config.current,
-            max_moved_pct=config.max_moved_pct, relax=config.relax, locked=config.locked,
-            within=config.within, regions=config.regions,
-        )  # fmt: skip
-        plan, reps = plan_units(
-            layers.units, id_col="unit_id", balance=config.balance, inputs=inputs
-        )
+        plan, reps = plan_units(layers.units, id_col="unit_id", settings=part)
         res.plan = plan
         plan_path = out / "plan.csv"
         plan.to_csv(plan_path)
@@ -580,22 +537,17 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             layers.units,
             plan_frame,
             out / "map.html",
-            title=config.title,
-            tiles=config.tiles,
+            title=config.map["title"],
+            tiles=config.map["tiles"],
             plan_metrics=plan,
             reps=reps,
         )
         bar.update()
         bar.set_postfix_str("export")
-        quota = None
-        if config.quota is not None:
-            from patchmap.quota import Quota
-
-            quota = Quota(config.quota, config.quota_floor, config.quota_cap)
         res.outputs.update(
             export_plan(
                 layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan,
-                reps=reps, capacity=config.capacity, quota=quota,
+                reps=reps, capacity=config.export["capacity"], quota=_quota(part),
             )
         )  # fmt: skip
         bar.update()
@@ -621,31 +573,32 @@ def _write_whatif(
         log.info(f"{len(moved)} account(s) change territory: {outputs['moved_accounts']}")
 
 
-def demo_config(out: str | os.PathLike, *, tiles: bool = False) -> PlanConfig:
-    """The demo: the bundled California accounts, ZCTA units, 20 territories (a basemap
-    only with ``tiles``)."""
-    return PlanConfig(
-        accounts=example_accounts_path(),
-        out=Path(out),
-        units="zcta",
-        region=["CA"],
-        territories=20,
-        balance=["potential", "accounts"],
-        tolerance_pct=5.0,
-        seed=0,
-        title="patchmap demo: California, 20 territories balanced on revenue potential",
-        tiles=tiles,
+def demo_config(out: str | os.PathLike, *, tiles: bool | None = None) -> PlanConfig:
+    """The demo: the bundled California accounts, ZCTA units, 20 territories (``tiles``:
+    a basemap, default as for ``map``)."""
+    return plan_config(
+        {
+            "accounts": {"path": example_accounts_path()},
+            "units": {"units": "zcta", "region": ["CA"]},
+            "partition": {"territories": 20},
+            "map": {
+                "title": "patchmap demo: California, 20 territories balanced on revenue potential",
+                "tiles": tiles,
+            },
+            "output": {"dir": Path(out)},
+        }
     )
 
 
-def sample_file(
-    region: str, n: int, seed: int, out: str | os.PathLike, *, bad_share: float = 0.0
-) -> Path:
+@takes("sample-accounts")
+def sample_file(out: str | os.PathLike, **settings) -> Path:
     """`patchmap sample-accounts`: write synthetic accounts (CSV, Parquet or Excel by suffix)."""
     from patchmap.io import atomic_path
     from patchmap.sample import sample_accounts
 
-    df = sample_accounts(region, n, seed, bad_share=bad_share)
+    df = sample_accounts(
+        settings["region"], settings["n"], settings["seed"], bad_share=settings["bad_share"]
+    )
     p = Path(out)
     suffix = p.suffix.lower()
     with atomic_path(p) as tmp:
@@ -659,7 +612,6 @@ def sample_file(
 
 
 __all__ = [
-    "PartitionInputs",
     "RunResult",
     "compare_file",
     "demo_config",

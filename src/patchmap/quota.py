@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.options import fraction_from_percent
 
 __all__ = ["Quota", "allocate_quota", "parse_amount", "quota_table"]
 
@@ -34,7 +35,7 @@ def parse_amount(value: float | str | None, mean: float, what: str = "amount") -
         text = str(value).strip().replace(",", "").replace("_", "")
         m = _PCT.match(text)
         try:
-            v = float(m.group(1)) / 100.0 * mean if m else float(text)
+            v = fraction_from_percent(m.group(1)) * mean if m else float(text)
         except ValueError:
             raise InputError(
                 f"{what}: expected an amount or a percentage like 80%, got {value!r}"

@@ -213,6 +213,14 @@ class ScoringConfig:
     reach_columns: Mapping[str, float] | None = None  # column -> weight; None: by name
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.model not in ("auto", "gbm", "logistic", "rules"):
+            raise InputError(
+                f"scoring: model must be 'auto', 'gbm', 'logistic' or 'rules', got {self.model!r}"
+            )
+        if self.cv_folds < 2:
+            raise InputError(f"scoring: cv_folds must be at least 2, got {self.cv_folds}")
+
 
 def scoring_config(options: ScoringConfig | Mapping[str, Any] | None = None) -> ScoringConfig:
     """A :class:`ScoringConfig` from a plan file's ``[scoring]`` table (or keyword mapping).
@@ -656,12 +664,6 @@ class LookalikeScorer:
     def fit(self, accounts: pd.DataFrame) -> ScoreResult:
         """Train on labelled rows, predict ``p_win``, ``score``, ``potential`` for all rows."""
         cfg = self.config
-        if cfg.model not in ("auto", "gbm", "logistic", "rules"):
-            raise InputError(
-                f"scoring: model must be 'auto', 'gbm', 'logistic' or 'rules', got {cfg.model!r}"
-            )
-        if cfg.cv_folds < 2:
-            raise InputError(f"scoring: cv_folds must be at least 2, got {cfg.cv_folds}")
         df = accounts.reset_index(drop=True)
         notes: list[str] = []
         card: dict[str, Any] = {"seed": cfg.seed, "n_accounts": len(df)}

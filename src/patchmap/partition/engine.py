@@ -41,6 +41,7 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.errors import InputError
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
+from patchmap.options import default
 from patchmap.partition.constraints import (
     BalanceTolerance,
     Contiguity,
@@ -102,7 +103,7 @@ class Partitioner:
         n_territories: int,
         balance: str | Sequence[str],
         *,
-        tolerance: float = 0.05,
+        tolerance: float = default("partition", "tolerance"),
         target: float = 0.005,
         id_col: str | None = "unit_id",
         seed: int = 0,
