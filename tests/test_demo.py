@@ -34,6 +34,10 @@ def test_demo_writes_the_five_outputs(tmp_path):
     z2r = pd.read_csv(out / "zip_to_rep.csv", dtype=str)
     assert set(z2r["zcta"]) == set(ca["zcta"])  # every ZCTA of the region appears once or more
     assert z2r["zip"].is_unique
+    xw = geodata.zip_crosswalk()
+    assert set(xw.loc[xw["state"] == "CA", "zip"]) <= set(z2r["zip"])  # every CA ZIP, once
+    assert set(z2r["zip"]) == set(xw.loc[xw["zcta"].isin(ca["zcta"]), "zip"])  # nothing else
+    assert z2r["territory"].notna().all()
 
     assignments = pd.read_csv(out / "assignments.csv", dtype=str)
     assert len(assignments) == n_placed

@@ -23,6 +23,7 @@ from patchmap.io import (
     atomic_path,
     check_ids,
     check_known_ids,
+    listed_lines,
     write_csv,
     write_text,
     write_units,
@@ -31,7 +32,9 @@ from patchmap.io import (
 __all__ = [
     "DEFAULT_BALANCE",
     "PLAN_COLUMNS",
+    "assign_reps",
     "balance_columns",
+    "check_rep_coverage",
     "check_reps",
     "dissolve_territories",
     "export_plan",
@@ -43,6 +46,7 @@ __all__ = [
     "territory_summary",
     "unit_kind",
     "validate_plan",
+    "locate_zctas",
     "zip_to_rep",
 ]
 
@@ -285,46 +289,122 @@ def check_reps(reps: pd.DataFrame) -> pd.DataFrame:
     return r
 
 
-def rep_table(
-    reps: pd.DataFrame | None, territories: Sequence[str], dissolved: gpd.GeoDataFrame | None = None
-) -> pd.DataFrame:
-    """Which rep covers which territory: ``territory, rep_id, rep_name, rep_capacity``.
+#: Homes this close outside every territory (a simplified coastline) take the nearest one.
+HOME_SNAP_KM = 2.0
 
-    From the reps' ``territory`` column; else when territory labels are rep ids; else by
-    the territory polygon that holds each rep's home. Several reps are joined with ``;``.
+
+def assign_reps(
+    reps: pd.DataFrame,
+    territories: Sequence[str],
+    dissolved: gpd.GeoDataFrame | None = None,
+) -> pd.DataFrame:
+    """Each rep's territory: one row per rep with ``territory`` and the rep's columns.
+
+    From the reps' ``territory`` column when it has one (every row must name a territory of
+    the plan); else the territory labelled with the rep's ``rep_id`` when every territory
+    is; else the territory holding the rep's home (``lat``/``lon`` or ``zip``; a home up to
+    :data:`HOME_SNAP_KM` off a coast takes the nearest). Errors name the lines of the file.
+    """
+    from patchmap.partition.reps import prepare_reps
+
+    r = prepare_reps(reps, need_home=False)
+    source = r.attrs.get("source", "reps")
+    lines = r["_line"].to_numpy() if "_line" in r.columns else np.arange(len(r)) + 2
+    terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str))
+    if "territory" in r.columns and r["territory"].notna().any():
+        t = r["territory"].astype("string")
+        blank = t.isna().to_numpy()
+        if blank.any():
+            raise InputError(f"{source}: {listed_lines(lines[blank])}: empty territory")
+        unknown = ~t.isin(terr).to_numpy()
+        if unknown.any():
+            raise InputError(
+                f"{source}: {listed_lines(lines[unknown])}: territory "
+                f"{_listed(list(pd.unique(t[unknown])))} not in the plan "
+                f"(its territories: {_listed(list(terr))})"
+            )
+        return r.assign(territory=t.astype(str).to_numpy())
+    if terr.isin(r["rep_id"]).all():
+        return r[r["rep_id"].isin(terr)].assign(territory=r["rep_id"])
+    no_home = r["lat"].isna().to_numpy()
+    if no_home.any() or dissolved is None:
+        raise InputError(
+            f"{source}: cannot tell which territory is whose: give a territory column "
+            "(territory,rep_id), label territories by rep_id, or give every rep a home "
+            f"(lat/lon or zip; missing on {listed_lines(lines[no_home] if no_home.any() else lines)})"
+        )
+    from patchmap.layers import locate_points
+
+    geo = dissolved.set_index("territory").geometry.reindex(terr)
+    hit = locate_points(
+        r["lon"].to_numpy(float), r["lat"].to_numpy(float), np.asarray(geo.values, dtype=object),
+        nearest_m=HOME_SNAP_KM * 1000.0,
+    )  # fmt: skip
+    outside = hit < 0
+    if outside.any():
+        raise InputError(
+            f"{source}: {listed_lines(lines[outside])} (rep "
+            f"{_listed(list(r['rep_id'][outside]))}): home is in no territory of the plan"
+        )
+    return r.assign(territory=np.asarray(terr, dtype=object)[hit])
+
+
+def check_rep_coverage(
+    link: pd.DataFrame, territories: Sequence[str], *, shared: bool = False, source: str = "reps"
+) -> None:
+    """Every territory has exactly one rep; else an InputError naming the territories
+    without a rep and those with several (``shared=True`` allows both)."""
+    if shared:
+        return
+    terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str))
+    n = link.groupby("territory")["rep_id"].agg(list).reindex(terr)
+    vacant = [t for t, v in n.items() if not isinstance(v, list)]
+    several = [(t, v) for t, v in n.items() if isinstance(v, list) and len(v) > 1]
+    if not vacant and not several:
+        return
+    parts = []
+    if vacant:
+        parts.append(f"{len(vacant)} territory(ies) have no rep: {_listed(vacant)}")
+    if several:
+        shown = "; ".join(f"{t!r} ({', '.join(map(str, v))})" for t, v in several[:_MAX_LISTED])
+        more = f" and {len(several) - _MAX_LISTED} more" if len(several) > _MAX_LISTED else ""
+        parts.append(f"{len(several)} have several reps: {shown}{more}")
+    raise InputError(
+        f"{source}: {'; '.join(parts)} (each territory needs one rep; allow shared or vacant "
+        "territories with --shared-territories)"
+    )
+
+
+def rep_table(
+    reps: pd.DataFrame | None,
+    territories: Sequence[str],
+    dissolved: gpd.GeoDataFrame | None = None,
+    *,
+    shared: bool = False,
+) -> pd.DataFrame:
+    """Who covers which territory: ``territory, rep_id, rep_name, rep_email, rep_segment,
+    rep_capacity`` (see :func:`assign_reps`).
+
+    Each territory needs exactly one rep unless ``shared`` (then several reps are joined
+    with ``;``, their capacities summed, and a territory may have none).
     """
     terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str), name="territory")
     out = pd.DataFrame(index=terr)
     if reps is None or len(reps) == 0:
         return out.reset_index()
-    r = check_reps(reps)
-    if "territory" in r.columns and r["territory"].notna().any():
-        link = r.dropna(subset=["territory"])
-    elif terr.isin(r["rep_id"]).all():
-        link = r.assign(territory=r["rep_id"])
-    elif dissolved is not None:
-        pts = gpd.GeoDataFrame(r, geometry=gpd.points_from_xy(r["lon"], r["lat"]), crs=4326)
-        hit = gpd.sjoin(
-            pts,
-            dissolved[["territory", "geometry"]].rename(columns={"territory": "_t"}),
-            how="inner",
-            predicate="intersects",
-        )
-        link = hit.drop(columns=["territory"], errors="ignore").rename(columns={"_t": "territory"})
-        link = link.drop_duplicates(subset="rep_id")
-    else:
-        return out.reset_index()
-    link = link[link["territory"].astype(str).isin(terr)].copy()
-    link["territory"] = link["territory"].astype(str)
-    agg: dict[str, Any] = {"rep_id": ("rep_id", lambda s: ";".join(s.astype(str)))}
-    if "name" in link.columns:
-        agg["rep_name"] = ("name", lambda s: ";".join(s.fillna("").astype(str)))
-    if "segment" in link.columns:
-        agg["rep_segment"] = ("segment", lambda s: ";".join(s.fillna("").astype(str)))
+    link = assign_reps(reps, terr, dissolved)
+    check_rep_coverage(link, terr, shared=shared, source=link.attrs.get("source", "reps"))
+
+    def joined(s: pd.Series) -> str:
+        return ";".join(s.fillna("").astype(str))
+
+    agg: dict[str, Any] = {"rep_id": ("rep_id", joined)}
+    for col, name in (("name", "rep_name"), ("email", "rep_email"), ("segment", "rep_segment")):
+        if col in link.columns:
+            agg[name] = (col, joined)
     if "capacity" in link.columns:
-        link["capacity"] = pd.to_numeric(link["capacity"], errors="coerce")
-        agg["rep_capacity"] = ("capacity", "sum")
-    grouped = link.groupby("territory").agg(**agg) if len(link) else pd.DataFrame(columns=list(agg))
+        agg["rep_capacity"] = ("capacity", lambda s: s.sum(min_count=1))
+    grouped = link.groupby("territory").agg(**agg)
     return out.join(grouped).reset_index()
 
 
@@ -385,6 +465,18 @@ def _contiguity(units: gpd.GeoDataFrame, labels: np.ndarray, adjacency: Any | No
     return is_contiguous(adjacency, labels).to_numpy()
 
 
+def _target_deviation(totals: np.ndarray, share: np.ndarray | None) -> np.ndarray:
+    """Signed deviation of each territory's total from its target: the mean, or the total
+    times ``share`` (capacity-weighted targets)."""
+    from patchmap.metrics import deviation
+
+    if share is None:
+        return deviation(totals)
+    target = totals.sum() * share
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(target > 0, totals / target - 1.0, 0.0)
+
+
 def territory_summary(
     units: gpd.GeoDataFrame,
     plan: Any,
@@ -397,17 +489,20 @@ def territory_summary(
     adjacency: Any = None,
     dissolved: gpd.GeoDataFrame | None = None,
     quota: Any = None,
+    shared: bool = False,
 ) -> pd.DataFrame:
     """One row per territory: reps, units, accounts, customers, totals, deviation, compactness.
 
     Columns present depend on what the units (and accounts) carry. ``deviation`` is the
-    signed deviation from the mean of the balance column furthest from target; an engine
-    ``plan_metrics`` (``Plan`` or its ``territories`` table) supplies deviation,
-    Polsby-Popper and contiguity as the engine measured them. ``capacity`` (accounts per
-    rep, or ``{column: amount per rep}``) adds ``recommended_reps``; ``quota`` (a total or
-    a :class:`patchmap.quota.Quota`) adds ``quota``, split by potential within its bounds.
+    signed deviation from target of the balance column furthest from it; the target is the
+    mean, or, when every territory's reps carry a ``capacity`` (FTE), the total times the
+    territory's ``target_share`` (its capacity over all capacity). An engine
+    ``plan_metrics`` (``Plan`` or its ``territories`` table) supplies equal-share
+    deviation, Polsby-Popper and contiguity as the engine measured them. ``capacity``
+    (accounts per rep, or ``{column: amount per rep}``) adds ``recommended_reps``;
+    ``quota`` (a total or a :class:`patchmap.quota.Quota`) adds ``quota``, split by
+    potential within its bounds. ``reps`` and ``shared``: see :func:`rep_table`.
     """
-    from patchmap.metrics import deviation as _deviation
     from patchmap.metrics import polsby_popper
 
     units = units.reset_index(drop=True)
@@ -417,10 +512,16 @@ def territory_summary(
     out = pd.DataFrame({"territory": np.asarray(terr, dtype=object).astype(str)})
     if dissolved is None:
         dissolved = dissolve_territories(units, labels)
-    reps_t = rep_table(reps, out["territory"], dissolved)
-    for c in ("rep_id", "rep_name", "rep_segment", "rep_capacity"):
+    reps_t = rep_table(reps, out["territory"], dissolved, shared=shared)
+    for c in ("rep_id", "rep_name", "rep_email", "rep_segment", "rep_capacity"):
         if c in reps_t.columns:
             out[c] = reps_t.set_index("territory")[c].reindex(out["territory"]).to_numpy()
+    share = None
+    if "rep_capacity" in out.columns:
+        cap = pd.to_numeric(out["rep_capacity"], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(cap).all() and cap.sum() > 0:
+            share = cap / cap.sum()
+            out["target_share"] = share
     out["units"] = np.bincount(codes, minlength=k)
 
     def total(values: pd.Series | np.ndarray, c: np.ndarray = codes) -> np.ndarray:
@@ -466,10 +567,10 @@ def territory_summary(
     for col in cols:
         if col not in out.columns:
             out[col] = total(numeric_or_zero(units, col))
-        out[f"{col}_deviation"] = _deviation(out[col].to_numpy())
+        out[f"{col}_deviation"] = _target_deviation(out[col].to_numpy(dtype=float), share)
         devs.append(out[f"{col}_deviation"].to_numpy())
     if not devs:
-        devs.append(_deviation(out["units"].to_numpy()))
+        devs.append(_target_deviation(out["units"].to_numpy(dtype=float), share))
     stacked = np.vstack(devs)
     out["deviation"] = stacked[np.argmax(np.abs(stacked), axis=0), np.arange(k)]
     out["polsby_popper"] = polsby_popper(
@@ -477,10 +578,9 @@ def territory_summary(
     )
     if engine is not None:
         e = engine.set_index("territory").reindex(out["territory"])
-        same = [c for c in out.columns if c.endswith("_deviation")] + [
-            "polsby_popper",
-            "contiguous",
-        ]
+        same = ["polsby_popper", "contiguous"]
+        if share is None:  # the engine measures deviation from equal shares
+            same += [c for c in out.columns if c.endswith("_deviation")]
         for col in same:
             if col in e.columns and e[col].notna().all():
                 out[col] = e[col].to_numpy()
@@ -503,11 +603,6 @@ def territory_summary(
                 )
             need = np.maximum(need, np.ceil(out[col].to_numpy(dtype=float) / per_rep - 1e-9))
         out["recommended_reps"] = np.maximum(need, 1).astype(int)
-    if "rep_capacity" in out.columns and "accounts" in out.columns:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["capacity_used"] = out["accounts"] / pd.to_numeric(
-                out["rep_capacity"], errors="coerce"
-            )
     if quota is not None:
         from patchmap.quota import Quota
 
@@ -557,6 +652,11 @@ def _accounts_in_units(
 # ZIP lookup
 
 
+#: A ZCTA point this close outside every unit of its state (a coastline simplified away)
+#: still joins the nearest unit of that state.
+ZIP_SNAP_KM = 5.0
+
+
 def zip_to_rep(
     units: gpd.GeoDataFrame,
     labels: np.ndarray,
@@ -565,11 +665,12 @@ def zip_to_rep(
     reps_t: pd.DataFrame | None = None,
     crosswalk: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per 5-digit ZIP in scope (PO-box and unique ZIPs included, via their ZCTA).
+    """One row per 5-digit ZIP of the region (PO-box and unique ZIPs included, via their
+    ZCTA), each with one unit and territory (and its rep, from ``reps_t``).
 
-    ZCTA units take the ZIPs whose ZCTA is a unit; H3 and other polygons place each ZCTA's
-    internal point into a unit (the H3 cell of the point, else a spatial join; points just
-    off a coast snap to the nearest unit within 5 km) and carry its ZIPs over.
+    ZCTA units take the ZIPs whose ZCTA is a unit. H3 and other polygons place each ZCTA's
+    internal point with :func:`locate_zctas`: ZIPs whose ZCTA lies outside the region's
+    units are not routed, and no ZIP is routed across a state line.
     """
     from patchmap import geodata
 
@@ -582,25 +683,14 @@ def zip_to_rep(
     if kind == "zcta":
         zcta_unit = pd.Series(ids, index=ids)
     else:
-        pts = geodata.zcta_points()
-        if kind == "h3":
-            import h3
-
-            from patchmap.units.h3 import points_to_cells
-
-            res = h3.get_resolution(ids[0])
-            cells = points_to_cells(pts["lat"].to_numpy(), pts["lon"].to_numpy(), res)
-            hit = pd.Index(ids).get_indexer(cells) >= 0
-            zcta_unit = pd.Series(cells[hit], index=pts["zcta"].to_numpy()[hit])
-        else:
-            zcta_unit = _points_in_polygons(pts, units)
+        zcta_unit = locate_zctas(geodata.zcta_points(), units, kind=kind)
     zcta_unit = zcta_unit[~zcta_unit.index.duplicated()]
     z = xw[xw["zcta"].isin(zcta_unit.index)].drop_duplicates(subset="zip").copy()
     z["unit_id"] = z["zcta"].map(zcta_unit).to_numpy()
     z["territory"] = z["unit_id"].map(terr_of_unit).to_numpy()
     cols = ["zip", "zcta"] + ([] if kind == "zcta" else ["unit_id"]) + ["territory"]
     if reps_t is not None:
-        for c in ("rep_id", "rep_name"):
+        for c in ("rep_id", "rep_name", "rep_email"):
             if c in reps_t.columns and reps_t[c].notna().any():
                 z[c] = z["territory"].map(reps_t.set_index("territory")[c]).to_numpy()
                 cols.append(c)
@@ -608,37 +698,108 @@ def zip_to_rep(
     return z[cols].sort_values("zip", kind="stable").reset_index(drop=True)
 
 
-def _points_in_polygons(
-    pts: pd.DataFrame, units: gpd.GeoDataFrame, snap_km: float = 5.0
-) -> pd.Series:
-    """Unit id of each ZCTA point inside (or within ``snap_km`` of) a unit, indexed by ZCTA."""
+def _unit_states(units: gpd.GeoDataFrame) -> np.ndarray | None:
+    """Each unit's USPS state from its ``state`` column (ZCTA, county and H3 layers carry
+    one), or None when there is no such column of state codes."""
+    from patchmap.geodata import STATE_TO_FIPS
+
+    if "state" not in units.columns:
+        return None
+    st = units["state"].astype("string").str.strip().str.upper()
+    if st.isna().any() or not st.isin(list(STATE_TO_FIPS)).all():
+        return None
+    return st.to_numpy(dtype=object)
+
+
+def _overlapping_states(geoms: np.ndarray) -> list[set[str]]:
+    """The states covering at least 1% of each polygon (user polygons have no state column)."""
+    from patchmap import geodata
     from patchmap.metrics import equal_area_crs
 
-    minx, miny, maxx, maxy = units.total_bounds
+    st = geodata.states()
+    g = gpd.GeoDataFrame(geometry=list(geoms), crs=4326)
+    crs = equal_area_crs(g)
+    gp, sp = g.to_crs(crs).geometry.values, st.to_crs(crs).geometry.values
+    tree = shapely.STRtree(sp)
+    gi, si = tree.query(gp, predicate="intersects")
+    share = shapely.area(shapely.intersection(gp[gi], sp[si])) / np.maximum(
+        shapely.area(gp[gi]), 1e-9
+    )
+    out: list[set[str]] = [set() for _ in range(len(gp))]
+    for a, b in zip(gi[share >= 0.01].tolist(), si[share >= 0.01].tolist(), strict=True):
+        out[a].add(str(st["state"].iloc[b]))
+    return out
+
+
+def locate_zctas(
+    points: pd.DataFrame, units: gpd.GeoDataFrame, *, kind: str = "polygon",
+    snap_km: float = ZIP_SNAP_KM,
+) -> pd.Series:  # fmt: skip
+    """Unit id of each ZCTA internal point (``zcta, lat, lon, state``), indexed by ZCTA;
+    points that belong to no unit of the region are left out.
+
+    A point belongs to the unit holding it (for H3 units, its cell), but only when that
+    unit is in the point's state where the units carry a ``state`` column (a cartographic
+    county outline that strays over a state line does not take the neighbour's ZIPs). A
+    point in no unit of its state joins the nearest unit of its state within ``snap_km``
+    (coastal points off a simplified shore); for units without states (your own polygons)
+    the nearest unit must cover part of the point's state. So no ZIP crosses a state line.
+    """
+    from patchmap.layers import locate_points
+    from patchmap.metrics import equal_area_crs
+
+    u = units if units.crs is None or units.crs.equals("EPSG:4326") else units.to_crs(4326)
+    geoms = np.asarray(u.geometry.values, dtype=object)
+    ids = u["unit_id"].astype(str).to_numpy()
+    minx, miny, maxx, maxy = u.total_bounds
     pad = 0.1
-    near = pts[
-        pts["lon"].between(minx - pad, maxx + pad) & pts["lat"].between(miny - pad, maxy + pad)
-    ]
-    p = gpd.GeoDataFrame(
-        {"zcta": near["zcta"].to_numpy()},
-        geometry=gpd.points_from_xy(near["lon"], near["lat"]),
-        crs=4326,
-    )
-    u = gpd.GeoDataFrame(
-        {"unit_id": units["unit_id"].astype(str).to_numpy()},
-        geometry=units.geometry.values,
-        crs=units.crs or 4326,
-    )
-    inside = gpd.sjoin(p, u, how="left", predicate="intersects").drop_duplicates(subset="zcta")
-    found = inside.dropna(subset=["unit_id"])
-    rest = p[~p["zcta"].isin(found["zcta"])]
+    near = points[
+        points["lon"].between(minx - pad, maxx + pad)
+        & points["lat"].between(miny - pad, maxy + pad)
+    ].reset_index(drop=True)
+    lat, lon = near["lat"].to_numpy(float), near["lon"].to_numpy(float)
+    pstate = near["state"].astype(str).to_numpy(dtype=object)
+    if kind == "h3":
+        import h3
+
+        from patchmap.units.h3 import points_to_cells
+
+        cells = points_to_cells(lat, lon, h3.get_resolution(ids[0]))
+        hit = pd.Index(ids).get_indexer(cells)
+    else:
+        hit = locate_points(lon, lat, geoms)
+    ustate = _unit_states(u)
+    if ustate is not None:
+        hit = np.where((hit >= 0) & (ustate[np.maximum(hit, 0)] == pstate), hit, -1)
+    rest = np.flatnonzero(hit < 0)
     if len(rest):
         crs = equal_area_crs(u)
-        snapped = gpd.sjoin_nearest(
-            rest.to_crs(crs), u.to_crs(crs), how="inner", max_distance=snap_km * 1000.0
-        ).drop_duplicates(subset="zcta")
-        found = pd.concat([found[["zcta", "unit_id"]], snapped[["zcta", "unit_id"]]])
-    return pd.Series(found["unit_id"].astype(str).to_numpy(), index=found["zcta"].to_numpy())
+        proj = np.asarray(u.geometry.to_crs(crs).values, dtype=object)
+        ppts = np.asarray(
+            gpd.GeoSeries(shapely.points(lon[rest], lat[rest]), crs=4326).to_crs(crs).values,
+            dtype=object,
+        )
+        if ustate is not None:  # nearest unit of the point's own state
+            for st in np.unique(pstate[rest]).tolist():
+                mine = np.flatnonzero(ustate == st)
+                sel = np.flatnonzero(pstate[rest] == st)
+                if not len(mine):
+                    continue
+                pi, ui = shapely.STRtree(proj[mine]).query_nearest(
+                    ppts[sel], max_distance=snap_km * 1000.0, all_matches=False
+                )
+                hit[rest[sel[pi]]] = mine[ui]
+        else:
+            pi, ui = shapely.STRtree(proj).query_nearest(
+                ppts, max_distance=snap_km * 1000.0, all_matches=False
+            )
+            if len(ui):
+                cand = np.unique(ui)
+                covers = dict(zip(cand.tolist(), _overlapping_states(geoms[cand]), strict=True))
+                ok = np.array([pstate[rest[p]] in covers[q] for p, q in zip(pi, ui, strict=True)])
+                hit[rest[pi[ok]]] = ui[ok]
+    found = hit >= 0
+    return pd.Series(ids[hit[found]], index=near["zcta"].to_numpy()[found])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +812,7 @@ def _rounded_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for c in out.columns:
         if not pd.api.types.is_float_dtype(out[c]):
             continue
-        fraction = c == "deviation" or c.endswith("_deviation") or c == "capacity_used"
+        fraction = c == "deviation" or c.endswith("_deviation") or c == "target_share"
         out[c] = out[c].round(6 if fraction else 4 if c in ("polsby_popper", "avg_score") else 2)
     return out
 
@@ -674,7 +835,7 @@ def _fmt(v: Any, col: str) -> str:
         return "yes" if v else "**no**"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if col == "deviation" or col.endswith("_deviation") or col == "capacity_used":
+    if col == "deviation" or col.endswith("_deviation"):
         return f"{100 * float(v):+.1f}%"
     if col in ("polsby_popper", "avg_score"):
         return f"{float(v):.3f}" if col == "polsby_popper" else f"{float(v):.1f}"
@@ -742,6 +903,7 @@ def export_plan(
     balance: str | Sequence[str] | None = None,
     plan_metrics: Any = None,
     quota: Any = None,
+    shared: bool = False,
 ) -> dict[str, Path]:
     """Write the CRM tables and territory polygons of a plan into ``out_dir``.
 
@@ -750,6 +912,8 @@ def export_plan(
     ``capacity`` is accounts per rep (a number), ``'potential=2e6'`` or ``{column: amount
     per rep}`` and gives ``recommended_reps``; ``quota`` is a company target (a number or
     a :class:`patchmap.quota.Quota` with floor and cap) split into ``quota`` per territory.
+    ``reps`` names each territory's rep (see :func:`rep_table`; one rep per territory
+    unless ``shared``).
     """
     kind = unit_kind
     out = Path(out_dir)
@@ -773,8 +937,10 @@ def export_plan(
         plan_metrics=plan_metrics,
         dissolved=dissolved,
         quota=quota,
+        shared=shared,
     )
-    reps_t = summary[[c for c in ("territory", "rep_id", "rep_name") if c in summary.columns]]
+    rep_cols = ("territory", "rep_id", "rep_name", "rep_email")
+    reps_t = summary[[c for c in rep_cols if c in summary.columns]]
     written: dict[str, Path] = {}
 
     zips = zip_to_rep(units, labels, kind=kind or _unit_kind(units), reps_t=reps_t)
@@ -784,11 +950,7 @@ def export_plan(
         acc = _accounts_in_units(accounts, units["unit_id"], labels)
         if len(reps_t.columns) > 1:
             acc = acc.merge(reps_t, on="territory", how="left")
-        lead = [
-            c
-            for c in ("account_id", "name", "unit_id", "territory", "rep_id", "rep_name")
-            if c in acc.columns
-        ]
+        lead = [c for c in ("account_id", "name", "unit_id", *rep_cols) if c in acc.columns]
         extra = [
             c
             for c in (

@@ -648,7 +648,16 @@ OPTIONS: tuple[Option, ...] = (
         "reps",
         FILE,
         None,
-        "REPS.csv: rep per territory (territory column, rep_id = label, or home).",
+        "REPS.csv: rep per territory: a territory column (territory,rep_id[,rep_name,email]), "
+        "territories labelled by rep_id, or the territory holding each home.",
+        commands=("export",),
+    ),
+    Option(
+        "shared_territories",
+        BOOL,
+        False,
+        "Allow a territory with several reps (joined by ';') or none; without it each "
+        "territory needs exactly one rep.",
         commands=("export",),
     ),
     Option(

@@ -387,16 +387,18 @@ def export_file(
 ) -> dict[str, Path]:
     """`patchmap export`: units + PLAN.csv (+ accounts) → the CRM tables and polygons.
 
-    ``reps`` names each territory's rep, ``capacity`` (accounts per rep, or e.g.
-    ``potential=2000000``) adds the recommended headcount and ``quota`` splits a target
-    across territories by potential, all in ``summary.csv``.
+    ``reps`` names each territory's rep (a ``territory`` column, territories labelled by
+    ``rep_id``, or homes; one rep per territory unless ``shared_territories``),
+    ``capacity`` (accounts per rep, or e.g. ``potential=2000000``) adds the recommended
+    headcount and ``quota`` splits a target across territories by potential, all in
+    ``summary.csv``.
     """
     from patchmap.export import export_plan, read_plan, unit_kind
     from patchmap.layers import place_accounts
     from patchmap.partition.reps import read_reps
 
     id_col, reps = settings["id_col"], settings["reps"]
-    rep_table = read_reps(reps) if reps is not None else None
+    rep_table = read_reps(reps, need_home=False) if reps is not None else None
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
     accounts = None
@@ -411,6 +413,7 @@ def export_file(
     return export_plan(
         units, plan, out_dir, accounts=accounts, reps=rep_table,
         capacity=settings["capacity"], quota=_quota(settings),
+        shared=settings["shared_territories"],
     )  # fmt: skip
 
 
@@ -547,11 +550,18 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         res.outputs.update(
             export_plan(
                 layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan,
-                reps=reps, capacity=config.export["capacity"], quota=_quota(part),
+                reps=_reps_by_label(reps), capacity=config.export["capacity"],
+                quota=_quota(part),
             )
         )  # fmt: skip
         bar.update()
     return res
+
+
+def _reps_by_label(reps: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Reps of a plan drawn around them: its territories are labelled by ``rep_id``, so a
+    ``territory`` column left in the reps file (last year's) must not relink them."""
+    return reps.drop(columns="territory") if reps is not None and "territory" in reps else reps
 
 
 def _write_whatif(

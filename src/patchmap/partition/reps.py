@@ -43,26 +43,44 @@ def _rows(lines: np.ndarray, ids: np.ndarray) -> str:
     return f"{listed_lines(lines, limit=_MAX_LISTED)} (rep {who})"
 
 
-def prepare_reps(reps: pd.DataFrame, *, source: str = "reps", first_line: int = 2) -> pd.DataFrame:
+#: Other spellings of the optional columns (a plain ``territory,rep_id,rep_name,email`` file).
+_ALIASES = {"rep_name": "name", "rep_email": "email", "rep_segment": "segment",
+            "rep_capacity": "capacity"}  # fmt: skip
+
+
+def prepare_reps(
+    reps: pd.DataFrame, *, source: str = "reps", first_line: int = 2, need_home: bool = True
+) -> pd.DataFrame:
     """Validate a reps table and geocode its homes.
 
     Columns: ``rep_id`` (required, unique), ``lat``/``lon`` or ``zip`` (per row, lat/lon
-    first), optional ``capacity`` (positive number), ``segment`` and ``name``. Returns
-    ``rep_id, lat, lon`` plus the optional columns present; errors name the lines
-    (numbered from ``first_line``, the header being line 1 of a file).
+    first), optional ``capacity`` (positive number), ``segment``, ``name`` (or
+    ``rep_name``), ``email`` and ``territory``. Returns ``rep_id, lat, lon`` plus the
+    optional columns present; errors name the lines (numbered from ``first_line``, the
+    header being line 1 of a file). ``need_home=False`` (a rep list for export, matched
+    to territories by its ``territory`` column) leaves ``lat``/``lon`` blank where no home
+    is given.
     """
     if _LINE in reps.columns and {"rep_id", "lat", "lon"} <= set(reps.columns):
+        if need_home and reps["lat"].isna().any():
+            bad = reps["lat"].isna().to_numpy()
+            lines, ids = reps[_LINE].to_numpy(), reps["rep_id"].to_numpy()
+            raise InputError(
+                f"{reps.attrs.get('source', source)}: {_rows(lines[bad], ids[bad])}: no home "
+                "location (lat/lon or zip)"
+            )
         return reps  # already prepared
     if not isinstance(reps, pd.DataFrame):
         raise InputError(f"{source}: expected a table of reps, got {type(reps).__name__}")
     df = reps.copy()
     df.columns = [str(c).strip().lower() for c in df.columns]
+    df = df.rename(columns={k: v for k, v in _ALIASES.items() if v not in df.columns})
     if "rep_id" not in df.columns:
         raise InputError(
             f"{source}: column 'rep_id' not found (expected rep_id and lat, lon or zip)"
         )
     has_ll = {"lat", "lon"} <= set(df.columns)
-    if not has_ll and "zip" not in df.columns:
+    if need_home and not has_ll and "zip" not in df.columns:
         raise InputError(f"{source}: no home location: expected columns lat and lon, or zip")
     if len(df) == 0:
         raise InputError(f"{source}: no reps")
@@ -86,6 +104,10 @@ def prepare_reps(reps: pd.DataFrame, *, source: str = "reps", first_line: int = 
                 f"{source}: {_rows(lines[bad], rid[bad])}: lat/lon is not a valid coordinate"
             )
     need = ~(np.isfinite(lat) & np.isfinite(lon))
+    if not need_home and "zip" in df.columns:  # only rows that give a ZIP are geocoded
+        need &= (df["zip"].notna() & (df["zip"].astype(str).str.strip() != "")).to_numpy()
+    elif not need_home:
+        need[:] = False
     if need.any():
         if "zip" not in df.columns:
             raise InputError(f"{source}: {_rows(lines[need], rid[need])}: no lat/lon")
@@ -120,17 +142,17 @@ def prepare_reps(reps: pd.DataFrame, *, source: str = "reps", first_line: int = 
                 f"{source}: {_rows(lines[bad], rid[bad])}: capacity must be a positive number"
             )
         out["capacity"] = cap
-    for c in ("segment", "name"):
+    for c in ("segment", "name", "email", "territory"):
         if c in df.columns:
-            out[c] = df[c].astype("string").str.strip().to_numpy()
+            out[c] = df[c].astype("string").str.strip().replace("", pd.NA).to_numpy()
     out[_LINE] = lines
     out.attrs["source"] = source
     return out
 
 
-def read_reps(path: str | os.PathLike) -> pd.DataFrame:
+def read_reps(path: str | os.PathLike, *, need_home: bool = True) -> pd.DataFrame:
     """Read and validate a reps file (CSV, Parquet or Excel); see :func:`prepare_reps`."""
-    return prepare_reps(read_table(path, dtype=str), source=str(path))
+    return prepare_reps(read_table(path, dtype=str), source=str(path), need_home=need_home)
 
 
 def _home_points(reps: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,152 @@
+"""Routing: every ZIP of the region once, never across a state line, each with one rep."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from patchmap import geodata
+from patchmap.errors import InputError
+from patchmap.export import locate_zctas, rep_table, zip_to_rep
+
+
+def _ri_zips() -> set[str]:
+    xw = geodata.zip_crosswalk()
+    return set(xw.loc[xw["state"] == "RI", "zip"])
+
+
+@pytest.fixture(scope="module")
+def ri_county_chain(tmp_path_factory, ri_accounts_csv):
+    """`layers --units county --region RI` and a 2-territory plan, through the CLI."""
+    out = tmp_path_factory.mktemp("ri_county")
+    units, plan = out / "units.parquet", out / "plan.csv"
+    r = run_cli("layers", ri_accounts_csv, "--units", "county", "--region", "RI", "--out", units)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
+                "--territories", "2", "--out", plan)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out, units, plan
+
+
+def test_ri_county_units_route_no_massachusetts_or_connecticut_zip(ri_county_chain, tmp_path):
+    _, units, plan = ri_county_chain
+    reps = tmp_path / "reps.csv"
+    labels = sorted(pd.read_csv(plan, dtype=str)["territory"].unique())
+    pd.DataFrame({"territory": labels, "rep_id": ["r1", "r2"], "rep_name": ["Ann", "Bo"],
+                  "email": ["ann@example.com", "bo@example.com"]}).to_csv(reps, index=False)  # fmt: skip
+    r = run_cli("export", units, plan, "--reps", reps, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    z = pd.read_csv(tmp_path / "out" / "zip_to_rep.csv", dtype=str)
+    assert set(z["state"]) == {"RI"}  # Fall River, Uxbridge, Pawcatuck... stay out
+    assert set(z["zip"]) == _ri_zips() and z["zip"].is_unique
+    assert z["territory"].notna().all() and z["rep_id"].isin(["r1", "r2"]).all()
+    rep_of = dict(zip(labels, ["r1", "r2"], strict=True))
+    assert (z["rep_id"] == z["territory"].map(rep_of)).all()  # the file's territory column
+    assert set(z["rep_email"]) == {"ann@example.com", "bo@example.com"}
+
+
+def test_h3_units_keep_border_zips_in_their_state():
+    from patchmap.units.h3 import h3_units
+
+    cells = h3_units(geodata.region_geometry("RI"), 7)
+    cells["state"] = "RI"
+    z = zip_to_rep(cells, np.array(["T1"] * len(cells), dtype=object), kind="h3")
+    assert set(z["state"]) == {"RI"}
+    assert set(z["zip"]) == _ri_zips()  # coastal and island ZIPs snap to a hexagon of RI
+
+
+def test_own_polygons_without_states_snap_only_within_a_state():
+    """User polygons (RI counties without a state column): a ZCTA point 5 km over the
+    Massachusetts line is not snapped in, a coastal RI point is."""
+    counties = geodata.counties(["RI"])[["county", "geometry"]].rename(
+        columns={"county": "unit_id"}
+    )
+    pts = geodata.zcta_points()
+    got = locate_zctas(pts, counties)
+    states = pts.set_index("zcta").loc[got.index, "state"]
+    assert set(states) == {"RI"}
+    ri_zctas = set(pts.loc[pts["state"] == "RI", "zcta"])
+    assert set(got.index) == ri_zctas
+
+
+# ---------------------------------------------------------------------------------------------
+# reps <-> territories
+
+
+@pytest.fixture(scope="module")
+def squares() -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """Four 1-degree squares over Rhode Island's latitude, two territories."""
+    import shapely
+
+    geoms = [shapely.box(-74 + i, 41, -73 + i, 42) for i in range(4)]
+    dissolved = gpd.GeoDataFrame(
+        {"territory": ["A", "B"]},
+        geometry=[shapely.union_all(geoms[:2]), shapely.union_all(geoms[2:])],
+        crs=4326,
+    )
+    return dissolved, np.array(["A", "B"], dtype=object)
+
+
+def test_plain_territory_file_needs_no_home(squares):
+    dissolved, terr = squares
+    reps = pd.DataFrame({"territory": ["B", "A"], "rep_id": ["r2", "r1"],
+                         "rep_name": ["Bo", "Ann"], "email": ["b@x.org", "a@x.org"]})  # fmt: skip
+    t = rep_table(reps, terr, dissolved)
+    assert t.to_dict("list") == {
+        "territory": ["A", "B"], "rep_id": ["r1", "r2"], "rep_name": ["Ann", "Bo"],
+        "rep_email": ["a@x.org", "b@x.org"],
+    }  # fmt: skip
+
+
+def test_territory_column_wins_over_homes(squares):
+    dissolved, terr = squares
+    reps = pd.DataFrame({"rep_id": ["r1", "r2"], "territory": ["B", "A"],
+                         "lat": [41.5, 41.5], "lon": [-73.5, -71.5]})  # fmt: skip
+    t = rep_table(reps, terr, dissolved)
+    assert t.set_index("territory")["rep_id"].to_dict() == {"A": "r2", "B": "r1"}
+
+
+def test_homes_link_reps_when_no_territory_column(squares):
+    dissolved, terr = squares
+    reps = pd.DataFrame({"rep_id": ["r1", "r2"], "lat": [41.5, 41.5], "lon": [-73.5, -71.5]})
+    t = rep_table(reps, terr, dissolved)
+    assert t.set_index("territory")["rep_id"].to_dict() == {"A": "r1", "B": "r2"}
+
+
+def test_vacant_and_doubled_territories_are_named(squares):
+    dissolved, terr = squares
+    reps = pd.DataFrame({"rep_id": ["r1", "r2"], "lat": [41.5, 41.6], "lon": [-73.5, -73.4]})
+    with pytest.raises(InputError, match=r"no rep: 'B'.*'A' \(r1, r2\).*--shared-territories"):
+        rep_table(reps, terr, dissolved)
+    t = rep_table(reps, terr, dissolved, shared=True)
+    assert t.set_index("territory")["rep_id"].fillna("").to_dict() == {"A": "r1;r2", "B": ""}
+
+
+def test_capacity_sums_per_territory_and_sets_target_shares(squares):
+    dissolved, terr = squares
+    reps = pd.DataFrame({"territory": ["A", "B", "B"], "rep_id": ["r1", "r2", "r3"],
+                         "capacity": ["1", "0.5", "0.5"]})  # fmt: skip
+    t = rep_table(reps, terr, dissolved, shared=True)
+    assert t["rep_capacity"].tolist() == [1.0, 1.0]
+
+
+def test_export_rep_errors_exit_2_naming_lines(ri_county_chain, tmp_path):
+    _, units, plan = ri_county_chain
+    labels = sorted(pd.read_csv(plan, dtype=str)["territory"].unique())
+    bad = tmp_path / "reps.csv"
+    bad.write_text(f"territory,rep_id\n{labels[0]},a\n{labels[0]},b\n")
+    r = run_cli("export", units, plan, "--reps", bad, "--out", tmp_path / "o1")
+    assert r.returncode == 2
+    assert f"no rep: {labels[1]!r}" in r.stderr and f"{labels[0]!r} (a, b)" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("export", units, plan, "--reps", bad, "--shared-territories",
+                "--out", tmp_path / "o2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    z = pd.read_csv(tmp_path / "o2" / "zip_to_rep.csv", dtype=str, keep_default_na=False)
+    assert set(z["rep_id"]) == {"a;b", ""}
+    bad.write_text("territory,rep_id\nT99,a\n")
+    r = run_cli("export", units, plan, "--reps", bad, "--out", tmp_path / "o3")
+    assert r.returncode == 2 and "line 2: territory 'T99' not in the plan" in r.stderr
