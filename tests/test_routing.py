@@ -150,3 +150,22 @@ def test_export_rep_errors_exit_2_naming_lines(ri_county_chain, tmp_path):
     bad.write_text("territory,rep_id\nT99,a\n")
     r = run_cli("export", units, plan, "--reps", bad, "--out", tmp_path / "o3")
     assert r.returncode == 2 and "line 2: territory 'T99' not in the plan" in r.stderr
+
+
+def test_summary_judges_balance_against_capacity_weighted_targets(squares):
+    import shapely
+
+    from patchmap.export import territory_summary
+
+    units = gpd.GeoDataFrame(
+        {"unit_id": ["u1", "u2", "u3", "u4"], "potential": [100.0, 100.0, 50.0, 50.0]},
+        geometry=[shapely.box(-74 + i, 41, -73 + i, 42) for i in range(4)],
+        crs=4326,
+    )
+    plan = pd.DataFrame({"unit_id": units["unit_id"], "territory": ["A", "A", "B", "B"]})
+    reps = pd.DataFrame({"territory": ["A", "B"], "rep_id": ["r1", "r2"], "capacity": [1, 0.5]})
+    s = territory_summary(units, plan, reps=reps, balance="potential").set_index("territory")
+    assert s["target_share"].round(6).tolist() == [0.666667, 0.333333]
+    assert s["potential_deviation"].abs().max() < 1e-12  # 200 vs 100 is on target for 1 : 0.5
+    even = territory_summary(units, plan, balance="potential").set_index("territory")
+    assert even["potential_deviation"].round(6).tolist() == [0.333333, -0.333333]
