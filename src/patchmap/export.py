@@ -297,13 +297,16 @@ def assign_reps(
     reps: pd.DataFrame,
     territories: Sequence[str],
     dissolved: gpd.GeoDataFrame | None = None,
+    *,
+    shared: bool = False,
 ) -> pd.DataFrame:
     """Each rep's territory: one row per rep with ``territory`` and the rep's columns.
 
     From the reps' ``territory`` column when it has one (every row must name a territory of
-    the plan); else the territory labelled with the rep's ``rep_id`` when every territory
-    is; else the territory holding the rep's home (``lat``/``lon`` or ``zip``; a home up to
-    :data:`HOME_SNAP_KM` off a coast takes the nearest). Errors name the lines of the file.
+    the plan; with ``shared`` a blank one leaves the rep out); else the territory labelled
+    with the rep's ``rep_id`` when every territory is; else the territory holding the rep's
+    home (``lat``/``lon`` or ``zip``; a home up to :data:`HOME_SNAP_KM` off a coast takes
+    the nearest). Errors name the lines of the file.
     """
     from patchmap.partition.reps import prepare_reps
 
@@ -314,6 +317,8 @@ def assign_reps(
     if "territory" in r.columns and r["territory"].notna().any():
         t = r["territory"].astype("string")
         blank = t.isna().to_numpy()
+        if shared:
+            r, t, lines, blank = r[~blank], t[~blank], lines[~blank], blank[~blank]
         if blank.any():
             raise InputError(f"{source}: {listed_lines(lines[blank])}: empty territory")
         unknown = ~t.isin(terr).to_numpy()
@@ -386,13 +391,13 @@ def rep_table(
     rep_capacity`` (see :func:`assign_reps`).
 
     Each territory needs exactly one rep unless ``shared`` (then several reps are joined
-    with ``;``, their capacities summed, and a territory may have none).
+    with ``;``, their capacities summed, and a territory may have none: what a map shows).
     """
     terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str), name="territory")
     out = pd.DataFrame(index=terr)
     if reps is None or len(reps) == 0:
         return out.reset_index()
-    link = assign_reps(reps, terr, dissolved)
+    link = assign_reps(reps, terr, dissolved, shared=shared)
     check_rep_coverage(link, terr, shared=shared, source=link.attrs.get("source", "reps"))
 
     def joined(s: pd.Series) -> str:

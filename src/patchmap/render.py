@@ -595,8 +595,9 @@ def render_map(
     is_coverage = bool(shapely.coverage_is_valid(u.geometry.values))
     exact = dissolve_territories(u, labels, coverage=is_coverage)
     summary = territory_summary(
-        u, pf, reps=reps, balance=balance, plan_metrics=plan_metrics, dissolved=exact
-    )
+        u, pf, reps=reps, balance=balance, plan_metrics=plan_metrics, dissolved=exact,
+        shared=True,  # a map shows vacant and shared territories as they are
+    )  # fmt: skip
     balance_cols = [c[: -len("_deviation")] for c in summary.columns if c.endswith("_deviation")]
 
     shown = _simplify_coverage(u.geometry.values, max_coords)
