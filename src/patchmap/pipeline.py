@@ -537,14 +537,10 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.set_postfix_str("map")
         plan_frame = plan.to_frame()
         res.outputs["map"] = render_map(
-            layers.units,
-            plan_frame,
-            out / "map.html",
-            title=config.map["title"],
-            tiles=config.map["tiles"],
-            plan_metrics=plan,
-            reps=reps,
-        )
+            layers.units, plan_frame, out / "map.html", title=config.map["title"],
+            tiles=config.map["tiles"], plan_metrics=plan, reps=reps, quota=_quota(part),
+            tolerance=part["tolerance"],
+        )  # fmt: skip
         bar.update()
         bar.set_postfix_str("export")
         res.outputs.update(
