@@ -159,7 +159,8 @@ class OfflinePage:
             lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
         )
         self.page.on("dialog", self._dialog)
-        self.page.set_default_timeout(5000)
+        self.page.set_default_timeout(10_000)
+        self.page.set_default_navigation_timeout(60_000)
 
     def _route(self, route) -> None:
         url = route.request.url

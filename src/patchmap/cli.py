@@ -110,6 +110,17 @@ def partition_cmd(units: str, out: str, **settings) -> None:
     click.echo(f"plan -> {out}")
 
 
+@main.command("evaluate")
+@click.argument("units", type=click.Path())
+@click.argument("plan", type=click.Path())
+@click_options("evaluate")
+def evaluate_cmd(units: str, plan: str, **settings) -> None:
+    """Measure a plan as it is (e.g. one edited on the map): balance, contiguity, cut edges."""
+    from patchmap.pipeline import evaluate_file
+
+    evaluate_file(units, plan, echo=click.echo, **settings)
+
+
 @main.command("compare")
 @click.argument("plan_a", type=click.Path())
 @click.argument("plan_b", type=click.Path())

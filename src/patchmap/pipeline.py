@@ -346,6 +346,33 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             log.info(note)
 
 
+@takes("evaluate")
+def evaluate_file(
+    units_path: str | os.PathLike, plan_path: str | os.PathLike, *, echo: Echo = _quiet, **settings
+) -> Plan:
+    """`patchmap evaluate`: measure PLAN.csv over the units as it is (balance, contiguity,
+    cut edges, compactness) and report it the way `partition` reports its own plans."""
+    from patchmap.evaluate import evaluate_plan
+    from patchmap.export import read_plan
+
+    id_col = settings["id_col"]
+    units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
+    plan = evaluate_plan(
+        units, read_plan(plan_path, units), settings["balance"], tolerance=settings["tolerance"]
+    )
+    devs = ", ".join(f"{c} {100 * d:.2f}%" for c, d in plan.max_deviations.items())
+    echo(f"{plan_path}: {plan.n_territories} territories over {len(plan.assignment)} units")
+    echo(f"max deviation from the mean: {devs}")
+    pieces = "every territory one piece" if plan.contiguous else "NOT every territory one piece"
+    echo(
+        f"{pieces}; cut-edge fraction {plan.cut_edge_fraction:.3f}; "
+        f"mean Polsby-Popper {plan.mean_polsby_popper:.3f}; {len(plan.bridges)} bridge edge(s)"
+    )
+    for note in plan.notes:
+        echo(f"warning: {note}")
+    return plan
+
+
 @takes("map")
 def map_file(
     units_path: str | os.PathLike,
@@ -620,6 +647,7 @@ def sample_file(out: str | os.PathLike, **settings) -> Path:
 __all__ = [
     "RunResult",
     "compare_file",
+    "evaluate_file",
     "demo_config",
     "example_accounts_path",
     "export_file",

@@ -1,0 +1,76 @@
+"""Measure a plan as it is: balance, contiguity, cut edges and compactness, nothing changed.
+
+This is what a plan edited by hand (the map's edit mode, a spreadsheet) is checked with:
+the same metrics the territory engine reports for its own plans, measured on the same
+unit graph (rook adjacency, islands bridged), so the two can be compared line by line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+
+from patchmap.errors import InputError
+from patchmap.export import plan_frame
+from patchmap.metrics import cut_edge_fraction, territory_metrics
+from patchmap.partition.plan import Plan
+
+__all__ = ["evaluate_plan"]
+
+
+def evaluate_plan(
+    units: gpd.GeoDataFrame,
+    plan: Any,
+    balance: str | Sequence[str],
+    *,
+    tolerance: float | None = None,
+    adjacency: Any = None,
+) -> Plan:
+    """The plan ``plan`` (a ``unit_id,territory`` table or PLAN.csv path) over ``units``
+    measured as a :class:`~patchmap.partition.plan.Plan`; its assignment is the one given.
+
+    ``balance`` names the measures (primary first). With ``tolerance`` (a fraction), the
+    notes name every territory whose deviation exceeds it.
+    """
+    from patchmap.units.adjacency import build_adjacency
+
+    cols = [balance] if isinstance(balance, str) else list(balance)
+    if not cols:
+        raise InputError("evaluate: no balance column given")
+    missing = [c for c in cols if c not in units.columns]
+    if missing:
+        raise InputError(f"units: balance column {missing[0]!r} not found")
+    u = units.reset_index(drop=True)
+    pf = plan_frame(plan, u)
+    if adjacency is None:
+        adjacency = build_adjacency(u, id_col="unit_id")
+    labels = pf["territory"].to_numpy(dtype=object)
+    terr = territory_metrics(u, labels, cols, adjacency)
+    pp = terr["polsby_popper"].to_numpy(dtype=float)
+    notes = []
+    broken = terr.loc[~terr["contiguous"], "territory"].astype(str).tolist()
+    if broken:
+        notes.append(f"not one piece: {', '.join(broken)}")
+    if tolerance is not None:
+        for c in cols:
+            over = terr[terr[f"{c}_deviation"].abs() > tolerance + 1e-12]
+            if len(over):
+                worst = ", ".join(
+                    f"{t} {100 * d:+.2f}%"
+                    for t, d in zip(over["territory"], over[f"{c}_deviation"], strict=True)
+                )
+                notes.append(f"{c} beyond the {100 * tolerance:g}% tolerance: {worst}")
+    return Plan(
+        assignment=pf.set_index("unit_id")["territory"],
+        adjacency=adjacency,
+        territories=terr,
+        balance=cols,
+        max_deviation=float(terr[f"{cols[0]}_deviation"].abs().max()),
+        cut_edge_fraction=cut_edge_fraction(adjacency, labels),
+        mean_polsby_popper=float(np.nanmean(pp)) if np.isfinite(pp).any() else float("nan"),
+        bridges=adjacency.bridges.copy(),
+        notes=notes,
+    )
