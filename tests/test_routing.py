@@ -19,11 +19,23 @@ def _ri_zips() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def ri_county_chain(tmp_path_factory, ri_accounts_csv):
+def scored_csv(tmp_path_factory, ri_accounts_csv):
+    """The shared RI/DE/DC accounts with a score and potential already (no model to fit)."""
+    acc = pd.read_csv(ri_accounts_csv, dtype=str)
+    rng = np.random.default_rng(5)
+    acc["score"] = rng.uniform(0, 100, len(acc)).round(2)
+    acc["potential"] = rng.gamma(2.0, 1e4, len(acc)).round(2)
+    path = tmp_path_factory.mktemp("scored") / "accounts.csv"
+    acc.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ri_county_chain(tmp_path_factory, scored_csv):
     """`layers --units county --region RI` and a 2-territory plan, through the CLI."""
     out = tmp_path_factory.mktemp("ri_county")
     units, plan = out / "units.parquet", out / "plan.csv"
-    r = run_cli("layers", ri_accounts_csv, "--units", "county", "--region", "RI", "--out", units)
+    r = run_cli("layers", scored_csv, "--units", "county", "--region", "RI", "--out", units)
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
                 "--territories", "2", "--out", plan)  # fmt: skip
@@ -169,3 +181,80 @@ def test_summary_judges_balance_against_capacity_weighted_targets(squares):
     assert s["potential_deviation"].abs().max() < 1e-12  # 200 vs 100 is on target for 1 : 0.5
     even = territory_summary(units, plan, balance="potential").set_index("territory")
     assert even["potential_deviation"].round(6).tolist() == [0.333333, -0.333333]
+
+
+# ---------------------------------------------------------------------------------------------
+# travel
+
+
+def test_account_travel_mean_and_p90_from_home():
+    from patchmap.metrics import account_distance_km, account_travel, haversine_km
+
+    lat = np.array([0.0, 1.0, 2.0, 10.0, 10.0])
+    lon = np.zeros(5)
+    labels = np.array(["A", "A", "A", "B", "B"], dtype=object)
+    homes = pd.DataFrame({"territory": ["A", "A"], "lat": [0.0, 2.0], "lon": [0.0, 0.0]})
+    d = account_distance_km(lat, lon, labels, homes)
+    deg = float(haversine_km(np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]))[0])
+    # A: two homes, each account from the nearer; B: no home, its accounts' centroid
+    assert d == pytest.approx([0.0, deg, 0.0, 0.0, 0.0], abs=1e-9)
+    t = account_travel(d, labels)
+    assert t.loc["A", "mean_account_km"] == pytest.approx(deg / 3)
+    assert t.loc["A", "p90_account_km"] == pytest.approx(0.8 * deg)  # numpy's linear rule
+    assert t["accounts"].tolist() == [3, 2]
+
+
+def test_export_summary_and_compare_show_travel(ri_county_chain, tmp_path, scored_csv):
+    from patchmap.metrics import haversine_km
+
+    _, units, plan = ri_county_chain
+    labels = sorted(pd.read_csv(plan, dtype=str)["territory"].unique())
+    reps = tmp_path / "reps.csv"
+    pd.DataFrame({"territory": labels, "rep_id": ["r1", "r2"],
+                  "lat": [41.82, 41.49], "lon": [-71.41, -71.31]}).to_csv(reps, index=False)  # fmt: skip
+    r = run_cli("export", units, plan, "--reps", reps, "--accounts", scored_csv,
+                "--out", tmp_path / "x")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    s = pd.read_csv(tmp_path / "x" / "summary.csv").set_index("territory")
+    a = pd.read_csv(tmp_path / "x" / "assignments.csv", dtype={"territory": str})
+    home = pd.read_csv(reps).set_index("territory")
+    d = haversine_km(home.loc[a["territory"], "lat"].to_numpy(), home.loc[a["territory"], "lon"].to_numpy(),
+                     a["lat"].to_numpy(), a["lon"].to_numpy())  # fmt: skip
+    by = pd.Series(d).groupby(a["territory"].to_numpy())
+    assert s["mean_account_km"].to_numpy() == pytest.approx(by.mean().to_numpy(), abs=0.01)
+    assert s["p90_account_km"].to_numpy() == pytest.approx(by.quantile(0.9).to_numpy(), abs=0.01)
+    assert "rep travel, home to accounts" in (tmp_path / "x" / "summary.md").read_text()
+    # the same plan with its reps swapped: compare shows the travel change
+    swapped = tmp_path / "swapped.csv"
+    p = pd.read_csv(plan, dtype=str)
+    p.assign(territory=p["territory"].map(dict(zip(labels, labels[::-1], strict=True)))).to_csv(
+        swapped, index=False
+    )
+    r = run_cli("compare", plan, swapped, "--units", units, "--reps", reps,
+                "--accounts", scored_csv, "--out", tmp_path / "cmp")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(tmp_path / "cmp" / "compare.csv").set_index("metric")
+    overall = d.mean()
+    row = t.loc["mean account travel (km)"]
+    assert float(row.iloc[0]) == pytest.approx(overall, abs=0.01)
+    assert float(row.iloc[1]) > float(row.iloc[0]) + 5  # each rep now far from the accounts
+    assert float(row["change"]) == pytest.approx(float(row.iloc[1]) - float(row.iloc[0]))
+    assert float(t.loc["units changed (%)"].iloc[1]) == 0.0  # relabelled: nothing moved
+
+
+def test_compare_same_plan_relabelled_reports_nothing_changed(tmp_path):
+    plan = pd.DataFrame({"unit_id": [f"u{i}" for i in range(6)],
+                         "territory": ["a", "a", "b", "b", "c", "c"]})  # fmt: skip
+    plan.to_csv(tmp_path / "a.csv", index=False)
+    plan.assign(territory=plan["territory"].map({"a": "c", "b": "a", "c": "b"})).to_csv(
+        tmp_path / "b.csv", index=False
+    )
+    r = run_cli("compare", tmp_path / "a.csv", tmp_path / "b.csv", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(tmp_path / "o" / "compare.csv").set_index("metric")
+    assert float(t.loc["units changed (%)"].iloc[1]) == 0.0
+    moved = plan.assign(territory=["a", "b", "b", "b", "c", "c"])  # one unit really moves
+    moved.to_csv(tmp_path / "c.csv", index=False)
+    r = run_cli("compare", tmp_path / "a.csv", tmp_path / "c.csv", "--out", tmp_path / "o2")
+    t = pd.read_csv(tmp_path / "o2" / "compare.csv").set_index("metric")
+    assert float(t.loc["units changed (%)"].iloc[1]) == pytest.approx(100 / 6)

@@ -1,9 +1,10 @@
 """Compare two plans side by side: balance, compactness, cut edges, travel, disruption.
 
 Plans are read the way ``map`` and ``export`` read them (``unit_id,territory`` over the
-same units). When their territory labels differ, plan B's territories are matched to
-plan A's by maximum overlap of the primary measure (Hungarian method), so disruption
-counts real moves, not renamings.
+same units). Plan B's territories are always matched to plan A's by maximum overlap of
+the primary measure (Hungarian method) before changes are counted, so disruption counts
+real moves, not renamings: the same plan relabelled changes nothing. (Who owns what, rep
+by rep, is ``patchmap diff``.)
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.io import write_csv, write_text
 
-__all__ = ["Comparison", "compare_plans", "format_metric", "write_comparison"]
+__all__ = ["Comparison", "compare_plans", "format_metric", "plan_homes", "write_comparison"]
 
 
 @dataclass
 class Comparison:
-    """Two plans compared: ``table`` (``metric, <A>, <B>``), label ``matching`` (B -> A),
-    ``changed`` (per unit: territory differs after matching) and the plans' labels."""
+    """Two plans compared: ``table`` (``metric, <A>, <B>, change``; change is B - A),
+    label ``matching`` (B -> A by overlap; ``matched`` when some label maps to another
+    name), ``changed`` (per unit: territory differs after matching) and the labels."""
 
     table: pd.DataFrame
     names: tuple[str, str]
@@ -47,33 +49,41 @@ class Comparison:
         """The table as Markdown with a short headline."""
         a, b = self.names
         lines = [f"# Plan comparison: {a} vs {b}", ""]
-        if self.matched:
+        renamed = {k: v for k, v in self.matching.items() if k != v}
+        if renamed:
+            shown = ", ".join(f"{k} = {v}" for k, v in list(renamed.items())[:8])
+            more = f" and {len(renamed) - 8} more" if len(renamed) > 8 else ""
             lines.append(
-                f"Territory labels differ: {b}'s territories are matched to {a}'s by maximum "
-                "overlap before counting changes."
+                f"{b}'s territories are matched to {a}'s by maximum overlap before changes "
+                f"are counted ({shown}{more})."
             )
-            lines.append("")
-        lines += [f"| metric | {a} | {b} |", "|---|---:|---:|"]
+        else:
+            lines.append(
+                f"Territories are matched by maximum overlap before changes are counted: "
+                f"each of {b}'s keeps the name of the {a} territory it overlaps most."
+            )
+        lines += ["", f"| metric | {a} | {b} | change |", "|---|---:|---:|---:|"]
         for row in self.table.itertuples(index=False):
-            lines.append(
-                f"| {row[0]} | {format_metric(row[1], row[0])} | {format_metric(row[2], row[0])} |"
-            )
+            cells = [format_metric(v, row[0], signed=i == 2) for i, v in enumerate(row[1:4])]
+            lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
 
 
-def format_metric(v: Any, metric: str) -> str:
+def format_metric(v: Any, metric: str, *, signed: bool = False) -> str:
     """A comparison table value as text: percentages to 2 decimals, counts with thousands
-    separators, other numbers to 3 decimals (1 from 100 up), missing as ''."""
+    separators, other numbers to 3 decimals (1 from 100 up), missing as ''; ``signed``
+    (a change) shows its sign."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return ""
+    sign = "+" if signed else ""
     if "%" in metric:
-        return f"{float(v):.2f}"
+        return f"{float(v):{sign}.2f}"
     if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
+        return f"{int(v):{sign},}"
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):,.3f}" if abs(v) < 100 else f"{float(v):,.1f}"
+        return f"{float(v):{sign},.3f}" if abs(v) < 100 else f"{float(v):{sign},.1f}"
     return str(v)
 
 
@@ -93,14 +103,17 @@ def compare_plans(
     reps: pd.DataFrame | None = None,
     names: tuple[str, str] = ("A", "B"),
     adjacency: Any = None,
+    accounts: pd.DataFrame | None = None,
 ) -> Comparison:
     """Compare plan B with plan A over the same ``units``.
 
     ``units`` is the unit GeoDataFrame (``unit_id`` column; every metric) or just the unit
     ids (territory counts and disruption only). ``balance`` names the measures (default:
-    potential and accounts where present, else population); ``reps`` (``rep_id, lat,
-    lon``) measures travel from the reps' homes for the plan whose labels are rep ids,
-    otherwise travel is from each territory's weighted centroid.
+    potential and accounts where present, else population); ``reps`` measures travel from
+    the reps' homes (each plan's territories linked to reps as export links them, see
+    :func:`patchmap.export.assign_reps`), otherwise travel is from each territory's
+    weighted centroid. ``accounts`` placed in the units (``unit_id, lat, lon``) add the
+    mean and 90th-percentile distance of accounts from their territory's centre.
     """
     from patchmap.metrics import (
         cut_edge_fraction,
@@ -127,6 +140,9 @@ def compare_plans(
     notes: list[str] = []
     w = np.ones(len(ids))
     cols: list[str] = []
+    homes = {}
+    if geo and reps is not None:
+        homes = {side: plan_homes(reps, units, lab) for side, lab in (("a", la), ("b", lb))}
     if geo:
         from patchmap.export import balance_columns, numeric_or_zero
 
@@ -160,23 +176,79 @@ def compare_plans(
                 elif fn == "cont":
                     vals.append(int(is_contiguous(adjacency, codes).sum()))
                 else:
+                    h = homes.get("a" if lab is la else "b")
                     vals.append(mean_travel_km(adjacency.xy_km, lab.to_numpy(), w,
-                                               _homes(reps, units, uniq)))  # fmt: skip
+                                               _homes_xy(h, units)))  # fmt: skip
             rows.append((name, *vals))
-        if reps is not None:
-            notes.append("travel: weighted mean distance of units from the rep's home where the "
-                         "territory is a rep's, else from the territory's weighted centroid")  # fmt: skip
-        else:
-            notes.append("travel: weighted mean distance of units from their territory's "
-                         "weighted centroid")  # fmt: skip
-    matched = set(la.unique()) != set(lb.unique())
-    matching = match_labels(la.to_numpy(), lb.to_numpy(), w) if matched else {}
-    lb_m = lb.map(matching) if matched else lb
+        if accounts is not None:
+            rows += _account_travel_rows(accounts, la, lb, homes)
+        centre = "the rep's home where known, else " if reps is not None else ""
+        notes.append(f"travel (km): weighted mean distance of units from {centre}their "
+                     "territory's weighted centroid")  # fmt: skip
+        if accounts is not None:
+            notes.append(f"account travel (km): great-circle distance of each account from "
+                         f"{centre}its territory's centroid, every account counted once")  # fmt: skip
+    matching = match_labels(la.to_numpy(), lb.to_numpy(), w)
+    matched = any(k != v for k, v in matching.items())
+    lb_m = lb.map(matching)
     rows.append(("units changed (%)", np.nan, 100 * disruption(la, lb_m)))
     if cols:
         rows.append((f"{cols[0]} changed (%)", np.nan, 100 * disruption(la, lb_m, w)))
     table = pd.DataFrame(rows, columns=["metric", a, b], dtype=object)
+    table["change"] = pd.Series(
+        [_change(x, y) for x, y in zip(table[a], table[b], strict=True)], dtype=object
+    )
     return Comparison(table, names, la, lb, matching, matched, notes)
+
+
+def _change(x: Any, y: Any) -> Any:
+    """B - A where both are numbers, else NaN."""
+    if x is None or y is None or isinstance(x, str) or isinstance(y, str):
+        return np.nan
+    if not (np.isfinite(float(x)) and np.isfinite(float(y))):
+        return np.nan
+    d = y - x
+    return int(d) if isinstance(d, (int, np.integer)) else float(d)
+
+
+def plan_homes(
+    reps: pd.DataFrame, units: gpd.GeoDataFrame, labels: pd.Series
+) -> pd.DataFrame | None:
+    """``territory, lat, lon`` of the reps of a plan (linked as export links them, over the
+    units' polygons), or None when this plan's territories cannot be linked to the reps."""
+    from patchmap.export import assign_reps
+
+    polys = gpd.GeoDataFrame(
+        {"territory": labels.reindex(units["unit_id"].astype(str)).to_numpy()},
+        geometry=units.geometry.values, crs=units.crs or 4326,
+    )  # fmt: skip
+    try:
+        link = assign_reps(reps, pd.unique(labels.to_numpy()), polys, shared=True)
+    except InputError:
+        return None
+    link = link.dropna(subset=["lat", "lon"])
+    return link[["territory", "lat", "lon"]] if len(link) else None
+
+
+def _account_travel_rows(
+    accounts: pd.DataFrame, la: pd.Series, lb: pd.Series, homes: dict
+) -> list[tuple[str, Any, Any]]:
+    """Mean and 90th-percentile account travel (km) under each plan."""
+    from patchmap.metrics import account_distance_km
+
+    if not {"unit_id", "lat", "lon"} <= set(accounts.columns):
+        return []
+    unit = accounts["unit_id"].astype(str)
+    lat = pd.to_numeric(accounts["lat"], errors="coerce").to_numpy(float)
+    lon = pd.to_numeric(accounts["lon"], errors="coerce").to_numpy(float)
+    d = [
+        account_distance_km(lat, lon, lab.reindex(unit).to_numpy(), homes.get(side))
+        for side, lab in (("a", la), ("b", lb))
+    ]
+    return [
+        ("mean account travel (km)", *(float(np.nanmean(x)) for x in d)),
+        ("p90 account travel (km)", *(float(np.nanpercentile(x, 90)) for x in d)),
+    ]
 
 
 def _max_dev(values: np.ndarray, labels: pd.Series) -> float:
@@ -184,15 +256,15 @@ def _max_dev(values: np.ndarray, labels: pd.Series) -> float:
     return float((tot / tot.mean() - 1).abs().max()) if tot.mean() > 0 else float("nan")
 
 
-def _homes(reps: pd.DataFrame | None, units: gpd.GeoDataFrame, labels) -> pd.DataFrame | None:
-    """Rep homes (km) indexed by rep id, when ``reps`` is given."""
-    if reps is None:
+def _homes_xy(homes: pd.DataFrame | None, units: gpd.GeoDataFrame) -> pd.DataFrame | None:
+    """Rep homes (km, the adjacency's equal-area frame) indexed by territory; the first
+    rep's home where a territory has several."""
+    if homes is None:
         return None
-    from patchmap.partition.reps import home_xy_km, prepare_reps
+    from patchmap.partition.reps import home_xy_km
 
-    r = prepare_reps(reps)
-    xy = home_xy_km(r, units)
-    return pd.DataFrame(xy, index=r["rep_id"].to_numpy(), columns=["x", "y"])
+    h = homes.drop_duplicates(subset="territory")
+    return pd.DataFrame(home_xy_km(h, units), index=h["territory"].to_numpy(), columns=["x", "y"])
 
 
 def write_comparison(

@@ -41,6 +41,7 @@ __all__ = [
     "numeric_or_zero",
     "plan_frame",
     "read_plan",
+    "rep_links",
     "rep_table",
     "territory_labels",
     "territory_summary",
@@ -306,7 +307,8 @@ def assign_reps(
     the plan; with ``shared`` a blank one leaves the rep out); else the territory labelled
     with the rep's ``rep_id`` when every territory is; else the territory holding the rep's
     home (``lat``/``lon`` or ``zip``; a home up to :data:`HOME_SNAP_KM` off a coast takes
-    the nearest). Errors name the lines of the file.
+    the nearest) among the polygons of ``dissolved`` (``territory, geometry``: one per
+    territory, or the units with their territory). Errors name the lines of the file.
     """
     from patchmap.partition.reps import prepare_reps
 
@@ -340,10 +342,10 @@ def assign_reps(
         )
     from patchmap.layers import locate_points
 
-    geo = dissolved.set_index("territory").geometry.reindex(terr)
+    geo = dissolved[dissolved["territory"].astype(str).isin(terr)]
     hit = locate_points(
-        r["lon"].to_numpy(float), r["lat"].to_numpy(float), np.asarray(geo.values, dtype=object),
-        nearest_m=HOME_SNAP_KM * 1000.0,
+        r["lon"].to_numpy(float), r["lat"].to_numpy(float),
+        np.asarray(geo.geometry.values, dtype=object), nearest_m=HOME_SNAP_KM * 1000.0,
     )  # fmt: skip
     outside = hit < 0
     if outside.any():
@@ -351,7 +353,7 @@ def assign_reps(
             f"{source}: {listed_lines(lines[outside])} (rep "
             f"{_listed(list(r['rep_id'][outside]))}): home is in no territory of the plan"
         )
-    return r.assign(territory=np.asarray(terr, dtype=object)[hit])
+    return r.assign(territory=geo["territory"].astype(str).to_numpy(dtype=object)[hit])
 
 
 def check_rep_coverage(
@@ -380,6 +382,23 @@ def check_rep_coverage(
     )
 
 
+def rep_links(
+    reps: pd.DataFrame | None,
+    territories: Sequence[str],
+    dissolved: gpd.GeoDataFrame | None = None,
+    *,
+    shared: bool = False,
+) -> pd.DataFrame | None:
+    """One row per rep with its ``territory`` (:func:`assign_reps`), every territory
+    covered by exactly one rep unless ``shared``; None without reps."""
+    if reps is None or len(reps) == 0:
+        return None
+    terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str))
+    link = assign_reps(reps, terr, dissolved, shared=shared)
+    check_rep_coverage(link, terr, shared=shared, source=link.attrs.get("source", "reps"))
+    return link
+
+
 def rep_table(
     reps: pd.DataFrame | None,
     territories: Sequence[str],
@@ -394,11 +413,14 @@ def rep_table(
     with ``;``, their capacities summed, and a territory may have none: what a map shows).
     """
     terr = pd.Index(pd.unique(np.asarray(territories, dtype=object)).astype(str), name="territory")
-    out = pd.DataFrame(index=terr)
-    if reps is None or len(reps) == 0:
+    link = rep_links(reps, terr, dissolved, shared=shared)
+    return _per_territory(link, terr)
+
+
+def _per_territory(link: pd.DataFrame | None, terr: pd.Index) -> pd.DataFrame:
+    out = pd.DataFrame(index=pd.Index(terr, name="territory"))
+    if link is None:
         return out.reset_index()
-    link = assign_reps(reps, terr, dissolved, shared=shared)
-    check_rep_coverage(link, terr, shared=shared, source=link.attrs.get("source", "reps"))
 
     def joined(s: pd.Series) -> str:
         return ";".join(s.fillna("").astype(str))
@@ -517,7 +539,8 @@ def territory_summary(
     out = pd.DataFrame({"territory": np.asarray(terr, dtype=object).astype(str)})
     if dissolved is None:
         dissolved = dissolve_territories(units, labels)
-    reps_t = rep_table(reps, out["territory"], dissolved, shared=shared)
+    link = rep_links(reps, out["territory"], dissolved, shared=shared)
+    reps_t = _per_territory(link, pd.Index(out["territory"]))
     for c in ("rep_id", "rep_name", "rep_email", "rep_segment", "rep_capacity"):
         if c in reps_t.columns:
             out[c] = reps_t.set_index("territory")[c].reindex(out["territory"]).to_numpy()
@@ -555,6 +578,18 @@ def territory_summary(
         expected = _expected_revenue(acc)
         if expected is not None:
             out["expected_revenue"] = total(expected, acodes)
+        if link is not None and {"lat", "lon"} <= set(acc.columns) and link["lat"].notna().any():
+            from patchmap.metrics import account_distance_km, account_travel
+
+            d = account_distance_km(
+                pd.to_numeric(acc["lat"], errors="coerce"),
+                pd.to_numeric(acc["lon"], errors="coerce"),
+                acc["territory"].to_numpy(), link[["territory", "lat", "lon"]],
+            )  # fmt: skip
+            homed = acc["territory"].isin(link.dropna(subset=["lat"])["territory"]).to_numpy()
+            t = account_travel(np.where(homed, d, np.nan), acc["territory"].to_numpy())
+            for col in ("mean_account_km", "p90_account_km"):
+                out[col] = t[col].reindex(out["territory"]).to_numpy()
     if "avg_score" not in out.columns and "score" in out.columns and "accounts" in out.columns:
         with np.errstate(divide="ignore", invalid="ignore"):
             out["avg_score"] = np.where(out["accounts"] > 0, out["score"] / out["accounts"], np.nan)
@@ -873,6 +908,13 @@ def summary_markdown(
     cut = getattr(plan_metrics, "cut_edge_fraction", None) if plan_metrics is not None else None
     if cut is not None:
         lines.append(f"- cut-edge fraction: {float(cut):.3f}")
+    if "mean_account_km" in summary.columns and summary["mean_account_km"].notna().any():
+        worst = summary.loc[summary["mean_account_km"].idxmax()]
+        lines.append(
+            f"- rep travel, home to accounts: mean {summary['mean_account_km'].mean():.1f} km "
+            f"over territories, 90th percentile up to {summary['p90_account_km'].max():.1f} km "
+            f"(farthest: {worst['territory']}, mean {worst['mean_account_km']:.1f} km)"
+        )
     if "recommended_reps" in summary.columns:
         lines.append(f"- recommended headcount: {int(summary['recommended_reps'].sum())} reps")
     if "quota" in summary.columns:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from patchmap.units.adjacency import Adjacency
 
 __all__ = [
+    "account_distance_km",
+    "account_travel",
     "cut_edge_fraction",
     "deviation",
     "disruption",
@@ -244,6 +246,65 @@ def haversine_km(
     dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * 6371.0088 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+
+
+def account_distance_km(
+    lat: np.ndarray | pd.Series,
+    lon: np.ndarray | pd.Series,
+    labels: Sequence | np.ndarray,
+    homes: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """Great-circle distance (km) of each account from its territory's centre.
+
+    The centre is the rep's home: ``homes`` has ``territory, lat, lon`` (one row per rep;
+    an account of a territory with several reps counts from the nearest). Territories
+    without a home in ``homes`` (or all, when None) use the centroid of their accounts
+    (the mean position on the sphere). Accounts without a label or coordinates get NaN.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    lab = pd.Series(np.asarray(labels, dtype=object)).astype("string")
+    ok = lab.notna().to_numpy() & np.isfinite(lat) & np.isfinite(lon)
+    d = np.full(len(lat), np.nan)
+    if not ok.any():
+        return d
+    codes, uniq = pd.factorize(lab[ok].astype(str).to_numpy(), sort=True)
+    rows = np.flatnonzero(ok)
+    rad_lat, rad_lon = np.radians(lat[rows]), np.radians(lon[rows])
+    xyz = np.column_stack(
+        [np.cos(rad_lat) * np.cos(rad_lon), np.cos(rad_lat) * np.sin(rad_lon), np.sin(rad_lat)]
+    )
+    k = len(uniq)
+    c = np.column_stack([np.bincount(codes, weights=xyz[:, j], minlength=k) for j in range(3)])
+    c_lat = np.degrees(np.arctan2(c[:, 2], np.hypot(c[:, 0], c[:, 1])))
+    c_lon = np.degrees(np.arctan2(c[:, 1], c[:, 0]))
+    d[rows] = haversine_km(lat[rows], lon[rows], c_lat[codes], c_lon[codes])
+    if homes is not None and len(homes):
+        h = homes.dropna(subset=["lat", "lon"])
+        h = h.assign(code=pd.Index(uniq).get_indexer(h["territory"].astype(str)))
+        h = h[h["code"] >= 0]
+        if len(h):
+            pairs = pd.DataFrame({"row": rows, "code": codes}).merge(h, on="code")
+            dist = haversine_km(
+                lat[pairs["row"]], lon[pairs["row"]],
+                pairs["lat"].to_numpy(float), pairs["lon"].to_numpy(float),
+            )  # fmt: skip
+            nearest = pd.Series(dist).groupby(pairs["row"].to_numpy()).min()
+            d[nearest.index.to_numpy()] = nearest.to_numpy()
+    return d
+
+
+def account_travel(distance_km: np.ndarray, labels: Sequence | np.ndarray) -> pd.DataFrame:
+    """Per territory: ``accounts``, ``mean_account_km`` and ``p90_account_km`` (the 90th
+    percentile) of the accounts' distances from :func:`account_distance_km`; each account
+    counts once."""
+    d = pd.Series(np.asarray(distance_km, dtype=float))
+    lab = pd.Series(np.asarray(labels, dtype=object)).astype("string")
+    ok = d.notna() & lab.notna()
+    g = d[ok].groupby(lab[ok].astype(str).to_numpy())
+    return pd.DataFrame(
+        {"accounts": g.size(), "mean_account_km": g.mean(), "p90_account_km": g.quantile(0.9)}
+    )
 
 
 def match_labels(

@@ -423,7 +423,7 @@ OPTIONS: tuple[Option, ...] = (
         COLUMN_MAP,
         None,
         "Map a column name: NAME=SOURCE, e.g. --column lat=Latitude (repeatable).",
-        commands=("score", "layers", "export"),
+        commands=("score", "layers", "export", "compare"),
         table="accounts",
         flag="--column",
         metavar="NAME=SOURCE",
@@ -685,8 +685,17 @@ OPTIONS: tuple[Option, ...] = (
         "reps",
         FILE,
         None,
-        "REPS.csv: travel from the reps' homes (territories labelled by rep_id).",
+        "REPS.csv: travel from the reps' homes (each plan's territories linked to reps as "
+        "export links them).",
         commands=("compare",),
+    ),
+    Option(
+        "accounts",
+        FILE,
+        None,
+        "Accounts file (with --units): mean and 90th-percentile travel to the accounts.",
+        commands=("compare",),
+        requires=("units_path",),
     ),
     # --- [output]
     Option("dir", FOLDER, "out", "Folder every output of `patchmap run` goes to.", table="output"),

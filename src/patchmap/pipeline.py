@@ -403,6 +403,29 @@ def _units_as_unit_id(units: gpd.GeoDataFrame, id_col: str) -> gpd.GeoDataFrame:
     )
 
 
+def placed_accounts(
+    accounts_path: str | os.PathLike,
+    units: gpd.GeoDataFrame,
+    rejects_path: str | os.PathLike,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    score: bool = True,
+    echo: Echo = _quiet,
+) -> pd.DataFrame:
+    """Ingest (and score) an accounts file and place it in ``units``; the rows that cannot
+    be placed go to ``rejects_path`` with their reason, and the tally is echoed."""
+    from patchmap.export import unit_kind
+    from patchmap.layers import place_accounts
+
+    ingest = load_accounts(accounts_path, column_map)
+    acc = score_accounts(ingest.accounts).accounts if score else ingest.accounts
+    placed, rejects = place_accounts(acc, units, _layer_kind(unit_kind(units)))
+    rejects = _combined_rejects(ingest, rejects)
+    write_csv(rejects, Path(rejects_path))
+    _report(echo, ingest, len(placed), rejects, Path(rejects_path))
+    return placed
+
+
 @takes("export")
 def export_file(
     units_path: str | os.PathLike,
@@ -420,8 +443,7 @@ def export_file(
     headcount and ``quota`` splits a target across territories by potential, all in
     ``summary.csv``.
     """
-    from patchmap.export import export_plan, read_plan, unit_kind
-    from patchmap.layers import place_accounts
+    from patchmap.export import export_plan, read_plan
     from patchmap.partition.reps import read_reps
 
     id_col, reps = settings["id_col"], settings["reps"]
@@ -430,13 +452,10 @@ def export_file(
     plan = read_plan(plan_path, units)
     accounts = None
     if settings["accounts"] is not None:
-        ingest = load_accounts(settings["accounts"], settings["columns"])
-        scored = score_accounts(ingest.accounts).accounts
-        accounts, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
-        rejects = _combined_rejects(ingest, rejects)
-        rejects_path = Path(out_dir) / "rejects.csv"
-        write_csv(rejects, rejects_path)
-        _report(echo, ingest, len(accounts), rejects, rejects_path)
+        accounts = placed_accounts(
+            settings["accounts"], units, Path(out_dir) / "rejects.csv",
+            column_map=settings["columns"], echo=echo,
+        )  # fmt: skip
     return export_plan(
         units, plan, out_dir, accounts=accounts, reps=rep_table,
         capacity=settings["capacity"], quota=_quota(settings),
@@ -473,13 +492,23 @@ def compare_file(
     else:
         ids = _plan_unit_ids(plan_a)
     pa, pb = read_plan(plan_a, ids), read_plan(plan_b, ids)
-    rep_table = read_reps(reps) if reps is not None else None
-    cmp = compare_plans(pa, pb, ids, balance=settings["balance"], reps=rep_table, names=names)
+    rep_table = read_reps(reps, need_home=False) if reps is not None else None
+    accounts = None
+    if settings["accounts"] is not None:
+        accounts = placed_accounts(
+            settings["accounts"], units, Path(out_dir) / "rejects.csv",
+            column_map=settings["columns"], score=False, echo=echo,
+        )  # fmt: skip
+    cmp = compare_plans(
+        pa, pb, ids, balance=settings["balance"], reps=rep_table, names=names, accounts=accounts
+    )
     written = write_comparison(cmp, out_dir, units=units, tiles=settings["tiles"])
     echo(cmp.markdown().split("\n\n", 1)[0].lstrip("# "))
     for row in cmp.table.itertuples(index=False):
+        change = format_metric(row[3], row[0], signed=True)
         echo(
             f"  {row[0]}: {format_metric(row[1], row[0]) or '-'} | {format_metric(row[2], row[0])}"
+            + (f" ({change})" if change else "")
         )
     if units is None:
         echo("(give --units for balance, compactness, travel and the map)")
@@ -592,13 +621,15 @@ def _write_whatif(
     outputs: dict[str, Path],
 ) -> None:  # fmt: skip
     """The plan's side files, with the accounts known: which accounts moved
-    (``moved_accounts.csv``) and each rep's mean distance to their accounts."""
+    (``moved_accounts.csv``) and each rep's mean and 90th-percentile distance from home to
+    their accounts (``mean_account_km``, ``p90_account_km`` in the reps report)."""
     from patchmap.partition.realign import moved_accounts
     from patchmap.partition.reps import account_distance_km
 
     if plan.reps is not None and reps is not None:
-        km = account_distance_km(reps, accounts, plan)
-        plan.reps["mean_account_km"] = km.reindex(plan.reps["rep_id"]).to_numpy()
+        km = account_distance_km(reps, accounts, plan).reindex(plan.reps["rep_id"])
+        for col in ("mean_account_km", "p90_account_km"):
+            plan.reps[col] = km[col].to_numpy()
     outputs.update(plan.write_side_files(plan_path))
     if plan.moves is not None:
         moved = moved_accounts(accounts, plan.moves)
@@ -654,6 +685,7 @@ __all__ = [
     "layers_file",
     "map_file",
     "partition_file",
+    "placed_accounts",
     "plan_units",
     "read_locked",
     "run_plan",

@@ -264,21 +264,21 @@ def rep_report(reps: pd.DataFrame, plan: Plan, units: gpd.GeoDataFrame) -> pd.Da
     return out
 
 
-def account_distance_km(reps: pd.DataFrame, accounts: pd.DataFrame, plan: Plan) -> pd.Series:
-    """Mean distance (km, great circle) from each rep's home to the accounts of the rep's
-    territory (accounts need ``unit_id``, ``lat`` and ``lon``), indexed by rep id."""
-    from patchmap.metrics import haversine_km
+def account_distance_km(reps: pd.DataFrame, accounts: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Travel to the accounts, per rep (indexed by rep id): ``accounts``, and the mean and
+    90th-percentile great-circle distance (km) from the rep's home to the accounts of the
+    rep's territory, ``mean_account_km`` and ``p90_account_km`` (accounts need
+    ``unit_id``, ``lat`` and ``lon``; each account counts once)."""
+    from patchmap.metrics import account_distance_km as distances
+    from patchmap.metrics import account_travel
 
     reps = prepare_reps(reps)
-    need = {"unit_id", "lat", "lon"}
-    if not need <= set(accounts.columns):
-        return pd.Series(np.nan, index=reps["rep_id"], name="mean_account_km")
+    cols = ["accounts", "mean_account_km", "p90_account_km"]
+    if not {"unit_id", "lat", "lon"} <= set(accounts.columns):
+        return pd.DataFrame(np.nan, index=pd.Index(reps["rep_id"]), columns=cols)
     terr = plan.assignment.reindex(accounts["unit_id"].astype(str)).to_numpy()
-    home = reps.set_index("rep_id")[["lat", "lon"]].reindex(terr)
-    d = haversine_km(
-        home["lat"].to_numpy(dtype=float), home["lon"].to_numpy(dtype=float),
-        pd.to_numeric(accounts["lat"], errors="coerce").to_numpy(dtype=float),
-        pd.to_numeric(accounts["lon"], errors="coerce").to_numpy(dtype=float),
-    )  # fmt: skip
-    mean = pd.Series(d).groupby(terr).mean()
-    return mean.reindex(reps["rep_id"]).rename("mean_account_km")
+    homes = reps[["rep_id", "lat", "lon"]].rename(columns={"rep_id": "territory"})
+    lat = pd.to_numeric(accounts["lat"], errors="coerce").to_numpy(dtype=float)
+    lon = pd.to_numeric(accounts["lon"], errors="coerce").to_numpy(dtype=float)
+    d = distances(lat, lon, terr, homes)
+    return account_travel(d, terr).reindex(reps["rep_id"].to_numpy())[cols]
