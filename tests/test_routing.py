@@ -258,3 +258,41 @@ def test_compare_same_plan_relabelled_reports_nothing_changed(tmp_path):
     r = run_cli("compare", tmp_path / "a.csv", tmp_path / "c.csv", "--out", tmp_path / "o2")
     t = pd.read_csv(tmp_path / "o2" / "compare.csv").set_index("metric")
     assert float(t.loc["units changed (%)"].iloc[1]) == pytest.approx(100 / 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# headcount
+
+
+def test_headcount_states_its_rounding():
+    from patchmap.export import recommended_headcount
+
+    h = recommended_headcount({"potential": 43_000_000.0, "accounts": 900}, "potential=2000000",
+                              by_territory=23)  # fmt: skip
+    assert (h.reps, h.exact, h.column) == (22, 21.5, "potential")
+    assert h.sentence() == (
+        "22 reps (potential 43,000,000 / 2,000,000 per rep = 21.50, rounded up; "
+        "rounding each territory up instead gives 23)"
+    )
+    both = recommended_headcount({"potential": 43e6, "accounts": 900}, {"potential": 2e6,
+                                                                        "accounts": 30})  # fmt: skip
+    assert (both.reps, both.column) == (30, "accounts")  # the column needing most reps
+
+
+def test_partition_territories_auto_plans_the_recommended_headcount(ri_county_chain, tmp_path):
+    _, units, _ = ri_county_chain
+    plan = tmp_path / "plan.csv"
+    r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
+                "--territories", "auto", "--capacity", "population=400000", "--out", plan)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    pop = gpd.read_parquet(units)["population"].sum()
+    assert pd.read_csv(plan)["territory"].nunique() == int(np.ceil(pop / 400_000)) == 3
+    assert "territories: auto -> 3 reps" in r.stderr
+    r = run_cli("export", units, plan, "--capacity", "population=400000", "--out", tmp_path / "x")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "x" / "summary.md").read_text()
+    assert f"recommended headcount: 3 reps (population {pop:,.0f} / 400,000 per rep" in md
+    assert "--territories auto --capacity population=400000" in md
+    r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
+                "--territories", "auto", "--out", plan)  # fmt: skip
+    assert r.returncode == 2 and "--territories auto needs --capacity" in r.stderr

@@ -7,9 +7,11 @@ re-run overwrites cleanly and an interrupted one leaves the previous file in pla
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from patchmap.io import (
 __all__ = [
     "DEFAULT_BALANCE",
     "PLAN_COLUMNS",
+    "Headcount",
     "assign_reps",
     "balance_columns",
     "check_rep_coverage",
@@ -41,6 +44,7 @@ __all__ = [
     "numeric_or_zero",
     "plan_frame",
     "read_plan",
+    "recommended_headcount",
     "rep_links",
     "rep_table",
     "territory_labels",
@@ -461,6 +465,64 @@ def _capacity_rule(capacity: float | Mapping[str, float] | str | None) -> dict[s
     if bad:
         raise InputError(f"capacity: {bad[0]} per rep must be positive")
     return rule
+
+
+@dataclass(frozen=True)
+class Headcount:
+    """How many reps a capacity rule asks for, and how that number was rounded.
+
+    ``exact`` is the unrounded need (the column's total over its amount per rep; with
+    several columns, the one needing most); ``reps`` rounds it up: the K to plan with.
+    ``by_territory`` is the sum of each territory's own need rounded up (never less; more
+    when territories are not exact multiples of a rep's capacity).
+    """
+
+    reps: int
+    exact: float
+    column: str
+    total: float
+    per_rep: float
+    by_territory: int | None = None
+
+    def sentence(self) -> str:
+        """One line for the summary a sales leader reads."""
+        unit = "accounts" if self.column == "accounts" else self.column
+        text = (
+            f"{self.reps} reps ({unit} {_fmt(self.total, unit)} / {_fmt(self.per_rep, unit)} "
+            f"per rep = {self.exact:,.2f}, rounded up"
+        )
+        if self.by_territory is not None and self.by_territory != self.reps:
+            text += f"; rounding each territory up instead gives {self.by_territory}"
+        return text + ")"
+
+
+def recommended_headcount(
+    totals: Mapping[str, float] | pd.DataFrame,
+    capacity: float | Mapping[str, float] | str,
+    *,
+    by_territory: int | None = None,
+) -> Headcount:
+    """The reps a capacity rule asks for (``150`` accounts per rep, ``'potential=2e6'`` or
+    ``{column: amount per rep}``), from column totals or the units (summed)."""
+    rule = _capacity_rule(capacity)
+    if not rule:
+        raise InputError("capacity: give accounts per rep or COLUMN=AMOUNT per rep")
+    best: Headcount | None = None
+    for col, per_rep in rule.items():
+        if isinstance(totals, pd.DataFrame):
+            if col not in totals.columns:
+                raise InputError(f"capacity: column {col!r} not found in the units")
+            total = float(numeric_or_zero(totals, col).sum())
+        elif col in totals:
+            total = float(totals[col])
+        else:
+            raise InputError(f"capacity: column {col!r} not available")
+        exact = total / per_rep
+        h = Headcount(max(int(math.ceil(exact - 1e-9)), 1), exact, col, total, per_rep)
+        if best is None or h.exact > best.exact:
+            best = h
+    assert best is not None
+    return dataclasses.replace(best, by_territory=by_territory)
 
 
 def balance_columns(units: pd.DataFrame, balance: str | Sequence[str] | None) -> list[str]:
@@ -891,9 +953,14 @@ def _is_num(s: pd.Series) -> bool:
 
 
 def summary_markdown(
-    summary: pd.DataFrame, *, title: str = "Territory plan", plan_metrics: Any = None
+    summary: pd.DataFrame,
+    *,
+    title: str = "Territory plan",
+    plan_metrics: Any = None,
+    capacity: float | Mapping[str, float] | str | None = None,
 ) -> str:
-    """The summary table as Markdown, with a headline of balance and contiguity."""
+    """The summary table as Markdown, with a headline of balance and contiguity (and,
+    with ``capacity``, the recommended headcount and how it was rounded)."""
     k = len(summary)
     n_cont = int(summary["contiguous"].sum())
     lines = [f"# {title}", ""]
@@ -915,8 +982,16 @@ def summary_markdown(
             f"over territories, 90th percentile up to {summary['p90_account_km'].max():.1f} km "
             f"(farthest: {worst['territory']}, mean {worst['mean_account_km']:.1f} km)"
         )
-    if "recommended_reps" in summary.columns:
-        lines.append(f"- recommended headcount: {int(summary['recommended_reps'].sum())} reps")
+    if capacity is not None and "recommended_reps" in summary.columns:
+        totals = {c: summary[c].sum() for c in summary.columns if _is_num(summary[c])}
+        h = recommended_headcount(
+            totals, capacity, by_territory=int(summary["recommended_reps"].sum())
+        )
+        lines.append(f"- recommended headcount: {h.sentence()}")
+        lines.append(
+            f"  (plan that many territories with `patchmap partition --territories auto "
+            f"--capacity {h.column}={h.per_rep:g}`)"
+        )
     if "quota" in summary.columns:
         lines.append(f"- quota: {_fmt(float(summary['quota'].sum()), 'quota')} in all")
     lines.append("")
@@ -1022,7 +1097,8 @@ def export_plan(
     written["territories_gpkg"] = write_units(geo, out / "territories.gpkg")
     written["summary"] = write_csv(_rounded_summary(summary), out / "summary.csv")
     written["summary_md"] = write_text(
-        summary_markdown(summary, plan_metrics=plan_metrics), out / "summary.md"
+        summary_markdown(summary, plan_metrics=plan_metrics, capacity=capacity),
+        out / "summary.md",
     )
     return written
 

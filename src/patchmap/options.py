@@ -71,6 +71,7 @@ __all__ = [
     "CAPACITY",
     "CLI",
     "COLUMN_MAP",
+    "COUNT_OR_AUTO",
     "FILE",
     "FOLDER",
     "INT",
@@ -252,6 +253,12 @@ CAPACITY = Kind(
     "a number, 'COLUMN=AMOUNT' or a table",
     lambda v: _is_number(v) or isinstance(v, (str, Mapping)),
     parse=lambda v: dict(v) if isinstance(v, Mapping) else v,
+)
+#: a count, or "auto": as many as the capacity rule recommends
+COUNT_OR_AUTO = Kind(
+    "an integer or 'auto'",
+    lambda v: _is_int(v) or (isinstance(v, str) and (v == "auto" or v.strip().isdigit())),
+    parse=lambda v: v if v == "auto" else int(v),
 )
 COLUMN_MAP = Kind(
     "a table of NAME = SOURCE column names",
@@ -501,9 +508,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "territories",
-        INT,
+        COUNT_OR_AUTO,
         None,
-        "Number of territories K (required unless --reps or --current gives it).",
+        "Number of territories K (required unless --reps or --current gives it); auto: the "
+        "headcount --capacity recommends (total over capacity per rep, rounded up).",
         commands=("partition",),
         table="partition",
         low=2,
@@ -665,8 +673,9 @@ OPTIONS: tuple[Option, ...] = (
         CAPACITY,
         None,
         "Accounts per rep (e.g. 150) or COLUMN=AMOUNT per rep "
-        "(e.g. potential=2000000): recommended headcount in summary.csv.",
-        commands=("export",),
+        "(e.g. potential=2000000): recommended headcount in summary.csv (export), the "
+        "number of territories with --territories auto (partition).",
+        commands=("export", "partition"),
         table="export",
     ),
     # --- compare

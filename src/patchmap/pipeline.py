@@ -250,6 +250,8 @@ def plan_units(
         cur = read_plan(x["current"], ids)
         current = pd.Series(cur["territory"].to_numpy(), index=cur["unit_id"].to_numpy())
     k = x["territories"]
+    if k == "auto":
+        k = _auto_territories(units, x.get("capacity"))
     for what, n in (
         (f"{x['reps']}: {len(reps) if reps is not None else 0} reps", len(reps) if reps is not None else None),
         (f"{x['current']}: {current.nunique() if current is not None else 0} territories",
@@ -279,6 +281,22 @@ def plan_units(
     else:
         plan = part.fit(units, **common)
     return plan, reps
+
+
+def _auto_territories(units: gpd.GeoDataFrame, capacity) -> int:
+    """``territories = auto``: the headcount the capacity rule recommends for the units."""
+    from patchmap.export import recommended_headcount
+
+    if capacity is None:
+        raise error("partition", "{territories=auto} needs {capacity} (e.g. potential=2000000)")
+    h = recommended_headcount(units, capacity)
+    if h.reps < 2:
+        raise error(
+            "partition",
+            f"{{territories=auto}}: {{capacity}} gives {h.sentence()}: nothing to split",
+        )
+    log.info(f"territories: auto -> {h.sentence()}")
+    return h.reps
 
 
 def _quota(settings: Mapping) -> Quota | None:
@@ -581,7 +599,10 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.update()
 
         bar.set_postfix_str("partition")
-        plan, reps = plan_units(layers.units, id_col="unit_id", settings=part)
+        plan, reps = plan_units(
+            layers.units, id_col="unit_id",
+            settings={**part, "capacity": config.export["capacity"]},
+        )  # fmt: skip
         res.plan = plan
         plan_path = out / "plan.csv"
         plan.to_csv(plan_path)
