@@ -1026,17 +1026,34 @@ def export_plan(
     plan_metrics: Any = None,
     quota: Any = None,
     shared: bool = False,
+    formats: str | Sequence[str] = "csv",
+    salesforce_model: str = "Patchmap",
+    salesforce_territories: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
     """Write the CRM tables and territory polygons of a plan into ``out_dir``.
 
-    Files: ``zip_to_rep.csv``, ``assignments.csv`` (with ``accounts``), ``territories.geojson``,
-    ``territories.gpkg``, ``summary.csv``, ``summary.md``. Returns ``{name: path}``.
+    Files: ``zip_to_rep.csv`` and ``zip_to_rep.xlsx`` (ZIPs as text), ``assignments.csv``
+    (with ``accounts``), ``territories.geojson``, ``territories.gpkg``, ``summary.csv``,
+    ``summary.md``; ``formats`` ``salesforce``, ``hubspot`` (or ``all``) add the
+    ``salesforce/`` and ``hubspot/`` folders of :mod:`patchmap.crm` (``salesforce_model``
+    names the territory model, ``salesforce_territories`` is an export of its deployed
+    territories' ids). Returns ``{name: path}``.
     ``capacity`` is accounts per rep (a number), ``'potential=2e6'`` or ``{column: amount
     per rep}`` and gives ``recommended_reps``; ``quota`` is a company target (a number or
     a :class:`patchmap.quota.Quota` with floor and cap) split into ``quota`` per territory.
     ``reps`` names each territory's rep (see :func:`rep_table`; one rep per territory
     unless ``shared``).
     """
+    from patchmap import crm
+
+    wanted = {formats} if isinstance(formats, str) else set(formats)
+    unknown = sorted(wanted - set(crm.FORMATS))
+    if unknown:
+        raise InputError(f"format: expected {', '.join(crm.FORMATS)}, got {unknown[0]!r}")
+    if "all" in wanted:
+        wanted = set(crm.FORMATS)
+    if "hubspot" in wanted and accounts is None:
+        raise InputError("format hubspot: needs the accounts (--accounts), one row per company")
     kind = unit_kind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1061,13 +1078,23 @@ def export_plan(
         quota=quota,
         shared=shared,
     )
+    if "hubspot" in wanted and "rep_email" not in summary.columns:
+        raise InputError(
+            "format hubspot: the reps need an email column (the HubSpot owner), e.g. "
+            "territory,rep_id,rep_name,email (--reps)"
+        )
+    sf_ids = None
+    if "salesforce" in wanted and salesforce_territories is not None:
+        sf_ids = crm.territory_ids(salesforce_territories, summary["territory"])
     rep_cols = ("territory", "rep_id", "rep_name", "rep_email")
     reps_t = summary[[c for c in rep_cols if c in summary.columns]]
     written: dict[str, Path] = {}
 
     zips = zip_to_rep(units, labels, kind=kind or _unit_kind(units), reps_t=reps_t)
     written["zip_to_rep"] = write_csv(zips, out / "zip_to_rep.csv")
+    written["zip_to_rep_xlsx"] = crm.write_xlsx(zips, out / "zip_to_rep.xlsx", sheet="zip_to_rep")
 
+    acc = None
     if accounts is not None:
         acc = _accounts_in_units(accounts, units["unit_id"], labels)
         if len(reps_t.columns) > 1:
@@ -1089,6 +1116,16 @@ def export_plan(
             if c in acc.columns and c not in lead
         ]
         written["assignments"] = write_csv(acc[lead + extra], out / "assignments.csv")
+    if "salesforce" in wanted:
+        link = rep_links(reps, summary["territory"], dissolved, shared=shared)
+        written.update(
+            crm.write_salesforce(
+                out, zips, summary, accounts=acc, reps=link, model=salesforce_model,
+                ids=sf_ids,
+            )
+        )  # fmt: skip
+    if "hubspot" in wanted:
+        written.update(crm.write_hubspot(out, acc))
 
     geo = gpd.GeoDataFrame(
         dissolved.merge(summary, on="territory", how="left"), geometry="geometry", crs=4326

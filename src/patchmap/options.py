@@ -661,6 +661,36 @@ OPTIONS: tuple[Option, ...] = (
         commands=("export",),
     ),
     Option(
+        "formats",
+        TEXT,
+        "csv",
+        "Also write CRM-shaped files: salesforce (Enterprise Territory Management metadata "
+        "and Data Loader files in salesforce/), hubspot (a company-owner import in hubspot/) "
+        "or all.",
+        commands=("export",),
+        table="export",
+        key="format",
+        flag="--format",
+        choices=("csv", "salesforce", "hubspot", "all"),
+    ),
+    Option(
+        "salesforce_model",
+        TEXT,
+        "Patchmap",
+        "Name of the Salesforce territory model (--format salesforce).",
+        commands=("export",),
+        table="export",
+    ),
+    Option(
+        "salesforce_territories",
+        FILE,
+        None,
+        "An export of the deployed territories (Id, DeveloperName): fills Territory2Id in "
+        "the Salesforce association files.",
+        commands=("export",),
+        table="export",
+    ),
+    Option(
         "shared_territories",
         BOOL,
         False,

@@ -477,7 +477,9 @@ def export_file(
     return export_plan(
         units, plan, out_dir, accounts=accounts, reps=rep_table,
         capacity=settings["capacity"], quota=_quota(settings),
-        shared=settings["shared_territories"],
+        shared=settings["shared_territories"], formats=settings["formats"],
+        salesforce_model=settings["salesforce_model"],
+        salesforce_territories=settings["salesforce_territories"],
     )  # fmt: skip
 
 
@@ -624,7 +626,9 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             export_plan(
                 layers.units, plan_frame, out, accounts=layers.placed, plan_metrics=plan,
                 reps=_reps_by_label(reps), capacity=config.export["capacity"],
-                quota=_quota(part),
+                quota=_quota(part), formats=config.export["formats"],
+                salesforce_model=config.export["salesforce_model"],
+                salesforce_territories=config.export["salesforce_territories"],
             )
         )  # fmt: skip
         bar.update()

@@ -34,6 +34,7 @@ __all__ = [
 #: A home this close outside every unit (a coastline simplified away) still counts.
 SNAP_KM = 2.0
 _LINE = "_line"
+_EMAIL = r"[^@\s;,=+\-\"'<>][^@\s;,\"'<>]*@[^@\s;,\"'<>]+\.[^@\s;,\"'<>]+"
 _MAX_LISTED = 5
 
 
@@ -55,7 +56,7 @@ def prepare_reps(
 
     Columns: ``rep_id`` (required, unique), ``lat``/``lon`` or ``zip`` (per row, lat/lon
     first), optional ``capacity`` (positive number), ``segment``, ``name`` (or
-    ``rep_name``), ``email`` and ``territory``. Returns ``rep_id, lat, lon`` plus the
+    ``rep_name``), ``email`` (an address), ``territory`` and ``user_id`` (the CRM's). Returns ``rep_id, lat, lon`` plus the
     optional columns present; errors name the lines (numbered from ``first_line``, the
     header being line 1 of a file). ``need_home=False`` (a rep list for export, matched
     to territories by its ``territory`` column) leaves ``lat``/``lon`` blank where no home
@@ -142,9 +143,17 @@ def prepare_reps(
                 f"{source}: {_rows(lines[bad], rid[bad])}: capacity must be a positive number"
             )
         out["capacity"] = cap
-    for c in ("segment", "name", "email", "territory"):
+    for c in ("segment", "name", "email", "territory", "user_id"):
         if c in df.columns:
             out[c] = df[c].astype("string").str.strip().replace("", pd.NA).to_numpy()
+    if "email" in out.columns:
+        e = out["email"].astype("string")
+        bad = (e.notna() & ~e.str.fullmatch(_EMAIL, na=False)).to_numpy()
+        if bad.any():
+            raise InputError(
+                f"{source}: {_rows(lines[bad], rid[bad])}: email {e[bad].iloc[0]!r} is not "
+                "an email address"
+            )
     out[_LINE] = lines
     out.attrs["source"] = source
     return out

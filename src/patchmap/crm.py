@@ -1,0 +1,346 @@
+"""CRM-shaped exports: Salesforce territories and assignment rules, a HubSpot owner import,
+and an Excel ZIP table whose ZIPs stay text.
+
+Salesforce Enterprise Territory Management takes territories and their assignment rules as
+metadata (a folder ``sf project deploy start --metadata-dir`` deploys: one
+``Territory2Model`` in Planning state, a ``Territory2Type``, one ``Territory2`` per
+territory, ``Territory2Rule`` s matching ``Account.BillingPostalCode``) and the
+account-to-territory and user-to-territory links as data (Data Loader inserts of
+``ObjectTerritory2Association`` and ``UserTerritory2Association``, whose ids the org
+assigns). HubSpot updates company owners from an import file keyed on the Record ID with
+the owner's email in "Company owner".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+import pandas as pd
+
+from patchmap.errors import InputError
+from patchmap.io import atomic_path, read_table, write_csv, write_text
+
+__all__ = [
+    "FORMATS",
+    "SALESFORCE_API_VERSION",
+    "developer_names",
+    "hubspot_companies",
+    "postal_code_rules",
+    "territory_ids",
+    "write_hubspot",
+    "write_salesforce",
+    "write_xlsx",
+]
+
+FORMATS = ("csv", "salesforce", "hubspot", "all")
+SALESFORCE_API_VERSION = "60.0"
+#: Rule item values are kept within this many characters (a comma-separated ZIP list),
+#: and a rule holds at most this many items (ORed by its boolean filter).
+RULE_VALUE_CHARS = 255
+RULE_ITEMS = 10
+_NS = "http://soap.sforce.com/2006/04/metadata"
+_MAX_LISTED = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Excel
+
+
+def write_xlsx(df: pd.DataFrame, path: str | os.PathLike, *, sheet: str = "Sheet1") -> Path:
+    """Write a table to .xlsx atomically: text stays text (ZIPs keep their leading zeros,
+    a cell starting with ``=`` is never a formula), numbers stay numbers."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(sheet[:31])
+    text = [not pd.api.types.is_numeric_dtype(df[c]) or df[c].dtype == bool for c in df]
+
+    def cell(value, as_text: bool) -> WriteOnlyCell:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return WriteOnlyCell(ws, value=None)
+        if as_text:
+            c = WriteOnlyCell(ws, value=str(value))
+            c.data_type = "s"
+            c.number_format = "@"
+            return c
+        return WriteOnlyCell(ws, value=value.item() if hasattr(value, "item") else value)
+
+    ws.append([cell(str(c), True) for c in df.columns])
+    for row in df.itertuples(index=False):
+        ws.append([cell(v, t) for v, t in zip(row, text, strict=True)])
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Salesforce
+
+
+def developer_names(labels: Sequence[str], *, prefix: str = "T") -> dict[str, str]:
+    """A Salesforce API name per label: letters, digits and single underscores, starting
+    with a letter, at most 80 characters, unique."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for label in labels:
+        name = re.sub(r"[^A-Za-z0-9]+", "_", str(label)).strip("_")
+        if not name or not name[0].isalpha():
+            name = f"{prefix}_{name}".rstrip("_")
+        name = name[:80].rstrip("_")
+        base, n = name, 2
+        while name.lower() in used:
+            suffix = f"_{n}"
+            name, n = base[: 80 - len(suffix)] + suffix, n + 1
+        used.add(name.lower())
+        out[str(label)] = name
+    return out
+
+
+def postal_code_rules(
+    zips: Sequence[str], *, value_chars: int = RULE_VALUE_CHARS, items: int = RULE_ITEMS
+) -> list[list[str]]:
+    """A territory's ZIPs as rules of rule items: each item a comma-separated list of at most
+    ``value_chars`` characters, each rule at most ``items`` items."""
+    values: list[str] = []
+    current = ""
+    for z in sorted(set(map(str, zips))):
+        joined = f"{current},{z}" if current else z
+        if len(joined) > value_chars and current:
+            values.append(current)
+            joined = z
+        current = joined
+    if current:
+        values.append(current)
+    return [values[i : i + items] for i in range(0, len(values), items)]
+
+
+def _xml(root: str, body: list[tuple[str, str | list]]) -> str:
+    """A metadata file: ``<root>`` with child elements in the order given."""
+
+    def render(items: list[tuple[str, str | list]], depth: int) -> list[str]:
+        pad = "    " * depth
+        lines = []
+        for tag, value in items:
+            if isinstance(value, list):
+                lines += [f"{pad}<{tag}>", *render(value, depth + 1), f"{pad}</{tag}>"]
+            else:
+                lines.append(f"{pad}<{tag}>{escape(str(value))}</{tag}>")
+        return lines
+
+    return "\n".join(
+        ['<?xml version="1.0" encoding="UTF-8"?>', f'<{root} xmlns="{_NS}">', *render(body, 1),
+         f"</{root}>", ""]
+    )  # fmt: skip
+
+
+def territory_ids(path: str | os.PathLike, labels: Sequence[str]) -> dict[str, str]:
+    """Territory2 ids by territory label, from an export of the deployed model
+    (``Id``, ``DeveloperName``); every territory must be there."""
+    names = developer_names(labels)
+    t = read_table(path, dtype=str)
+    cols = {c.lower(): c for c in t.columns}
+    if "id" not in cols or "developername" not in cols:
+        raise InputError(
+            f"{path}: expected columns Id and DeveloperName (an export of Territory2, e.g. "
+            "SELECT Id, DeveloperName FROM Territory2 WHERE Territory2Model.DeveloperName = ...)"
+        )
+    ids = dict(zip(t[cols["developername"]].str.strip(), t[cols["id"]].str.strip(), strict=True))
+    missing = [d for d in names.values() if d not in ids]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:_MAX_LISTED])
+        raise InputError(
+            f"{path}: no Territory2 with DeveloperName {shown} (deploy the model first)"
+        )
+    return {label: ids[dev] for label, dev in names.items()}
+
+
+def write_salesforce(
+    out_dir: str | os.PathLike,
+    zips: pd.DataFrame,
+    summary: pd.DataFrame,
+    *,
+    accounts: pd.DataFrame | None = None,
+    reps: pd.DataFrame | None = None,
+    model: str = "Patchmap",
+    ids: dict[str, str] | None = None,
+) -> dict[str, Path]:
+    """Write ``out_dir/salesforce``: the territory model as deployable metadata and the
+    association files for Data Loader.
+
+    ``zips`` is the ZIP-to-rep table (``zip, territory``), ``summary`` the per-territory
+    summary (``territory`` and, when known, ``rep_id``), ``accounts`` the placed accounts
+    (``account_id, territory``) and ``reps`` one row per rep (``rep_id, territory`` and
+    ``email`` or ``user_id``). ``ids`` (:func:`territory_ids`, by label) fills the
+    association files' ``Territory2Id``. Returns ``{name: path}``.
+    """
+    base = Path(out_dir) / "salesforce"
+    labels = summary["territory"].astype(str).tolist()
+    model_dev = developer_names([model], prefix="M")[model]
+    type_dev = "Patchmap_Territory"
+    dev = developer_names(labels)
+    ids = ids or {}
+    written: dict[str, Path] = {}
+    folder = base / "territory2Models" / model_dev
+
+    written["sf_type"] = write_text(
+        _xml("Territory2Type", [
+            ("description", "Sales territory drawn by patchmap"),
+            ("name", "Sales territory"),
+            ("priority", "1"),
+        ]),
+        base / "territory2Types" / f"{type_dev}.territory2Type",
+    )  # fmt: skip
+    written["sf_model"] = write_text(
+        _xml("Territory2Model", [
+            ("description", f"{len(labels)} territories drawn by patchmap"),
+            ("name", model),
+        ]),
+        folder / f"{model_dev}.territory2Model",
+    )  # fmt: skip
+    by_terr = zips.groupby(zips["territory"].astype(str))["zip"].agg(list)
+    rule_names: list[str] = []
+    rep_of = summary.set_index(summary["territory"].astype(str)).get("rep_id")
+    for label in labels:
+        rules = postal_code_rules(by_terr.get(label, []))
+        names = []
+        for i, items in enumerate(rules, start=1):
+            rule = f"{dev[label]}_ZIP" + (f"_{i}" if len(rules) > 1 else "")
+            names.append(rule)
+            body: list[tuple[str, str | list]] = [("active", "true")]
+            if len(items) > 1:
+                body.append(
+                    ("booleanFilter", " OR ".join(str(j) for j in range(1, len(items) + 1)))
+                )
+            body += [("name", f"{label} ZIP codes" + (f" ({i} of {len(rules)})" if len(rules) > 1 else "")),
+                     ("objectType", "Account")]  # fmt: skip
+            body += [
+                ("ruleItems", [("field", "Account.BillingPostalCode"), ("operation", "startsWith"),
+                               ("value", value)])
+                for value in items
+            ]  # fmt: skip
+            write_text(_xml("Territory2Rule", body), folder / "rules" / f"{rule}.territory2Rule")
+        rule_names += names
+        rep = rep_of.get(label) if rep_of is not None else None
+        desc = f"patchmap territory {label}" + (
+            f", rep {rep}" if isinstance(rep, str) and rep else ""
+        )
+        write_text(
+            _xml("Territory2", [
+                ("accountAccessLevel", "Edit"),
+                ("description", desc),
+                ("name", label),
+                *[("ruleAssociations", [("inherited", "false"), ("ruleName", n)]) for n in names],
+                ("territory2Type", type_dev),
+            ]),
+            folder / "territories" / f"{dev[label]}.territory2",
+        )  # fmt: skip
+    written["sf_package"] = write_text(
+        _package(model_dev, type_dev, dev, rule_names), base / "package.xml"
+    )
+    keep = {f"{r}.territory2Rule" for r in rule_names} | {f"{d}.territory2" for d in dev.values()}
+    for sub in ("rules", "territories"):  # a rerun with fewer territories leaves no stale file
+        for stale in (folder / sub).glob("*"):
+            if stale.name not in keep:
+                stale.unlink()
+
+    if not ids:
+        from patchmap.logs import log
+
+        log.info(
+            "salesforce: Territory2Id is blank in the association files until the model is "
+            "deployed: export its territories (Id, DeveloperName) and export again with "
+            "--salesforce-territories FILE"
+        )
+    if accounts is not None and len(accounts):
+        acc = accounts[accounts["territory"].notna()]
+        t = acc["territory"].astype(str)
+        assoc = pd.DataFrame({
+            "ObjectId": acc["account_id"].astype(str).to_numpy(),
+            "Territory2Id": t.map(ids).to_numpy() if ids else "",
+            "AssociationCause": "Territory2Manual",
+            "Territory2DeveloperName": t.map(dev).to_numpy(),
+        })  # fmt: skip
+        if "name" in acc.columns:
+            assoc["AccountName"] = acc["name"].to_numpy()
+        written["sf_accounts"] = write_csv(assoc, base / "ObjectTerritory2Association.csv")
+    if reps is not None and len(reps):
+        r = reps[reps["territory"].notna()]
+        t = r["territory"].astype(str)
+        users = pd.DataFrame({
+            "UserId": r["user_id"].to_numpy() if "user_id" in r.columns else "",
+            "Territory2Id": t.map(ids).to_numpy() if ids else "",
+            "RoleInTerritory2": "",
+            "Territory2DeveloperName": t.map(dev).to_numpy(),
+            "rep_id": r["rep_id"].to_numpy(),
+            "Email": r["email"].to_numpy() if "email" in r.columns else "",
+        })  # fmt: skip
+        written["sf_users"] = write_csv(users, base / "UserTerritory2Association.csv")
+    return written
+
+
+def _package(model: str, type_dev: str, dev: dict[str, str], rules: list[str]) -> str:
+    types = [
+        ("Territory2", [f"{model}.{d}" for d in dev.values()]),
+        ("Territory2Model", [model]),
+        ("Territory2Rule", [f"{model}.{r}" for r in rules]),
+        ("Territory2Type", [type_dev]),
+    ]
+    body: list[tuple[str, str | list]] = [
+        ("types", [*[("members", m) for m in members], ("name", name)]) for name, members in types
+    ]
+    return _xml("Package", [*body, ("version", SALESFORCE_API_VERSION)])
+
+
+# ---------------------------------------------------------------------------------------------
+# HubSpot
+
+
+def hubspot_companies(accounts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The company-owner import and its rejects.
+
+    ``accounts`` are the placed accounts with ``account_id, territory`` and the territory's
+    ``rep_email`` (and ``name``, ``domain``/``website`` when known). An account whose
+    territory has no rep email, or several reps (a company has one owner), is rejected with
+    the reason instead.
+    """
+    if "rep_email" not in accounts.columns:
+        raise InputError(
+            "hubspot: the reps need an email column (the HubSpot owner), e.g. "
+            "territory,rep_id,rep_name,email"
+        )
+    email = accounts["rep_email"].astype("string").str.strip()
+    several = email.str.contains(";", na=False)
+    missing = email.isna() | (email == "")
+    out = pd.DataFrame({"Record ID": accounts["account_id"].astype(str).to_numpy()})
+    if "name" in accounts.columns:
+        out["Company name"] = accounts["name"].to_numpy()
+    domain = next((c for c in ("domain", "website") if c in accounts.columns), None)
+    if domain:
+        out["Company Domain Name"] = accounts[domain].to_numpy()
+    out["Company owner"] = email.to_numpy()
+    out["Sales territory"] = accounts["territory"].astype(str).to_numpy()
+    bad = (several | missing).to_numpy()
+    reason = np.where(several.to_numpy(), "territory has several reps: a company has one owner",
+                      "territory has no rep with an email")  # fmt: skip
+    rejects = pd.DataFrame(
+        {"account_id": out["Record ID"][bad].to_numpy(),
+         "territory": out["Sales territory"][bad].to_numpy(), "reason": reason[bad]}
+    )  # fmt: skip
+    return out[~bad].reset_index(drop=True), rejects
+
+
+def write_hubspot(out_dir: str | os.PathLike, accounts: pd.DataFrame) -> dict[str, Path]:
+    """``out_dir/hubspot/companies.csv`` (and ``companies.rejects.csv`` for accounts that
+    cannot get an owner)."""
+    base = Path(out_dir) / "hubspot"
+    rows, rejects = hubspot_companies(accounts)
+    written = {"hubspot_companies": write_csv(rows, base / "companies.csv")}
+    if len(rejects):
+        written["hubspot_rejects"] = write_csv(rejects, base / "companies.rejects.csv")
+    return written
