@@ -85,6 +85,7 @@ def test_every_file_written(exported):
     names = {p.name for p in paths.values()}
     assert names == {
         "zip_to_rep.csv",
+        "zip_to_rep.xlsx",
         "assignments.csv",
         "territories.geojson",
         "territories.gpkg",
