@@ -135,6 +135,21 @@ def compare_cmd(plan_a: str, plan_b: str, out: str, **settings) -> None:
         click.echo(f"{name}: {paths[name]}")
 
 
+@main.command("diff")
+@click.argument("old_plan", type=click.Path())
+@click.argument("new_plan", type=click.Path())
+@click_options("diff")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def diff_cmd(old_plan: str, new_plan: str, out: str, **settings) -> None:
+    """What changed for whom: owner changes per ZIP and account, new and lost accounts,
+    totals per rep, and why territories stay off target (diff.md)."""
+    from patchmap.pipeline import diff_file
+
+    paths = diff_file(old_plan, new_plan, out, echo=click.echo, **settings)
+    for name in sorted(paths):
+        click.echo(f"{name}: {paths[name]}")
+
+
 @main.command("map")
 @click.argument("units", type=click.Path())
 @click.argument("plan", type=click.Path())

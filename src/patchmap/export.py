@@ -42,6 +42,7 @@ __all__ = [
     "dissolve_territories",
     "export_plan",
     "numeric_or_zero",
+    "off_target_reasons",
     "plan_frame",
     "read_plan",
     "recommended_headcount",
@@ -712,6 +713,97 @@ def territory_summary(
     return out
 
 
+def off_target_reasons(
+    units: gpd.GeoDataFrame,
+    labels: Sequence[str] | np.ndarray,
+    balance: Sequence[str],
+    tolerance: float = 0.05,
+    *,
+    adjacency: Any = None,
+    share: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Why each territory outside ``tolerance`` (a fraction) on a balance measure stays there:
+    ``territory, measure, deviation, why``, in words a sales leader reads.
+
+    The causes looked for, first found first: one unit alone is bigger than the territory's
+    target; the territory has no neighbour to trade with; the units on its border that it
+    could give away (or take over) without overshooting the other way add up to less than
+    it needs; its neighbours have too little room (to take weight, or to give it) between
+    them. Anything else is a trade-off the plan made (with the other measures, compactness
+    or a move budget). ``share`` gives capacity-weighted targets (fractions summing to 1).
+    """
+    from patchmap.units.adjacency import build_adjacency
+
+    units = units.reset_index(drop=True)
+    codes, terr = pd.factorize(pd.Series(np.asarray(labels, dtype=object)).astype(str), sort=True)
+    k = len(terr)
+    rows: list[tuple[str, str, float, str]] = []
+    devs = {}
+    for col in balance:
+        w = numeric_or_zero(units, col).to_numpy()
+        tot = np.bincount(codes, weights=w, minlength=k)
+        target = tot.sum() * (np.full(k, 1.0 / k) if share is None else np.asarray(share))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            devs[col] = (w, tot, target, np.where(target > 0, tot / target - 1, 0.0))
+    if not any((np.abs(d[3]) > tolerance + 1e-12).any() for d in devs.values()):
+        return pd.DataFrame(columns=["territory", "measure", "deviation", "why"])
+    if adjacency is None:
+        adjacency = build_adjacency(units, id_col="unit_id")
+    pos = pd.Index(np.asarray(adjacency.ids).astype(str)).get_indexer(units["unit_id"].astype(str))
+    c = np.full(adjacency.n_units, -1)
+    c[pos] = codes
+    i, j = adjacency.edges()
+    cross = (c[i] != c[j]) & (c[i] >= 0) & (c[j] >= 0)
+    ei, ej = i[cross], j[cross]
+    unit_ids = np.asarray(adjacency.ids).astype(str)
+    names = np.asarray(terr, dtype=object).astype(str)
+
+    def pct(x: float, t: float) -> str:
+        return f"{100 * x / t:.1f}%" if t > 0 else "n/a"
+
+    for col, (w_units, tot, target, dev) in devs.items():
+        w = np.zeros(adjacency.n_units)
+        w[pos] = w_units
+        for t in np.flatnonzero(np.abs(dev) > tolerance + 1e-12):
+            over, tt = bool(dev[t] > 0), target[t]
+            mine = np.flatnonzero(c == t)
+            big = mine[np.argmax(w[mine])] if len(mine) else -1
+            inner = np.r_[ei[c[ei] == t], ej[c[ej] == t]]  # t's units on a border
+            outer = np.r_[ej[c[ei] == t], ei[c[ej] == t]]  # the neighbours' units across it
+            nbr = np.unique(c[outer])
+            movable = np.unique(inner if over else outer)  # what t could give away / take over
+            need = tot[t] - (1 + tolerance) * tt if over else (1 - tolerance) * tt - tot[t]
+            most = tot[t] - (1 - tolerance) * tt if over else (1 + tolerance) * tt - tot[t]
+            fit = movable[w[movable] <= most]  # each alone keeps t from overshooting
+            verb = "give away" if over else "take over"
+            if over and big >= 0 and w[big] > (1 + tolerance) * tt:
+                why = f"unit {unit_ids[big]} alone holds {pct(w[big], tt)} of its target"
+            elif not len(nbr):
+                why = "it borders no other territory: nothing can move in or out"
+            elif not len(fit):
+                u = movable[np.argmin(w[movable])]
+                why = (f"the smallest unit it could {verb} ({unit_ids[u]}, {pct(w[u], tt)} of "
+                       f"its target) overshoots: it can move at most {pct(most, tt)}")  # fmt: skip
+            elif w[fit].sum() < need:
+                why = (f"the units on its border it could {verb} without overshooting add up to "
+                       f"{pct(w[fit].sum(), tt)} of its target, it needs {pct(need, tt)}")  # fmt: skip
+            else:
+                if over:
+                    room = np.clip((1 + tolerance) * target[nbr] - tot[nbr], 0, None).sum()
+                else:
+                    room = np.clip(tot[nbr] - (1 - tolerance) * target[nbr], 0, None).sum()
+                if room < need:
+                    side = "take" if over else "spare"
+                    why = (f"its neighbours ({', '.join(names[nbr][:5])}) can {side} only "
+                           f"{pct(room, tt)} of its target between them, it needs {pct(need, tt)}")  # fmt: skip
+                else:
+                    why = ("no single unit or neighbour blocks it: a trade-off the plan made with "
+                           "the other measures, compactness or a move budget; re-partitioning "
+                           "(or a larger --max-moved) can bring it in")  # fmt: skip
+            rows.append((names[t], col, float(dev[t]), why))
+    return pd.DataFrame(rows, columns=["territory", "measure", "deviation", "why"])
+
+
 def _whole(values: np.ndarray) -> np.ndarray:
     """Totals as integers when they are whole numbers (counts), else unchanged."""
     if (
@@ -958,9 +1050,11 @@ def summary_markdown(
     title: str = "Territory plan",
     plan_metrics: Any = None,
     capacity: float | Mapping[str, float] | str | None = None,
+    off_target: pd.DataFrame | None = None,
 ) -> str:
     """The summary table as Markdown, with a headline of balance and contiguity (and,
-    with ``capacity``, the recommended headcount and how it was rounded)."""
+    with ``capacity``, the recommended headcount and how it was rounded; with
+    ``off_target``, from :func:`off_target_reasons`, why territories stay off target)."""
     k = len(summary)
     n_cont = int(summary["contiguous"].sum())
     lines = [f"# {title}", ""]
@@ -1010,6 +1104,12 @@ def summary_markdown(
         for c in numeric:
             tot[cols.index(c)] = _fmt(summary[c].sum(), c)
         lines.append("| " + " | ".join(tot) + " |")
+    if off_target is not None and len(off_target):
+        lines += ["", "## Why territories stay off target", ""]
+        lines += ["| territory | measure | deviation | why |", "|---|---|---:|---|"]
+        for r in off_target.itertuples(index=False):
+            lines.append(f"| {_fmt(r.territory, 'territory')} | {r.measure} | "
+                         f"{100 * r.deviation:+.1f}% | {r.why} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -1029,6 +1129,7 @@ def export_plan(
     formats: str | Sequence[str] = "csv",
     salesforce_model: str = "Patchmap",
     salesforce_territories: str | os.PathLike | None = None,
+    tolerance: float = 0.05,
 ) -> dict[str, Path]:
     """Write the CRM tables and territory polygons of a plan into ``out_dir``.
 
@@ -1037,7 +1138,8 @@ def export_plan(
     ``summary.md``; ``formats`` ``salesforce``, ``hubspot`` (or ``all``) add the
     ``salesforce/`` and ``hubspot/`` folders of :mod:`patchmap.crm` (``salesforce_model``
     names the territory model, ``salesforce_territories`` is an export of its deployed
-    territories' ids). Returns ``{name: path}``.
+    territories' ids). ``summary.md`` explains why any territory is more than ``tolerance``
+    (a fraction) off target. Returns ``{name: path}``.
     ``capacity`` is accounts per rep (a number), ``'potential=2e6'`` or ``{column: amount
     per rep}`` and gives ``recommended_reps``; ``quota`` is a company target (a number or
     a :class:`patchmap.quota.Quota` with floor and cap) split into ``quota`` per territory.
@@ -1133,8 +1235,13 @@ def export_plan(
     written["territories_geojson"] = _write_geojson(geo, out / "territories.geojson")
     written["territories_gpkg"] = write_units(geo, out / "territories.gpkg")
     written["summary"] = write_csv(_rounded_summary(summary), out / "summary.csv")
+    measures = [c[: -len("_deviation")] for c in summary.columns if c.endswith("_deviation")]
+    off = off_target_reasons(
+        units, labels, measures, tolerance, adjacency=getattr(plan_metrics, "adjacency", None),
+        share=summary["target_share"].to_numpy() if "target_share" in summary else None,
+    )  # fmt: skip
     written["summary_md"] = write_text(
-        summary_markdown(summary, plan_metrics=plan_metrics, capacity=capacity),
+        summary_markdown(summary, plan_metrics=plan_metrics, capacity=capacity, off_target=off),
         out / "summary.md",
     )
     return written

@@ -480,6 +480,7 @@ def export_file(
         shared=settings["shared_territories"], formats=settings["formats"],
         salesforce_model=settings["salesforce_model"],
         salesforce_territories=settings["salesforce_territories"],
+        tolerance=settings["tolerance"],
     )  # fmt: skip
 
 
@@ -533,6 +534,54 @@ def compare_file(
     if units is None:
         echo("(give --units for balance, compactness, travel and the map)")
     return written
+
+
+@takes("diff")
+def diff_file(
+    old_plan: str | os.PathLike,
+    new_plan: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    echo: Echo = _quiet,
+    **settings,
+) -> dict[str, Path]:
+    """`patchmap diff`: what changed for whom between two PLAN.csv files over the same units:
+    ``zip_changes.csv``, ``account_changes.csv``, ``rep_totals.csv``, ``off_target.csv``
+    and ``diff.md`` (see :func:`patchmap.diff.plan_diff`)."""
+    from patchmap.diff import plan_diff, write_diff
+    from patchmap.export import read_plan
+    from patchmap.partition.reps import read_reps
+
+    id_col = settings["id_col"]
+    units = _units_as_unit_id(read_units_with_id(settings["units_path"], id_col), id_col)
+    old, new = read_plan(old_plan, units), read_plan(new_plan, units)
+    reps = read_reps(settings["reps"], need_home=False) if settings["reps"] else None
+    old_reps = read_reps(settings["old_reps"], need_home=False) if settings["old_reps"] else None
+    out = Path(out_dir)
+    accounts = old_accounts = None
+    if settings["accounts"] is not None:
+        accounts = placed_accounts(
+            settings["accounts"], units, out / "rejects.csv", column_map=settings["columns"],
+            score=False, echo=echo,
+        )  # fmt: skip
+    if settings["old_accounts"] is not None:
+        old_accounts = placed_accounts(
+            settings["old_accounts"], units, out / "old_accounts.rejects.csv",
+            column_map=settings["columns"], score=False, echo=echo,
+        )  # fmt: skip
+    names = (Path(old_plan).stem, Path(new_plan).stem)
+    if names[0] == names[1]:
+        names = (f"old {names[0]}", f"new {names[1]}")
+    d = plan_diff(
+        units, old, new, accounts=accounts, old_accounts=old_accounts, reps=reps,
+        old_reps=old_reps, balance=settings["balance"], tolerance=settings["tolerance"],
+        names=names,
+    )  # fmt: skip
+    for line in d.markdown().splitlines()[2:]:
+        if not line.startswith("- "):
+            break
+        echo(line[2:])
+    return write_diff(d, out)
 
 
 def _plan_unit_ids(path: str | os.PathLike) -> list[str]:
@@ -629,6 +678,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
                 quota=_quota(part), formats=config.export["formats"],
                 salesforce_model=config.export["salesforce_model"],
                 salesforce_territories=config.export["salesforce_territories"],
+                tolerance=part["tolerance"],
             )
         )  # fmt: skip
         bar.update()
@@ -705,6 +755,7 @@ __all__ = [
     "compare_file",
     "evaluate_file",
     "demo_config",
+    "diff_file",
     "example_accounts_path",
     "export_file",
     "layers_file",
