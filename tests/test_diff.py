@@ -127,3 +127,51 @@ def test_diff_without_reps_matches_territories_by_overlap(case, tmp_path):
     assert "none is listed as new or lost" in r.stdout
     r = run_cli("diff", d / "old.csv", d / "new.csv", "--out", tmp_path / "x")
     assert r.returncode == 2 and "--units" in r.stderr
+
+
+def test_run_realignment_tells_new_accounts_from_moved(tmp_path):
+    """A plan file realigning last year's plan with last year's accounts: new accounts are
+    listed as new (not moved), gone ones as lost, and diff.md is written."""
+    import numpy as np
+
+    from patchmap.sample import sample_accounts
+
+    acc = sample_accounts(["RI"], n=900, seed=11)
+    rng = np.random.default_rng(2)
+    acc["score"], acc["potential"] = rng.uniform(0, 100, len(acc)), rng.gamma(2, 1e4, len(acc))
+    this_year, last_year = acc.iloc[:850], pd.concat([acc.iloc[30:850], acc.iloc[850:]])
+    this_year.to_csv(tmp_path / "accounts.csv", index=False)
+    last_year.to_csv(tmp_path / "last_year.csv", index=False)
+    body = """[accounts]
+path = "{acc}"
+[units]
+kind = "zcta"
+region = "RI"
+[partition]
+territories = 3
+balance = "accounts"
+{extra}
+[output]
+dir = "{out}"
+"""
+    (tmp_path / "a.toml").write_text(body.format(acc="last_year.csv", extra="", out="y1"))
+    r = run_cli("run", tmp_path / "a.toml")
+    assert r.returncode == 0, r.stderr[-2000:]
+    extra = (
+        'current = "y1/plan.csv"\ncurrent_accounts = "last_year.csv"\ntolerance = 1\nmax_moved = 20'
+    )
+    (tmp_path / "b.toml").write_text(body.format(acc="accounts.csv", extra=extra, out="y2"))
+    r = run_cli("run", tmp_path / "b.toml")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "y2"
+    changes = pd.read_csv(out / "account_changes.csv", dtype=str)
+    new_ids = set(this_year["account_id"].iloc[:30])
+    gone = set(last_year["account_id"].iloc[-50:])
+    placed = set(pd.read_csv(out / "assignments.csv", dtype=str)["account_id"])
+    assert set(changes.loc[changes["change"] == "new", "account_id"]) == new_ids & placed
+    assert set(changes.loc[changes["change"] == "lost", "account_id"]) <= gone
+    assert len(changes[changes["change"] == "lost"]) > 0
+    moved = pd.read_csv(out / "moved_accounts.csv", dtype=str)
+    assert len(moved) and not set(moved["account_id"]) & new_ids
+    assert {"account_id", "from", "to"} <= set(moved.columns)
+    assert "new since last year" in (out / "diff.md").read_text()

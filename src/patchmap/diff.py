@@ -250,7 +250,7 @@ def _account_changes(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """One row per account whose owner changes, new account or lost account."""
     from patchmap.export import numeric_or_zero
 
-    info = [c for c in ("name", "zip", "status") if c in new.columns or c in old.columns]
+    info = [c for c in ("name", "unit_id", "zip", "status") if c in new.columns or c in old.columns]
     o = old.set_index("account_id")
     n = new.set_index("account_id")
     both = n.index.intersection(o.index)

@@ -556,6 +556,15 @@ OPTIONS: tuple[Option, ...] = (
         table="partition",
     ),
     Option(
+        "current_accounts",
+        FILE,
+        None,
+        "Last year's accounts (with current): new accounts are listed as new, gone ones as "
+        "lost, and moved_accounts.csv keeps only accounts that really moved.",
+        table="partition",
+        requires=("current",),
+    ),
+    Option(
         "max_moved",
         NUMBER,
         None,

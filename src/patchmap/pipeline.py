@@ -659,6 +659,10 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         plan.to_csv(plan_path)
         res.outputs["plan"] = plan_path
         _write_whatif(plan, plan_path, layers.placed, reps, res.outputs)
+        if plan.moves is not None:
+            res.outputs.update(
+                _realignment_diff(plan, layers.units, layers.placed, reps, part, out, echo)
+            )
         _echo_plan(plan, echo)
         bar.update()
 
@@ -710,6 +714,47 @@ def _write_whatif(
         moved = moved_accounts(accounts, plan.moves)
         outputs["moved_accounts"] = write_csv(moved, plan_path.parent / "moved_accounts.csv")
         log.info(f"{len(moved)} account(s) change territory: {outputs['moved_accounts']}")
+
+
+def _realignment_diff(
+    plan: Plan, units: gpd.GeoDataFrame, accounts: pd.DataFrame, reps: pd.DataFrame | None,
+    part: Mapping, out: Path, echo: Echo,
+) -> dict[str, Path]:  # fmt: skip
+    """What a realignment changes for whom (``patchmap diff`` of the current plan and the new
+    one): with ``current_accounts`` (last year's), new and lost accounts are told apart
+    from moved ones, and ``moved_accounts.csv`` lists only accounts that really moved."""
+    from patchmap.diff import plan_diff, write_diff
+
+    new = plan.assignment.astype(str)
+    old = new.copy()
+    old[plan.moves["unit_id"].astype(str).to_numpy()] = plan.moves["from"].astype(str).to_numpy()
+    frame = {n: pd.DataFrame({"unit_id": p.index, "territory": p.to_numpy()})
+             for n, p in (("old", old), ("new", new))}  # fmt: skip
+    last_year = None
+    if part["current_accounts"] is not None:
+        last_year = placed_accounts(
+            part["current_accounts"], units, out / "current_accounts.rejects.csv", score=False,
+            echo=echo,
+        )  # fmt: skip
+    rep_table = _reps_by_label(reps)
+    d = plan_diff(
+        units, frame["old"], frame["new"], accounts=accounts, old_accounts=last_year,
+        reps=rep_table, balance=plan.balance, tolerance=part["tolerance"],
+        names=(Path(part["current"]).stem, "plan"),
+    )  # fmt: skip
+    written = write_diff(d, out)
+    if last_year is not None:
+        moved = d.accounts[d.accounts["change"] == "moved"].rename(
+            columns={"old_territory": "from", "new_territory": "to"}
+        )
+        written["moved_accounts"] = write_csv(moved, out / "moved_accounts.csv")
+        log.info(f"{len(moved)} account(s) change territory: {written['moved_accounts']}")
+    else:
+        log.info(
+            "moved_accounts.csv lists every account in a moved unit; give [partition] "
+            "current_accounts (last year's accounts) to list new accounts as new, not moved"
+        )
+    return written
 
 
 def demo_config(out: str | os.PathLike, *, tiles: bool | None = None) -> PlanConfig:
