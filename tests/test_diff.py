@@ -39,8 +39,10 @@ def case(tmp_path_factory):
         ("a5", "Westerly Stone", "02891", 4000),  # Washington: gone this year
     ]
     this_year = last_year[:3] + [("a4", "Bristol Boats", "02809", 2000)]  # Bristol: new
-    pd.DataFrame(last_year, columns=cols).to_csv(d / "accounts_2024.csv", index=False)
-    pd.DataFrame(this_year, columns=cols).to_csv(d / "accounts_2025.csv", index=False)
+    for year, rows in (("2024", last_year), ("2025", this_year)):  # scored: no model to fit
+        pd.DataFrame(rows, columns=cols).assign(score=50).to_csv(
+            d / f"accounts_{year}.csv", index=False
+        )
     r = run_cli(
         "diff", d / "old.csv", d / "new.csv", "--units", d / "units.parquet",
         "--accounts", d / "accounts_2025.csv", "--old-accounts", d / "accounts_2024.csv",

@@ -562,12 +562,12 @@ def diff_file(
     if settings["accounts"] is not None:
         accounts = placed_accounts(
             settings["accounts"], units, out / "rejects.csv", column_map=settings["columns"],
-            score=False, echo=echo,
+            echo=echo,
         )  # fmt: skip
     if settings["old_accounts"] is not None:
         old_accounts = placed_accounts(
             settings["old_accounts"], units, out / "old_accounts.rejects.csv",
-            column_map=settings["columns"], score=False, echo=echo,
+            column_map=settings["columns"], echo=echo,
         )  # fmt: skip
     names = (Path(old_plan).stem, Path(new_plan).stem)
     if names[0] == names[1]:
