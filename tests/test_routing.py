@@ -293,6 +293,7 @@ def test_partition_territories_auto_plans_the_recommended_headcount(ri_county_ch
     md = (tmp_path / "x" / "summary.md").read_text()
     assert f"recommended headcount: 3 reps (population {pop:,.0f} / 400,000 per rep" in md
     assert "--territories auto --capacity population=400000" in md
+    assert "## Why territories stay off target" in md and "unit 44007 alone holds" in md
     r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
                 "--territories", "auto", "--out", plan)  # fmt: skip
     assert r.returncode == 2 and "--territories auto needs --capacity" in r.stderr

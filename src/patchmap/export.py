@@ -487,9 +487,9 @@ class Headcount:
 
     def sentence(self) -> str:
         """One line for the summary a sales leader reads."""
-        unit = "accounts" if self.column == "accounts" else self.column
+        col = self.column
         text = (
-            f"{self.reps} reps ({unit} {_fmt(self.total, unit)} / {_fmt(self.per_rep, unit)} "
+            f"{self.reps} reps ({col} {_fmt(self.total, col)} / {_fmt(self.per_rep, col)} "
             f"per rep = {self.exact:,.2f}, rounded up"
         )
         if self.by_territory is not None and self.by_territory != self.reps:
@@ -1104,6 +1104,9 @@ def summary_markdown(
         for c in numeric:
             tot[cols.index(c)] = _fmt(summary[c].sum(), c)
         lines.append("| " + " | ".join(tot) + " |")
+    notes = list(getattr(plan_metrics, "notes", None) or [])
+    if notes:
+        lines += ["", "## Notes from the plan", "", *[f"- {n}" for n in notes]]
     if off_target is not None and len(off_target):
         lines += ["", "## Why territories stay off target", ""]
         lines += ["| territory | measure | deviation | why |", "|---|---|---:|---|"]
