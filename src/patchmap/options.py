@@ -703,7 +703,8 @@ OPTIONS: tuple[Option, ...] = (
         "tolerance",
         NUMBER,
         0.05,
-        "summary.md explains why a territory is off target by more than this.",
+        "A territory further than this from target is explained: why it stays off target "
+        "(export: summary.md, diff: diff.md).",
         commands=("export", "diff"),
         unit="percent",
         low=0,
