@@ -230,11 +230,15 @@ def test_cli_engine_dask_matches_pandas(dataset, scheduler, tmp_path):
         "dask",
         "--scheduler",
         scheduler,
+        "--sum",
+        "annual_revenue",
         "--out",
         dask_out,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    r2 = run_cli("layers", dataset, "--units", "zcta", "--out", pandas_out)
+    r2 = run_cli(
+        "layers", dataset, "--units", "zcta", "--sum", "annual_revenue", "--out", pandas_out
+    )
     assert r2.returncode == 0, r2.stderr[-2000:]
     tally = [
         next(line for line in x.stdout.splitlines() if " read, " in line).split(" (")[0]
@@ -243,6 +247,10 @@ def test_cli_engine_dask_matches_pandas(dataset, scheduler, tmp_path):
     assert tally[0] == tally[1]
     got, want = gpd.read_parquet(dask_out), gpd.read_parquet(pandas_out)
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), want.drop(columns="geometry"))
+    # the user's own measure (--sum) is summed by both engines, to the account total
+    placed = pd.concat(pd.read_parquet(f) for f in sorted(dataset.glob("*.parquet")))
+    assert got["annual_revenue"].sum() <= placed["annual_revenue"].sum()
+    assert got["annual_revenue"].sum() > 0.9 * placed["annual_revenue"].sum()
     bad = run_cli(
         "layers",
         dataset,

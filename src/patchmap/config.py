@@ -21,6 +21,7 @@ from typing import Any
 
 from patchmap.errors import InputError
 from patchmap.options import (
+    ARRAY_TABLES,
     FILE,
     LIBRARY,
     PLAN,
@@ -34,7 +35,7 @@ from patchmap.options import (
 from patchmap.options import for_table as _for_table
 from patchmap.scoring import ScoringConfig, scoring_config
 
-SECTIONS = (*TABLES, "scoring")
+SECTIONS = (*TABLES, *ARRAY_TABLES, "scoring")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class PlanConfig:
     tables: dict[str, dict[str, Any]]
     scoring: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None  # the plan file, for messages
+    #: ``[[segment]]`` tables, checked, each complete: the [partition] and [export] keys
+    #: a segment leaves out are those tables' values (see :mod:`patchmap.segments`)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def __getattr__(self, table: str) -> dict[str, Any]:
         try:
@@ -74,6 +78,10 @@ class PlanConfig:
                     out.append((table, key, Path(value)))
         if self.units["units"] not in UNIT_KINDS:
             out.append(("units", "kind", Path(self.units["units"])))
+        for seg in self.segments:
+            for key, opt in _for_table("segment").items():
+                if opt.kind is FILE and seg[opt.name] is not None:
+                    out.append((f"[segment] {seg['name']!r}", key, Path(seg[opt.name])))
         return out
 
 
@@ -94,9 +102,32 @@ def plan_config(tables: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any
         except OptionError as exc:
             raise InputError(f"[{table}] {exc}") from None
     _check_units(values["units"], "[units]")
-    config = PlanConfig(values, scoring=dict(tables.get("scoring", {})), **kw)
+    segments = []
+    opts = {o.name: o for o in _for_table("segment").values()}
+    for i, seg in enumerate(tables.get("segment", []) or [], start=1):
+        given = dict(seg)
+        unknown = sorted(set(given) - set(opts))
+        if unknown:
+            raise InputError(f"[[segment]] #{i}: unknown option {unknown[0]!r}")
+        merged = {**_inherited(values), **given}
+        try:
+            segments.append(resolve(opts, merged, LIBRARY, f"[[segment]] #{i} "))
+        except OptionError as exc:
+            raise InputError(f"[[segment]] #{i} {exc}") from None
+    config = PlanConfig(values, scoring=dict(tables.get("scoring", {})), segments=segments, **kw)
     _check_scoring(config.scoring, "[scoring]")
     return config
+
+
+def _inherited(values: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """What a ``[[segment]]`` table takes from the tables it includes, by option name."""
+    out: dict[str, Any] = {}
+    for table, keys in ARRAY_TABLES["segment"].items():
+        for key in keys:
+            name = _for_table(table)[key].name
+            if values[table].get(name) is not None:
+                out[name] = values[table][name]
+    return out
 
 
 def load_config(path: str | os.PathLike) -> PlanConfig:
@@ -118,12 +149,33 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
     base = p.resolve().parent
     values = {t: read_table(t, raw.get(t, {}), source=p, base=base) for t in TABLES}
     _check_units(values["units"], f"{p}: [units]", base)
-    config = PlanConfig(values, scoring=dict(raw.get("scoring", {})), source=p)
+    segments = _read_segments(raw, p, base)
+    config = PlanConfig(values, scoring=dict(raw.get("scoring", {})), source=p, segments=segments)
     _check_scoring(config.scoring, f"{p}: [scoring]")
     for table, key, file in config.input_files():
         if not file.is_file():
             raise InputError(f"{p}: [{table}] {key}: file not found: {file}")
     return config
+
+
+def _read_segments(raw: Mapping[str, Any], p: Path, base: Path) -> list[dict[str, Any]]:
+    """Each ``[[segment]]`` table checked with the raw keys of [partition] and [export] it
+    leaves out (so rules between keys, e.g. quota_floor needs quota, see both)."""
+    tables = raw.get("segment", [])
+    if not isinstance(tables, list) or not all(isinstance(t, Mapping) for t in tables):
+        raise InputError(f"{p}: segment: expected [[segment]] tables (an array of tables)")
+    inherited = {
+        key: raw[table][key]
+        for table, keys in ARRAY_TABLES["segment"].items()
+        for key in keys
+        if isinstance(raw.get(table), Mapping) and key in raw[table]
+    }
+    out = []
+    for i, table in enumerate(tables, start=1):
+        name = table.get("name")
+        label = f"[[segment]] {name!r}" if isinstance(name, str) else f"[[segment]] #{i}"
+        out.append(read_table("segment", {**inherited, **table}, source=p, base=base, label=label))
+    return out
 
 
 def _check_units(units: dict[str, Any], where: str, base: Path | None = None) -> None:

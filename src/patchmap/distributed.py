@@ -55,6 +55,7 @@ from patchmap.layers import (
     aggregate_units,
     check_h3_size,
     check_kind,
+    check_sums,
     coordinates,
     customer_flags,
     explain_outside,
@@ -245,6 +246,7 @@ class _Job:
     bundled: tuple[str, ...]
     n_buckets: int = 8  # a power of two
     columns: frozenset[str] | None = None  # columns the layers pass keeps (None: all)
+    sums: tuple[str, ...] = ()  # the user's own numeric columns summed into the units
     placements: str | None = None  # directory (URL) for per-partition placement files
     storage_options: dict[str, Any] = field(default_factory=dict)
 
@@ -505,6 +507,7 @@ def _layers_part(
     for col in MEASURES:
         if col in accounts.columns:
             measure_values(accounts, col)
+    check_sums(accounts, job.sums)
     small["n_by_zip"] = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     notes: list[str] = []
     if job.kind == "h3":
@@ -531,6 +534,7 @@ def _layers_part(
         "customers": cust.astype("float64"),
         **values,
         "whitespace": np.where(cust, 0.0, values["potential"]),
+        **{col: measure_values(placed, col) for col in job.sums},
     }
     if job.placements:
         cols = [
@@ -550,15 +554,16 @@ def _layers_part(
 
 
 def _fold(
-    acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int
-) -> dict[str, np.ndarray]:
+    acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int,
+    sums: tuple[str, ...] = (),
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Add a partition's contributions to the running per-unit sums, row after row.
 
     ``np.add.at`` adds in row order, as ``np.bincount`` does over the whole table: folding
     the partitions in order reproduces the pandas engine's sums bit for bit.
     """
     out = (
-        {k: np.zeros(n_units) for k in SUMS}
+        {k: np.zeros(n_units) for k in (*SUMS, *sums)}
         if acc is None
         else {k: v.copy() for k, v in acc.items()}
     )
@@ -566,7 +571,7 @@ def _fold(
     if c is None or c["codes"].size == 0:
         return out
     out["accounts"] += np.bincount(c["codes"], minlength=n_units)
-    for k in SUMS[1:]:
+    for k in (*SUMS[1:], *sums):
         np.add.at(out[k], c["codes"], c[k])
     return out
 
@@ -701,6 +706,7 @@ def build_layers_dask(
     placements: str | os.PathLike | None = None,
     storage_options: Mapping[str, Any] | None = None,
     sample_rows: int = SAMPLE_ROWS,
+    sums: Sequence[str] | None = None,
 ) -> DaskLayersResult:
     """The layers stage (ingest, score, place, sum per unit) on a Dask cluster.
 
@@ -708,7 +714,8 @@ def build_layers_dask(
     ``scheduler``: address of a running cluster; by default a local cluster sized by
     :func:`cluster_size` runs for the call. ``placements``: a directory to write the placed
     accounts to (one Parquet file per partition). Other parameters as
-    :func:`patchmap.layers.build_layers` and :func:`patchmap.scoring.score_accounts`.
+    :func:`patchmap.layers.build_layers` (``sums``: the user's own numeric columns) and
+    :func:`patchmap.scoring.score_accounts`.
     Returns the same units as the pandas engine; rejects cover ingest and placement.
     """
     from patchmap import geodata
@@ -727,6 +734,7 @@ def build_layers_dask(
         ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source
     )
     kept = tuple(c for c in KEPT if c in meta.columns)
+    sums = tuple(check_sums(meta, sums))  # names and types; values checked per partition
     with dask_client(scheduler, n_workers) as client:
         clock("connect")
         lengths = _partition_lengths(client, ddf, len(parts))
@@ -747,6 +755,7 @@ def build_layers_dask(
             sample_rows=sample_rows,
             bundled=tuple(bundled),
             storage_options=dict(storage_options or {}),
+            sums=sums,
         )
         engine = _Engine(client, job, parts, lengths, region, clock)
         return engine.run(placements, has_status=customer_flags(meta) is not None)
@@ -808,7 +817,9 @@ class _Engine:
         survey.pop("futures", None)
         target, tmp, fs = _placements_dir(placements, job.storage_options)
         self.job = _replace(
-            job, columns=frozenset(LAYER_COLUMNS) | scoring.columns(), placements=tmp
+            job,
+            columns=frozenset(LAYER_COLUMNS) | scoring.columns() | set(job.sums),
+            placements=tmp,
         )
         units_fut = client.scatter(units_gdf, broadcast=True, hash=False)
         land_fut = client.scatter(land, broadcast=True, hash=False) if land is not None else None
@@ -870,7 +881,7 @@ class _Engine:
             notes += self.notes + place_notes  # region notes of the survey, then placement's
             if job.kind == "county" and minor:
                 keep = units_gdf["state"].isin(region).to_numpy() | used
-        out = _final_units(units_gdf, acc, keep, region + minor)
+        out = _final_units(units_gdf, acc, keep, region + minor, job.sums)
         rejects, n_placed = _rejects(smalls)
         n_read = sum(s["n_read"] for s in smalls)
         if n_read != n_placed + len(rejects):
@@ -1013,7 +1024,7 @@ class _Engine:
         acc = None
         smalls, buckets = [], []
         for f in futures:
-            acc = client.submit(_fold, acc, f, n_units, pure=False)
+            acc = client.submit(_fold, acc, f, n_units, job.sums, pure=False)
             smalls.append(client.submit(_small, f, pure=False))
             buckets.append(client.submit(operator.getitem, f, "hashes", pure=False))
         del futures, f  # contributions are freed once folded
@@ -1055,9 +1066,11 @@ def _merge_counted_notes(notes: list[str]) -> list[str]:
 
 
 def _final_units(
-    units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str]
-) -> gpd.GeoDataFrame:
-    """The unit layer as ``build_layers`` makes it, with the folded sums."""
+    units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str],
+    sums: tuple[str, ...] = (),
+) -> gpd.GeoDataFrame:  # fmt: skip
+    """The unit layer as ``build_layers`` makes it, with the folded sums (``sums``: the
+    user's own columns, after the built-in ones as ``build_layers`` puts them)."""
     kept = units_gdf[keep].reset_index(drop=True)
     out = aggregate_units(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
     if not np.array_equal(out["unit_id"].to_numpy(), kept["unit_id"].astype(str).to_numpy()):
@@ -1065,6 +1078,10 @@ def _final_units(
     for col in SUMS:
         values = acc[col][keep]
         out[col] = values.astype("int64") if col in ("accounts", "customers") else values
+    if sums:  # placed where build_layers puts them: after whitespace
+        at = out.columns.get_loc("whitespace") + 1
+        for i, col in enumerate(sums):
+            out.insert(at + i, col, acc[col][keep])
     area = out["area_km2"].to_numpy()
     safe = np.where(area > 0, area, np.nan)
     for col in ("accounts", *MEASURES):
@@ -1103,6 +1120,7 @@ def layers_file_dask(
     n_workers: int | None = None,
     blocksize: str | int | None = DEFAULT_BLOCKSIZE,
     placements: str | os.PathLike | None = None,
+    sums: Sequence[str] | None = None,
     echo: Echo = _quiet,
 ) -> DaskLayersResult:
     """`patchmap layers --engine dask`: Parquet accounts -> unit layer file + rejects CSV.
@@ -1124,6 +1142,7 @@ def layers_file_dask(
         n_workers=n_workers,
         blocksize=blocksize,
         placements=placements,
+        sums=sums,
     )
     write_layers(result, out)
     rejects_path = rejects_path_for(out)

@@ -46,6 +46,7 @@ __all__ = [
     "plan_frame",
     "read_plan",
     "recommended_headcount",
+    "recommended_reps",
     "rep_links",
     "rep_table",
     "territory_labels",
@@ -526,6 +527,22 @@ def recommended_headcount(
     return dataclasses.replace(best, by_territory=by_territory)
 
 
+def recommended_reps(
+    table: pd.DataFrame, capacity: float | Mapping[str, float] | str
+) -> np.ndarray:
+    """Reps each row (territory) of ``table`` needs: its totals over what one rep carries
+    (``capacity``: accounts per rep, ``'potential=2e6'`` or ``{column: per rep}``), the
+    largest of the columns, rounded up, at least 1."""
+    need = np.zeros(len(table))
+    for col, per_rep in _capacity_rule(capacity).items():
+        if col not in table.columns:
+            raise InputError(
+                f"capacity: column {col!r} not available (have {', '.join(table.columns)})"
+            )
+        need = np.maximum(need, np.ceil(table[col].to_numpy(dtype=float) / per_rep - 1e-9))
+    return np.maximum(need, 1).astype(int)
+
+
 def balance_columns(units: pd.DataFrame, balance: str | Sequence[str] | None) -> list[str]:
     """The balance columns as a list: those given (each must be a unit column), or by default
     those of :data:`DEFAULT_BALANCE` the units have (else ``population`` if present)."""
@@ -580,6 +597,8 @@ def territory_summary(
     dissolved: gpd.GeoDataFrame | None = None,
     quota: Any = None,
     shared: bool = False,
+    named: pd.DataFrame | None = None,
+    named_mode: str = "exclude",
 ) -> pd.DataFrame:
     """One row per territory: reps, units, accounts, customers, totals, deviation, compactness.
 
@@ -592,6 +611,10 @@ def territory_summary(
     (accounts per rep, or ``{column: amount per rep}``) adds ``recommended_reps``;
     ``quota`` (a total or a :class:`patchmap.quota.Quota`) adds ``quota``, split by
     potential within its bounds. ``reps`` and ``shared``: see :func:`rep_table`.
+    ``named``: named accounts (account rows, ``territory`` = their owner), added to their
+    owner's totals (``named_accounts``, ``named_potential``); with ``named_mode="balance"``
+    the deviations measure the totals with them (see
+    :func:`patchmap.segments.named.add_named_totals`).
     """
     from patchmap.metrics import polsby_popper
 
@@ -695,17 +718,12 @@ def territory_summary(
     if "contiguous" not in out.columns:
         out["contiguous"] = _contiguity(units, labels, adjacency)
     out["contiguous"] = out["contiguous"].astype(bool)
+    if named is not None:
+        from patchmap.segments.named import add_named_totals
 
-    rule = _capacity_rule(capacity)
-    if rule:
-        need = np.zeros(k)
-        for col, per_rep in rule.items():
-            if col not in out.columns:
-                raise InputError(
-                    f"capacity: column {col!r} not available (have {', '.join(out.columns)})"
-                )
-            need = np.maximum(need, np.ceil(out[col].to_numpy(dtype=float) / per_rep - 1e-9))
-        out["recommended_reps"] = np.maximum(need, 1).astype(int)
+        out = add_named_totals(out, named, balance=cols, count_in_balance=named_mode == "balance")
+    if capacity is not None:
+        out["recommended_reps"] = recommended_reps(out, capacity)
     if quota is not None:
         from patchmap.quota import Quota
 
@@ -1133,6 +1151,8 @@ def export_plan(
     salesforce_model: str = "Patchmap",
     salesforce_territories: str | os.PathLike | None = None,
     tolerance: float = 0.05,
+    named: pd.DataFrame | None = None,
+    named_mode: str = "exclude",
 ) -> dict[str, Path]:
     """Write the CRM tables and territory polygons of a plan into ``out_dir``.
 
@@ -1147,7 +1167,10 @@ def export_plan(
     per rep}`` and gives ``recommended_reps``; ``quota`` is a company target (a number or
     a :class:`patchmap.quota.Quota` with floor and cap) split into ``quota`` per territory.
     ``reps`` names each territory's rep (see :func:`rep_table`; one rep per territory
-    unless ``shared``).
+    unless ``shared``). ``named``: named accounts (account rows with ``territory`` = their
+    owner): routed to their owner in ``assignments.csv`` (column ``named``) whatever unit
+    they sit in, and counted in their owner's totals (``named_mode``: see
+    :func:`territory_summary`).
     """
     from patchmap import crm
 
@@ -1182,6 +1205,8 @@ def export_plan(
         dissolved=dissolved,
         quota=quota,
         shared=shared,
+        named=named,
+        named_mode=named_mode,
     )
     if "hubspot" in wanted and "rep_email" not in summary.columns:
         raise InputError(
@@ -1202,9 +1227,15 @@ def export_plan(
     acc = None
     if accounts is not None:
         acc = _accounts_in_units(accounts, units["unit_id"], labels)
+        if named is not None:  # routed to their owner, not by the unit they sit in
+            pinned = named["account_id"].astype(str)
+            acc = acc[~acc["account_id"].astype(str).isin(pinned)]
+            acc = pd.concat([acc.assign(named=False), named.assign(named=True)],
+                            ignore_index=True)  # fmt: skip
         if len(reps_t.columns) > 1:
             acc = acc.merge(reps_t, on="territory", how="left")
-        lead = [c for c in ("account_id", "name", "unit_id", *rep_cols) if c in acc.columns]
+        lead = [c for c in ("account_id", "name", "unit_id", *rep_cols, "named")
+                if c in acc.columns]  # fmt: skip
         extra = [
             c
             for c in (

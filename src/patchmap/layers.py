@@ -27,9 +27,11 @@ from patchmap.units import h3 as h3u
 
 __all__ = [
     "MEASURES",
+    "UNIT_COLUMNS",
     "UNIT_KINDS",
     "LayersResult",
     "build_layers",
+    "check_sums",
     "local_equal_area_crs",
     "locate_points",
     "place_accounts",
@@ -407,9 +409,11 @@ def build_layers(
     units: str = "zcta",
     resolution: int = 7,
     states: Sequence[str] | str | None = None,
+    sums: Sequence[str] | None = None,
 ) -> LayersResult:
     """Place accounts in units and sum account count, customers, score, reach, potential,
-    whitespace per unit, with equal-area ``area_km2`` and densities per km².
+    whitespace per unit, with equal-area ``area_km2`` and densities per km²; ``sums`` are
+    the user's own numeric account columns summed too (a ``revenue``, a ``workload``).
 
     ``states=None`` infers the region: the states that contain placed accounts (for ZCTAs,
     the states of the bundled ZCTAs they fall in; accounts beyond the bundled coverage are
@@ -427,6 +431,7 @@ def build_layers(
     lat, lon = coordinates(accounts)
     accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     present = _measures_present(accounts, notes)
+    sums = check_sums(accounts, sums)
     by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
         notes.append(
@@ -503,7 +508,7 @@ def build_layers(
             clock("place")
 
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
-    out = aggregate_units(units_gdf, placed, region + minor, present)
+    out = aggregate_units(units_gdf, placed, region + minor, present, sums)
     clock("aggregate")
     return LayersResult(
         units=out,
@@ -515,6 +520,40 @@ def build_layers(
         notes=notes,
         timings=clock.laps,
     )
+
+
+#: Columns every unit layer has: a user's ``sums`` cannot take these names.
+UNIT_COLUMNS = (
+    "unit_id", "geometry", "state", "name", "accounts", "customers", *MEASURES, "whitespace",
+    "area_km2", "population", "land_km2",
+)  # fmt: skip
+
+
+def check_sums(accounts: pd.DataFrame, sums: Sequence[str] | str | None) -> list[str]:
+    """The user's own columns to sum into the units, checked: present in the accounts,
+    numeric (text raises naming the row), not a built-in unit column, not repeated."""
+    from patchmap.options import did_you_mean, error
+
+    if sums is None:
+        return []
+    names = [sums] if isinstance(sums, str) else [str(c) for c in sums]
+    for col in names:
+        if col in UNIT_COLUMNS or col.endswith("_density"):
+            raise error("layers", f"{{sums}}: {col!r} is a built-in unit column, summed already "
+                                  "or computed")  # fmt: skip
+        if col not in accounts.columns:
+            raise error(
+                "layers",
+                f"{{sums}}: column {col!r} not found in the accounts"
+                f"{did_you_mean(col, map(str, accounts.columns))}",
+            )
+        try:
+            measure_values(accounts, col)
+        except InputError as exc:
+            raise error("layers", f"{{sums}}: {exc}".replace("accounts: ", "")) from None
+    if len(set(names)) != len(names):
+        raise error("layers", f"{{sums}}: a column repeats ({', '.join(names)})")
+    return names
 
 
 def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
@@ -535,11 +574,14 @@ def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
     return present
 
 
-def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame) -> LayersResult:
+def build_layers_on_polygons(
+    accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame, *, sums: Sequence[str] | None = None
+) -> LayersResult:
     """Aggregate accounts into a user's own polygons (``units.custom.load_user_units``).
 
     Points go to the polygon containing them (nearest within the county tolerance for
     coastline slivers); accounts outside every polygon are rejected with the reason.
+    ``sums``: the user's own numeric account columns, summed as the built-in measures.
     """
     clock = Clock()
     accounts = accounts.reset_index(drop=True)
@@ -547,12 +589,13 @@ def build_layers_on_polygons(accounts: pd.DataFrame, units_gdf: gpd.GeoDataFrame
     lat, lon = coordinates(accounts)
     accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     present = _measures_present(accounts, notes)
+    sums = check_sums(accounts, sums)
     clock("validate")
     placed, rejects = place_accounts(accounts, units_gdf, "county", notes=notes)
     clock("place")
     rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
-    extra = [c for c in units_gdf.columns if c not in ("unit_id", "geometry", *MEASURES)]
-    out = aggregate_units(units_gdf, placed, [], present)
+    extra = [c for c in units_gdf.columns if c not in ("unit_id", "geometry", *MEASURES, *sums)]
+    out = aggregate_units(units_gdf, placed, [], present, sums)
     user = pd.DataFrame(
         units_gdf[extra].to_numpy(), columns=extra, index=units_gdf["unit_id"].astype(str)
     )
@@ -686,8 +729,13 @@ def aggregate_units(
     placed: pd.DataFrame,
     region: list[str],
     present: list[str],
+    sums: Sequence[str] = (),
 ) -> gpd.GeoDataFrame:
-    """Sum per unit with one ``np.bincount`` per column; add areas, densities and state."""
+    """Sum per unit with one ``np.bincount`` per column; add areas, densities and state.
+
+    ``present``: the built-in measures the accounts carry (others are zero); ``sums``: the
+    user's own numeric columns (checked by :func:`check_sums`), summed after them.
+    """
     from patchmap import geodata
 
     units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
@@ -720,6 +768,8 @@ def aggregate_units(
     for col in MEASURES:
         cols[col] = total(values[col])
     cols["whitespace"] = total(np.where(cust, 0.0, values["potential"]))
+    for col in sums:
+        cols[col] = total(measure_values(placed, col))
 
     crs = local_equal_area_crs(units_gdf.total_bounds)
     area = units_gdf.geometry.to_crs(crs).area.to_numpy() / 1e6

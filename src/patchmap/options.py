@@ -67,6 +67,7 @@ from patchmap.errors import InputError
 
 __all__ = [
     "AMOUNT",
+    "ARRAY_TABLES",
     "BOOL",
     "CAPACITY",
     "CLI",
@@ -435,6 +436,15 @@ OPTIONS: tuple[Option, ...] = (
         flag="--column",
         metavar="NAME=SOURCE",
     ),
+    Option(
+        "named",
+        FILE,
+        None,
+        "NAMED.csv: account_id,rep_id (or territory)[,segment]: accounts pinned to an "
+        "owner, out of geographic routing.",
+        commands=("layers", "export"),
+        table="accounts",
+    ),
     # --- [units]: layers
     Option(
         "units",
@@ -471,6 +481,17 @@ OPTIONS: tuple[Option, ...] = (
         "State code(s); default: where the accounts are.",
         commands=("layers",),
         table="units",
+    ),
+    Option(
+        "sums",
+        NAMES,
+        None,
+        "Numeric account columns summed into the units besides the built-in measures "
+        "(balance on them with --balance): revenue,workload.",
+        commands=("layers",),
+        table="units",
+        flag="--sum",
+        key="sum",
     ),
     Option(
         "engine",
@@ -637,6 +658,60 @@ OPTIONS: tuple[Option, ...] = (
         commands=("partition", "export"),
         table="partition",
         requires=("quota",),
+    ),
+    Option(
+        "named_mode",
+        TEXT,
+        "exclude",
+        "Named accounts: exclude (the plan balances the other accounts) or balance "
+        "(counted into their owner's balance; needs reps to name the owners).",
+        commands=("export",),
+        table="partition",
+        choices=("exclude", "balance"),
+    ),
+    # --- [[segment]]: one table per segment; the keys of [partition] and [export] it
+    # leaves out are taken from those tables (patchmap.segments)
+    Option(
+        "name",
+        TEXT,
+        None,
+        "Segment name (its folder under segments/).",
+        table="segment",
+        required=True,
+    ),  # fmt: skip
+    Option(
+        "where",
+        TEXT,
+        "true",
+        'Rule choosing the segment\'s accounts, e.g. "employees >= 1000"; the first '
+        "matching segment takes an account.",
+        table="segment",
+    ),
+    Option(
+        "overlay",
+        BOOL,
+        False,
+        "A layer of its own on top of the others (a vertical team): its accounts stay in "
+        "their other segment too.",
+        table="segment",
+    ),
+    Option(
+        "units",
+        TEXT,
+        None,
+        "h3, zcta, county, or national (accounts dealt to territories without geography); "
+        "default: [units] kind.",
+        table="segment",
+        choices=("h3", "zcta", "county", "national"),
+    ),
+    Option(
+        "resolution",
+        INT,
+        None,
+        "H3 resolution of the segment's units; default: [units] resolution.",
+        table="segment",
+        low=0,
+        high=15,
     ),
     # --- [map]
     Option(
@@ -812,6 +887,20 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+#: Arrays of tables (``[[segment]]``, one per segment) and the keys of other tables each
+#: also accepts (taking their values when it leaves them out), by table.
+ARRAY_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "segment": {
+        "partition": (
+            "balance", "territories", "tolerance", "seed", "reps", "current", "max_moved",
+            "relax", "locked", "within", "regions", "quota", "quota_floor", "quota_cap",
+            "named_mode",
+        ),
+        "export": ("capacity",),
+    }
+}  # fmt: skip
+
+
 def _index() -> tuple[dict[str, dict[str, Option]], dict[str, dict[str, Option]]]:
     by_command: dict[str, dict[str, Option]] = {}
     by_table: dict[str, dict[str, Option]] = {}
@@ -824,11 +913,17 @@ def _index() -> tuple[dict[str, dict[str, Option]], dict[str, dict[str, Option]]
             if o.plan_key in by_table.setdefault(o.table, {}):
                 raise RuntimeError(f"key {o.plan_key!r} declared twice in [{o.table}]")
             by_table[o.table][o.plan_key] = o
+    for array, included in ARRAY_TABLES.items():
+        own = by_table.setdefault(array, {})
+        for table, keys in included.items():
+            for key in keys:
+                own.setdefault(key, by_table[table][key])
     return by_command, by_table
 
 
 _BY_COMMAND, _BY_TABLE = _index()
-TABLES = tuple(_BY_TABLE)
+#: The plain tables (``[name]``); arrays of tables are in :data:`ARRAY_TABLES`.
+TABLES = tuple(t for t in _BY_TABLE if t not in ARRAY_TABLES)
 
 
 def for_command(command: str) -> dict[str, Option]:
@@ -974,17 +1069,19 @@ def read_table(
     *,
     source: str | os.PathLike,
     base: Path | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """A plan-file table checked against its declared keys, in library units.
 
     Unknown keys (with the nearest known key suggested), wrong types and out-of-range
-    values raise :class:`InputError` naming the file, the table and the key. Paths are
-    taken relative to ``base`` (the plan file's folder), the defaults too.
+    values raise :class:`InputError` naming the file, the table (``label``, default
+    ``[table]``) and the key. Paths are taken relative to ``base`` (the plan file's
+    folder), the defaults too.
     """
     schema = for_table(table)
-    where = f"{source}: [{table}] "
+    where = f"{source}: {label or f'[{table}]'} "
     if not isinstance(values, Mapping):
-        raise InputError(f"{source}: [{table}] expected a table, got {values!r}")
+        raise InputError(f"{where}expected a table, got {values!r}")
     for key in values:
         if key not in schema:
             raise InputError(

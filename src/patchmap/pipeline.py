@@ -92,29 +92,38 @@ def layers_from_accounts(
     resolution: int,
     region: Sequence[str] | str | None,
     scoring: Mapping | None = None,
+    sums: Sequence[str] | None = None,
+    named: Sequence[str] = (),
     echo: Echo = _quiet,
 ) -> tuple[LayersResult, ScoreResult]:
     """Score (unless already scored) and aggregate placed accounts into units; write both.
 
-    ``units`` is a kind (``h3``, ``zcta``, ``county``) or the user's own polygons.
+    ``units`` is a kind (``h3``, ``zcta``, ``county``) or the user's own polygons;
+    ``sums`` the user's own numeric columns summed too; ``named`` the ids of named
+    accounts, scored but held out of the units (their owners carry them).
     """
-    from patchmap.layers import build_layers_on_polygons
+    from patchmap.layers import build_layers_on_polygons, check_sums
 
+    check_sums(ingest.accounts, sums)  # before the model is trained
     scored = score_accounts(ingest.accounts, scoring_config(scoring))
     for note in scored.notes:
         log.info(note)
+    held = scored.accounts["account_id"].astype(str).isin(pd.Index(named)).to_numpy()
+    geo = scored.accounts[~held]
     if isinstance(units, gpd.GeoDataFrame):
-        result = build_layers_on_polygons(scored.accounts, units)
+        result = build_layers_on_polygons(geo, units, sums=sums)
     else:
         states = geodata.normalize_states(region) if region else None
-        result = build_layers(scored.accounts, units=units, resolution=resolution, states=states)
+        result = build_layers(geo, units=units, resolution=resolution, states=states, sums=sums)
     for note in result.notes:
         log.info(note)
     write_layers(result, out)
     rejects = _combined_rejects(ingest, result.rejects)
     rejects_path = rejects_path_for(out)
     write_csv(rejects, rejects_path)
-    _report(echo, ingest, len(result.placed), rejects, rejects_path)
+    _report(echo, ingest, len(result.placed) + int(held.sum()), rejects, rejects_path)
+    if held.any():
+        echo(f"{int(held.sum())} of them named: held out of the units (their owners carry them)")
     return result, scored
 
 
@@ -136,6 +145,8 @@ def layers_file(
     if settings["engine"] == "dask":
         if units not in UNIT_KINDS:
             raise error("layers", "{engine=dask} takes {units} h3, zcta or county")
+        if settings["named"] is not None:
+            raise error("layers", "{named} needs {engine=pandas} (the Dask engine holds none out)")
         from patchmap.distributed import layers_file_dask
 
         return layers_file_dask(
@@ -146,15 +157,22 @@ def layers_file(
             region=settings["region"],
             column_map=settings["columns"],
             scheduler=settings["scheduler"],
+            sums=settings["sums"],
             echo=echo,
         )
     unit_layer = _unit_layer(units, settings["unit_id"], "layers")
     ingest = load_accounts(accounts_path, settings["columns"])
+    named = _named_ids(settings["named"], ingest)
     result, _ = layers_from_accounts(
         ingest, out, units=unit_layer, resolution=settings["resolution"],
-        region=settings["region"], echo=echo,
+        region=settings["region"], sums=settings["sums"], named=named, echo=echo,
     )  # fmt: skip
     return result
+
+
+def _named_ids(path: str | os.PathLike | None, ingest: IngestResult) -> list[str]:
+    """The ids of a NAMED.csv, checked against the accounts read (exit 2 naming lines)."""
+    return [] if path is None else _checked_named(path, ingest).ids.tolist()
 
 
 def _unit_layer(
@@ -230,13 +248,15 @@ def _check_locked_rows(locked: pd.Series, adjacency) -> None:
 
 
 def plan_units(
-    units: gpd.GeoDataFrame, *, id_col: str, settings: Mapping
-) -> tuple[Plan, pd.DataFrame | None]:
+    units: gpd.GeoDataFrame, *, id_col: str, settings: Mapping,
+    shares: Sequence[float] | None = None,
+) -> tuple[Plan, pd.DataFrame | None]:  # fmt: skip
     """Fit or realign a plan from files: reps, current plan, locked units, groups, regions.
 
     ``settings`` are the partition options (:func:`patchmap.options.for_table`
-    ``("partition")``, library units). Returns the plan and the validated reps (or None).
-    Raises :class:`InputError` for inconsistent inputs, naming the file and lines.
+    ``("partition")``, library units); ``shares`` each territory's target share (a plain
+    fit only: see :meth:`Partitioner.fit`). Returns the plan and the validated reps (or
+    None). Raises :class:`InputError` for inconsistent inputs, naming the file and lines.
     """
     from patchmap.export import read_plan
     from patchmap.partition.reps import read_reps
@@ -278,6 +298,10 @@ def plan_units(
                   regions=x["regions"])  # fmt: skip
     if current is not None:
         plan = part.realign(units, current, relax=x["relax"], max_moved=x["max_moved"], **common)
+    elif shares is not None:
+        if x["within"] is not None or x["regions"] is not None:
+            raise error("partition", "target shares take no {within} or {regions}")
+        plan = part.fit(units, shares=shares, **common)
     else:
         plan = part.fit(units, **common)
     return plan, reps
@@ -468,20 +492,90 @@ def export_file(
     rep_table = read_reps(reps, need_home=False) if reps is not None else None
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
-    accounts = None
+    accounts = named = None
     if settings["accounts"] is not None:
-        accounts = placed_accounts(
-            settings["accounts"], units, Path(out_dir) / "rejects.csv",
-            column_map=settings["columns"], echo=echo,
-        )  # fmt: skip
+        rejects_path = Path(out_dir) / "rejects.csv"
+        if settings["named"] is None:
+            accounts = placed_accounts(
+                settings["accounts"], units, rejects_path, column_map=settings["columns"],
+                echo=echo,
+            )  # fmt: skip
+        else:
+            accounts, named = _placed_and_named(
+                settings, units, units_path, plan, rep_table, rejects_path, echo
+            )
+    elif settings["named"] is not None:
+        raise error("export", "{named} needs {accounts} (the accounts the names refer to)")
     return export_plan(
         units, plan, out_dir, accounts=accounts, reps=rep_table,
         capacity=settings["capacity"], quota=_quota(settings),
         shared=settings["shared_territories"], formats=settings["formats"],
         salesforce_model=settings["salesforce_model"],
         salesforce_territories=settings["salesforce_territories"],
-        tolerance=settings["tolerance"],
+        tolerance=settings["tolerance"], named=named, named_mode=settings["named_mode"],
     )  # fmt: skip
+
+
+def _placed_and_named(
+    settings: Mapping, units: gpd.GeoDataFrame, units_path: str | os.PathLike,
+    plan: pd.DataFrame, reps: pd.DataFrame | None, rejects_path: Path, echo: Echo,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """:func:`placed_accounts` with a NAMED.csv: the accounts routed by geography, and the
+    named ones with their owner (wherever they are: never a reject for their place)."""
+    from patchmap.export import unit_kind
+    from patchmap.layers import place_accounts
+
+    ingest = load_accounts(settings["accounts"], settings["columns"])
+    scored = score_accounts(ingest.accounts).accounts
+    placed, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
+    named = _named_table(settings["named"], ingest, scored, placed, plan, reps, units)
+    pinned = placed["account_id"].astype(str).isin(named["account_id"])
+    if "accounts" in units.columns and units["accounts"].sum() == len(placed) and pinned.any():
+        log.warning(
+            f"{units_path}: the units count the named accounts too (their owners carry "
+            "them): build them with `patchmap layers --named`"
+        )
+    rejects = rejects[~rejects["account_id"].astype(str).isin(named["account_id"])]
+    rejects = _combined_rejects(ingest, rejects)
+    write_csv(rejects, rejects_path)
+    _report(echo, ingest, int((~pinned).sum()) + len(named), rejects, rejects_path)
+    return placed, named
+
+
+def _named_table(
+    path: str | os.PathLike, ingest: IngestResult, scored: pd.DataFrame, placed: pd.DataFrame,
+    plan: pd.DataFrame, reps: pd.DataFrame | None, units: gpd.GeoDataFrame,
+) -> pd.DataFrame:  # fmt: skip
+    """The named accounts of a NAMED.csv as account rows with their owner's ``territory``
+    (a rep's territory from ``reps``, or a territory of ``plan``) and the unit they sit in."""
+    from patchmap.export import assign_reps, dissolve_territories
+    from patchmap.segments.plan import named_rows
+
+    named = _checked_named(path, ingest)
+    territories = pd.unique(plan["territory"].astype(str))
+    rep_territory = None
+    if reps is not None and named.table["rep_id"].notna().any():
+        labels = plan["territory"].to_numpy(dtype=object)
+        link = assign_reps(reps, territories, dissolve_territories(units, labels), shared=True)
+        rep_territory = dict(zip(link["rep_id"].astype(str), link["territory"], strict=True))
+    owners = named.owners(named.table, rep_territory=rep_territory, territories=territories)
+    return _with_units(named_rows(scored, owners), placed)
+
+
+def _checked_named(path: str | os.PathLike, ingest: IngestResult):
+    """A NAMED.csv read and checked against the accounts read (exit 2 naming lines)."""
+    from patchmap.segments.named import read_named
+
+    return read_named(path).check_accounts(
+        ingest.accounts["account_id"].astype(str),
+        rejected=ingest.rejects["account_id"].astype(str),
+    )
+
+
+def _with_units(rows: pd.DataFrame, placed: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the ``unit_id`` each account of ``placed`` sits in (blank elsewhere)."""
+    unit_of = pd.Series(placed["unit_id"].to_numpy(), index=placed["account_id"].astype(str))
+    return rows.assign(unit_id=unit_of.reindex(rows["account_id"].astype(str)).to_numpy())
 
 
 @takes("compare")
@@ -611,18 +705,27 @@ class RunResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     plan: Plan | None = None
     ingest: IngestResult | None = None
+    segments: object = None  # a patchmap.segments.SegmentedPlan, for [[segment]] plans
 
 
 def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
-    """`patchmap run`: every stage from one config, outputs in ``config.out``."""
+    """`patchmap run`: every stage from one config, outputs in ``config.out``; a plan with
+    ``[[segment]]`` tables plans every segment (:func:`patchmap.segments.run_segments`)."""
+    if config.segments:
+        from patchmap.segments.run import run_segments
+
+        return run_segments(config, echo=echo)
     from patchmap.export import export_plan
     from patchmap.partition.reps import read_reps
     from patchmap.render import render_map
 
     part, units_cfg = config.partition, config.units
     unit_layer = _unit_layer(units_cfg["units"], units_cfg["unit_id"], "units")
-    if part["reps"] is not None:  # read before anything is written
-        read_reps(part["reps"])
+    rep_file = read_reps(part["reps"]) if part["reps"] is not None else None  # before writing
+    if config.accounts["named"] is not None and part["named_mode"] == "balance":
+        if rep_file is None or part["within"] or part["regions"] or part["current"]:
+            raise error("partition", "{named_mode=balance} needs {reps} (the owners' "
+                                     "territories) and no {within}, {regions} or {current}")  # fmt: skip
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     res = RunResult()
@@ -630,6 +733,11 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.set_postfix_str("ingest")
         ingest = load_accounts(config.accounts["path"], config.accounts["columns"])
         res.ingest = ingest
+        named = (
+            _checked_named(config.accounts["named"], ingest)
+            if config.accounts["named"] is not None
+            else None
+        )
         bar.update()
         bar.set_postfix_str("score + layers")
         units_path = out / "units.parquet"
@@ -640,6 +748,8 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             resolution=units_cfg["resolution"],
             region=units_cfg["region"],
             scoring=config.scoring,
+            sums=units_cfg["sums"],
+            named=named.ids.tolist() if named is not None else (),
             echo=echo,
         )
         res.outputs["units"] = units_path
@@ -650,10 +760,25 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         bar.update()
 
         bar.set_postfix_str("partition")
+        shares = named_table = None
+        by_rep = {r: r for r in rep_file["rep_id"]} if rep_file is not None else None
+        if named is not None and part["named_mode"] == "balance":
+            from patchmap.segments.plan import named_rows, owner_shares
+
+            owners = named.owners(named.table, rep_territory=by_rep, territories=list(by_rep))
+            shares, notes = owner_shares(layers.units, named_rows(scored.accounts, owners),
+                                         rep_file, part["balance"][0])  # fmt: skip
+            for note in notes:
+                log.info(note)
         plan, reps = plan_units(
             layers.units, id_col="unit_id",
-            settings={**part, "capacity": config.export["capacity"]},
+            settings={**part, "capacity": config.export["capacity"]}, shares=shares,
         )  # fmt: skip
+        if named is not None:
+            from patchmap.segments.plan import named_rows
+
+            owners = named.owners(named.table, rep_territory=by_rep, territories=plan.labels)
+            named_table = _with_units(named_rows(scored.accounts, owners), layers.placed)
         res.plan = plan
         plan_path = out / "plan.csv"
         plan.to_csv(plan_path)
@@ -682,7 +807,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
                 quota=_quota(part), formats=config.export["formats"],
                 salesforce_model=config.export["salesforce_model"],
                 salesforce_territories=config.export["salesforce_territories"],
-                tolerance=part["tolerance"],
+                tolerance=part["tolerance"], named=named_table, named_mode=part["named_mode"],
             )
         )  # fmt: skip
         bar.update()

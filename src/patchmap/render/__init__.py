@@ -14,6 +14,7 @@ from patchmap.render.colors import palette, territory_colors
 from patchmap.render.common import leaflet_assets
 from patchmap.render.compare_map import render_compare
 from patchmap.render.interactive import render_map
+from patchmap.render.segments_map import render_segments
 from patchmap.render.static import render_static
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "palette",
     "render_compare",
     "render_map",
+    "render_segments",
     "render_static",
     "territory_colors",
 ]
