@@ -231,9 +231,25 @@ def test_constraint_objects(small_plan):
     ],
 )
 def test_bad_parameters(kwargs, message):
+    # scikit-learn's contract: the constructor stores, fit validates
     args = {"n_territories": 3, "balance": "w", **kwargs}
+    part = Partitioner(args.pop("n_territories"), args.pop("balance"), **args)
     with pytest.raises(InputError, match=message):
-        Partitioner(args.pop("n_territories"), args.pop("balance"), **args)
+        part.fit(squares(6, 6))
+
+
+def test_estimator_contract():
+    from sklearn.base import clone
+
+    part = Partitioner(4, ["w", "v"], tolerance=0.03, seed=5)
+    params = part.get_params()
+    assert params["n_territories"] == 4 and params["balance"] == ["w", "v"]
+    assert params["tolerance"] == 0.03 and params["seed"] == 5
+    copy = clone(part).set_params(n_territories=3, labels="Z{:d}")
+    assert copy.get_params()["n_territories"] == 3 and part.n_territories == 4
+    plan = copy.fit(squares(6, 6))
+    assert plan.labels == ["Z1", "Z2", "Z3"] and plan.contiguous
+    assert "n_territories=3" in repr(copy)
 
 
 @pytest.mark.parametrize(

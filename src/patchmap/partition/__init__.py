@@ -4,6 +4,20 @@ What-if planning: ``fit(reps=...)`` grows one territory around each rep's home,
 ``fit(locked=...)`` pins units, ``fit(within=..., regions=...)`` nests territories in
 groups or regions, and ``Partitioner.realign(units, current, max_moved=...)`` rebalances
 an existing plan moving as little as possible.
+
+The package's files are the algorithm's parts, each usable on its own:
+
+- ``problem``: the unit graph, balance weights, bands and locks as flat arrays
+- ``state``: the labelling and the running tallies every move keeps up to date
+- ``objective``: balance bands, cut-edge and compactness gains, the plan score
+- ``contiguity``: which units and blocks may leave a territory; repairs
+- ``seeding``: first labellings (recursive bisection, capacitated starts at rep homes)
+- ``balance`` and ``secondary``: balancing the primary and the secondary columns
+- ``refine``: greedy, pair-swap and Fiduccia–Mattheyses refinement
+- ``schedule``: one search from a start, and the restarts
+- ``estimator`` (``Partitioner``), ``plan`` (``Plan``, ``build_plan``), ``hierarchy``
+  (nested plans), ``realign`` (rebalancing a current plan), ``reps`` (rep homes),
+  ``constraints`` (the checks a plan is judged by)
 """
 
 from patchmap.partition.constraints import (
@@ -15,7 +29,8 @@ from patchmap.partition.constraints import (
     MoveBudget,
     Within,
 )
-from patchmap.partition.engine import Partitioner, check_locks, locked_conflicts
+from patchmap.partition.contiguity import check_locks, locked_conflicts
+from patchmap.partition.estimator import Partitioner
 from patchmap.partition.hierarchy import group_territories, split_count
 from patchmap.partition.plan import Plan
 from patchmap.partition.reps import locate_homes, prepare_reps, read_reps

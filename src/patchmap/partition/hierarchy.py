@@ -19,11 +19,15 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from sklearn.base import clone
 
 from patchmap.errors import InputError
-from patchmap.partition.constraints import Within
-from patchmap.partition.plan import Plan
-from patchmap.units.adjacency import Adjacency, _show, build_adjacency
+from patchmap.partition.constraints import HomeBases, LockedUnits, Within
+from patchmap.partition.plan import Plan, build_plan, west_east_rank
+from patchmap.partition.problem import COMPACTNESS, TARGET, TOLERANCE, Problem, input_notes, prepare
+from patchmap.partition.reps import locate_homes, prepare_reps, rep_report
+from patchmap.partition.schedule import solve
+from patchmap.units.adjacency import Adjacency, build_adjacency, show_id
 
 __all__ = ["fit_nested", "group_shares", "group_territories", "group_values", "split_count"]
 
@@ -65,7 +69,7 @@ def group_values(
     if missing.any():
         raise InputError(
             f"within: {int(missing.sum())} unit(s) have no {name!r} value, e.g. unit "
-            f"{_show(np.asarray(ids)[missing][0])}"
+            f"{show_id(np.asarray(ids)[missing][0])}"
         )
     return vals.astype(str).to_numpy(dtype=object), name
 
@@ -107,31 +111,16 @@ def _sub_adjacency(adj: Adjacency, idx: np.ndarray, units: gpd.GeoDataFrame, id_
 def _fit_part(
     partitioner, units, adj, idx, k, id_col, *, reps=None, shares=None, locked=None
 ) -> np.ndarray:
-    """Labels 0..k-1 for the units ``idx`` (all 0 when k is 1)."""
-    from patchmap.partition.engine import _copy_with_k
-
+    """Labels 0..k-1 for the units ``idx`` (all 0 when k is 1), drawn by a copy of
+    ``partitioner`` with ``k`` territories."""
     if k == 1:
         return np.zeros(len(idx), dtype=np.int64)
     sub_units = units.iloc[idx]
     sub_adj = _sub_adjacency(adj, idx, sub_units, id_col)
-    sub = _copy_with_k(partitioner, k)
-    sub.labels = "{:d}"
+    sub = clone(partitioner).set_params(n_territories=k, labels="{:d}")
     plan = sub.fit(sub_units, adjacency=sub_adj, reps=reps, shares=shares, locked=locked)
     order = plan.labels
     return pd.Index(order).get_indexer(plan.assignment.reindex(sub_adj.ids).to_numpy())
-
-
-def _west_east(xy: np.ndarray | None, lab: np.ndarray, k: int, area: np.ndarray) -> np.ndarray:
-    """Rank of each label 0..k-1 ordered west to east (then north to south)."""
-    if xy is None:
-        return np.arange(k)
-    a = np.maximum(np.bincount(lab, weights=area, minlength=k), 1e-12)
-    cx = np.bincount(lab, weights=area * xy[:, 0], minlength=k) / a
-    cy = np.bincount(lab, weights=area * xy[:, 1], minlength=k) / a
-    order = np.lexsort((-cy, cx))
-    rank = np.empty(k, dtype=np.int64)
-    rank[order] = np.arange(k)
-    return rank
 
 
 def fit_nested(
@@ -145,7 +134,8 @@ def fit_nested(
     within: str | pd.Series | None = None,
     regions: int | None = None,
 ) -> Plan:
-    """:meth:`Partitioner.fit` with ``within`` groups and/or ``regions`` (see the module)."""
+    """:meth:`Partitioner.fit` with ``within`` groups and/or ``regions`` (see the module);
+    ``partitioner`` draws each part (a copy of it with the part's number of territories)."""
     import time
 
     t0 = time.perf_counter()
@@ -155,7 +145,8 @@ def fit_nested(
             "(realign a current plan with within= instead)"
         )
     p = partitioner
-    K = p.n_territories
+    cfg = p.settings()
+    K = cfg.n_territories
     if regions is not None:
         if isinstance(regions, bool) or not isinstance(regions, (int, np.integer)) or regions < 2:
             raise InputError(f"regions must be an integer >= 2, got {regions!r}")
@@ -170,10 +161,12 @@ def fit_nested(
         )
         group_territories(plan, regions, units=units, within=within)
         return plan
-    W, adjacency = p._prepare(units, adjacency)
+    W, adjacency = prepare(
+        units, adjacency, balance=cfg.balance, id_col=cfg.id_col, n_territories=K
+    )
     ids = np.asarray(adjacency.ids)
     n = len(ids)
-    id_col = p.id_col if p.id_col in units.columns else None
+    id_col = cfg.id_col if cfg.id_col in units.columns else None
     notes: list[str] = []
     extra: list = []
     if within is not None:
@@ -194,8 +187,6 @@ def fit_nested(
         _group_locks(locked, ids, gcode, gnames, gname) if locked is not None else (None, None)
     )
     if reps is not None:
-        from patchmap.partition.reps import locate_homes, prepare_reps
-
         reps = prepare_reps(reps)
         if len(reps) != K:
             raise InputError(
@@ -238,7 +229,9 @@ def fit_nested(
         adjacency.xy_km,
         (adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)),
     )
-    rng_order = _west_east(xy, gcode, len(gnames), area) if len(gnames) > 1 else np.zeros(1, int)
+    rng_order = (
+        west_east_rank(xy, gcode, len(gnames), area) if len(gnames) > 1 else np.zeros(1, int)
+    )
     for g in np.argsort(rng_order, kind="stable").tolist():
         gidx = np.flatnonzero(gcode == g)
         if reps is not None:
@@ -259,13 +252,13 @@ def fit_nested(
             # a region's territory count follows its drawn size (the engine orders regions)
             rtot = np.bincount(rlab, weights=W[gidx, 0], minlength=int(ng[g]))
             kr = split_count(rtot, int(kg[g]))
-        rrank = _west_east(xy[gidx] if xy is not None else None, rlab, int(ng[g]), area[gidx])
+        rrank = west_east_rank(xy[gidx] if xy is not None else None, rlab, int(ng[g]), area[gidx])
         for r in np.argsort(rrank, kind="stable").tolist():
             ridx = gidx[rlab == r]
             tl = _fit_part(
                 p, units, adjacency, ridx, int(kr[r]), id_col, locked=_locks_in(lock_s, ids[ridx])
             )
-            trank = _west_east(xy[ridx] if xy is not None else None, tl, int(kr[r]), area[ridx])
+            trank = west_east_rank(xy[ridx] if xy is not None else None, tl, int(kr[r]), area[ridx])
             lab[ridx] = next_t + trank[tl]
             if regions is None:
                 region = str(gnames[g])
@@ -279,25 +272,23 @@ def fit_nested(
         names = [n_ for g in np.argsort(rng_order, kind="stable").tolist()
                  for n_ in reps["rep_id"].iloc[np.flatnonzero(home_group == g)]]  # fmt: skip
     else:
-        names = [p.labels.format(i + 1) for i in range(K)]
+        names = [cfg.labels.format(i + 1) for i in range(K)]
         if lock_s is not None:
             # locked territories keep their labels; the others are numbered in order,
             # skipping the labels the locks use
             first = ~lock_s.duplicated().to_numpy()
             fixed = dict(zip(lab[lock_pos[first]].tolist(), lock_s[first], strict=True))
             used = set(fixed.values())
-            free = (x for i in range(2 * K) if (x := p.labels.format(i + 1)) not in used)
+            free = (x for i in range(2 * K) if (x := cfg.labels.format(i + 1)) not in used)
             names = [fixed[t] if t in fixed else next(free) for t in range(K)]
     if lock_s is not None:
-        from patchmap.partition.constraints import LockedUnits
-
         extra.append(LockedUnits(lock_s))
     mean = W[:, 0].sum() / K
     for g in range(len(gnames)):
         avg = gtot[g] / kg[g] / mean - 1
-        if abs(avg) > p.target and within is not None:
+        if abs(avg) > cfg.target and within is not None:
             notes.append(
-                f"{gname} {gnames[g]!r} holds {gtot[g] / gtot.sum():.1%} of {p.balance[0]} "
+                f"{gname} {gnames[g]!r} holds {gtot[g] / gtot.sum():.1%} of {cfg.balance[0]} "
                 f"and gets {kg[g]} of {K} territories: its territories average {avg:+.1%} "
                 "from the overall mean"
             )
@@ -306,17 +297,15 @@ def fit_nested(
         # territories cannot trade across groups: each is measured against its group's mean
         share = group_shares(W[:, 0], groups, lab, K)
         notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
-    notes += p._notes(W, ids, adjacency, share)
+    notes += input_notes(W, ids, adjacency, share, cfg.target, cfg.balance[0])
     if reps is not None:
-        from patchmap.partition.constraints import HomeBases
-
         extra.append(HomeBases(pd.Series(ids[home], index=pd.Index(reps["rep_id"]))))
-    plan = p._plan(units, adjacency, lab, W, names, notes, reorder=False, extra=extra,
-                   shares=share)  # fmt: skip
+    plan = build_plan(
+        adjacency, lab, W, names, notes, balance=cfg.balance, target=cfg.target,
+        tolerance=cfg.tolerance, seed=cfg.seed, reorder=False, extra=extra, shares=share,
+    )  # fmt: skip
     plan.regions = pd.Series(region_of, index=pd.Index(names, name="territory"), name="region")
     if reps is not None:
-        from patchmap.partition.reps import rep_report
-
         plan.homes = pd.Series(ids[home], index=pd.Index(reps["rep_id"], name="territory"))
         plan.reps = rep_report(reps, plan, units)
     plan.elapsed_s = time.perf_counter() - t0
@@ -331,7 +320,7 @@ def _group_locks(
     lock_s = pd.Series(locked).astype(str)
     pos = pd.Index(ids).get_indexer(lock_s.index)
     if (pos < 0).any():
-        raise InputError(f"locked: unit {_show(lock_s.index[pos < 0][0])} is not among the units")
+        raise InputError(f"locked: unit {show_id(lock_s.index[pos < 0][0])} is not among the units")
     span = pd.Series(gcode[pos]).groupby(lock_s.to_numpy()).unique()
     bad = span[span.map(len) > 1]
     if len(bad):
@@ -362,10 +351,9 @@ def group_territories(
     of territories (as equal as K/N allows); sets and returns ``plan.regions``.
 
     The regions are a partition of the territory graph (territories touching when any of
-    their units do), drawn by the same engine; with ``within`` no region crosses a group.
+    their units do), drawn by the same search with the default settings, one territory
+    weighing one; with ``within`` no region crosses a group.
     """
-    from patchmap.partition.engine import Partitioner
-
     if isinstance(n_regions, bool) or not isinstance(n_regions, (int, np.integer)):
         raise InputError(f"regions must be an integer >= 2, got {n_regions!r}")
     labels = plan.labels
@@ -413,10 +401,23 @@ def group_territories(
         ncomp, _ = connected_components(tadj.matrix, directed=False)
         if ncomp > 1:
             raise InputError("regions: the territories do not form one connected map")
-        frame = pd.DataFrame({"unit_id": tadj.ids, "territories": 1.0})
-        eng = Partitioner(int(ng[g]), "territories", id_col="unit_id", seed=plan.seed,
-                          labels=prefix + "R{:02d}")  # fmt: skip
-        rplan = eng.fit(frame, adjacency=tadj)
-        region[tidx] = rplan.assignment.reindex(tadj.ids).to_numpy()
+        region[tidx] = _draw_regions(tadj, int(ng[g]), plan.seed, prefix + "R{:02d}")
     plan.regions = pd.Series(region, index=pd.Index(labels, name="territory"), name="region")
     return plan.regions
+
+
+def _draw_regions(tadj: Adjacency, k: int, seed: int, labels: str) -> np.ndarray:
+    """Region label of each territory of the territory graph ``tadj`` (``k`` regions of
+    equal territory counts), numbered west to east."""
+    n = tadj.n_units
+    if k > n:
+        raise InputError(f"regions: {k} regions for {n} territories")
+    problem = Problem.from_adjacency(
+        tadj, np.ones((n, 1)), shares=np.full(k, 1.0 / k), primary_tol=TARGET,
+        tolerance=TOLERANCE, locked=np.full(n, -1), compactness=COMPACTNESS,
+    )  # fmt: skip
+    lab = solve(problem, seed=seed)
+    area = tadj.area_km2 if tadj.area_km2 is not None else np.ones(n)
+    rank = west_east_rank(tadj.xy_km, lab, k, area)
+    names = np.asarray([labels.format(i + 1) for i in range(k)], dtype=object)
+    return names[rank[lab]]

@@ -1,17 +1,27 @@
-"""The result of partitioning: unit -> territory, with the metrics that judge it."""
+"""The result of partitioning: unit -> territory, with the metrics that judge it.
+
+:func:`build_plan` measures a labelling (balance per column, Polsby–Popper, contiguity,
+cut edges), checks the constraints and notes what misses its target; every way of
+making a plan (fit, nested plans, realignment, evaluate) ends there.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from patchmap.io import write_csv
+from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
+from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
+from patchmap.partition.problem import territory_shares
 from patchmap.units.adjacency import Adjacency
 
-__all__ = ["Plan"]
+__all__ = ["Plan", "build_plan", "west_east_rank"]
 
 
 @dataclass(eq=False)
@@ -140,3 +150,104 @@ class Plan:
             f"{self.cut_edge_fraction:.3f}, mean_polsby_popper={self.mean_polsby_popper:.3f}, "
             f"contiguous={self.contiguous}, bridges={len(self.bridges)})"
         )
+
+
+def west_east_rank(xy: np.ndarray | None, lab: np.ndarray, k: int, area: np.ndarray) -> np.ndarray:
+    """Rank of each label 0..k-1 ordered west to east by area-weighted centroid (then
+    north to south): a stable, seed-free order for territory numbers."""
+    if xy is None:
+        return np.arange(k)
+    a = np.maximum(np.bincount(lab, weights=area, minlength=k), 1e-12)
+    cx = np.bincount(lab, weights=area * xy[:, 0], minlength=k) / a
+    cy = np.bincount(lab, weights=area * xy[:, 1], minlength=k) / a
+    order = np.lexsort((-cy, cx))
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    return rank
+
+
+def build_plan(
+    adjacency: Adjacency,
+    lab: np.ndarray,
+    W: np.ndarray,
+    label_names: Sequence[str],
+    notes: list[str],
+    *,
+    balance: Sequence[str],
+    target: float,
+    tolerance: float,
+    seed: int = 0,
+    reorder: bool = True,
+    shares: Sequence[float] | None = None,
+    extra: Sequence = (),
+    primary_tol: float | None = None,
+) -> Plan:
+    """The :class:`Plan` of labels ``lab`` (codes into ``label_names``), measured.
+
+    With ``reorder`` territories are numbered west to east. The primary column is
+    checked against ``primary_tol`` (``target`` by default), the others against
+    ``tolerance``; a column outside its band adds a note. ``extra`` constraints (locks,
+    homes, groups, a move budget) are checked too.
+    """
+    k = len(label_names)
+    share = territory_shares(shares, k)
+    n = len(lab)
+    area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+    a = np.bincount(lab, weights=area, minlength=k)
+    if reorder:
+        rank = west_east_rank(adjacency.xy_km, lab, k, area)
+        order = np.argsort(rank)
+        lab = rank[lab]
+        share = share[order]
+        a = a[order]
+    lab_str = np.asarray(label_names, dtype=object)[lab]
+    ids = np.asarray(adjacency.ids)
+    assignment = pd.Series(lab_str, index=pd.Index(ids, name="unit_id"), name="territory")
+    terr = pd.DataFrame({"territory": list(label_names)})
+    terr["units"] = np.bincount(lab, minlength=k)
+    for j, c in enumerate(balance):
+        tot = np.bincount(lab, weights=W[:, j], minlength=k)
+        terr[c] = tot
+        terr[f"{c}_deviation"] = tot / (tot.sum() * share) - 1.0
+    if adjacency.shared_km is not None:
+        pp = polsby_popper_from_parts(
+            lab, adjacency.area_km2, adjacency.perimeter_km, adjacency.shared_km, k
+        )
+    else:
+        pp = np.full(k, np.nan)
+    terr["polsby_popper"] = pp
+    terr["contiguous"] = (
+        is_contiguous(adjacency, lab).reindex(range(k), fill_value=False).to_numpy()
+    )
+    terr["area_km2"] = a
+    dev0 = terr[f"{balance[0]}_deviation"].abs()
+    plan = Plan(
+        assignment=assignment,
+        adjacency=adjacency,
+        territories=terr,
+        balance=list(balance),
+        max_deviation=float(dev0.max()),
+        cut_edge_fraction=cut_edge_fraction(adjacency, lab),
+        mean_polsby_popper=float(np.nanmean(pp)) if np.isfinite(pp).any() else float("nan"),
+        bridges=adjacency.bridges.copy(),
+        notes=notes,
+        seed=seed,
+    )
+    primary_tol = target if primary_tol is None else primary_tol
+    for j, c in enumerate(balance):
+        tol = primary_tol if j == 0 else tolerance
+        worst = float(terr[f"{c}_deviation"].abs().max())
+        if worst > tol + 1e-12:
+            why = (
+                "unit sizes or shape do not allow it"
+                if j == 0
+                else f"the primary {balance[0]!r} comes first, and the two pull apart"
+            )
+            notes.append(
+                f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} ({why})"
+            )
+    checks = [BalanceTolerance(balance[0], primary_tol)]
+    checks += [BalanceTolerance(c, tolerance) for c in balance[1:]]
+    checks += [Contiguity(), *extra]
+    plan.constraints = check_all(checks, plan)
+    return plan

@@ -21,105 +21,53 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.partition.balance import settle
 from patchmap.partition.constraints import HomeBases, LockedUnits, MoveBudget, Within
-from patchmap.partition.engine import (
-    _MARGIN,
-    Partitioner,
-    _Graph,
-    _locked_whole,
-    _Search,
-    _settle_locks,
-    _show,
-    _spectral_xy,
-    check_locks,
-)
-from patchmap.partition.plan import Plan
-from patchmap.units.adjacency import Adjacency
+from patchmap.partition.contiguity import can_remove, check_locks, locked_whole, settle_locks
+from patchmap.partition.hierarchy import group_shares, group_territories, group_values
+from patchmap.partition.objective import cut_gain, violation_delta
+from patchmap.partition.plan import Plan, build_plan
+from patchmap.partition.problem import Graph, Problem, prepare, warm_codes
+from patchmap.partition.reps import locate_homes, prepare_reps, rep_report
+from patchmap.partition.secondary import secondary
+from patchmap.partition.state import SearchState
+from patchmap.units.adjacency import Adjacency, show_id
 
-__all__ = ["moved_accounts", "moves_table", "realign"]
+__all__ = ["moved_accounts", "moves_table", "realign", "send_back"]
 
 _ATTEMPTS = 3  # seeds tried; the plan moving least (inside the tolerance) wins
 _RELAX = ("tolerance", "budget")
 
 
-class _BudgetSearch(_Search):
-    """The engine's local search, counting the primary weight away from its territory.
-
-    Any balancing step that would take the moved weight over ``budget`` scores as
-    infinitely bad, so the engine's own accept/undo logic rejects it.
-    """
-
-    def __init__(self, *args, orig: np.ndarray, budget: float) -> None:
-        self._orig = np.asarray(orig, dtype=np.int64)
-        self._origl = self._orig.tolist()
-        self.budget = float(budget)
-        super().__init__(*args)
-        self._w0 = self._W[:, 0].tolist()
-
-    def load(self, lab: np.ndarray) -> None:
-        super().load(lab)
-        self.moved = float(self._W[np.asarray(lab) != self._orig, 0].sum())
-
-    def move(self, u: int, p: int, q: int) -> None:
-        super().move(u, p, q)
-        o = self._origl[u]
-        if p == o:
-            self.moved += self._w0[u]
-        elif q == o:
-            self.moved -= self._w0[u]
-
-    def over(self) -> bool:
-        return self.moved > self.budget * (1 + 1e-12) + 1e-9
-
-    def imbalance(self, goal: float = 1.0) -> tuple[float, float]:
-        if self.over():
-            return float("inf"), float("inf")
-        return super().imbalance(goal)
-
-    def _shift(self, path: list[int], amount: float, j: int, window: float) -> None:
-        # every hop moves about ``amount`` (often more): ask for half what the budget has left
-        room = 0.5 * (self.budget - self.moved) / max(len(path) - 1, 1)
-        if j == 0 and room < amount:
-            amount = max(room, 0.0)
-            window = min(window, 0.5 * amount)
-        if amount > 0:
-            super()._shift(path, amount, j, window)
-
-    def secondary(self, goal: float = 0.5, max_iter: int | None = None) -> None:
-        before = self.labels()
-        super().secondary(goal, max_iter)
-        if self.over():
-            self.load(before)
-
-    def tidy(self, passes: int = 4) -> int:
-        """Moved units go back to their own territory where balance bands and contiguity
-        allow; the rest may shift to a neighbour when that cuts fewer edges (neither adds
-        to the moved weight)."""
-        lab, nbrs, orig = self.lab, self.nbrs, self._origl
-        done = 0
-        for _ in range(passes):
-            cand = np.flatnonzero(self.labn != self._orig)
-            cand = cand[np.argsort(-self._W[cand, 0], kind="stable")]
-            changed = 0
-            for u in cand.tolist():
-                p, o = lab[u], orig[u]
-                if self.locked[u] or p == o:
-                    continue
-                near = {lab[v] for v in nbrs[u]} - {p}
-                if not near:
-                    continue
-                options = [o] if o in near else []
-                gains = sorted(((self._gain(u, p, q), q) for q in near if q != o), reverse=True)
-                options += [q for g, q in gains if g > 0]
-                for q in options:
-                    if self._viol_delta(u, p, q) <= 1e-12 and self.can_remove(u, p):
-                        self.move(u, p, q)
-                        changed += 1
-                        break
-            done += changed
-            if not changed:
-                break
-        return done
+def send_back(s: SearchState, passes: int = 4) -> int:
+    """Moved units go back to their own territory (``s.origin``) where balance bands and
+    contiguity allow; the rest may shift to a neighbour when that cuts fewer edges
+    (neither adds to the moved weight). Returns the number of moves."""
+    lab, nbrs, orig = s.lab, s.nbrs, s.origin.tolist()
+    done = 0
+    for _ in range(passes):
+        cand = np.flatnonzero(s.labn != s.origin)
+        cand = cand[np.argsort(-s.W[cand, 0], kind="stable")]
+        changed = 0
+        for u in cand.tolist():
+            p, o = lab[u], orig[u]
+            if s.locked[u] or p == o:
+                continue
+            near = {lab[v] for v in nbrs[u]} - {p}
+            if not near:
+                continue
+            options = [o] if o in near else []
+            gains = sorted(((cut_gain(s, u, p, q), q) for q in near if q != o), reverse=True)
+            options += [q for g, q in gains if g > 0]
+            for q in options:
+                if violation_delta(s, u, p, q) <= 1e-12 and can_remove(s, u, p):
+                    s.move(u, p, q)
+                    changed += 1
+                    break
+        done += changed
+        if not changed:
+            break
+    return done
 
 
 def _current_codes(current, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -136,16 +84,16 @@ def _current_codes(current, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
     unknown = ~cur.index.isin(index)
     if unknown.any():
         raise InputError(
-            f"current: unit {_show(cur.index[unknown][0])} is not among the units "
+            f"current: unit {show_id(cur.index[unknown][0])} is not among the units "
             f"({int(unknown.sum())} unknown)"
         )
     if cur.index.duplicated().any():
-        raise InputError(f"current: unit {_show(cur.index[cur.index.duplicated()][0])} repeats")
+        raise InputError(f"current: unit {show_id(cur.index[cur.index.duplicated()][0])} repeats")
     lab = cur.reindex(index)
     missing = lab.isna().to_numpy()
     if missing.any():
         raise InputError(
-            f"current: {int(missing.sum())} unit(s) have no territory, e.g. {_show(index[missing][0])}"
+            f"current: {int(missing.sum())} unit(s) have no territory, e.g. {show_id(index[missing][0])}"
         )
     names = sorted(pd.unique(lab.to_numpy()))
     return pd.Index(names).get_indexer(lab.to_numpy()), names
@@ -186,7 +134,7 @@ def _no_cross_edges(adjacency: Adjacency, groups: np.ndarray) -> Adjacency:
 
 
 def realign(
-    partitioner: Partitioner,
+    partitioner,
     units: gpd.GeoDataFrame,
     current: pd.Series | Mapping | pd.DataFrame,
     *,
@@ -200,8 +148,9 @@ def realign(
 ) -> Plan:
     """Rebalance ``current`` to the units' (new) measures, moving as little as possible.
 
-    See :meth:`Partitioner.realign`. ``max_moved`` is a fraction (0.1 = at most 10% of the
-    primary column may change territory); None means no budget.
+    See :meth:`Partitioner.realign` (``partitioner`` gives the settings). ``max_moved``
+    is a fraction (0.1 = at most 10% of the primary column may change territory); None
+    means no budget.
     """
     t0 = time.perf_counter()
     if relax not in _RELAX:
@@ -210,26 +159,26 @@ def realign(
         isinstance(max_moved, (int, float)) and 0 <= float(max_moved) <= 1
     ):
         raise InputError(f"max_moved must be a fraction between 0 and 1, got {max_moved!r}")
-    W, adjacency = partitioner._prepare(units, adjacency)
+    p = partitioner.settings()
+    W, adjacency = prepare(
+        units, adjacency, balance=p.balance, id_col=p.id_col, n_territories=p.n_territories
+    )
     ids = np.asarray(adjacency.ids)
     orig, names = _current_codes(current, ids)
     k = len(names)
-    if k != partitioner.n_territories:
+    if k != p.n_territories:
         raise InputError(
             f"current: the plan has {k} territories but n_territories="
-            f"{partitioner.n_territories} (a realignment keeps the territories)"
+            f"{p.n_territories} (a realignment keeps the territories)"
         )
-    p = partitioner
     extra: list = []
     lock = np.full(len(ids), -1, dtype=np.int64)
     if locked is not None:
-        _, lock, _ = p._warm(ids, names, None, locked, fixed=True)
+        _, lock, _ = warm_codes(ids, names, None, locked, fixed=True)
         extra.append(LockedUnits(pd.Series(np.asarray(names, dtype=object)[lock[lock >= 0]],
                                            index=ids[lock >= 0])))  # fmt: skip
     home_idx = None
     if reps is not None:
-        from patchmap.partition.reps import locate_homes, prepare_reps
-
         reps = prepare_reps(reps)
         missing = sorted(set(names) - set(reps["rep_id"]))
         extra_reps = sorted(set(reps["rep_id"]) - set(names))
@@ -245,7 +194,7 @@ def realign(
         clash = (lock[home_idx] >= 0) & (lock[home_idx] != codes)
         if clash.any():
             raise InputError(
-                f"locked: unit {_show(ids[home_idx[clash][0]])} is locked elsewhere but is the "
+                f"locked: unit {show_id(ids[home_idx[clash][0]])} is locked elsewhere but is the "
                 f"home of rep {reps['rep_id'].iloc[int(np.flatnonzero(clash)[0])]!r}"
             )
         lock[home_idx] = codes
@@ -255,8 +204,6 @@ def realign(
     search_adj = adjacency
     share = np.full(k, 1.0 / k)
     if within is not None:
-        from patchmap.partition.hierarchy import group_shares, group_values
-
         groups, gname = group_values(units, within, ids)
         search_adj = _no_cross_edges(adjacency, groups)
         extra.append(Within(pd.Series(groups, index=ids), gname))
@@ -264,25 +211,27 @@ def realign(
         share = group_shares(W[:, 0], groups, orig, k)
 
     tol = max(p.tolerance, 1e-6)
-    tols = [tol * _MARGIN] + [tol] * (W.shape[1] - 1)
-    graph = _Graph(search_adj.matrix)
+    problem = Problem.from_adjacency(
+        adjacency, W, shares=share, primary_tol=tol, tolerance=tol, locked=lock,
+        compactness=p.compactness, graph=Graph(search_adj.matrix),
+    )  # fmt: skip
+    graph = problem.graph
     n = len(ids)
-    xy = adjacency.xy_km if adjacency.xy_km is not None else _spectral_xy(adjacency.matrix)
-    area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
-    start = _settle_locks(graph, orig.copy(), W[:, 0], k, lock) if (lock >= 0).any() else orig
+    start = settle_locks(graph, orig.copy(), W[:, 0], k, lock) if (lock >= 0).any() else orig
     if not np.array_equal(np.unique(start), np.arange(k)):
         raise InputError("current: some territories have no units left")
     total = float(W[:, 0].sum())
     col = p.balance[0]
 
     def attempt(budget: float, seed: int) -> tuple[np.ndarray, float, float]:
-        s = _BudgetSearch(
-            graph, start.copy(), W, xy, area, list(share), tols, lock,
-            np.random.default_rng(seed), p.compactness, orig=orig, budget=budget,
-        )  # fmt: skip
-        s.settle(1.0)
-        s.secondary(1.0)
-        s.tidy()
+        s = SearchState(problem, start.copy(), np.random.default_rng(seed))
+        s.track_moves(orig, budget)
+        settle(s, 1.0)
+        before = s.labels()
+        secondary(s, 1.0)
+        if s.over_budget():
+            s.load(before)
+        send_back(s)
         lab = s.labels()
         tot = np.bincount(lab, weights=W[:, 0], minlength=k)
         dev = float(np.abs(tot / (total * share) - 1).max())
@@ -338,27 +287,24 @@ def realign(
     explained = len(notes)
     if within is not None:
         notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
-    plan = p._plan(
-        units, adjacency, lab, W, names, notes, reorder=False, extra=extra, primary_tol=tol,
+    plan = build_plan(
+        adjacency, lab, W, names, notes, balance=p.balance, target=p.target,
+        tolerance=p.tolerance, seed=p.seed, reorder=False, extra=extra, primary_tol=tol,
         shares=share,
     )  # fmt: skip
     # the notes above already say why the primary is off; drop the engine's generic one
     notes[explained:] = [
         x for x in notes[explained:] if not x.startswith(f"balance column {col!r}")
     ]
-    if (lock >= 0).any() and not _locked_whole(graph, lab, lock):
+    if (lock >= 0).any() and not locked_whole(graph, lab, lock):
         notes.append("locked units of some territories could not all be joined")
     plan.moves = moves
     plan.moved_share = float(moved)
     plan.relaxed = relaxed
     if home_idx is not None:
-        from patchmap.partition.reps import rep_report
-
         plan.homes = pd.Series(ids[home_idx], index=pd.Index(reps["rep_id"], name="territory"))
         plan.reps = rep_report(reps, plan, units)
     if regions is not None:
-        from patchmap.partition.hierarchy import group_territories
-
         group_territories(plan, regions, units=units, within=within)
     plan.elapsed_s = time.perf_counter() - t0
     return plan

@@ -24,7 +24,7 @@ from scipy.sparse.csgraph import connected_components
 from patchmap.errors import InputError
 from patchmap.metrics import equal_area_crs
 
-__all__ = ["Adjacency", "build_adjacency", "h3_adjacency"]
+__all__ = ["Adjacency", "build_adjacency", "h3_adjacency", "show_id"]
 
 BRIDGE_COLUMNS = ["unit_a", "unit_b", "distance_km"]
 
@@ -73,7 +73,7 @@ class Adjacency:
 # input checks
 
 
-def _show(x: object) -> str:
+def show_id(x: object) -> str:
     """repr of an id as the user wrote it (numpy scalars as plain Python values)."""
     return repr(x.item() if isinstance(x, np.generic) else x)
 
@@ -94,7 +94,7 @@ def _unit_ids(units: gpd.GeoDataFrame, id_col: str | None) -> np.ndarray:
     dup = pd.Index(ids).duplicated()
     if dup.any():
         raise InputError(
-            f"{where}: duplicate id {_show(ids[dup][0])} ({int(dup.sum())} duplicates)"
+            f"{where}: duplicate id {show_id(ids[dup][0])} ({int(dup.sum())} duplicates)"
         )
     return ids
 
@@ -105,13 +105,13 @@ def _polygons(units: gpd.GeoDataFrame, ids: np.ndarray) -> np.ndarray:
     bad = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if bad.any():
         raise InputError(
-            f"unit {_show(ids[bad][0])}: empty or missing geometry ({int(bad.sum())} units)"
+            f"unit {show_id(ids[bad][0])}: empty or missing geometry ({int(bad.sum())} units)"
         )
     kind = shapely.get_type_id(geoms)
     notpoly = ~np.isin(kind, [3, 6, 7])  # Polygon, MultiPolygon, GeometryCollection
     if notpoly.any():
         raise InputError(
-            f"unit {_show(ids[notpoly][0])}: geometry is a {geoms[notpoly][0].geom_type}, "
+            f"unit {show_id(ids[notpoly][0])}: geometry is a {geoms[notpoly][0].geom_type}, "
             "not a polygon (units must be polygons)"
         )
     invalid = ~shapely.is_valid(geoms) | (kind == 7)
@@ -369,7 +369,7 @@ def h3_adjacency(
         raise InputError("cell ids are not valid H3 cells of one resolution")
     dup = pd.Index(ids).duplicated()
     if dup.any():
-        raise InputError(f"duplicate H3 cell {_show(ids[dup][0])}")
+        raise InputError(f"duplicate H3 cell {show_id(ids[dup][0])}")
     index = pd.Index(ids)
     disks = [h3.grid_ring(c, 1) for c in ids]
     counts = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(ids))

@@ -1,0 +1,268 @@
+"""The problem a search solves: the unit graph, the balance weights, the targets, the locks.
+
+Everything here is checked input turned into flat arrays: :class:`Graph` (neighbour
+lists and edge arrays), :class:`Problem` (weights, positions, areas, shares, tolerances,
+locked units) and the validation that turns a unit table into them
+(:func:`balance_weights`, :func:`prepare`, :func:`territory_shares`,
+:func:`warm_codes`). The search parts (state, objective, balance, refine, ...) only read
+a :class:`Problem`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from patchmap.errors import InputError
+from patchmap.options import default
+from patchmap.units.adjacency import Adjacency, build_adjacency, show_id
+
+__all__ = [
+    "COMPACTNESS",
+    "MARGIN",
+    "TARGET",
+    "TOLERANCE",
+    "Graph",
+    "Problem",
+    "balance_weights",
+    "input_notes",
+    "prepare",
+    "spectral_xy",
+    "territory_shares",
+    "warm_codes",
+]
+
+MARGIN = 0.9  # share of the primary target the search holds deviations within
+TARGET = 0.005  # default band of the primary column (0.5%)
+TOLERANCE = default("partition", "tolerance")  # default band of the secondary columns
+COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
+
+
+class Graph:
+    """Adjacency as Python lists (fast per-unit neighbour access in the local search)
+    plus the undirected edges as two index arrays ``ei < ej`` (vector queries)."""
+
+    def __init__(self, matrix: sparse.csr_matrix) -> None:
+        m = sparse.csr_matrix(matrix)
+        self.matrix = m
+        self.n = m.shape[0]
+        ind = m.indices.tolist()
+        ptr = m.indptr.tolist()
+        self.nbrs = [ind[ptr[i] : ptr[i + 1]] for i in range(self.n)]
+        coo = sparse.triu(m, k=1).tocoo()
+        self.ei = coo.row.astype(np.int64)
+        self.ej = coo.col.astype(np.int64)
+
+    def subgraph(self, idx: np.ndarray) -> Graph:
+        """The graph induced by the units ``idx`` (renumbered 0..len(idx)-1)."""
+        return Graph(self.matrix[idx][:, idx])
+
+
+@dataclass
+class Problem:
+    """One search's input: ``graph``; ``weights`` (units x balance columns, primary first);
+    ``xy`` (km) and ``area`` (km2) for the compactness term; ``shares`` (each territory's
+    target fraction of every column); ``tol`` (allowed deviation per column); ``locked``
+    (territory code per unit, -1 free) and ``compactness`` (weight of the compactness
+    term against one cut edge)."""
+
+    graph: Graph
+    weights: np.ndarray
+    xy: np.ndarray
+    area: np.ndarray
+    shares: list[float]
+    tol: list[float]
+    locked: np.ndarray
+    compactness: float
+
+    @property
+    def k(self) -> int:
+        """Number of territories."""
+        return len(self.shares)
+
+    @classmethod
+    def from_adjacency(
+        cls,
+        adjacency: Adjacency,
+        weights: np.ndarray,
+        *,
+        shares: Sequence[float],
+        primary_tol: float,
+        tolerance: float,
+        locked: np.ndarray,
+        compactness: float,
+        graph: Graph | None = None,
+    ) -> Problem:
+        """The problem on ``adjacency`` (its graph unless ``graph`` is given): positions
+        and areas from its geometry (spectral stand-ins without), the primary held a
+        little inside ``primary_tol`` (so no territory lands exactly on the limit) and the
+        secondary columns within ``tolerance``."""
+        n = adjacency.n_units
+        xy = adjacency.xy_km if adjacency.xy_km is not None else spectral_xy(adjacency.matrix)
+        area = adjacency.area_km2 if adjacency.area_km2 is not None else np.ones(n)
+        tol = [primary_tol * MARGIN] + [tolerance] * (weights.shape[1] - 1)
+        return cls(
+            graph if graph is not None else Graph(adjacency.matrix), weights, xy, area,
+            list(shares), tol, np.asarray(locked), compactness,
+        )  # fmt: skip
+
+
+def spectral_xy(matrix: sparse.spmatrix) -> np.ndarray:
+    """Stand-in coordinates for graphs without geometry (two smoothest Laplacian vectors)."""
+    from scipy.sparse.csgraph import laplacian
+    from scipy.sparse.linalg import eigsh
+
+    n = matrix.shape[0]
+    if n < 4:
+        return np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
+    lap = laplacian(sparse.csr_matrix(matrix, dtype=float))
+    vals, vecs = eigsh(lap + sparse.identity(n) * 1e-9, k=3, sigma=-1e-6, which="LM")
+    return vecs[:, np.argsort(vals)[1:3]] * np.sqrt(n)
+
+
+def balance_weights(units: pd.DataFrame, balance: Sequence[str]) -> np.ndarray:
+    """The balance columns as a float matrix (units x columns), every value checked:
+    present, numeric, finite, non-negative, and each column summing above zero."""
+    cols = []
+    for c in balance:
+        if c not in units.columns:
+            raise InputError(
+                f"balance column {c!r} not found (columns: {', '.join(map(str, units.columns))})"
+            )
+        s = units[c]
+        if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
+            num = pd.to_numeric(s, errors="coerce")
+            bad = num.isna() & s.notna()
+            if bad.any():
+                raise InputError(f"balance column {c!r} is not numeric (e.g. {s[bad].iloc[0]!r})")
+            s = num
+        v = s.to_numpy(dtype=float, na_value=np.nan)
+        if np.isnan(v).any():
+            raise InputError(f"balance column {c!r} has {int(np.isnan(v).sum())} missing values")
+        if not np.isfinite(v).all():
+            raise InputError(f"balance column {c!r} has infinite values")
+        if (v < 0).any():
+            raise InputError(f"balance column {c!r} has negative values (e.g. {v[v < 0][0]:g})")
+        if v.sum() <= 0:
+            raise InputError(f"balance column {c!r} sums to zero: nothing to balance")
+        cols.append(v)
+    return np.column_stack(cols)
+
+
+def prepare(
+    units: gpd.GeoDataFrame,
+    adjacency: Adjacency | None,
+    *,
+    balance: Sequence[str],
+    id_col: str | None,
+    n_territories: int,
+) -> tuple[np.ndarray, Adjacency]:
+    """Validated balance weights and the adjacency graph (built from the polygons unless
+    given; a given graph must list the same units in the same order)."""
+    if not isinstance(units, (gpd.GeoDataFrame, pd.DataFrame)):
+        raise InputError("units must be a GeoDataFrame of polygons with the balance columns")
+    if len(units) == 0:
+        raise InputError("units: no units (empty table)")
+    col = id_col if id_col in units.columns else None
+    if id_col is not None and col is None and adjacency is None:
+        raise InputError(
+            f"id column {id_col!r} not found (columns: {', '.join(map(str, units.columns))})"
+        )
+    W = balance_weights(units, balance)
+    n = len(units)
+    if n_territories > n:
+        raise InputError(f"n_territories={n_territories} exceeds the number of units ({n})")
+    if adjacency is None:
+        adjacency = build_adjacency(units, id_col=col)
+    else:
+        ids = units[col].to_numpy() if col else units.index.to_numpy()
+        if adjacency.n_units != n or not np.array_equal(
+            np.asarray(adjacency.ids, dtype=object), np.asarray(ids, dtype=object)
+        ):
+            raise InputError("adjacency ids do not match the units (build it from the same table)")
+    return W, adjacency
+
+
+def territory_shares(shares: Sequence[float] | None, k: int) -> np.ndarray:
+    """Each territory's target fraction of the totals (equal when ``shares`` is None)."""
+    if shares is None:
+        return np.full(k, 1.0 / k)
+    s = np.asarray(shares, dtype=float)
+    if s.shape != (k,) or not np.isfinite(s).all() or (s <= 0).any():
+        raise InputError(f"shares: expected {k} positive numbers, got {list(shares)!r}")
+    return s / s.sum()
+
+
+def warm_codes(
+    ids: np.ndarray,
+    names: Sequence[str],
+    initial: pd.Series | Mapping | None,
+    locked: pd.Series | Mapping | None,
+    fixed: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+    """Integer codes for a warm start and for locked units (-1 = free), and the labels.
+
+    A label not among ``names`` takes the place of the first name the mapping does not
+    use; with ``fixed`` names (rep ids) every label must be one of them. A partial warm
+    start is only a hint: its codes come back as None.
+    """
+    n = len(ids)
+    label_names = list(names)
+    index = pd.Index(ids)
+
+    def codes(mapping, what):
+        s = pd.Series(mapping)
+        unknown = ~s.index.isin(index)
+        if unknown.any():
+            raise InputError(f"{what}: unit {show_id(s.index[unknown][0])} is not among the units")
+        lab = pd.Series(-1, index=index)
+        vals = s.astype(str)
+        for v in vals.unique():
+            if v not in label_names:
+                if fixed:
+                    raise InputError(
+                        f"{what}: territory {v!r} is not one of the territories "
+                        f"({', '.join(label_names[:5])}{', ...' if len(label_names) > 5 else ''})"
+                    )
+                if len(label_names) <= len(names) and v not in names:
+                    # an unknown label takes the first name not used by the mapping
+                    free = [x for x in label_names if x not in set(vals)]
+                    if not free:
+                        raise InputError(f"{what}: more than {len(names)} territories")
+                    label_names[label_names.index(free[0])] = v
+        pos = {v: i for i, v in enumerate(label_names)}
+        lab.loc[vals.index] = vals.map(pos).to_numpy()
+        return lab.to_numpy()
+
+    init = codes(initial, "initial") if initial is not None else None
+    lock = codes(locked, "locked") if locked is not None else np.full(n, -1)
+    if init is not None and (init < 0).any():
+        init = None  # a partial warm start is only a hint; seed fresh
+    return init, lock, label_names
+
+
+def input_notes(
+    W: np.ndarray, ids: np.ndarray, adjacency: Adjacency, share: np.ndarray, target: float,
+    column: str,
+) -> list[str]:  # fmt: skip
+    """What the input alone rules out: units heavier than a territory's band, and the
+    bridges joining separate pieces of the map."""
+    notes: list[str] = []
+    goal = W[:, 0].sum() * share.min()
+    big = np.flatnonzero(W[:, 0] > goal * (1 + target))
+    for u in big[np.argsort(-W[big, 0])][:5]:
+        notes.append(
+            f"unit {show_id(ids[u])} alone holds {W[u, 0]:,.0f} {column} "
+            f"({W[u, 0] / goal:.0%} of a territory's share): its territory cannot meet the target"
+        )
+    if len(adjacency.bridges):
+        notes.append(
+            f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
+            "separate pieces of the unit map (islands or gaps); see plan.bridges"
+        )
+    return notes
