@@ -560,6 +560,28 @@ OPTIONS: tuple[Option, ...] = (
         low=0,
     ),
     Option(
+        "target",
+        NUMBER,
+        0.005,
+        "Allowed deviation of the primary measure from the mean (as tight as the units allow).",
+        commands=("partition",),
+        table="partition",
+        unit="percent",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    ),
+    Option(
+        "adjacency",
+        FILE,
+        None,
+        "EDGES.csv (unit_a,unit_b, one row per undirected edge): this graph replaces the one "
+        "built from the polygons (barriers, ferries, a published graph).",
+        commands=("partition",),
+        table="partition",
+    ),
+    Option(
         "reps",
         FILE,
         None,

@@ -22,12 +22,13 @@ from patchmap.errors import InputError
 from patchmap.io import check_ids, check_known_ids, read_table, write_csv
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
-from patchmap.options import UNIT_KINDS, error, takes
+from patchmap.options import UNIT_KINDS, default, error, takes
 from patchmap.partition import Partitioner, Plan
 from patchmap.quota import Quota, quota_table
 from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_scored
 
 Echo = Callable[[str], None]
+TARGET = default("partition", "target")
 
 
 def _quiet(_: str) -> None:
@@ -260,7 +261,7 @@ def plan_units(
     """
     from patchmap.export import read_plan
     from patchmap.partition.reps import read_reps
-    from patchmap.units.adjacency import build_adjacency
+    from patchmap.units.adjacency import build_adjacency, edge_adjacency
 
     x = settings
     ids = units[id_col].astype(str).tolist()
@@ -286,14 +287,18 @@ def plan_units(
         raise error(
             "partition", "{territories}: give the number of territories (or {reps} / {current})"
         )
-    adjacency = build_adjacency(units, id_col=id_col)
+    if x.get("adjacency") is not None:
+        adjacency = edge_adjacency(units, x["adjacency"], id_col=id_col)
+    else:
+        adjacency = build_adjacency(units, id_col=id_col)
     locked = None
     if x["locked"] is not None:
         locked = read_locked(x["locked"], ids)
         _check_locked_rows(locked, adjacency)
     part = Partitioner(
-        k, list(x["balance"]), tolerance=x["tolerance"], id_col=id_col, seed=x["seed"]
-    )
+        k, list(x["balance"]), tolerance=x["tolerance"], target=x.get("target", TARGET),
+        id_col=id_col, seed=x["seed"],
+    )  # fmt: skip
     common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],
                   regions=x["regions"])  # fmt: skip
     if current is not None:

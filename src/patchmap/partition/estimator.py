@@ -15,6 +15,7 @@ The search itself lives in the package's parts: ``problem`` (graph, weights, ban
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from patchmap.partition.problem import (
     Problem,
     input_notes,
     prepare,
+    resolve_adjacency,
     territory_shares,
     warm_codes,
 )
@@ -181,7 +183,7 @@ class Partitioner(BaseEstimator):
         self,
         units: gpd.GeoDataFrame,
         *,
-        adjacency: Adjacency | None = None,
+        adjacency: Adjacency | str | os.PathLike | pd.DataFrame | None = None,
         initial: pd.Series | Mapping | None = None,
         locked: pd.Series | Mapping | None = None,
         reps: pd.DataFrame | None = None,
@@ -191,7 +193,9 @@ class Partitioner(BaseEstimator):
     ) -> Plan:
         """Partition ``units`` and return the :class:`Plan`.
 
-        ``adjacency`` reuses a prebuilt graph (built with :func:`build_adjacency` otherwise).
+        ``adjacency`` reuses a prebuilt graph (built with :func:`build_adjacency` otherwise),
+        or replaces it with an edge list: a file or DataFrame of ``unit_a,unit_b`` rows
+        (see :func:`~patchmap.units.adjacency.edge_adjacency`).
         ``initial`` (unit id -> territory label) warm-starts from an existing plan;
         ``locked`` (unit id -> label) pins units to territories, which then never move.
         ``reps`` (``rep_id``, ``lat``, ``lon``; see :func:`patchmap.partition.reps.prepare_reps`)
@@ -202,6 +206,7 @@ class Partitioner(BaseEstimator):
         territory's target fraction of the totals (equal by default).
         """
         cfg = self.settings()
+        adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
         if within is not None or regions is not None:
             return fit_nested(
                 self, units, adjacency=adjacency, initial=initial, locked=locked, reps=reps,
@@ -286,7 +291,7 @@ class Partitioner(BaseEstimator):
         current: pd.Series | Mapping,
         *,
         max_moved: float | None = None,
-        adjacency: Adjacency | None = None,
+        adjacency: Adjacency | str | os.PathLike | pd.DataFrame | None = None,
         locked: pd.Series | Mapping | None = None,
         reps: pd.DataFrame | None = None,
         within: str | pd.Series | None = None,
@@ -301,6 +306,7 @@ class Partitioner(BaseEstimator):
         (``"tolerance"`` or ``"budget"``) says which gives way; ``plan.notes`` says by how
         much. Territories keep their labels; ``plan.moves`` lists the units that moved.
         """
+        adjacency = resolve_adjacency(units, adjacency, self.settings().id_col)
         return realign(
             self, units, current, max_moved=max_moved, adjacency=adjacency, locked=locked,
             reps=reps, within=within, regions=regions, relax=relax,

@@ -20,7 +20,7 @@ from scipy import sparse
 
 from patchmap.errors import InputError
 from patchmap.options import default
-from patchmap.units.adjacency import Adjacency, build_adjacency, show_id
+from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
 
 __all__ = [
     "COMPACTNESS",
@@ -32,13 +32,14 @@ __all__ = [
     "balance_weights",
     "input_notes",
     "prepare",
+    "resolve_adjacency",
     "spectral_xy",
     "territory_shares",
     "warm_codes",
 ]
 
 MARGIN = 0.9  # share of the primary target the search holds deviations within
-TARGET = 0.005  # default band of the primary column (0.5%)
+TARGET = default("partition", "target")  # default band of the primary column (0.5%)
 TOLERANCE = default("partition", "tolerance")  # default band of the secondary columns
 COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
 
@@ -186,6 +187,22 @@ def prepare(
         ):
             raise InputError("adjacency ids do not match the units (build it from the same table)")
     return W, adjacency
+
+
+def resolve_adjacency(
+    units: gpd.GeoDataFrame | pd.DataFrame, adjacency, id_col: str | None
+) -> Adjacency | None:
+    """``adjacency`` as an :class:`Adjacency`: given as one, kept; as an edge list (a file
+    path or a DataFrame with ``unit_a,unit_b``), read against the units'
+    ids (see :func:`~patchmap.units.adjacency.edge_adjacency`); None stays None."""
+    if adjacency is None or isinstance(adjacency, Adjacency):
+        return adjacency
+    col = id_col if id_col is not None and id_col in units.columns else None
+    if id_col is not None and col is None:
+        raise InputError(
+            f"id column {id_col!r} not found (columns: {', '.join(map(str, units.columns))})"
+        )
+    return edge_adjacency(units, adjacency, id_col=col)
 
 
 def territory_shares(shares: Sequence[float] | None, k: int) -> np.ndarray:

@@ -10,8 +10,9 @@ shortest gap between components, and the plan reports every such bridge.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import geopandas as gpd
 import h3
@@ -22,9 +23,18 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from patchmap.errors import InputError
+from patchmap.io import listed_lines, read_table
+from patchmap.logs import log
 from patchmap.metrics import equal_area_crs
 
-__all__ = ["Adjacency", "build_adjacency", "h3_adjacency", "show_id"]
+__all__ = [
+    "Adjacency",
+    "build_adjacency",
+    "edge_adjacency",
+    "h3_adjacency",
+    "read_edges",
+    "show_id",
+]
 
 BRIDGE_COLUMNS = ["unit_a", "unit_b", "distance_km"]
 
@@ -415,3 +425,119 @@ def build_adjacency(
     projected = np.asarray(gs.to_crs(equal_area_crs(gs)).values)
     i, j, length = _rook_pairs(projected, snap_m, min_shared_m)
     return _assemble(ids, projected, i, j, length)
+
+
+# ---------------------------------------------------------------------------------------------
+# a graph given as an edge list
+
+
+EDGE_COLUMNS = ("unit_a", "unit_b")
+
+
+def read_edges(
+    edges: str | os.PathLike | pd.DataFrame, ids: Sequence | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read an edge list (``unit_a,unit_b``, one row per undirected edge) against the units.
+
+    ``edges`` is a CSV/Parquet/Excel file or a DataFrame with those two columns (others
+    are ignored). Ids are compared as text. Returns index pairs ``i < j`` (each edge once)
+    and notes on what was dropped: a unit paired with itself is no edge, and an edge
+    listed twice (either way round) counts once. A missing column, a blank cell or an id
+    that is not a unit raises a one-line :class:`InputError` naming the file and lines.
+    """
+    if isinstance(edges, pd.DataFrame):
+        df, source, word = edges, "adjacency", "row"
+        df = df.copy()
+        df.columns = [str(c).strip() for c in df.columns]
+    else:
+        df, source, word = read_table(edges, dtype=str), str(edges), "line"
+    missing = [c for c in EDGE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{source}: column {missing[0]!r} not found (expected unit_a,unit_b; "
+            f"columns: {', '.join(map(str, df.columns))})"
+        )
+    first = 2 if word == "line" else 0
+    lines = np.arange(len(df)) + first
+    text = {c: df[c].astype("string").str.strip() for c in EDGE_COLUMNS}
+    blank = np.zeros(len(df), dtype=bool)
+    for c in EDGE_COLUMNS:
+        blank |= (text[c].isna() | (text[c] == "")).to_numpy()
+    if blank.any():
+        raise InputError(f"{source}: {listed_lines(lines[blank], word)}: empty unit_a or unit_b")
+    index = pd.Index(pd.Series(np.asarray(ids, dtype=object)).astype(str))
+    pos = {}
+    for c in EDGE_COLUMNS:
+        pos[c] = index.get_indexer(text[c].astype(str).to_numpy())
+        bad = pos[c] < 0
+        if bad.any():
+            shown = ", ".join(
+                f"{word} {ln} ({u!r})"
+                for ln, u in zip(lines[bad][:5], text[c][bad].iloc[:5], strict=True)
+            )
+            more = f" and {int(bad.sum()) - 5} more" if bad.sum() > 5 else ""
+            raise InputError(f"{source}: {c} not among the units on {shown}{more}")
+    a, b = pos["unit_a"], pos["unit_b"]
+    notes = []
+    loop = a == b
+    if loop.any():
+        notes.append(
+            f"{source}: {listed_lines(lines[loop], word)}: a unit paired with itself is no "
+            "edge (ignored)"
+        )
+    a, b, ln = a[~loop], b[~loop], lines[~loop]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo.astype(np.int64) * len(index) + hi
+    _, first_row = np.unique(key, return_index=True)
+    if len(first_row) < len(key):
+        again = np.setdiff1d(np.arange(len(key)), first_row)
+        notes.append(
+            f"{source}: {listed_lines(ln[again], word)} repeat an edge listed before (counted once)"
+        )
+    keep = np.sort(first_row)
+    return lo[keep].astype(np.int64), hi[keep].astype(np.int64), notes
+
+
+def edge_adjacency(
+    units: gpd.GeoDataFrame | pd.DataFrame,
+    edges: str | os.PathLike | pd.DataFrame,
+    *,
+    id_col: str | None = None,
+) -> Adjacency:
+    """The adjacency graph given by an edge list (see :func:`read_edges`) instead of the
+    one built from the polygons: for barriers (a mountain range, a bay: leave the edge
+    out) and links (a ferry, a bridge: add one), or a published graph.
+
+    Geometry, when the units have it, still gives areas, centroids, perimeters and
+    shared boundary lengths (compactness is measured on the real shapes). A graph that
+    falls apart is joined by the shortest gaps between its pieces (listed in
+    ``bridges``, as for polygons); without geometry that is an :class:`InputError`.
+    """
+    if len(units) == 0:
+        raise InputError("units: no units (empty table)")
+    ids = _unit_ids(units, id_col)
+    i, j, notes = read_edges(edges, ids)
+    for note in notes:
+        log.info(note)
+    n = len(ids)
+    source = "adjacency" if isinstance(edges, pd.DataFrame) else str(edges)
+    if isinstance(units, gpd.GeoDataFrame) and units.geometry is not None:
+        geoms = _polygons(units, ids)
+        gs = gpd.GeoSeries(geoms, crs=units.crs or 4326)
+        projected = np.asarray(gs.to_crs(equal_area_crs(gs)).values)
+        ri, rj, length = _rook_pairs(projected, 0.0, 0.01)
+        adj = _assemble(ids, projected, i, j, np.zeros(len(i)))
+        shared = sparse.csr_matrix(
+            (np.r_[length, length] / 1000.0, (np.r_[ri, rj], np.r_[rj, ri])), shape=(n, n)
+        )
+        return replace(adj, shared_km=shared)
+    g = sparse.csr_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=(n, n))
+    ncomp, comp = connected_components(g, directed=False)
+    if ncomp > 1:
+        small = np.argsort(np.bincount(comp))[0]
+        raise InputError(
+            f"{source}: the graph falls apart into {ncomp} pieces (e.g. unit "
+            f"{show_id(ids[comp == small][0])} is cut off) and the units have no shapes "
+            "to bridge them: add edges joining the pieces"
+        )
+    return Adjacency(ids=ids, matrix=g)

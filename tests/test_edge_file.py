@@ -1,0 +1,145 @@
+"""`partition --adjacency EDGES.csv` and `--target PCT`: a given graph replaces the polygons'.
+
+The graph used here is a chain of New Mexico's counties ordered west to east: on a path,
+the contiguous territories are exactly the runs of consecutive counties, which a plan
+built on the polygon graph would almost never produce.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from patchmap import geodata
+from patchmap.config import load_config
+from patchmap.partition import Partitioner
+from patchmap.units.adjacency import edge_adjacency, read_edges
+
+
+@pytest.fixture(scope="module")
+def nm(tmp_path_factory) -> tuple[Path, list[str]]:
+    """NM counties as a unit file, and their ids in west-to-east order."""
+    d = tmp_path_factory.mktemp("nm")
+    units = geodata.counties(["NM"]).rename(columns={"county": "unit_id"})
+    units.to_parquet(d / "nm.parquet")
+    x = units.geometry.representative_point().x.to_numpy()
+    return d / "nm.parquet", units["unit_id"].to_numpy()[np.argsort(x)].tolist()
+
+
+def _chain(path: Path, order: list[str], extra: list[tuple[str, str]] = ()) -> Path:
+    rows = list(zip(order[:-1], order[1:], strict=True)) + list(extra)
+    pd.DataFrame(rows, columns=["unit_a", "unit_b"]).to_csv(path, index=False)
+    return path
+
+
+def _runs(plan: pd.DataFrame, order: list[str]) -> int:
+    """Number of runs of equal territory along the chain (K when each is one interval)."""
+    t = plan.set_index("unit_id").loc[order, "territory"].to_numpy()
+    return int(1 + (t[1:] != t[:-1]).sum())
+
+
+def test_cli_plans_on_the_given_graph(tmp_path, nm):
+    units, order = nm
+    # a self-edge and an edge repeated the other way round are noted, not fatal
+    edges = _chain(tmp_path / "edges.csv", order, [(order[3], order[3]), (order[1], order[0])])
+    r = run_cli(
+        "partition", units, "--out", tmp_path / "plan.csv", "--territories", "3",
+        "--balance", "population", "--adjacency", edges, "--target", "15",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    plan = pd.read_csv(tmp_path / "plan.csv", dtype=str)
+    assert _runs(plan, order) == 3  # every territory a run of the chain: 2 cut edges
+    pop = geodata.counties(["NM"]).set_index("county")["population"]
+    tot = pop.groupby(plan.set_index("unit_id")["territory"]).sum()
+    # the best any three runs can do is 14.2% (Bernalillo alone is a third of the state)
+    assert (tot / tot.mean() - 1).abs().max() <= 0.15 + 1e-9
+    assert "line 34: a unit paired with itself" in r.stderr  # 32 chain edges, then
+    assert "itself" in r.stderr
+    assert "line 35 repeat" in r.stderr and "counted once" in r.stderr
+
+
+def test_plan_file_keys(tmp_path, nm):
+    units, order = nm
+    _chain(tmp_path / "edges.csv", order)
+    (tmp_path / "a.csv").write_text("account_id,zip\n1,87101\n")
+    (tmp_path / "plan.toml").write_text(
+        f'[accounts]\npath = "a.csv"\n[units]\nkind = "{units.as_posix()}"\nunit_id = "unit_id"\n'
+        '[partition]\nterritories = 3\nbalance = "population"\n'
+        'adjacency = "edges.csv"\ntarget = 2\n'
+    )
+    cfg = load_config(tmp_path / "plan.toml")
+    assert Path(cfg.partition["adjacency"]) == tmp_path / "edges.csv"
+    assert cfg.partition["target"] == pytest.approx(0.02)
+
+
+def test_library_takes_an_edge_list(nm):
+    units_path, order = nm
+    import geopandas as gpd
+
+    units = gpd.read_parquet(units_path)
+    edges = pd.DataFrame({"unit_a": order[:-1], "unit_b": order[1:]})
+    plan = Partitioner(2, "population", target=0.25, seed=0).fit(units, adjacency=edges)
+    assert _runs(plan.to_frame().reset_index(), order) == 2
+    assert plan.contiguous
+
+
+def test_a_graph_in_pieces_is_bridged_by_the_shapes(nm):
+    units_path, order = nm
+    import geopandas as gpd
+
+    units = gpd.read_parquet(units_path)
+    # two chains: the west half and the east half, not joined
+    half = len(order) // 2
+    rows = list(zip(order[: half - 1], order[1:half], strict=True))
+    rows += list(zip(order[half:-1], order[half + 1 :], strict=True))
+    adj = edge_adjacency(units, pd.DataFrame(rows, columns=["unit_a", "unit_b"]), id_col="unit_id")
+    assert adj.n_components_before == 2 and len(adj.bridges) == 1
+    assert adj.n_edges == len(rows) + 1
+    assert adj.shared_km is not None and adj.shared_km.nnz > 2 * len(rows)  # real shapes kept
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unit_a,unit_b\n35001,35043\n35001,99999\n", "unit_b not among the units on line 3"),
+        ("a,b\n35001,35043\n", "column 'unit_a' not found"),
+        ("unit_a,unit_b\n35001,35043\n,35001\n", "line 3: empty unit_a or unit_b"),
+    ],
+)
+def test_bad_edge_files_exit_2_naming_the_line(tmp_path, nm, text, expected):
+    units, _ = nm
+    edges = tmp_path / "edges.csv"
+    edges.write_text(text)
+    r = run_cli(
+        "partition", units, "--out", tmp_path / "plan.csv", "--territories", "3",
+        "--balance", "population", "--adjacency", edges,
+    )  # fmt: skip
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(edges) in lines[0] and expected in lines[0], r.stderr
+    assert not (tmp_path / "plan.csv").exists()
+
+
+def test_bad_target_exits_2_naming_the_flag(tmp_path, nm):
+    units, _ = nm
+    r = run_cli(
+        "partition", units, "--out", tmp_path / "plan.csv", "--territories", "3",
+        "--balance", "population", "--target", "0",
+    )  # fmt: skip
+    assert r.returncode == 2 and "--target" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_read_edges_without_geometry_in_pieces_is_an_error():
+    from patchmap.errors import InputError
+
+    units = pd.DataFrame({"unit_id": ["a", "b", "c"], "w": [1, 1, 1]})
+    i, j, notes = read_edges(
+        pd.DataFrame({"unit_a": ["a", "b"], "unit_b": ["b", "a"]}), ["a", "b", "c"]
+    )
+    assert i.tolist() == [0] and j.tolist() == [1] and "counted once" in notes[0]
+    with pytest.raises(InputError, match="falls apart into 2 pieces"):
+        edge_adjacency(units, pd.DataFrame({"unit_a": ["a"], "unit_b": ["b"]}), id_col="unit_id")
