@@ -52,7 +52,7 @@ def files(tmp_path_factory, small):
             "rep_id": list(homes),
             "lat": [round(pts[z].y, 5) for z in homes.values()],
             "lon": [round(pts[z].x, 5) for z in homes.values()],
-            "capacity": [150, 120, 150, 100],
+            "capacity": [1, 1, 1, 1],
         }
     ).to_csv(d / "reps.csv", index=False)
     return d
@@ -169,6 +169,37 @@ def test_reps_seed_their_territories(small, small_adj, files):
     assert d["nearest_load"].sum() == pytest.approx(4)
     dc = small.loc[small["state"] == "DC", "population"].sum()
     assert d.loc["dee", "nearest_load"] == pytest.approx(dc / (small["population"].sum() / 4))
+
+
+def test_rep_capacity_sets_target_shares(small, small_adj, files, tmp_path):
+    """A 0.5 FTE rep's territory aims at half a share: balance is judged against the
+    capacity-weighted targets, in the library, the CLI and with ``shares=``."""
+    reps = pd.read_csv(files / "reps.csv").assign(capacity=[1, 1, 0.5, 1])
+    plan = Partitioner(4, "population", seed=0).fit(small, adjacency=small_adj, reps=reps)
+    pop = small.set_index("unit_id")["population"]
+    tot = pop.groupby(plan.assignment.reindex(pop.index).to_numpy()).sum()
+    want = pop.sum() * pd.Series([1, 1, 0.5, 1], index=reps["rep_id"]) / 3.5
+    assert ((tot / want.reindex(tot.index) - 1).abs() <= 0.005).all()
+    assert tot["cy"] == pytest.approx(tot["ana"] / 2, rel=0.011)
+    assert plan.max_deviation <= 0.005 and plan.contiguous
+    dev = plan.territories.set_index("territory")["population_deviation"]
+    assert dev.abs().max() == pytest.approx(plan.max_deviation)
+    # explicit shares win over the reps' capacity
+    eq = Partitioner(4, "population", seed=0).fit(
+        small, adjacency=small_adj, reps=reps, shares=[0.25] * 4
+    )
+    tot = pop.groupby(eq.assignment.reindex(pop.index).to_numpy()).sum()
+    assert (tot / tot.mean() - 1).abs().max() <= 0.005
+    # the CLI reads capacity from the reps file
+    path = tmp_path / "reps_cap.csv"
+    reps.to_csv(path, index=False)
+    out = tmp_path / "p" / "plan.csv"
+    r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
+                "population", "--reps", path, "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    cli = pd.read_csv(out, dtype=str).set_index("unit_id")["territory"]
+    tot = pop.groupby(cli.reindex(pop.index).to_numpy()).sum()
+    assert ((tot / want.reindex(tot.index) - 1).abs() <= 0.005).all()
 
 
 @pytest.mark.parametrize("seed", [0, 2])

@@ -47,7 +47,7 @@ from patchmap.partition.problem import (
     warm_codes,
 )
 from patchmap.partition.realign import realign
-from patchmap.partition.reps import locate_homes, prepare_reps, rep_report
+from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.schedule import solve
 from patchmap.units.adjacency import Adjacency, show_id
 
@@ -203,7 +203,9 @@ class Partitioner(BaseEstimator):
         the rep's home, which stays in it. ``within`` (a column name or one value per unit)
         keeps every territory inside one group; ``regions`` first draws that many regions
         and nests the territories in them (``plan.regions``). ``shares`` sets each
-        territory's target fraction of the totals (equal by default).
+        territory's target fraction of the totals (equal by default; with ``reps`` that
+        carry a ``capacity``, each rep's capacity over the total: 0.5 FTE aims at half a
+        share). Balance is judged against these targets.
         """
         cfg = self.settings()
         adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
@@ -230,6 +232,8 @@ class Partitioner(BaseEstimator):
                 )
             home_idx = locate_homes(reps, units, adjacency)
             names = reps["rep_id"].tolist()
+            if shares is None:
+                shares = rep_shares(reps)
         init_codes, lock_codes, label_names = warm_codes(
             ids, names, initial, locked, fixed=reps is not None
         )

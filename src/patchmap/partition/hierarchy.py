@@ -25,7 +25,7 @@ from patchmap.errors import InputError
 from patchmap.partition.constraints import HomeBases, LockedUnits, Within
 from patchmap.partition.plan import Plan, build_plan, west_east_rank
 from patchmap.partition.problem import COMPACTNESS, TARGET, TOLERANCE, Problem, input_notes, prepare
-from patchmap.partition.reps import locate_homes, prepare_reps, rep_report
+from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.schedule import solve
 from patchmap.units.adjacency import Adjacency, build_adjacency, show_id
 
@@ -74,16 +74,21 @@ def group_values(
     return vals.astype(str).to_numpy(dtype=object), name
 
 
-def group_shares(w: np.ndarray, groups: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def group_shares(
+    w: np.ndarray, groups: np.ndarray, labels: np.ndarray, k: int,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Each territory's target share of the total when territories stay inside groups: its
-    group's total over the group's number of territories (territory codes ``labels``)."""
+    group's total split among the group's territories (territory codes ``labels``),
+    equally or in proportion to ``weights`` (one per territory: the reps' capacity)."""
     gnames, gcode = np.unique(groups, return_inverse=True)
     gtot = np.bincount(gcode, weights=w, minlength=len(gnames))
     # a territory's group: where most of its weight (or units) lies
     pair = sparse.coo_matrix((w + 1e-9, (labels, gcode)), shape=(k, len(gnames))).toarray()
     tgroup = pair.argmax(axis=1)
-    kg = np.bincount(tgroup, minlength=len(gnames))
-    share = gtot[tgroup] / np.maximum(kg[tgroup], 1)
+    tw = np.ones(k) if weights is None else np.asarray(weights, dtype=float)
+    gw = np.bincount(tgroup, weights=tw, minlength=len(gnames))
+    share = gtot[tgroup] * tw / np.maximum(gw[tgroup], 1e-300)
     return share / share.sum()
 
 
@@ -293,9 +298,14 @@ def fit_nested(
                 "from the overall mean"
             )
     share = np.full(K, 1.0 / K)
+    cap = None
+    if reps is not None and (cap := rep_shares(reps)) is not None:
+        # the reps' capacity in the order of the territories (names)
+        cap = pd.Series(cap, index=reps["rep_id"].to_numpy()).reindex(names).to_numpy()
+        share = cap / cap.sum()
     if within is not None:
         # territories cannot trade across groups: each is measured against its group's mean
-        share = group_shares(W[:, 0], groups, lab, K)
+        share = group_shares(W[:, 0], groups, lab, K, weights=cap)
         notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
     notes += input_notes(W, ids, adjacency, share, cfg.target, cfg.balance[0])
     if reps is not None:

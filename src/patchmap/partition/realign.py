@@ -28,7 +28,7 @@ from patchmap.partition.hierarchy import group_shares, group_territories, group_
 from patchmap.partition.objective import cut_gain, violation_delta
 from patchmap.partition.plan import Plan, build_plan
 from patchmap.partition.problem import Graph, Problem, prepare, warm_codes
-from patchmap.partition.reps import locate_homes, prepare_reps, rep_report
+from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.secondary import secondary
 from patchmap.partition.state import SearchState
 from patchmap.units.adjacency import Adjacency, show_id
@@ -203,12 +203,17 @@ def realign(
 
     search_adj = adjacency
     share = np.full(k, 1.0 / k)
+    cap = None
+    if reps is not None and (cap := rep_shares(reps)) is not None:
+        # the reps' capacity in the order of the territories (names)
+        cap = pd.Series(cap, index=reps["rep_id"].to_numpy()).reindex(names).to_numpy()
+        share = cap / cap.sum()
     if within is not None:
         groups, gname = group_values(units, within, ids)
         search_adj = _no_cross_edges(adjacency, groups)
         extra.append(Within(pd.Series(groups, index=ids), gname))
         # territories cannot trade across groups: each aims at its own group's mean
-        share = group_shares(W[:, 0], groups, orig, k)
+        share = group_shares(W[:, 0], groups, orig, k, weights=cap)
 
     tol = max(p.tolerance, 1e-6)
     problem = Problem.from_adjacency(

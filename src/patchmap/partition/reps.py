@@ -29,6 +29,7 @@ __all__ = [
     "prepare_reps",
     "read_reps",
     "rep_report",
+    "rep_shares",
 ]
 
 #: A home this close outside every unit (a coastline simplified away) still counts.
@@ -157,6 +158,18 @@ def prepare_reps(
     out[_LINE] = lines
     out.attrs["source"] = source
     return out
+
+
+def rep_shares(reps: pd.DataFrame) -> np.ndarray | None:
+    """Each rep's target share of the totals, in the reps' order: ``capacity`` (FTE) over
+    the reps' total capacity, so a 0.5 FTE rep's territory aims at half a full share.
+    None (equal shares) when the table has no ``capacity`` or some rep has none."""
+    if "capacity" not in reps.columns:
+        return None
+    cap = pd.to_numeric(reps["capacity"], errors="coerce").to_numpy(dtype=float)
+    if not (np.isfinite(cap).all() and (cap > 0).all()):
+        return None
+    return cap / cap.sum()
 
 
 def read_reps(path: str | os.PathLike, *, need_home: bool = True) -> pd.DataFrame:
