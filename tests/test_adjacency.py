@@ -161,3 +161,24 @@ def test_bad_input_is_one_line_input_error(frame, message):
     with pytest.raises(InputError, match=message) as err:
         build_adjacency(frame, id_col="unit_id")
     assert "\n" not in str(err.value)
+
+
+def test_bridges_are_geodesic_across_the_antimeridian():
+    """Hawaii and Alaska (the Aleutians cross 180 degrees): bridge lengths are geodesic,
+    measured independently with pyproj between the units' nearest points."""
+    from pyproj import Geod
+
+    c = geodata.counties(["HI", "AK"])
+    adj = build_adjacency(c, id_col="county")
+    b = adj.bridges.set_index(["unit_a", "unit_b"])["distance_km"]
+    # Oahu (Honolulu) to Kauai: the Kaieie Waho channel, about 117 km
+    assert b[("15003", "15007")] == pytest.approx(117, abs=5)
+    # Hawaii joins Alaska across some 3,500 km of ocean, measured on the ellipsoid
+    (a, z), far = max(b.items(), key=lambda kv: kv[1])
+    assert {a[:2], z[:2]} == {"02", "15"}
+    g = c.set_index("county").geometry
+    p, q = shapely.get_coordinates(shapely.shortest_line(g[a], g[z]))
+    _, _, d = Geod(ellps="WGS84").inv(p[0], p[1], q[0], q[1])
+    assert 3000 < far < 4500
+    # the nearest points in lon/lat differ a little from those in the projection
+    assert far == pytest.approx(d / 1000, rel=0.05)

@@ -37,6 +37,24 @@ __all__ = [
 ]
 
 
+def _centre(gs: gpd.GeoSeries) -> tuple[float, float]:
+    """(lon, lat) at the middle of the data's bounds; when the data spans the antimeridian
+    (Alaska's Aleutians reach 172 E), the longitude is the circular mean of the pieces'
+    bounding-box centres, so the centre lies near 180 degrees and not near 0."""
+    minx, miny, maxx, maxy = gs.total_bounds
+    if not np.all(np.isfinite([minx, miny, maxx, maxy])):
+        return 0.0, 0.0
+    lat0 = (miny + maxy) / 2.0
+    if maxx - minx <= 180.0:
+        return (minx + maxx) / 2.0, lat0
+    b = shapely.bounds(np.asarray(gs.values, dtype=object))
+    ok = np.isfinite(b).all(axis=1) & (b[:, 2] - b[:, 0] <= 180.0)  # skip pieces that wrap
+    if not ok.any():
+        return (minx + maxx) / 2.0, lat0
+    lon = np.radians((b[ok, 0] + b[ok, 2]) / 2.0)
+    return float(np.degrees(np.arctan2(np.sin(lon).sum(), np.cos(lon).sum()))), lat0
+
+
 def equal_area_crs(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> CRS:
     """Lambert azimuthal equal-area projection centred on the data (works anywhere on Earth).
 
@@ -45,11 +63,7 @@ def equal_area_crs(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> CRS:
     gs = geoms.geometry if isinstance(geoms, gpd.GeoDataFrame) else geoms
     if gs.crs is not None and not gs.crs.is_geographic:
         gs = gs.to_crs(4326)
-    minx, miny, maxx, maxy = gs.total_bounds
-    if not np.all(np.isfinite([minx, miny, maxx, maxy])):
-        lon0, lat0 = 0.0, 0.0
-    else:
-        lon0, lat0 = (minx + maxx) / 2.0, (miny + maxy) / 2.0
+    lon0, lat0 = _centre(gs)
     return CRS.from_proj4(
         f"+proj=laea +lat_0={lat0:.4f} +lon_0={lon0:.4f} +datum=WGS84 +units=m +no_defs"
     )

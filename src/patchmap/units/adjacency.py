@@ -326,14 +326,32 @@ def _bridge(
 # public builders
 
 
+def _geodesic_gap_m(a: np.ndarray, b: np.ndarray, crs) -> np.ndarray:
+    """Geodesic length (metres, WGS84) of the shortest line between geometries ``a[k]``
+    and ``b[k]`` drawn in projection ``crs``."""
+    from pyproj import Geod, Transformer
+
+    pts = shapely.get_coordinates(shapely.shortest_line(a, b)).reshape(-1, 2, 2)
+    to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
+    lon, lat = to_ll.transform(pts[:, :, 0].ravel(), pts[:, :, 1].ravel())
+    lon, lat = np.asarray(lon).reshape(-1, 2), np.asarray(lat).reshape(-1, 2)
+    _, _, dist = Geod(ellps="WGS84").inv(lon[:, 0], lat[:, 0], lon[:, 1], lat[:, 1])
+    return np.asarray(dist, dtype=float)
+
+
 def _assemble(
     ids: np.ndarray,
     geoms: np.ndarray,
     i: np.ndarray,
     j: np.ndarray,
     shared_m: np.ndarray,
+    crs=None,
 ) -> Adjacency:
-    """Bridge components, then pack the graph and geometry facts into an Adjacency."""
+    """Bridge components, then pack the graph and geometry facts into an Adjacency.
+
+    ``crs`` is the projection of ``geoms``: with it a bridge's length is the geodesic
+    distance between the two units' nearest points (a projection centred far away
+    stretches or shrinks long gaps, such as Kauai to Kodiak)."""
     n = len(ids)
     centroids = shapely.centroid(geoms)
     xy = shapely.get_coordinates(centroids)
@@ -347,6 +365,8 @@ def _assemble(
     shared = sparse.csr_matrix(
         (np.r_[shared_m, shared_m] / 1000.0, (np.r_[i, j], np.r_[j, i])), shape=(n, n)
     )
+    if crs is not None and len(bi):
+        bd = _geodesic_gap_m(geoms[bi], geoms[bj], crs)
     bridges = pd.DataFrame(
         {"unit_a": ids[bi], "unit_b": ids[bj], "distance_km": np.round(bd / 1000.0, 3)},
         columns=BRIDGE_COLUMNS,
@@ -394,10 +414,11 @@ def h3_adjacency(
         geometry = gpd.GeoSeries(polys, crs=4326)
     elif geometry.crs is None:
         geometry = geometry.set_crs(4326)
-    geoms = np.asarray(geometry.to_crs(equal_area_crs(geometry)).values)
+    crs = equal_area_crs(geometry)
+    geoms = np.asarray(geometry.to_crs(crs).values)
     perim = shapely.length(geoms)
     shared = (perim[i] + perim[j]) / 12.0  # a hexagon edge is a sixth of its perimeter
-    return _assemble(ids, geoms, i, j, shared)
+    return _assemble(ids, geoms, i, j, shared, crs)
 
 
 def build_adjacency(
@@ -422,9 +443,10 @@ def build_adjacency(
     if _is_h3(ids):
         return h3_adjacency(ids, gpd.GeoSeries(geoms, crs=units.crs or 4326))
     gs = gpd.GeoSeries(geoms, crs=units.crs or 4326)
-    projected = np.asarray(gs.to_crs(equal_area_crs(gs)).values)
+    crs = equal_area_crs(gs)
+    projected = np.asarray(gs.to_crs(crs).values)
     i, j, length = _rook_pairs(projected, snap_m, min_shared_m)
-    return _assemble(ids, projected, i, j, length)
+    return _assemble(ids, projected, i, j, length, crs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,9 +546,10 @@ def edge_adjacency(
     if isinstance(units, gpd.GeoDataFrame) and units.geometry is not None:
         geoms = _polygons(units, ids)
         gs = gpd.GeoSeries(geoms, crs=units.crs or 4326)
-        projected = np.asarray(gs.to_crs(equal_area_crs(gs)).values)
+        crs = equal_area_crs(gs)
+        projected = np.asarray(gs.to_crs(crs).values)
         ri, rj, length = _rook_pairs(projected, 0.0, 0.01)
-        adj = _assemble(ids, projected, i, j, np.zeros(len(i)))
+        adj = _assemble(ids, projected, i, j, np.zeros(len(i)), crs)
         shared = sparse.csr_matrix(
             (np.r_[length, length] / 1000.0, (np.r_[ri, rj], np.r_[rj, ri])), shape=(n, n)
         )
