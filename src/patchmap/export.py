@@ -1087,6 +1087,9 @@ def summary_markdown(
     cut = getattr(plan_metrics, "cut_edge_fraction", None) if plan_metrics is not None else None
     if cut is not None:
         lines.append(f"- cut-edge fraction: {float(cut):.3f}")
+    cert = getattr(plan_metrics, "certificate", None) if plan_metrics is not None else None
+    if cert is not None:
+        lines.append(f"- optimality (exact model, {cert.seconds:.0f} s): {cert.sentence()}")
     if "mean_account_km" in summary.columns and summary["mean_account_km"].notna().any():
         worst = summary.loc[summary["mean_account_km"].idxmax()]
         lines.append(
@@ -1123,6 +1126,8 @@ def summary_markdown(
             tot[cols.index(c)] = _fmt(summary[c].sum(), c)
         lines.append("| " + " | ".join(tot) + " |")
     notes = list(getattr(plan_metrics, "notes", None) or [])
+    if cert is not None:
+        notes = [n for n in notes if n != cert.sentence()]
     if notes:
         lines += ["", "## Notes from the plan", "", *[f"- {n}" for n in notes]]
     if off_target is not None and len(off_target):

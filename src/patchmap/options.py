@@ -582,6 +582,28 @@ OPTIONS: tuple[Option, ...] = (
         table="partition",
     ),
     Option(
+        "prove",
+        BOOL,
+        False,
+        "Certify the plan: solve an exact model (HiGHS, pip install 'patchmap[exact]') for a "
+        "lower bound on the cut edges of any plan in the same bands, and report the gap "
+        "(PLAN.bound.json), or prove that no plan can meet the bands.",
+        commands=("partition",),
+        table="partition",
+        flag="--prove/--no-prove",
+    ),
+    Option(
+        "prove_time_limit",
+        NUMBER,
+        60.0,
+        "Most time the exact model of --prove may take.",
+        commands=("partition",),
+        table="partition",
+        low=0,
+        low_open=True,
+        unit="seconds",
+    ),
+    Option(
         "reps",
         FILE,
         None,

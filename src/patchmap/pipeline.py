@@ -297,7 +297,8 @@ def plan_units(
         _check_locked_rows(locked, adjacency)
     part = Partitioner(
         k, list(x["balance"]), tolerance=x["tolerance"], target=x.get("target", TARGET),
-        id_col=id_col, seed=x["seed"],
+        id_col=id_col, seed=x["seed"], prove=bool(x.get("prove", False)),
+        prove_time_limit=x.get("prove_time_limit") or 60.0,
     )  # fmt: skip
     common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],
                   regions=x["regions"])  # fmt: skip
@@ -373,6 +374,8 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
         f"mean Polsby-Popper {plan.mean_polsby_popper:.3f}, "
         f"{len(plan.bridges)} bridge edge(s)"
     )
+    if plan.certificate is not None:
+        echo(plan.certificate.sentence())
     if plan.moves is not None:
         echo(plan.notes[0])
         if plan.relaxed:
@@ -388,6 +391,8 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             + ", ".join(f"{r} ({n})" for r, n in plan.regions.value_counts(sort=False).items())
         )
     skip = {plan.notes[0], plan.relaxed} if plan.moves is not None else set()
+    if plan.certificate is not None:
+        skip.add(plan.certificate.sentence())
     for note in plan.notes:
         if note not in skip:
             log.info(note)

@@ -68,6 +68,8 @@ class Settings:
     labels: str
     n_init: int | str
     max_rounds: int
+    prove: bool = False
+    prove_time_limit: float = 60.0
 
 
 class Partitioner(BaseEstimator):
@@ -97,6 +99,13 @@ class Partitioner(BaseEstimator):
         units, 2 up to 5,000, else 1).
     max_rounds:
         Most refine-and-rebalance rounds per restart.
+    prove:
+        Certify the plan with an exact model (needs ``highspy``: ``patchmap[exact]``):
+        ``plan.lower_bound``, ``plan.gap``, ``plan.proven_optimal`` and
+        ``plan.certificate``, or a proven reason why no plan meets the bands (see
+        :mod:`patchmap.certify`). Plain fits, locks and rep homes only.
+    prove_time_limit:
+        Most seconds the exact model may take.
 
     Parameters are checked when a plan is made (scikit-learn's contract), and
     :meth:`fit` returns the :class:`Plan` (see the module docstring).
@@ -115,6 +124,8 @@ class Partitioner(BaseEstimator):
         labels: str = "T{:02d}",
         n_init: int | str = "auto",
         max_rounds: int = 6,
+        prove: bool = False,
+        prove_time_limit: float = 60.0,
     ) -> None:
         self.n_territories = n_territories
         self.balance = balance
@@ -126,6 +137,8 @@ class Partitioner(BaseEstimator):
         self.labels = labels
         self.n_init = n_init
         self.max_rounds = max_rounds
+        self.prove = prove
+        self.prove_time_limit = prove_time_limit
 
     def settings(self) -> Settings:
         """The parameters, validated: raises :class:`InputError` saying what was expected."""
@@ -164,10 +177,16 @@ class Partitioner(BaseEstimator):
         r = self.max_rounds
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
             raise InputError(f"max_rounds must be an integer >= 1, got {r!r}")
+        if not isinstance(self.prove, (bool, np.bool_)):
+            raise InputError(f"prove must be True or False, got {self.prove!r}")
+        tl = self.prove_time_limit
+        if isinstance(tl, bool) or not isinstance(tl, (int, float)) or not tl > 0:
+            raise InputError(f"prove_time_limit must be a number of seconds > 0, got {tl!r}")
         return Settings(
             n_territories=int(k), balance=cols, tolerance=float(self.tolerance),
             target=float(self.target), id_col=self.id_col, seed=int(self.seed),
             compactness=float(c), labels=self.labels, n_init=n_init, max_rounds=int(r),
+            prove=bool(self.prove), prove_time_limit=float(tl),
         )  # fmt: skip
 
     @property
@@ -208,8 +227,16 @@ class Partitioner(BaseEstimator):
         share). Balance is judged against these targets.
         """
         cfg = self.settings()
+        if cfg.prove:
+            from patchmap.certify import require_solver
+
+            require_solver()  # before the search: a missing solver is a quick, clear error
         adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
         if within is not None or regions is not None:
+            if cfg.prove:
+                raise InputError(
+                    "prove covers plain plans, locks and rep homes (not within/regions)"
+                )
             return fit_nested(
                 self, units, adjacency=adjacency, initial=initial, locked=locked, reps=reps,
                 within=within, regions=regions,
@@ -271,11 +298,16 @@ class Partitioner(BaseEstimator):
             initial=init_codes, homes=home_idx,
         )  # fmt: skip
         fixed_names = initial is not None or locked is not None or reps is not None
-        plan = build_plan(
-            adjacency, lab, W, label_names, notes, balance=cfg.balance, target=cfg.target,
-            tolerance=cfg.tolerance, seed=cfg.seed, reorder=not fixed_names, shares=share,
-            extra=extra,
-        )  # fmt: skip
+
+        def make_plan(codes: np.ndarray, notes: list[str]) -> Plan:
+            return build_plan(
+                adjacency, codes, W, label_names, notes, balance=cfg.balance,
+                target=cfg.target, tolerance=cfg.tolerance, seed=cfg.seed,
+                reorder=not fixed_names, shares=share, extra=extra,
+            )  # fmt: skip
+
+        fresh = list(notes)
+        plan = make_plan(lab, notes)
         if not locked_whole(problem.graph, lab, lock_codes):
             notes.append(
                 "locked units of some territories could not all be joined (other territories' "
@@ -287,6 +319,22 @@ class Partitioner(BaseEstimator):
             if plan.max_deviation > cfg.target + 1e-12:
                 notes.append(_crowded_homes_note(plan, cfg))
         plan.elapsed_s = time.perf_counter() - t0
+        if cfg.prove:
+            from patchmap.certify import certify_plan
+
+            def rebuild(codes: np.ndarray) -> Plan:
+                new = make_plan(codes, list(fresh))
+                if home_idx is not None:
+                    new.homes, new.reps = plan.homes, rep_report(reps, new, units)
+                return new
+
+            plan = certify_plan(
+                plan, codes=lab, ei=problem.graph.ei, ej=problem.graph.ej, weights=W,
+                shares=share, tolerances=[cfg.target] + [cfg.tolerance] * (W.shape[1] - 1),
+                fixed=lock_codes, label_names=label_names, columns=cfg.balance, ids=ids,
+                time_limit=cfg.prove_time_limit, seed=cfg.seed, rebuild=rebuild,
+            )  # fmt: skip
+            plan.elapsed_s = time.perf_counter() - t0
         return plan
 
     def realign(
@@ -310,7 +358,10 @@ class Partitioner(BaseEstimator):
         (``"tolerance"`` or ``"budget"``) says which gives way; ``plan.notes`` says by how
         much. Territories keep their labels; ``plan.moves`` lists the units that moved.
         """
-        adjacency = resolve_adjacency(units, adjacency, self.settings().id_col)
+        cfg = self.settings()
+        if cfg.prove:
+            raise InputError("prove covers plain plans, locks and rep homes (not a realignment)")
+        adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
         return realign(
             self, units, current, max_moved=max_moved, adjacency=adjacency, locked=locked,
             reps=reps, within=within, regions=regions, relax=relax,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
+from patchmap.certify.report import Certificate, write_bound_json
 from patchmap.io import write_csv
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
 from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
@@ -59,6 +61,31 @@ class Plan:
     moves: pd.DataFrame | None = None
     moved_share: float | None = None
     relaxed: str | None = None
+    certificate: Certificate | None = None
+
+    @property
+    def cut_edges(self) -> int:
+        """Number of adjacency edges between different territories (bridges included)."""
+        codes = pd.factorize(self.assignment.to_numpy())[0]  # in adjacency order
+        coo = sparse.triu(self.adjacency.matrix, k=1).tocoo()
+        return int(np.count_nonzero(codes[coo.row] != codes[coo.col]))
+
+    @property
+    def lower_bound(self) -> int | None:
+        """Proven lower bound on the cut edges of any plan meeting the same constraints
+        (``prove=True``; None otherwise or when no plan can meet them)."""
+        return None if self.certificate is None else self.certificate.lower_bound
+
+    @property
+    def gap(self) -> float | None:
+        """``1 - lower_bound / cut_edges`` (``prove=True``; None otherwise)."""
+        return None if self.certificate is None else self.certificate.gap
+
+    @property
+    def proven_optimal(self) -> bool:
+        """True when ``prove=True`` proved that no plan meeting the constraints cuts fewer
+        edges than this one."""
+        return self.certificate is not None and self.certificate.proven_optimal
 
     @property
     def n_territories(self) -> int:
@@ -111,6 +138,8 @@ class Plan:
 
     def _whatif_summary(self) -> dict:
         out: dict = {}
+        if self.certificate is not None:
+            out["certificate"] = self.certificate.to_dict()
         if self.regions is not None:
             out["regions"] = int(self.regions.nunique())
         if self.moves is not None:
@@ -131,9 +160,12 @@ class Plan:
     def write_side_files(self, plan_path: str | os.PathLike) -> dict[str, Path]:
         """Write what the plan knows beyond ``unit_id,territory`` beside ``plan_path``:
         ``moves.csv`` (realignment), ``regions.csv`` (nested plans), ``reps.csv`` (rep
-        home bases). Returns ``{name: path}`` of the files written."""
+        home bases), ``<plan stem>.bound.json`` (``prove=True``). Returns ``{name: path}``
+        of the files written."""
         folder = Path(plan_path).parent
         out: dict[str, Path] = {}
+        if self.certificate is not None:
+            out["bound"] = write_bound_json(self.certificate, plan_path)
         if self.moves is not None:
             out["moves"] = write_csv(self.moves, folder / "moves.csv")
         if self.regions is not None:

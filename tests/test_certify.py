@@ -1,0 +1,300 @@
+"""Certified plans (issue 13): the bound is a true bound, and "impossible" is proven.
+
+Honesty first: on small pieces of real county maps the exact model's bound is checked
+against exhaustive enumeration of every labelling (contiguity and bands judged directly),
+and on the published districting instances (when present) against the proven optima.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from conftest import run_cli
+from patchmap import geodata
+from patchmap.certify import Instance, explain, lower_bound
+from patchmap.partition import Partitioner
+from patchmap.units.adjacency import build_adjacency
+
+pytest.importorskip("highspy")
+
+DISTRICTING = Path(
+    os.environ.get(
+        "PATCHMAP_DISTRICTING",
+        Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "districting",
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def county_graph():
+    """Counties of a few north-eastern states with their rook graph and populations."""
+    units = geodata.counties(["NY", "PA", "NJ"]).rename(columns={"county": "unit_id"})
+    adj = build_adjacency(units, id_col="unit_id")
+    return units, adj
+
+
+def _piece(county_graph, seed: int, n: int):
+    """A connected piece of ``n`` real counties (breadth-first from a random county)."""
+    units, adj = county_graph
+    rng = np.random.default_rng(seed)
+    m = adj.matrix.tocsr()
+    start = int(rng.integers(adj.n_units))
+    seen, frontier = [start], [start]
+    while len(seen) < n and frontier:
+        nxt = []
+        for u in frontier:
+            for v in m.indices[m.indptr[u] : m.indptr[u + 1]]:
+                if v not in seen and len(seen) < n:
+                    seen.append(int(v))
+                    nxt.append(int(v))
+        frontier = nxt
+    idx = np.array(sorted(seen))
+    sub = sparse.triu(m[idx][:, idx], k=1).tocoo()
+    pop = units["population"].to_numpy(dtype=float)[idx]
+    return sub.row.astype(np.int64), sub.col.astype(np.int64), pop
+
+
+def _brute(inst: Instance) -> int | None:
+    """Fewest cut edges over every labelling meeting the bands, the fixed units and
+    contiguity (None when none does): exhaustive enumeration."""
+    n, k = inst.n, inst.k
+    labs = np.array(list(itertools.product(range(k), repeat=n)), dtype=np.int64)
+    ok = np.ones(len(labs), dtype=bool)
+    for c in range(inst.weights.shape[1]):
+        for j in range(k):
+            tot = (labs == j).astype(float) @ inst.weights[:, c]
+            ok &= (tot >= inst.lo[j, c]) & (tot <= inst.hi[j, c])
+    fx = np.flatnonzero(inst.fixed >= 0)
+    for i in fx:
+        ok &= labs[:, i] == inst.fixed[i]
+    labs = labs[ok]
+    cut = (labs[:, inst.ei] != labs[:, inst.ej]).sum(axis=1)
+    m = inst.matrix
+    for t in np.argsort(cut, kind="stable"):
+        lab = labs[t]
+        good = True
+        for j in range(k):
+            units = np.flatnonzero(lab == j)
+            if len(units) > 1 and connected_components(m[units][:, units])[0] > 1:
+                good = False
+                break
+        if good:
+            return int(cut[t])
+    return None
+
+
+CASES = [  # seed, units, territories, band (fraction), a fixed unit?
+    (1, 9, 2, 0.10, False),
+    (2, 10, 2, 0.05, False),
+    (3, 9, 3, 0.30, False),
+    (4, 8, 3, 0.15, False),
+    (5, 10, 2, 0.20, True),
+    (6, 9, 3, 0.40, True),
+    (7, 11, 2, 0.02, False),
+]
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol", "fix"), CASES)
+def test_bound_equals_brute_force_optimum(county_graph, seed, n, k, tol, fix):
+    ei, ej, pop = _piece(county_graph, seed, n)
+    fixed = np.full(len(pop), -1)
+    if fix:
+        fixed[np.argmax(pop)] = k - 1
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
+    best = _brute(inst)
+    res = lower_bound(inst, time_limit=20)
+    if best is None:
+        assert res.infeasible
+        return
+    assert res.lower_bound is not None and res.lower_bound <= best  # never above
+    assert res.status == "optimal" and res.lower_bound == best  # and exact when solved
+    assert res.labels is not None
+    assert int((res.labels[ei] != res.labels[ej]).sum()) == best
+
+
+def test_two_columns_and_unequal_shares_against_brute_force(county_graph):
+    ei, ej, pop = _piece(county_graph, 11, 9)
+    area = np.random.default_rng(0).uniform(1, 3, len(pop))
+    inst = Instance.from_bands(
+        ei, ej, np.column_stack([pop, area]), shares=np.array([0.5, 0.3, 0.2]),
+        tolerances=[0.35, 0.5],
+    )  # fmt: skip
+    best = _brute(inst)
+    res = lower_bound(inst, time_limit=20)
+    if best is None:
+        assert res.infeasible
+    else:
+        assert res.lower_bound == best
+
+
+def _districting(state: str):
+    cnt = pd.read_parquet(
+        DISTRICTING / "counties.parquet", columns=["county", "state", "population"]
+    )
+    edges = pd.read_csv(DISTRICTING / "county_edges.csv", dtype=str)
+    opt = pd.read_csv(DISTRICTING / "optimal_cut_edges.csv").set_index("state").loc[state]
+    c = cnt[cnt["state"] == state].reset_index(drop=True)
+    pos = {v: i for i, v in enumerate(c["county"].astype(str))}
+    e = edges[edges["state"] == state]
+    k = int(opt["territories"])
+    pop = c["population"].to_numpy(dtype=float)
+    inst = Instance.from_bands(
+        e["unit_a"].map(pos).to_numpy(), e["unit_b"].map(pos).to_numpy(), pop,
+        shares=np.full(k, 1 / k), tolerances=[0.005],
+    )  # fmt: skip
+    return inst, int(opt["optimal_cut_edges"])
+
+
+@pytest.mark.skipif(not DISTRICTING.exists(), reason="districting instances not present")
+@pytest.mark.parametrize("state", ["NM", "ID", "ME"])
+def test_bound_never_above_the_proven_optimum(state):
+    inst, opt = _districting(state)
+    res = lower_bound(inst, time_limit=4)
+    assert res.lower_bound is not None and res.lower_bound <= opt
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@pytest.fixture(scope="module")
+def ri():
+    return geodata.counties(["CT"]).rename(columns={"county": "unit_id"})
+
+
+def test_fit_with_prove_reports_bound_gap_and_optimality(ri):
+    plan = Partitioner(2, "population", target=0.2, prove=True, prove_time_limit=20).fit(ri)
+    cert = plan.certificate
+    assert cert is not None and cert.status == "optimal"
+    assert plan.lower_bound == cert.lower_bound <= plan.cut_edges
+    assert plan.proven_optimal == (plan.lower_bound == plan.cut_edges)
+    assert plan.gap == pytest.approx(1 - plan.lower_bound / plan.cut_edges)
+    assert cert.sentence() in plan.notes
+    assert plan.summary()["certificate"]["lower_bound"] == plan.lower_bound
+    plain = Partitioner(2, "population", target=0.2).fit(ri)
+    assert plain.certificate is None and plain.lower_bound is None and not plain.proven_optimal
+
+
+def test_a_unit_above_the_cap_is_proven_infeasible(ri):
+    # Hartford County alone is about a quarter of Connecticut: four territories within 1%
+    # cannot hold it, and the proof names it
+    plan = Partitioner(6, "population", target=0.01, prove=True, prove_time_limit=10).fit(ri)
+    cert = plan.certificate
+    assert cert.infeasible and cert.lower_bound is None and not plan.proven_optimal
+    big = ri.loc[ri["population"].idxmax(), "unit_id"]
+    assert str(big) in cert.reason and "alone holds" in cert.reason
+    assert not any("unit sizes or shape do not allow it" in n for n in plan.notes)
+    assert any(n.startswith("no plan can meet the constraints (proven") for n in plan.notes)
+
+
+def test_locks_that_make_the_band_unreachable_are_proven(ri):
+    pop = ri.set_index("unit_id")["population"].sort_values()
+    # the two lightest counties locked to T01, the rest of the map locked to T02 but one:
+    # T01 can only grow by that one county, too little for a half within 5%
+    locked = {u: "T02" for u in pop.index[2:-1]}
+    locked.update({pop.index[0]: "T01", pop.index[1]: "T01"})
+    plan = Partitioner(2, "population", target=0.05, prove=True, prove_time_limit=10).fit(
+        ri, locked=locked
+    )
+    cert = plan.certificate
+    assert cert.infeasible
+    assert "T01" in cert.reason or "T02" in cert.reason
+
+
+def test_explain_words_a_home_that_cannot_reach_a_share():
+    # a path a - b - c - d - e, the home of T01 at a and d locked to T02: T01 reaches only
+    # a, b, c (3 of the 4 a half would be)
+    inst = Instance.from_bands(
+        np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4]), np.array([1.0, 1.0, 1.0, 3.0, 2.0]),
+        shares=np.array([0.5, 0.5]), tolerances=[0.1], fixed=np.array([0, -1, -1, 1, -1]),
+        names=["T01", "T02"], columns=["population"],
+    )  # fmt: skip
+    res = lower_bound(inst, time_limit=5)
+    assert res.infeasible
+    why = explain(inst, res.empty, np.array(list("abcde")))
+    assert "T01" in why and "0.75 of a share" in why
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_prove_writes_the_bound_file_and_the_sentence(tmp_path, ri):
+    units = tmp_path / "ct.parquet"
+    ri.to_parquet(units)
+    out = tmp_path / "plan.csv"
+    r = run_cli(
+        "partition", units, "--territories", "2", "--balance", "population",
+        "--target", "20", "--prove", "--prove-time-limit", "20", "--out", out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    bound = json.loads((tmp_path / "plan.bound.json").read_text())
+    assert set(bound) >= {"cut_edges", "lower_bound", "gap", "proven_optimal", "seconds"}
+    assert bound["lower_bound"] <= bound["cut_edges"]
+    assert "T01–T02: " in r.stdout and "cut edges" in r.stdout
+    r2 = run_cli(
+        "partition", units, "--territories", "2", "--balance", "population",
+        "--out", tmp_path / "plain.csv",
+    )  # fmt: skip
+    assert r2.returncode == 0 and not (tmp_path / "plain.bound.json").exists()
+
+
+def test_cli_prove_time_limit_must_be_positive(tmp_path, ri):
+    units = tmp_path / "ct.parquet"
+    ri.to_parquet(units)
+    r = run_cli(
+        "partition", units, "--territories", "2", "--balance", "population", "--prove",
+        "--prove-time-limit", "0", "--out", tmp_path / "p.csv",
+    )  # fmt: skip
+    assert r.returncode == 2 and "--prove-time-limit" in r.stderr
+
+
+def test_missing_solver_is_a_clear_exit_2(tmp_path, ri):
+    units = tmp_path / "ct.parquet"
+    ri.to_parquet(units)
+    # a sitecustomize that hides highspy, as on a machine without the extra
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['highspy'] = None\n")
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(hide), os.environ.get("PYTHONPATH", "")])
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "patchmap", "partition", str(units), "--territories", "2",
+         "--balance", "population", "--prove", "--out", str(tmp_path / "p.csv")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "patchmap[exact]" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_plan_file_prove_runs_through_to_summary_md(tmp_path, ri):
+    from patchmap.config import load_config
+
+    units = tmp_path / "ct.parquet"
+    ri.to_parquet(units)
+    (tmp_path / "a.csv").write_text("account_id,zip\n1,06103\n2,06510\n3,06320\n")
+    (tmp_path / "plan.toml").write_text(
+        f'[accounts]\npath = "a.csv"\n[units]\nkind = "{units.as_posix()}"\nunit_id = "unit_id"\n'
+        '[partition]\nterritories = 2\nbalance = "population"\ntarget = 20\nprove = true\n'
+        'prove_time_limit = 15\n[output]\ndir = "out"\n'
+    )
+    cfg = load_config(tmp_path / "plan.toml")
+    assert cfg.partition["prove"] is True and cfg.partition["prove_time_limit"] == 15
+    r = run_cli("run", tmp_path / "plan.toml", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bound = sorted((tmp_path / "out").rglob("*.bound.json"))
+    assert bound, sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    md = next((tmp_path / "out").rglob("summary.md")).read_text()
+    assert "- optimality (exact model" in md and "T01–T02: " in md
