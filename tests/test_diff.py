@@ -173,7 +173,7 @@ dir = "{out}"
     assert set(changes.loc[changes["change"] == "new", "account_id"]) == new_ids & placed
     assert set(changes.loc[changes["change"] == "lost", "account_id"]) <= gone
     assert len(changes[changes["change"] == "lost"]) > 0
-    moved = pd.read_csv(out / "moved_accounts.csv", dtype=str)
+    moved = pd.read_csv(out / "plan.moved_accounts.csv", dtype=str)
     assert len(moved) and not set(moved["account_id"]) & new_ids
     assert {"account_id", "from", "to"} <= set(moved.columns)
     assert "new since last year" in (out / "diff.md").read_text()

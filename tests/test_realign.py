@@ -133,7 +133,7 @@ def test_realign_cli_writes_moves(files, tmp_path):
     assert list(plan.columns) == ["unit_id", "territory"]
     old = pd.read_csv(files / "plan.csv", dtype=str).set_index("unit_id")["territory"]
     new = plan.set_index("unit_id")["territory"].reindex(old.index)
-    moves = pd.read_csv(tmp_path / "moves.csv", dtype={"unit_id": str})
+    moves = pd.read_csv(tmp_path / "plan.moves.csv", dtype={"unit_id": str})
     assert list(moves.columns) == ["unit_id", "from", "to", "measure"]
     assert set(moves["unit_id"]) == set(old.index[old != new])
     grown = gpd.read_parquet(files / "grown.parquet").set_index("unit_id")
@@ -238,7 +238,7 @@ def test_reps_cli_by_zip_with_report(files, tmp_path):
     assert "rep travel: mean" in r.stdout
     plan = pd.read_csv(out, dtype=str)
     assert sorted(plan["territory"].unique()) == ["ana", "cy", "dee"]
-    report = pd.read_csv(out.parent / "reps.csv", dtype={"home_unit": str})
+    report = pd.read_csv(out.parent / "plan.reps.csv", dtype={"home_unit": str})
     assert list(report["home_unit"]) == ["02903", "19901", "20001"]
     assert {"segment", "mean_distance_km", "units", "population"} <= set(report.columns)
 
@@ -311,7 +311,7 @@ def test_locked_within_regions_cli(tmp_path, files):
     assert r.returncode == 0, r.stderr[-2000:]
     plan = pd.read_csv(out, dtype=str).set_index("unit_id")["territory"]
     assert plan[["19930", "19701", "02903"]].tolist() == ["North", "North", "T01"]
-    regions = pd.read_csv(tmp_path / "regions.csv", dtype=str)
+    regions = pd.read_csv(tmp_path / "plan.regions.csv", dtype=str)
     assert sorted(regions["territory"]) == sorted(plan.unique())
 
 
@@ -322,7 +322,7 @@ def test_regions_nest_territories(tmp_path, files):
     assert r.returncode == 0, r.stderr[-2000:]
     plan = pd.read_csv(out, dtype=str)
     assert list(plan.columns) == ["unit_id", "territory"]
-    regions = pd.read_csv(tmp_path / "regions.csv", dtype=str)
+    regions = pd.read_csv(tmp_path / "plan.regions.csv", dtype=str)
     assert list(regions.columns) == ["territory", "region"]
     assert sorted(regions["territory"]) == sorted(plan["territory"].unique())
     assert regions["region"].value_counts().tolist() == [3, 3]
@@ -435,7 +435,7 @@ dir = "out"
     out = tmp_path / "out"
     plan = pd.read_csv(out / "plan.csv", dtype=str)
     assert sorted(plan["territory"].unique()) == ["north", "south"]
-    report = pd.read_csv(out / "reps.csv")
+    report = pd.read_csv(out / "plan.reps.csv")
     assert (report["mean_account_km"] > 0).all()
     s = pd.read_csv(out / "summary.csv")
     assert round(s["quota"].sum(), 2) == 1_000_000 and s["quota"].max() <= 600_000.01
@@ -448,9 +448,9 @@ dir = "out"
     (tmp_path / "plan2.toml").write_text(body2)
     result = run_plan(load_config(tmp_path / "plan2.toml"))
     assert result.plan.moved_share <= 0.05
-    assert (tmp_path / "out2" / "moves.csv").exists()
-    moved = pd.read_csv(tmp_path / "out2" / "moved_accounts.csv", dtype=str)
-    moves = pd.read_csv(tmp_path / "out2" / "moves.csv", dtype=str)
+    assert (tmp_path / "out2" / "plan.moves.csv").exists()
+    moved = pd.read_csv(tmp_path / "out2" / "plan.moved_accounts.csv", dtype=str)
+    moves = pd.read_csv(tmp_path / "out2" / "plan.moves.csv", dtype=str)
     assert set(moved["unit_id"]) <= set(moves["unit_id"])
     assert {"account_id", "from", "to"} <= set(moved.columns)
 

@@ -6,12 +6,13 @@ Bad input surfaces as one line ``error: ...`` and exit status 2, never a traceba
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, Terminated
 from patchmap.options import CLI, OptionError, click_options
 
 
@@ -20,8 +21,12 @@ class _Group(click.Group):
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
+        previous = _handle_termination()
         try:
             code = super().main(*args, **kwargs)
+        except Terminated as exc:  # temporary files are gone: the finally blocks ran
+            click.echo(f"terminated (signal {exc.signum}): nothing written", err=True)
+            sys.exit(128 + exc.signum)
         except OptionError as exc:  # library words -> flags
             click.echo(f"error: {exc.worded(CLI)}", err=True)
             sys.exit(2)
@@ -32,7 +37,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
-            click.echo("aborted", err=True)
+            click.echo("aborted: nothing written", err=True)
             sys.exit(130)
         except Exception as exc:  # a bug, not bad input: still one line unless debugging
             if os.environ.get("PATCHMAP_DEBUG"):
@@ -43,7 +48,28 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(1)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _handle_termination() -> dict:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (:class:`Terminated`), so a command killed
+    politely removes its temporary files and leaves its outputs as they were."""
+
+    def raise_terminated(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            try:
+                previous[signum] = signal.signal(signum, raise_terminated)
+            except ValueError:  # not the main thread (e.g. CliRunner in a worker thread)
+                pass
+    return previous
 
 
 @click.group(cls=_Group)

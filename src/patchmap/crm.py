@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
-from patchmap.io import atomic_path, read_table, write_csv, write_text
+from patchmap.io import TEMP_MARK, atomic_path, read_table, remove_output, write_csv, write_text
 
 __all__ = [
     "FORMATS",
@@ -246,8 +246,8 @@ def write_salesforce(
     keep = {f"{r}.territory2Rule" for r in rule_names} | {f"{d}.territory2" for d in dev.values()}
     for sub in ("rules", "territories"):  # a rerun with fewer territories leaves no stale file
         for stale in (folder / sub).glob("*"):
-            if stale.name not in keep:
-                stale.unlink()
+            if stale.name not in keep and TEMP_MARK not in stale.name:
+                remove_output(stale)
 
     if not ids:
         from patchmap.logs import log

@@ -8,3 +8,15 @@ class InputError(Exception):
     """
 
     exit_code = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) received: unwinds like Ctrl-C so temporary files are removed.
+
+    A ``BaseException``, so no ``except Exception`` on the way swallows it; the CLI exits
+    with status 128 + the signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum

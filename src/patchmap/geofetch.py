@@ -299,7 +299,7 @@ def simplify_layer(
 
 def write_parquet(df: pd.DataFrame, path: Path, **kwargs: Any) -> None:
     """Write (Geo)Parquet with zstd, atomically (temporary file, then ``os.replace``)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, immediate=True) as tmp:  # a cache, read back at once
         df.to_parquet(tmp, compression="zstd", index=False, **kwargs)
         tmp.chmod(0o644)  # mkstemp creates 0600 files
 
@@ -605,7 +605,7 @@ def _load_manifest(cache: Path) -> dict[str, Any]:
 
 
 def _save_manifest(cache: Path, manifest: dict[str, Any]) -> None:
-    with atomic_path(cache / geodata.MANIFEST_NAME) as tmp:
+    with atomic_path(cache / geodata.MANIFEST_NAME, immediate=True) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import inspect
 import os
+import re
+import signal
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -17,25 +25,309 @@ from patchmap.errors import InputError
 TABLE_SUFFIXES = {".csv", ".txt", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"}
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+# ------------------------------------------------------------------------ writing
+#
+# Every file patchmap writes goes through :func:`atomic_path`: the one place that refuses
+# a target that is an input or not a regular file, turns an unwritable location into a
+# one-line InputError, and (inside :func:`one_run`) holds every file of a command back
+# until the command has finished, so a folder is always one whole run.
 
-    An interrupted or failed write never leaves a half-written file where a good one was.
+TEMP_MARK = ".patchmap-tmp"  # in every temporary file's name, so a stale one can be found
+
+
+@dataclass
+class _Run:
+    """The files one command reads and writes, committed together at the end."""
+
+    inputs: dict[tuple[int, int], Path] = field(default_factory=dict)  # (dev, inode) -> path
+    pending: dict[Path, Path] = field(default_factory=dict)  # target -> its temporary file
+    stale: list[Path] = field(default_factory=list)  # a previous run's files to remove
+    made_dirs: list[Path] = field(default_factory=list)
+    swept: set[Path] = field(default_factory=set)
+
+
+_RUN: _Run | None = None
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def note_input(*paths: str | os.PathLike | None) -> None:
+    """Record files a command reads: inside :func:`one_run` no output may replace them."""
+    if _RUN is None:
+        return
+    for path in paths:
+        if path is None or not isinstance(path, (str, os.PathLike)):
+            continue
+        p = Path(path)
+        key = _file_key(p)
+        if key is not None and p.is_file():
+            _RUN.inputs.setdefault(key, p)
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Refuse, with a one-line InputError, a path no output may be written to.
+
+    An existing target must be a regular file (not a symlink, FIFO, device or folder),
+    must not be a file the current command reads, and its folder must be a folder.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if os.path.lexists(target):
+        st = target.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            raise InputError(f"{target}: output path is a symbolic link; refusing to replace it")
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{target}: output path is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device",
+                    stat.S_IFSOCK: "a socket"}.get(stat.S_IFMT(st.st_mode), "not a regular file")  # fmt: skip
+            raise InputError(f"{target}: output path is {kind}; refusing to replace it")
+        if _RUN is not None and (st.st_dev, st.st_ino) in _RUN.inputs:
+            src = _RUN.inputs[(st.st_dev, st.st_ino)]
+            same = "" if src == target else f" ({src})"
+            raise InputError(
+                f"{target}: output would replace an input of this command{same}; "
+                "choose another output name"
+            )
+    for parent in [target.parent, *target.parent.parents]:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise InputError(f"{target}: cannot write: {parent} is a file, not a folder")
+            break
+    return target
+
+
+def _mkdirs(folder: Path) -> None:
+    missing = []
+    p = folder
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
     try:
-        yield tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    if _RUN is not None:
+        _RUN.made_dirs.extend(reversed(missing))
+
+
+def _sweep(folder: Path) -> None:
+    """Remove temporary files a killed patchmap left in ``folder`` (their process is gone)."""
+    if _RUN is not None:
+        if folder in _RUN.swept:
+            return
+        _RUN.swept.add(folder)
+    try:
+        names = [n for n in os.listdir(folder) if TEMP_MARK in n and n.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        m = re.search(r"\.(\d+)-[^.]*" + re.escape(TEMP_MARK), name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            (folder / name).unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _cannot_write(target: Path, exc: OSError) -> InputError:
+    why = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        why = "no space left on the device"
+    return InputError(f"{target}: cannot write ({why})")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, immediate: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it replaces ``path`` only on success.
+
+    An interrupted or failed write never leaves a half-written file where a good one was.
+    Inside :func:`one_run` the file is put in place when the whole command has succeeded
+    (``immediate=True``: at once, e.g. for a cache the command reads back). The target is
+    checked first (:func:`check_target`); an unwritable location is an InputError.
+    """
+    target = check_target(path)
+    _mkdirs(target.parent)
+    _sweep(target.parent)
+    keep = False
+    tmp_path: Path | None = None
+    try:
+        with _signals_held():  # a SIGTERM now would leave the new file unseen by cleanup
+            try:
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{target.name}.{os.getpid()}-",
+                    suffix=f"{TEMP_MARK}{target.suffix}",
+                    dir=target.parent,
+                )
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
+            os.close(fd)
+            tmp_path = Path(name)
+        try:
+            yield tmp_path
+        except OSError as exc:
+            if exc.filename is not None and Path(exc.filename) not in (tmp_path, target):
+                raise
+            raise _cannot_write(target, exc) from None
         if tmp_path.exists():  # mkstemp makes 0600 files; give the output ordinary permissions
             os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, target)
+        if _RUN is not None and not immediate:
+            with _signals_held():
+                old = _RUN.pending.pop(target, None)
+                if old is not None and old != tmp_path:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+                _RUN.pending[target] = tmp_path
+                keep = True
+        else:
+            try:
+                os.replace(tmp_path, target)
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
     finally:
-        if tmp_path.exists():
+        if not keep and tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def one_run(inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[None]:
+    """Run a command as one unit of output: every file written inside appears together at
+    the end, or (on an error, Ctrl-C or SIGTERM) none does and no temporary file is left.
+
+    ``inputs`` are files the command reads: no output may replace one (exit 2). Nested
+    calls join the outermost run.
+    """
+    global _RUN
+    if _RUN is not None:
+        note_input(*inputs)
+        yield
+        return
+    _RUN = run = _Run()
+    note_input(*inputs)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _RUN = None
+        if ok:
+            _commit(run)
+        else:
+            _discard(run)
+
+
+def remove_output(path: str | os.PathLike) -> None:
+    """Remove a previous run's output file (e.g. a territory that no longer exists) when
+    this run's files are put in place, so a folder holds one run only."""
+    p = Path(path)
+    if _RUN is None:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    else:
+        _RUN.stale.append(p)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGTERM, SIGINT and SIGHUP until the block is done (then they arrive)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _commit(run: _Run) -> None:
+    """Put every pending file in place, with termination signals held off meanwhile."""
+    with _signals_held():
+        written = set(run.pending)
+        for target, tmp in list(run.pending.items()):
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                run.pending.pop(target)
+                _discard(run)
+                raise _cannot_write(target, exc) from None
+            run.pending.pop(target)
+        for p in run.stale:
+            if p not in written and os.path.isfile(p) and not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def _discard(run: _Run) -> None:
+    for tmp in run.pending.values():
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    run.pending.clear()
+    for folder in reversed(run.made_dirs):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
+
+
+def writes_outputs(*outputs: str) -> Callable:
+    """Decorator: run a file-level stage function as :func:`one_run`, its file arguments
+    (all but the parameters named in ``outputs``) recorded as inputs, and the outputs
+    checked against them before any work is done."""
+
+    def wrap(f: Callable) -> Callable:
+        sig = inspect.signature(f)
+
+        @functools.wraps(f)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                bound = sig.bind_partial(*args, **kwargs)
+            except TypeError:
+                return f(*args, **kwargs)
+            ins, outs = [], []
+            for name, value in bound.arguments.items():
+                if name in outputs:
+                    outs.append(value)
+                    continue
+                if isinstance(value, (str, os.PathLike)):
+                    ins.append(value)
+                if hasattr(value, "input_files"):
+                    ins.extend(p for _, _, p in value.input_files())
+                    ins.append(getattr(value, "source", None))
+            with one_run(ins):
+                for out in outs:
+                    if isinstance(out, (str, os.PathLike)) and Path(out).suffix:
+                        check_target(out)
+                return f(*args, **kwargs)
+
+        call.__signature__ = sig  # type: ignore[attr-defined]
+        return call
+
+    return wrap
+
+
+def side_path(plan_path: str | os.PathLike, name: str) -> Path:
+    """A side file named after the plan: ``plan.csv`` + ``reps.csv`` -> ``plan.reps.csv``."""
+    p = Path(plan_path)
+    stem = p.stem if p.suffix else p.name
+    return p.with_name(f"{stem}.{name}")
 
 
 def _umask() -> int:
@@ -44,15 +336,69 @@ def _umask() -> int:
     return mask
 
 
+#: What a spreadsheet takes for the start of a formula (OWASP CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def neutralize_formulas(values: pd.Series) -> pd.Series:
+    """Text cells starting with ``= + - @``, a tab or a CR get a leading ``'`` (as OWASP
+    recommends), unless the text is a plain number (``-5``, ``+1.5e3``)."""
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return values
+    text = values.astype("string")
+    risky = text.str.startswith(FORMULA_START).fillna(False) & ~text.str.match(
+        _NUMBER.pattern
+    ).fillna(False)
+    if not risky.any():
+        return values
+    out = values.astype(object).copy()
+    out[risky.to_numpy()] = "'" + text[risky]
+    return out
+
+
+def safe_cell(value: Any) -> Any:
+    """One cell (or header) as :func:`neutralize_formulas` would write it."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell and column name that could start a formula neutralized."""
+    cols = [safe_cell(c) for c in df.columns]
+    changed = {}
+    for i in range(df.shape[1]):
+        col = df.iloc[:, i]
+        if col.dtype.kind not in "biufcmM":
+            safe = neutralize_formulas(col)
+            if safe is not col:
+                changed[i] = safe
+    if not changed and all(a is b for a, b in zip(cols, df.columns, strict=True)):
+        return df
+    out = df.copy()
+    for i, v in changed.items():
+        out.isetitem(i, v.to_numpy())
+    out.columns = cols
+    return out
+
+
 def write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
-    """Write a CSV atomically (no index unless asked)."""
+    """Write a CSV atomically (no index unless asked), formula-safe: every CSV patchmap
+    exports goes through here, so no cell starts a spreadsheet formula."""
     kwargs.setdefault("index", False)
+    safe = csv_safe(df)
+    if kwargs["index"]:
+        if safe is df:
+            safe = df.copy()
+        safe.index = pd.Index(neutralize_formulas(pd.Series(df.index)), name=df.index.name)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, **kwargs)
+        safe.to_csv(tmp, **kwargs)
     return Path(path)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (UTF-8) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -62,23 +408,24 @@ def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
     """Write a unit GeoDataFrame; the format follows the suffix (GeoParquet by default)."""
     target = Path(path)
     suffix = target.suffix.lower()
+    if suffix not in {".parquet", ".geoparquet", ".pq", ".gpkg", ".geojson", ".json"}:
+        raise InputError(
+            f"{target}: unsupported unit file type {suffix!r} (use .parquet, .gpkg or .geojson)"
+        )
     with atomic_path(target) as tmp:
         if suffix in {".parquet", ".geoparquet", ".pq"}:
             units.to_parquet(tmp, compression="zstd", index=False)
         elif suffix == ".gpkg":
             tmp.unlink()
             units.to_file(tmp, driver="GPKG", engine="pyogrio", layer=target.stem)
-        elif suffix in {".geojson", ".json"}:
+        else:
             tmp.unlink()
             units.to_file(tmp, driver="GeoJSON", engine="pyogrio")
-        else:
-            raise InputError(
-                f"{target}: unsupported unit file type {suffix!r} (use .parquet, .gpkg or .geojson)"
-            )
     return target
 
 
 def _require_file(path: Path) -> None:
+    note_input(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_file() and path.stat().st_size == 0:

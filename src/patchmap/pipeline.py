@@ -19,7 +19,14 @@ from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
 from patchmap.config import PlanConfig, plan_config
 from patchmap.errors import InputError
-from patchmap.io import check_ids, check_known_ids, read_table, write_csv
+from patchmap.io import (
+    check_ids,
+    check_known_ids,
+    read_table,
+    side_path,
+    write_csv,
+    writes_outputs,
+)
 from patchmap.layers import LayersResult, build_layers, write_layers
 from patchmap.logs import log, progress
 from patchmap.options import UNIT_KINDS, default, error, takes
@@ -37,8 +44,7 @@ def _quiet(_: str) -> None:
 
 def rejects_path_for(out: str | os.PathLike) -> Path:
     """Where a stage writes its rejects: beside its main output."""
-    p = Path(out)
-    return p.with_name(p.stem + ".rejects.csv") if p.suffix else p / "rejects.csv"
+    return side_path(out, "rejects.csv")
 
 
 def example_accounts_path() -> Path:
@@ -64,6 +70,7 @@ def _report(
     echo(tally_line(ingest.n_read, n_placed, len(rejects), path))
 
 
+@writes_outputs("out")
 @takes("score")
 def score_file(
     accounts_path: str | os.PathLike,
@@ -128,6 +135,7 @@ def layers_from_accounts(
     return result, scored
 
 
+@writes_outputs("out")
 @takes("layers")
 def layers_file(
     accounts_path: str | os.PathLike,
@@ -336,6 +344,7 @@ def _quota(settings: Mapping) -> Quota | None:
     return Quota(settings["quota"], settings["quota_floor"], settings["quota_cap"])
 
 
+@writes_outputs("out")
 @takes("partition")
 def partition_file(
     units_path: str | os.PathLike,
@@ -346,9 +355,10 @@ def partition_file(
 ) -> Plan:
     """`patchmap partition`: unit file → PLAN.csv (`unit_id,territory`).
 
-    Beside the plan, as the options ask: ``moves.csv`` (a realignment's moved units),
-    ``regions.csv`` (territory -> region), ``reps.csv`` (homes and travel) and
-    ``quota.csv`` (the target split by potential, or the primary measure).
+    Beside the plan and named after it (``plan.csv`` -> ``plan.moves.csv``), as the
+    options ask: ``moves`` (a realignment's moved units), ``regions`` (territory ->
+    region), ``reps`` (homes and travel) and ``quota`` (the target split by potential,
+    or the primary measure).
     """
     id_col = settings["id_col"]
     units = read_units_with_id(units_path, id_col)
@@ -358,7 +368,7 @@ def partition_file(
     plan.to_csv(out)
     written = plan.write_side_files(out)
     if q is not None:
-        written["quota"] = write_csv(q, Path(out).parent / "quota.csv")
+        written["quota"] = write_csv(q, side_path(out, "quota.csv"))
     _echo_plan(plan, echo)
     for name, path in written.items():
         echo(f"{name}: {path}")
@@ -398,6 +408,7 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             log.info(note)
 
 
+@writes_outputs()
 @takes("evaluate")
 def evaluate_file(
     units_path: str | os.PathLike, plan_path: str | os.PathLike, *, echo: Echo = _quiet, **settings
@@ -425,6 +436,7 @@ def evaluate_file(
     return plan
 
 
+@writes_outputs("out")
 @takes("map")
 def map_file(
     units_path: str | os.PathLike,
@@ -478,6 +490,7 @@ def placed_accounts(
     return placed
 
 
+@writes_outputs("out_dir")
 @takes("export")
 def export_file(
     units_path: str | os.PathLike,
@@ -588,6 +601,7 @@ def _with_units(rows: pd.DataFrame, placed: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(unit_id=unit_of.reindex(rows["account_id"].astype(str)).to_numpy())
 
 
+@writes_outputs("out_dir")
 @takes("compare")
 def compare_file(
     plan_a: str | os.PathLike,
@@ -640,6 +654,7 @@ def compare_file(
     return written
 
 
+@writes_outputs("out_dir")
 @takes("diff")
 def diff_file(
     old_plan: str | os.PathLike,
@@ -718,6 +733,7 @@ class RunResult:
     segments: object = None  # a patchmap.segments.SegmentedPlan, for [[segment]] plans
 
 
+@writes_outputs()
 def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
     """`patchmap run`: every stage from one config, outputs in ``config.out``; a plan with
     ``[[segment]]`` tables plans every segment (:func:`patchmap.segments.run_segments`)."""
@@ -737,7 +753,8 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             raise error("partition", "{named_mode=balance} needs {reps} (the owners' "
                                      "territories) and no {within}, {regions} or {current}")  # fmt: skip
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(out) and not out.is_dir():
+        raise InputError(f"{config.source or 'plan'}: [output] dir {str(out)!r} is not a folder")
     res = RunResult()
     with progress(total=5, desc="patchmap run") as bar:
         bar.set_postfix_str("ingest")
@@ -835,7 +852,7 @@ def _write_whatif(
     outputs: dict[str, Path],
 ) -> None:  # fmt: skip
     """The plan's side files, with the accounts known: which accounts moved
-    (``moved_accounts.csv``) and each rep's mean and 90th-percentile distance from home to
+    (``plan.moved_accounts.csv``) and each rep's mean and 90th-percentile distance from home to
     their accounts (``mean_account_km``, ``p90_account_km`` in the reps report)."""
     from patchmap.partition.realign import moved_accounts
     from patchmap.partition.reps import account_distance_km
@@ -847,7 +864,7 @@ def _write_whatif(
     outputs.update(plan.write_side_files(plan_path))
     if plan.moves is not None:
         moved = moved_accounts(accounts, plan.moves)
-        outputs["moved_accounts"] = write_csv(moved, plan_path.parent / "moved_accounts.csv")
+        outputs["moved_accounts"] = write_csv(moved, side_path(plan_path, "moved_accounts.csv"))
         log.info(f"{len(moved)} account(s) change territory: {outputs['moved_accounts']}")
 
 
@@ -857,7 +874,7 @@ def _realignment_diff(
 ) -> dict[str, Path]:  # fmt: skip
     """What a realignment changes for whom (``patchmap diff`` of the current plan and the new
     one): with ``current_accounts`` (last year's), new and lost accounts are told apart
-    from moved ones, and ``moved_accounts.csv`` lists only accounts that really moved."""
+    from moved ones, and ``plan.moved_accounts.csv`` lists only accounts that really moved."""
     from patchmap.diff import plan_diff, write_diff
 
     new = plan.assignment.astype(str)
@@ -882,11 +899,13 @@ def _realignment_diff(
         moved = d.accounts[d.accounts["change"] == "moved"].rename(
             columns={"old_territory": "from", "new_territory": "to"}
         )
-        written["moved_accounts"] = write_csv(moved, out / "moved_accounts.csv")
+        written["moved_accounts"] = write_csv(
+            moved, side_path(out / "plan.csv", "moved_accounts.csv")
+        )
         log.info(f"{len(moved)} account(s) change territory: {written['moved_accounts']}")
     else:
         log.info(
-            "moved_accounts.csv lists every account in a moved unit; give [partition] "
+            "plan.moved_accounts.csv lists every account in a moved unit; give [partition] "
             "current_accounts (last year's accounts) to list new accounts as new, not moved"
         )
     return written
@@ -909,6 +928,7 @@ def demo_config(out: str | os.PathLike, *, tiles: bool | None = None) -> PlanCon
     )
 
 
+@writes_outputs("out")
 @takes("sample-accounts")
 def sample_file(out: str | os.PathLike, **settings) -> Path:
     """`patchmap sample-accounts`: write synthetic accounts (CSV, Parquet or Excel by suffix)."""

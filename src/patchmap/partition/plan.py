@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import sparse
 
 from patchmap.certify.report import Certificate, write_bound_json
-from patchmap.io import write_csv
+from patchmap.io import side_path, write_csv
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
 from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
 from patchmap.partition.problem import territory_shares
@@ -158,21 +158,23 @@ class Plan:
         )
 
     def write_side_files(self, plan_path: str | os.PathLike) -> dict[str, Path]:
-        """Write what the plan knows beyond ``unit_id,territory`` beside ``plan_path``:
-        ``moves.csv`` (realignment), ``regions.csv`` (nested plans), ``reps.csv`` (rep
-        home bases), ``<plan stem>.bound.json`` (``prove=True``). Returns ``{name: path}``
-        of the files written."""
-        folder = Path(plan_path).parent
+        """Write what the plan knows beyond ``unit_id,territory`` beside ``plan_path``,
+        named after it (``plan.csv`` -> ``plan.moves.csv``, so a side file never replaces
+        an input such as the user's ``reps.csv``): ``moves`` (realignment), ``regions``
+        (nested plans), ``reps`` (rep home bases), ``bound.json`` (``prove=True``).
+        Returns ``{name: path}`` of the files written."""
         out: dict[str, Path] = {}
         if self.certificate is not None:
             out["bound"] = write_bound_json(self.certificate, plan_path)
         if self.moves is not None:
-            out["moves"] = write_csv(self.moves, folder / "moves.csv")
+            out["moves"] = write_csv(self.moves, side_path(plan_path, "moves.csv"))
         if self.regions is not None:
-            out["regions"] = write_csv(self.regions_frame(), folder / "regions.csv")
+            out["regions"] = write_csv(self.regions_frame(), side_path(plan_path, "regions.csv"))
         if self.reps is not None:
             km = [c for c in self.reps.columns if c.endswith("_km")]
-            out["reps"] = write_csv(self.reps.round({c: 3 for c in km}), folder / "reps.csv")
+            out["reps"] = write_csv(
+                self.reps.round({c: 3 for c in km}), side_path(plan_path, "reps.csv")
+            )
         return out
 
     def __repr__(self) -> str:

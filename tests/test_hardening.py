@@ -1,0 +1,226 @@
+"""Issue 17: bad and hostile inputs through the CLI. Every failure is one line and exit 2;
+no output replaces an input or a special file; no CSV cell starts a formula; a command
+killed by SIGTERM leaves its output folder as it was and no temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from patchmap.io import TEMP_MARK
+
+HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx"]
+
+
+def _one_line_exit_2(r: subprocess.CompletedProcess, *words: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[-1], (w, lines[-1])
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Hostile accounts over RI/DE/DC, their ZCTA units and a 4-territory plan, as files."""
+    from patchmap.sample import sample_accounts
+
+    d = tmp_path_factory.mktemp("hostile")
+    acc = sample_accounts(["RI", "DE", "DC"], n=400, seed=5)
+    acc["name"] = acc["name"].astype(object)
+    for i, h in enumerate(HOSTILE):
+        acc.loc[i, "account_id"] = h
+        acc.loc[i + 10, "name"] = h
+    acc.loc[20, "account_id"] = "=bad"  # a reject: its id lands in the rejects file
+    acc.loc[20, "zip"] = "ABCDE"
+    acc.loc[20, ["lat", "lon"]] = None
+    acc.to_csv(d / "accounts.csv", index=False)
+    r = run_cli("layers", d / "accounts.csv", "--units", "zcta", "--out", d / "units.parquet")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "potential",
+                "--territories", "4", "--out", d / "plan.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+# --- item 2: outputs never replace inputs ---------------------------------------------------
+
+
+def test_side_files_are_named_after_the_plan_and_leave_reps_csv_alone(chain, tmp_path):
+    reps = tmp_path / "reps.csv"
+    reps.write_text("rep_id,zip\nana,02903\ncy,19901\ndee,20001\n")
+    before = reps.read_bytes()
+    r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
+                "potential", "--reps", reps, "--out", tmp_path / "plan.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert reps.read_bytes() == before  # the README's own example once replaced it
+    report = pd.read_csv(tmp_path / "plan.reps.csv")
+    assert sorted(report["rep_id"]) == ["ana", "cy", "dee"]
+    # and the rerun reads the user's file, not a report: it still works
+    r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
+                "potential", "--reps", reps, "--out", tmp_path / "plan.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("case", ["score", "map", "layers", "partition-current"])
+def test_an_output_that_is_an_input_is_refused(chain, tmp_path, case):
+    for name in ("accounts.csv", "units.parquet", "plan.csv"):
+        (tmp_path / name).write_bytes((chain / name).read_bytes())
+    acc, units, plan = (tmp_path / n for n in ("accounts.csv", "units.parquet", "plan.csv"))
+    args = {
+        "score": ("score", acc, "--out", acc),
+        "map": ("map", units, plan, "--out", plan),
+        "layers": ("layers", units, "--units", "zcta", "--out", units),
+        "partition-current": (
+            "partition",
+            units,
+            "--id",
+            "unit_id",
+            "--balance",
+            "potential",
+            "--current",
+            plan,
+            "--out",
+            plan,
+        ),  # fmt: skip
+    }[case]
+    before = _snapshot(tmp_path)
+    r = run_cli(*args)
+    _one_line_exit_2(r, "replace an input")
+    assert _snapshot(tmp_path) == before
+
+
+def test_hard_link_to_an_input_is_refused_too(chain, tmp_path):
+    acc = tmp_path / "accounts.csv"
+    acc.write_bytes((chain / "accounts.csv").read_bytes())
+    os.link(acc, tmp_path / "scored.csv")
+    r = run_cli("score", acc, "--out", tmp_path / "scored.csv")
+    _one_line_exit_2(r, "replace an input")
+    assert acc.read_bytes() == (chain / "accounts.csv").read_bytes()
+
+
+# --- item 9: special files are never replaced -------------------------------------------------
+
+
+def test_symlink_fifo_and_device_targets_are_refused(chain, tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("keep me\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for target, word in ((link, "symbolic link"), (fifo, "FIFO"), (Path("/dev/null"), "device")):
+        r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
+                    "potential", "--territories", "3", "--out", target)  # fmt: skip
+        _one_line_exit_2(r, str(target), word)
+    assert link.is_symlink() and real.read_text() == "keep me\n"
+    assert fifo.is_fifo()
+    assert Path("/dev/null").is_char_device()
+
+
+# --- item 6: no CSV cell starts a formula -----------------------------------------------------
+
+
+def _formula_cells(path: Path) -> list[str]:
+    import re
+
+    number = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, header=None)
+    cells = df.to_numpy().ravel().tolist()
+    return [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not number.match(c)]
+
+
+def test_no_csv_export_starts_a_formula(chain, tmp_path):
+    out = tmp_path / "exports"
+    r = run_cli("export", chain / "units.parquet", chain / "plan.csv", "--accounts",
+                chain / "accounts.csv", "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    csvs = sorted(out.rglob("*.csv")) + sorted(chain.glob("*.csv"))
+    assert {p.name for p in csvs} >= {"assignments.csv", "zip_to_rep.csv", "summary.csv",
+                                      "rejects.csv", "units.rejects.csv"}  # fmt: skip
+    for p in csvs:
+        if p.name == "accounts.csv":
+            assert _formula_cells(p)  # the input really is hostile
+            continue
+        assert _formula_cells(p) == [], p.name
+    assign = pd.read_csv(out / "assignments.csv", dtype=str, keep_default_na=False)
+    ids = set(assign["account_id"])
+    assert '\'=HYPERLINK("http://x","y")' in ids and "'@SUM(A1)" in ids
+    assert "-2+3" not in ids and "'-2+3" in ids  # not a number: neutralised
+    rejects = pd.read_csv(chain / "units.rejects.csv", dtype=str)
+    assert "'=bad" in set(rejects["account_id"])
+
+
+def test_numbers_are_not_touched():
+    from patchmap.io import csv_safe
+
+    df = pd.DataFrame({"a": ["-5", "+1.5e3", "=1+1", "x"], "b": [-1.0, 2.0, 3.0, 4.0],
+                       "=c": [1, 2, 3, 4]})  # fmt: skip
+    out = csv_safe(df)
+    assert out["a"].tolist() == ["-5", "+1.5e3", "'=1+1", "x"]
+    assert out["b"].tolist() == [-1.0, 2.0, 3.0, 4.0]
+    assert list(out.columns) == ["a", "b", "'=c"]
+
+
+# --- item 8: a folder is always one whole run ------------------------------------------------
+
+
+def test_sigterm_leaves_the_previous_export_whole_and_no_temp_file(chain, tmp_path):
+    out = tmp_path / "exports"
+    r = run_cli("export", chain / "units.parquet", chain / "plan.csv", "--accounts",
+                chain / "accounts.csv", "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before = _snapshot(out)
+    plan6 = tmp_path / "plan6.csv"
+    r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
+                "potential", "--territories", "6", "--out", plan6)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "patchmap", "export", chain / "units.parquet", plan6,
+         "--accounts", chain / "accounts.csv", "--format", "all", "--out", out],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # wait until the export has written at least one file (held back as a temporary file)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(TEMP_MARK in p.name for p in out.rglob("*")):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "export finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated" in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if TEMP_MARK in p.name]
+    assert _snapshot(out) == before  # the old 4-territory export, byte for byte
+    assert not (out / "salesforce").exists()
+    # and the same export run to the end replaces the folder's files together
+    r = run_cli("export", chain / "units.parquet", plan6, "--accounts", chain / "accounts.csv",
+                "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert pd.read_csv(out / "summary.csv")["territory"].nunique() == 6
+    assert pd.read_csv(out / "zip_to_rep.csv")["territory"].nunique() == 6
+
+
+def test_a_failing_command_writes_nothing(chain, tmp_path):
+    """export with a bad reps file fails after reading: nothing appears in its folder."""
+    bad = tmp_path / "reps.csv"
+    bad.write_text("rep_id,territory\nana,T99\n")
+    out = tmp_path / "exports"
+    r = run_cli("export", chain / "units.parquet", chain / "plan.csv", "--reps", bad,
+                "--accounts", chain / "accounts.csv", "--out", out)  # fmt: skip
+    _one_line_exit_2(r)
+    assert not out.exists() or not any(out.iterdir())
