@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 
 from patchmap import geofetch
 from patchmap.errors import InputError
@@ -30,6 +32,7 @@ from patchmap.geofetch import (
     file_suffix,
     find_column,
     read_geo,
+    simplify_coverage,
     simplify_layer,
     states_frame,
     write_parquet,
@@ -37,6 +40,13 @@ from patchmap.geofetch import (
     zcta_frame,
 )
 from patchmap.io import atomic_path
+from patchmap.render.drawing import (
+    DRAWING_FILE,
+    MIN_GAP_M2,
+    SEED_SPACING_M,
+    SLIVER_M,
+    fill_gaps,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -133,6 +143,53 @@ def build_zcta_polygons(
     return simplify_layer(gdf, tolerance_m, grid_deg)
 
 
+def _drawing_tolerance(zctas: gpd.GeoDataFrame, most_m: float) -> float:
+    """Simplification for a state's drawing areas: 1/7,500 of its diagonal (what a map of
+    the state shows), between 20 m and ``most_m``."""
+    minx, miny, maxx, maxy = zctas.to_crs(5070).total_bounds
+    return float(np.clip(np.hypot(maxx - minx, maxy - miny) / 7_500, 20.0, most_m))
+
+
+def build_drawing(
+    zctas: gpd.GeoDataFrame, states: gpd.GeoDataFrame, tolerance_m: float, grid_deg: float
+) -> tuple[gpd.GeoDataFrame, dict[str, dict[str, float]]]:
+    """Drawing areas: each state's ZCTAs grown over the land no ZCTA covers (for maps only).
+
+    Columns ``zcta``, ``state``, ``source_coords`` and ``minx..maxy`` (vertex count and
+    bounds of the analysis polygon, so a map uses a drawing area only for that polygon),
+    geometry (coverage-simplified, at most at ``tolerance_m``: drawn, never measured).
+    Also the figures per state.
+    """
+    frames, figures = [], {}
+    outlines = states.set_index("state").geometry
+    for state, part in zctas.groupby("state", sort=True):
+        grown, stats = fill_gaps(part.geometry, outlines[state])  # shapely >= 2.2
+        figures[str(state)] = stats
+        print(
+            f"  {state}: {stats['gap_km2']:,.0f} km2 of land without a ZCTA, "
+            f"{stats['filled_km2']:,.0f} km2 given to the nearest ZCTA "
+            f"({stats['dropped']} detached shares left out)"
+        )
+        bounds = shapely.bounds(part.geometry.values)
+        frames.append(
+            gpd.GeoDataFrame(
+                {
+                    "zcta": part["zcta"].to_numpy(),
+                    "state": part["state"].to_numpy(),
+                    "source_coords": shapely.get_num_coordinates(part.geometry.values),
+                    "minx": bounds[:, 0],
+                    "miny": bounds[:, 1],
+                    "maxx": bounds[:, 2],
+                    "maxy": bounds[:, 3],
+                },
+                geometry=simplify_coverage(grown, _drawing_tolerance(part, tolerance_m), grid_deg),
+                crs=4326,
+            )
+        )
+    out = pd.concat(frames, ignore_index=True).sort_values("zcta").reset_index(drop=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=4326), figures
+
+
 def build_counties(src: str, points: pd.DataFrame) -> gpd.GeoDataFrame:
     """Counties with USPS state and 2010 population (summed from ZCTA points if not given)."""
     return counties_frame(read_geo(src), points, src)
@@ -171,6 +228,7 @@ def render_readme(
     args: argparse.Namespace,
     adjacency: dict[str, tuple[int, int]],
     dropped: int,
+    filled: dict[str, dict[str, float]],
 ) -> str:
     """The geodata/README.md text: what each file is, where it comes from, how to rebuild."""
 
@@ -179,6 +237,10 @@ def render_readme(
 
     total = sum(p.stat().st_size for p in out.glob("*.parquet")) / 1e6
     adj = "; ".join(f"{name}: {b} before, {a} after" for name, (b, a) in adjacency.items())
+    fill = "; ".join(
+        f"{state}: {f['gap_km2']:,.0f} km² uncovered, {f['filled_km2']:,.0f} km² given"
+        for state, f in filled.items()
+    )
     return f"""# Bundled reference geography
 
 Small, simplified copies of U.S. Census geography that patchmap reads at run time through
@@ -197,12 +259,14 @@ Total size of the Parquet files: {total:.2f} MB.
 | `states.parquet` | states, DC, Puerto Rico and territories: `state_fips`, `state`, `name`, geometry | {rows["states.parquet"]:,} | {size("states.parquet")} |
 | `zcta_points.parquet` | every U.S. ZCTA as its internal point: `zcta`, `lat`, `lon`, `land_km2`, `population`, `state` (plain Parquet) | {rows["zcta_points.parquet"]:,} | {size("zcta_points.parquet")} |
 | `zip_zcta.parquet` | USPS ZIP -> ZCTA: `zip`, `zcta`, `zip_type`, `city`, `state` (plain Parquet) | {rows["zip_zcta.parquet"]:,} | {size("zip_zcta.parquet")} |
+| `{DRAWING_FILE}` | ZIP areas for maps only, wall to wall (the ZCTAs above grown over the land no ZCTA covers): `zcta`, `state`, `source_coords`, `minx`, `miny`, `maxx`, `maxy`, geometry (GeoArrow encoding) | {rows[DRAWING_FILE]:,} | {size(DRAWING_FILE)} |
 
 ## Sources, vintage and licence
 
 | file | source | vintage | licence |
 |---|---|---|---|
 | `zcta_ca.parquet`, `zcta_ri_de_dc.parquet` | {SOURCES["zcta"]}; population: {SOURCES["population"]} | 2010 | {PUBLIC_DOMAIN} |
+| `{DRAWING_FILE}` | the ZCTA polygons above and the state outlines of `states.parquet` | 2010, 2017 | {PUBLIC_DOMAIN} |
 | `counties.parquet`, `states.parquet` | {SOURCES["cb"]}; county population: 2010 ZCTA population summed by ZCTA internal point (an approximation) | 2017 (population 2010) | {PUBLIC_DOMAIN} |
 | `zcta_points.parquet` | {SOURCES["gazetteer"]}; population: {SOURCES["population"]} | 2010 | {PUBLIC_DOMAIN} |
 | `zip_zcta.parquet` | {SOURCES["crosswalk"]} | 2015 | {UDS_LICENCE} |
@@ -224,6 +288,15 @@ Total size of the Parquet files: {total:.2f} MB.
 - `zip_zcta`: PO-box and unique (single-building) ZIPs map to the ZCTA that contains them
   (`ZCTA_USE`); {dropped} ZIPs whose ZCTA is not in the 2010 gazetteer (territories) are dropped.
 - County geometries are repaired with `make_valid`, keeping polygonal parts only.
+- `{DRAWING_FILE}`: 2010 ZCTAs leave unpopulated land uncovered, so a territory drawn from
+  its ZCTAs falls apart into pieces. The land of each state (its outline in `states.parquet`)
+  that no ZCTA covers, less slivers under {2 * SLIVER_M:g} m wide along the coast and pieces
+  under {MIN_GAP_M2 / 1e6:g} km², is split among the ZCTAs by nearest border (Voronoi cells of
+  points every {SEED_SPACING_M:g} m along the borders) and added to them ({fill}); the result is
+  made a clean coverage again (`shapely.coverage_clean`), simplified at 1/7,500 of the
+  state's diagonal (20 to {args.drawing_tolerance:g} m) and snapped to {args.drawing_grid:g}°. Maps draw a ZCTA with its
+  drawing area only when its polygon is the bundled one (`source_coords` and bounds match);
+  adjacency, balance and every metric use the ZCTA polygons themselves.
 """
 
 
@@ -282,6 +355,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_GRID_DEG,
         help="coordinate grid in degrees, 0 to keep full precision (default %(default)s)",
     )
+    p.add_argument(
+        "--drawing-tolerance",
+        type=float,
+        default=200.0,
+        help="largest simplification of the drawing areas in metres (default %(default)s)",
+    )
+    p.add_argument(
+        "--drawing-grid",
+        type=float,
+        default=1e-5,
+        help="coordinate grid of the drawing areas in degrees (default %(default)s, about 1 m)",
+    )
     return p.parse_args(argv)
 
 
@@ -330,6 +415,7 @@ def build(args: argparse.Namespace) -> None:
     write_parquet(crosswalk, out / "zip_zcta.parquet")
     done("zip_zcta.parquet", crosswalk)
 
+    polygons = []
     for key, name in ZCTA_OUTPUTS.items():
         print(f"ZCTA polygons -> {name}")
         srcs = args.zcta_ca if key == "ca" else args.zcta_ri_de_dc
@@ -338,9 +424,24 @@ def build(args: argparse.Namespace) -> None:
         )
         write_parquet(zcta, out / name)
         done(name, zcta)
+        polygons.append(zcta)
+
+    print(f"drawing areas -> {DRAWING_FILE}")
+    drawing, filled = build_drawing(
+        pd.concat(polygons, ignore_index=True), states, args.drawing_tolerance, args.drawing_grid
+    )
+    # coordinates as columns, byte-split: a third smaller than WKB for the same geometry
+    write_parquet(
+        drawing,
+        out / DRAWING_FILE,
+        geometry_encoding="geoarrow",
+        use_byte_stream_split=True,
+        compression_level=19,
+    )
+    done(DRAWING_FILE, drawing)
 
     with atomic_path(out / "README.md") as tmp:
-        tmp.write_text(render_readme(out, rows, args, adjacency, dropped), encoding="utf-8")
+        tmp.write_text(render_readme(out, rows, args, adjacency, dropped, filled), encoding="utf-8")
         tmp.chmod(0o644)
     total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     print(f"wrote README.md; geodata total {total / 1e6:.2f} MB")

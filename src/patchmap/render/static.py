@@ -15,6 +15,7 @@ from patchmap.export import check_reps, dissolve_territories, territory_labels
 from patchmap.io import atomic_path
 from patchmap.render.colors import territory_colors
 from patchmap.render.common import prepare_units, simplify_coverage
+from patchmap.render.drawing import drawing_geometries
 
 
 def render_static(
@@ -39,7 +40,7 @@ def render_static(
         raise InputError(f"map format: expected png or pdf, got {fmt!r}")
     u = prepare_units(units)
     labels = territory_labels(u, plan)
-    shown = simplify_coverage(u.geometry.values, max_coords=400_000)
+    shown = simplify_coverage(drawing_geometries(u), max_coords=400_000)
     terr = dissolve_territories(gpd.GeoDataFrame(geometry=shown, crs=4326), labels)
     terr["color"] = territory_colors(terr.geometry.values)
     from patchmap.metrics import equal_area_crs
