@@ -133,6 +133,24 @@ def test_static_map(units, plan, tmp_path, fmt, magic):
     assert out.stat().st_size > 10_000
 
 
+def test_static_map_projection_centred_across_the_antimeridian(tmp_path):
+    """Alaska with the western Aleutians (east of 180°): centred near -170°, not 0°."""
+    from patchmap.metrics import equal_area_crs
+
+    boxes = [(172.5, 52.5, 173.5, 53.0), (-176.0, 51.5, -175.0, 52.2), (-150.0, 60.0, -149.0, 61.5)]
+    units = gpd.GeoDataFrame(
+        {"unit_id": ["A", "B", "C"]}, geometry=[shapely.box(*b) for b in boxes], crs=4326
+    )
+    crs = equal_area_crs(units)
+    assert -178 < crs.to_dict()["lon_0"] < -160
+    proj = units.to_crs(crs)
+    minx, _, maxx, _ = proj.total_bounds
+    assert maxx - minx < 2_500_000  # one stretch of about 1,700 km, not the globe's width
+    plan = pd.DataFrame({"unit_id": ["A", "B", "C"], "territory": ["T1", "T1", "T2"]})
+    out = render_static(units, plan, tmp_path / "ak.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_static_map_rejects_unknown_format(units, plan, tmp_path):
     with pytest.raises(InputError, match="png or pdf"):
         render_static(units, plan, tmp_path / "map.gif", fmt="gif")
@@ -502,3 +520,82 @@ def test_compare_file_names_never_run_as_script(browser, units, plan, tmp_path):
     assert not tab.dialogs, tab.dialogs
     assert not tab.errors, tab.errors
     assert not tab.requests, tab.requests
+
+
+def _table(page) -> dict[str, dict[str, float]]:
+    """The territory table as {territory: {column: value}} (numeric columns, raw values)."""
+    headers = [h.strip(" ▲▼") for h in page.locator(".pm-table th.n").all_inner_texts()]
+    rows = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.pm-table tr.pm-row')).map(r =>"
+        " [r.dataset.t, ...Array.from(r.querySelectorAll('td.n')).map(td => +td.dataset.v)])"
+    )
+    return {t: dict(zip(headers, vals, strict=True)) for t, *vals in rows}
+
+
+def test_edit_mode_updates_deviation_and_quota_live(browser, units, plan, tmp_path):
+    from patchmap.export import territory_summary
+
+    quota = {"total": 6_000_000, "floor": "50%", "cap": "150%"}
+    out = render_map(units, plan, tmp_path / "quota.html", quota=quota, tiles=False)
+    i = int(np.argmax(shapely.area(units.geometry.values)))
+    labels = sorted(plan["territory"].unique())
+    here = plan["territory"].iloc[i]
+    to = labels[(labels.index(here) + 1) % len(labels)]
+    tab = OfflinePage(browser, width=1300, height=900)
+    try:
+        page = tab.open(out)
+        _ready(page)
+        before = _table(page)
+        page.get_by_text("Edit plan").click()
+        page.evaluate(
+            f"() => {{ pmApp.map.setView(pm_data.units.at[{i}], 10, {{animate: false}}); }}"
+        )
+        page.wait_for_timeout(50)
+        page.mouse.click(*_unit_point(page, i))
+        page.select_option(".pm-edit select", str(labels.index(to)))
+        page.get_by_role("button", name="Move", exact=True).click()
+        after = _table(page)  # no download, no reload: the table follows the move
+    finally:
+        tab.close()
+    assert not tab.errors and not tab.requests
+
+    edited = plan.copy()
+    edited.loc[i, "territory"] = to
+    want = territory_summary(units, edited, balance=["potential", "accounts"], quota=quota)
+    want = want.set_index("territory")
+    for t in (here, to):
+        assert after[t]["vs target"] != before[t]["vs target"]
+        assert after[t]["Quota"] != before[t]["Quota"]
+    for t, row in after.items():
+        assert row["vs target"] == pytest.approx(want.loc[t, "potential_deviation"], abs=1e-6)
+        assert row["Quota"] == pytest.approx(want.loc[t, "quota"], abs=0.02)
+    assert sum(r["Quota"] for r in after.values()) == pytest.approx(quota["total"])
+
+
+def test_compare_page_shows_both_plans(browser, units, plan, tmp_path):
+    from patchmap.compare import compare_plans
+    from patchmap.render import render_compare
+
+    other = plan.copy()
+    moved = other.index[:12]
+    other.loc[moved, "territory"] = other["territory"].iloc[-1]
+    cmp = compare_plans(plan, other, units=units, names=("before", "after"))
+    out = render_compare(units, cmp, tmp_path / "compare.html")
+    n_changed = int(cmp.changed.sum())
+    tab = OfflinePage(browser)
+    try:
+        page = tab.open(out)
+        _ready(page)
+        control = page.locator(".leaflet-control-layers").inner_text()
+        assert "Plan before: borders (dashed)" in control
+        assert f"Changed units ({n_changed})" in control
+        assert page.locator(".pm-table tr.pm-row").count() == other["territory"].nunique()
+        assert sorted(page.locator(".pm-label b").all_inner_texts()) == sorted(
+            other["territory"].unique()
+        )
+        summary = page.locator(".pm-summary").inner_text()
+        assert "units changed" in summary and "before" in summary and "after" in summary
+        assert page.locator(".pm-edit").count() == 0  # comparing, not editing
+    finally:
+        tab.close()
+    assert not tab.errors and not tab.requests

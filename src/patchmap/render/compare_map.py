@@ -1,5 +1,6 @@
-"""The map of two plans side by side (``patchmap compare``): each plan's territories as a
-layer, the units that changed territory highlighted, the comparison table in a panel."""
+"""The map of two plans compared (``patchmap compare``), on the same page as the plan map:
+units coloured by plan B with its labels, territory table and search, plan A's borders
+dashed, the units whose territory changed shaded, and the comparison table in the summary."""
 
 from __future__ import annotations
 
@@ -7,44 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-from branca.element import Element
 
-from patchmap.export import dissolve_territories
-from patchmap.render.colors import territory_colors
-from patchmap.render.common import (
-    MAX_COORDS,
-    base_map,
-    finish,
-    html_text,
-    js_json,
-    prepare_units,
-    simplify_coverage,
-)
-from patchmap.render.layers import (
-    DECODER_JS,
-    TERRITORY_FILL_OPACITY,
-    Data,
-    GeoJsonLayer,
-    Panels,
-    packed_polygons,
-)
+from patchmap.render.common import MAX_COORDS, prepare_units
+from patchmap.render.interactive import map_payload, write_page
 
-
-def _legend_html(title: str, colors: list[str], labels: list[str]) -> str:
-    items = "".join(
-        f'<div><i style="background:{c}"></i>{html_text(lab)}</div>'
-        for c, lab in zip(colors, labels, strict=True)
-    )
-    return f"<h4>{html_text(title)} (per km²)</h4>{items}"
-
-
-#: Style of units whose territory changed between two plans.
-CHANGED_COLOR = "#d62728"
+__all__ = ["render_compare"]
 
 
 def render_compare(
@@ -57,103 +28,34 @@ def render_compare(
     max_coords: int = MAX_COORDS,
 ) -> Path:
     """Write a self-contained HTML map of two plans (a :class:`patchmap.compare.Comparison`):
-    each plan's territories as a layer to toggle, and the units whose territory changed
-    highlighted in a third layer, with the comparison table in the summary panel."""
+    plan B's territories as on the plan map, plan A's borders dashed over them, the units
+    whose territory changed shaded (each a layer to toggle), the comparison table in the
+    summary panel. Nothing is fetched unless ``tiles``."""
+    from patchmap.compare import format_metric
+
     u = prepare_units(units)
     ids = u["unit_id"]
     la = comparison.labels_a.reindex(ids).astype(str).to_numpy(dtype=object)
     lb = comparison.labels_b.reindex(ids).astype(str).to_numpy(dtype=object)
     changed = comparison.changed.reindex(ids).fillna(False).to_numpy(dtype=bool)
-    is_coverage = bool(shapely.coverage_is_valid(u.geometry.values))
-    shown = simplify_coverage(u.geometry.values, max_coords)
-    m = base_map(tiles)
-    m.get_root().header.add_child(Element(f"<script>{DECODER_JS}</script>"), name="pm_decode")
-    folium.map.CustomPane("pm-borders", z_index=450, pointer_events=False).add_to(m)
-    first = None
-    for i, (name, labels) in enumerate(zip(comparison.names, (la, lb), strict=True)):
-        terr = dissolve_territories(
-            gpd.GeoDataFrame(geometry=shown, crs=4326), labels, coverage=is_coverage
-        )
-        label = terr["territory"].astype(str)
-        if i == 1 and comparison.matched:
-            tip = (
-                "<b>"
-                + label.map(html_text)
-                + "</b> ("
-                + html_text(name)
-                + ") ~ "
-                + label.map(lambda t: html_text(str(comparison.matching.get(t, t))))
-                + " ("
-                + html_text(comparison.names[0])
-                + ")"
-            )
-        else:
-            tip = "<b>" + label.map(html_text) + "</b> (" + html_text(name) + ")"
-        props = pd.DataFrame({"t": label, "c": territory_colors(terr.geometry.values), "tip": tip})
-        data = Data(packed_polygons(terr.geometry.values, props), f"pm_plan{i}")
-        m.add_child(data)
-        layer = GeoJsonLayer(
-            data,
-            f"Plan {html_text(name)}",
-            show=i == 0,
-            style=(
-                "function (f) { return {color: '#222', weight: 1.4, opacity: 0.9, "
-                f"fillColor: f.properties.c, fillOpacity: {TERRITORY_FILL_OPACITY}}}; }}"
-            ),
-            tooltip="function (f) { return f.properties.tip; }",
-        )
-        layer.add_to(m)
-        first = first or layer
-    layers, legends = {}, {}
-    if changed.any():
-        props = pd.DataFrame(
-            {
-                "u": ids[changed].to_numpy(),
-                "a": la[changed],
-                "b": lb[changed],
-            }
-        )
-        data = Data(packed_polygons(shown[changed], props), "pm_changed")
-        m.add_child(data)
-        a, b = (html_text(n) for n in comparison.names)
-        layer = GeoJsonLayer(
-            data,
-            f"Changed units ({int(changed.sum())})",
-            pane="pm-borders",
-            style=(
-                f"function (f) {{ return {{color: '{CHANGED_COLOR}', weight: 1.5, opacity: 1, "
-                f"fillColor: '{CHANGED_COLOR}', fillOpacity: 0.35}}; }}"
-            ),
-            tooltip=(
-                f"function (f) {{ var e = patchmapEsc; return '<b>' + e(f.properties.u) + '</b><br>' + {js_json(a)} + ': ' + "
-                f"e(f.properties.a) + '<br>' + {js_json(b)} + ': ' + e(f.properties.b); }}"
-            ),
-        )
-        layer.add_to(m)
-        key = layer.layer_name
-        layers[key] = layer.get_name()
-        legends[key] = (
-            f'<h4>{html_text(key)}</h4><div><i style="background:{CHANGED_COLOR}"></i>'
-            f"territory differs ({a} vs {b})</div>"
-        )
-    folium.LayerControl(collapsed=False, position="topright").add_to(m)
-    rows = "".join(
-        f"<tr><td>{html_text(str(r[0]))}</td><td>{_cmp_cell(r[1])}</td><td>{_cmp_cell(r[2])}</td></tr>"
-        for r in comparison.table.itertuples(index=False)
+    a, b = (str(n) for n in comparison.names)
+    payload = map_payload(
+        u,
+        pd.DataFrame({"unit_id": ids, "territory": lb}),
+        title=title or f"{a} vs {b}",
+        tiles=tiles,
+        max_coords=max_coords,
     )
-    a, b = (html_text(n) for n in comparison.names)
-    summary = (
-        f'<div class="pm-tip"><table><tr><td></td><td><b>{a}</b></td><td><b>{b}</b></td></tr>'
-        f"{rows}</table></div>"
-    )
-    m.add_child(Panels(title or f"{comparison.names[0]} vs {comparison.names[1]}", summary,
-                        legends, layers, "#e9edf0"))  # fmt: skip
-    return finish(m, u.total_bounds, out_path)
-
-
-def _cmp_cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return ""
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    return f"{float(v):,.3f}" if abs(float(v)) < 100 else f"{float(v):,.1f}"
+    labels_a, codes_a = np.unique(la, return_inverse=True)
+    payload["compare"] = {
+        "names": [a, b],
+        "labelsA": [str(x) for x in labels_a],
+        "a": codes_a.ravel().tolist(),
+        "changed": np.flatnonzero(changed).tolist(),
+        "table": [
+            [str(row[0])]
+            + [format_metric(v, row[0], signed=i == 2) for i, v in enumerate(row[1:4])]
+            for row in comparison.table.itertuples(index=False)
+        ],
+    }
+    return write_page(payload, tiles, out_path)

@@ -44,9 +44,10 @@ from patchmap.render.common import (
     prepare_units,
     simplify_coverage,
 )
+from patchmap.render.drawing import drawing_geometries
 from patchmap.render.topology import grid_step, topology
 
-__all__ = ["render_map"]
+__all__ = ["map_payload", "render_map", "write_page"]
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -120,10 +121,12 @@ def _label_points(geoms: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndar
     return np.column_stack([centre.y.round(5), centre.x.round(5)]), np.nan_to_num(radius)
 
 
-def _measures(u: gpd.GeoDataFrame, balance_cols: list[str]) -> list[dict]:
+def _measures(
+    u: gpd.GeoDataFrame, balance_cols: list[str], extra: Sequence[str] = ()
+) -> list[dict]:
     """Measures the page totals per territory: the balance columns (primary first), then
-    accounts, potential and customers where the units carry them."""
-    cols = list(dict.fromkeys([*balance_cols, "accounts", "potential", "customers"]))
+    accounts, potential and customers where the units carry them (and ``extra``)."""
+    cols = list(dict.fromkeys([*balance_cols, "accounts", "potential", "customers", *extra]))
     out = []
     for c in cols:
         if c not in u.columns or not pd.api.types.is_numeric_dtype(u[c]):
@@ -137,6 +140,23 @@ def _measures(u: gpd.GeoDataFrame, balance_cols: list[str]) -> list[dict]:
             {"key": "units", "label": "Units", "money": False, "table": False, "unit": False}
         )
     return out
+
+
+def _quota_rule(quota: Any, summary: pd.DataFrame, balance_cols: list[str]) -> dict | None:
+    """The quota rule for the page (total, floor and cap as amounts, basis column), so the
+    page re-splits the quota as units move; None without a quota."""
+    if quota is None or "quota" not in summary.columns:
+        return None
+    from patchmap.quota import Quota, parse_amount
+
+    q = Quota.coerce(quota)
+    mean = q.total / max(len(summary), 1)
+    return {
+        "total": float(q.total),
+        "floor": parse_amount(q.floor, mean, "quota floor") or 0.0,
+        "cap": parse_amount(q.cap, mean, "quota cap"),
+        "basis": q.basis_column(summary, balance_cols),
+    }
 
 
 def _unit_values(u: gpd.GeoDataFrame, measures: list[dict]) -> dict[str, list]:
@@ -199,6 +219,28 @@ def render_map(
     homes; ``tolerance`` (a fraction) flags deviations beyond it in the table. ``tiles``
     adds an online OpenStreetMap basemap; without it the page makes no network request.
     """
+    payload = map_payload(
+        units, plan, reps=reps, title=title, tiles=tiles, plan_metrics=plan_metrics,
+        balance=balance, quota=quota, tolerance=tolerance, max_coords=max_coords,
+    )  # fmt: skip
+    return write_page(payload, tiles, out_path)
+
+
+def map_payload(
+    units: gpd.GeoDataFrame,
+    plan: Any,
+    *,
+    reps: pd.DataFrame | None = None,
+    title: str | None = None,
+    tiles: bool = False,
+    plan_metrics: Any = None,
+    balance: str | Sequence[str] | None = None,
+    quota: Any = None,
+    tolerance: float = 0.05,
+    max_coords: int = MAX_COORDS,
+) -> dict:
+    """The page's data for a plan (see :func:`render_map`): units as a topology, the
+    territories with their labels, colours and totals, links, reps and density layers."""
     from patchmap.units.adjacency import build_adjacency
 
     u = prepare_units(units)
@@ -219,7 +261,7 @@ def render_map(
     k = len(summary)
     codes = pd.Index(summary["territory"].astype(str)).get_indexer(pd.Series(labels).astype(str))
 
-    drawn, wrapped = unwrap_longitudes(u.geometry.values)
+    drawn, wrapped = unwrap_longitudes(drawing_geometries(u))  # ZIP areas wall to wall
     shown = simplify_coverage(drawn, max_coords)
     minx, miny, maxx, maxy = shapely.total_bounds(shown)
     step = grid_step((minx, miny, maxx, maxy))
@@ -246,7 +288,8 @@ def render_map(
 
     points = shapely.point_on_surface(shown)
     pxy = np.column_stack([shapely.get_x(points), shapely.get_y(points)])
-    measures = _measures(u, balance_cols)
+    quota_rule = _quota_rule(quota, summary, balance_cols)
+    measures = _measures(u, balance_cols, [quota_rule["basis"]] if quota_rule else [])
     values = _unit_values(u, measures)
     dens_cls: dict[str, list] = {}
     densities = []
@@ -293,6 +336,7 @@ def render_map(
                 None if not np.isfinite(x) else round(float(x), 3) for x in summary["polsby_popper"]
             ],
         },
+        "quota": quota_rule if quota_rule and quota_rule["basis"] in values else None,
         "densities": densities,
         "links": links,
         "reps": _reps(reps, wrapped),
@@ -302,6 +346,11 @@ def render_map(
             )
         },
     }
+    return payload
+
+
+def write_page(payload: dict, tiles: bool, out_path: str | os.PathLike) -> Path:
+    """Write the page for ``payload`` (Leaflet, the page script and its data inlined)."""
     m = base_map(False)
     js, css = page_assets()
     m.get_root().header.add_child(Element(f"<script>{js}</script>"), name="pm_page_js")

@@ -126,6 +126,31 @@
       }
       return count;
     }
+    /* quotas: the company total split by the basis measure within floor and cap, as
+       patchmap.quota.allocate_quota does, so they follow the units moved in edit mode */
+    var quota = T.quota ? T.quota.slice() : null;
+    function allocateQuota() {
+      var Q = PM.quota;
+      if (!Q || !totals[Q.basis]) return;
+      var w = totals[Q.basis], q = new Float64Array(K), fixed = new Uint8Array(K);
+      var lo = Q.floor || 0, hi = Q.cap === null ? Infinity : Q.cap, eps = 1e-9 * Math.max(Q.total, 1);
+      for (var it = 0; it < 2 * K + 1; it++) {
+        var rest = Q.total, ws = 0, nf = 0, t;
+        for (t = 0; t < K; t++) { if (fixed[t]) rest -= q[t]; else { ws += Math.max(w[t], 0); nf++; } }
+        for (t = 0; t < K; t++) if (!fixed[t]) q[t] = rest * (ws > 0 ? Math.max(w[t], 0) / ws : 1 / nf);
+        var under = 0, over = 0;
+        for (t = 0; t < K; t++) if (!fixed[t]) { if (q[t] < lo - eps) under += lo - q[t]; if (q[t] > hi + eps) over += q[t] - hi; }
+        if (!under && !over) break;
+        var all = true;
+        for (t = 0; t < K; t++) {
+          if (!fixed[t] && under >= over && q[t] < lo - eps) { q[t] = lo; fixed[t] = 1; }
+          if (!fixed[t] && under < over && q[t] > hi + eps) { q[t] = hi; fixed[t] = 1; }
+          if (!fixed[t]) all = false;
+        }
+        if (all) break;
+      }
+      for (var u = 0; u < K; u++) quota[u] = q[u];
+    }
     var piecesOf = [];
     for (var t0 = 0; t0 < K; t0++) piecesOf.push(pieces(t0));
 
@@ -263,7 +288,10 @@
       return parts.join(' \u00b7 ');
     }
     function terrName(t) { return '<b>' + esc(T.label[t]) + '</b>' + (T.rep[t] ? ' \u00b7 ' + esc(T.rep[t]) : ''); }
-    function unitTip(f) { return '<b>' + esc(unitName) + ' ' + esc(U.id[f]) + '</b> \u00b7 ' + terrName(terr[f]) + '<br>' + unitLine(f); }
+    function unitTip(f) {
+      var was = PM.compare ? '<br>in plan ' + esc(PM.compare.names[0]) + ': <b>' + esc(PM.compare.labelsA[PM.compare.a[f]]) + '</b>' : '';
+      return '<b>' + esc(unitName) + ' ' + esc(U.id[f]) + '</b> \u00b7 ' + terrName(terr[f]) + was + '<br>' + unitLine(f);
+    }
     function row(k, v, cls) { return '<tr><td>' + k + '</td><td' + (cls ? ' class="' + cls + '"' : '') + '>' + v + '</td></tr>'; }
     function terrPopup(t, f) {
       var h = '<div class="pm-tip">' + terrName(t) + '<table>';
@@ -271,7 +299,7 @@
       h += row(esc(primary.label), amount(totals[primary.key][t], primary.money));
       h += row('vs target (' + amount(target(primary.key), primary.money) + ')', pct(d0));
       measures.slice(1).forEach(function (m) { if (m.table) h += row(esc(m.label), amount(totals[m.key][t], m.money)); });
-      if (T.quota) h += row('Quota', amount(T.quota[t], true));
+      if (T.quota) h += row('Quota', amount(quota[t], true));
       h += '</table><details><summary>Details</summary><table>';
       h += row(esc(unitName) + 's', counts[t].toLocaleString('en-US'));
       PM.balance.slice(1).forEach(function (key) {
@@ -324,6 +352,7 @@
       if (PM.stats.meanPP !== null) h += 'Mean compactness (Polsby\u2013Popper, 1 = circle; as planned): ' + PM.stats.meanPP.toFixed(2) + '<br>';
       h += 'Neighbouring ' + esc(unitName) + 's split between territories (cut-edge fraction): ' + (edges ? (cut / edges).toFixed(3) : '0') + '<br>';
       h += 'Links across water or unmapped land: ' + PM.links.length + '</details>';
+      if (C) { summaryBox.innerHTML = h; summaryBox.appendChild(cmpBox); return; }
       if (undoStack.length) h += '<div class="pm-warn">Edited: ' + changedCount() + ' ' + esc(unitName) + 's moved (not saved until you download plan.csv)</div>';
       summaryBox.innerHTML = h;
     }
@@ -339,8 +368,36 @@
       legendBox.style.display = 'block';
     }
 
+    /* two plans compared (patchmap compare): units coloured by plan B as above, plan A's
+       borders dashed, the units whose territory changed shaded, the comparison table */
+    var C = PM.compare, compareOverlays = {};
+    if (C) {
+      var aBorders = [];
+      for (var a1 = 0; a1 < geo.arcs.length; a1++) {
+        var o1 = owners[2 * a1], p1 = owners[2 * a1 + 1];
+        if (p1 >= 0 && C.a[o1] !== C.a[p1]) aBorders.push(geo.arcs[a1]);
+      }
+      map.createPane('pm-changed').style.zIndex = 415;
+      map.getPane('pm-changed').style.pointerEvents = 'none';
+      var aLine = L.polyline(aBorders, {pane: 'pm-links', color: '#000', weight: 2.5, dashArray: '6 5', opacity: 0.9, interactive: false});
+      var chRenderer = L.canvas({pane: 'pm-changed', padding: 0.3}), changedLayer = L.featureGroup();
+      C.changed.forEach(function (f) {
+        changedLayer.addLayer(L.polygon(geo.feats[f], {renderer: chRenderer, color: '#d62728', weight: 1.5, fillColor: '#d62728', fillOpacity: 0.35, interactive: false}));
+      });
+      aLine.addTo(map);
+      changedLayer.addTo(map);
+      compareOverlays['Plan ' + esc(C.names[0]) + ': borders (dashed)'] = aLine;
+      compareOverlays['Changed units (' + C.changed.length + ')'] = changedLayer;
+      var cmpBox = el('div', 'pm-compare');
+      var h = '<div>Colours, labels and table: plan <b>' + esc(C.names[1]) + '</b>; dashed borders: plan <b>' +
+        esc(C.names[0]) + '</b>; shaded: ' + C.changed.length + ' ' + esc(unitName) + 's changed territory</div>' +
+        '<table><tr><th></th><th class="n">' + esc(C.names[0]) + '</th><th class="n">' + esc(C.names[1]) + '</th><th class="n">change</th></tr>';
+      C.table.forEach(function (r) { h += '<tr><td>' + esc(r[0]) + '</td><td class="n">' + esc(r[1]) + '</td><td class="n">' + esc(r[2]) + '</td><td class="n">' + esc(r[3]) + '</td></tr>'; });
+      cmpBox.innerHTML = h + '</table>';
+    }
+
     /* layer control: colour modes (one at a time) and overlays */
-    var bases = {'Territories': L.layerGroup()}, overlays = {};
+    var bases = {'Territories': L.layerGroup()}, overlays = compareOverlays;
     PM.densities.forEach(function (d) { bases[esc(d.name)] = L.layerGroup(); bases[esc(d.name)]._pmMode = d.name; });
     bases['Territories']._pmMode = 'territory';
     bases['Territories'].addTo(map);
@@ -365,7 +422,7 @@
     });
     cols.push({name: primary.label, num: true, v: function (t) { return totals[primary.key][t]; }, show: function (x) { return amount(x, primary.money); }});
     cols.push({name: 'vs target', num: true, v: function (t) { return dev(primary.key, t); }, show: pct});
-    if (T.quota) cols.push({name: 'Quota', num: true, v: function (t) { return T.quota[t]; }, show: function (x) { return amount(x, true); }});
+    if (T.quota) cols.push({name: 'Quota', num: true, v: function (t) { return quota[t]; }, show: function (x) { return amount(x, true); }});
     function buildTable(box, interactive) {
       var table = el('table', null, box), tr = el('tr', null, el('thead', null, table));
       cols.forEach(function (c, i) {
@@ -503,6 +560,7 @@
       return moved;
     }
     function refresh(touched) {
+      allocateQuota();
       drawBorders();
       drawLinks();
       highlight(highlighted);
@@ -566,7 +624,7 @@
       }
       return hit;
     }
-    control('topleft', function (d) {
+    if (!C) control('topleft', function (d) {
       d.className += ' pm-panel pm-edit';
       editBox = d;
       var btn = el('button', 'pm-toggle', d, '\u270E Edit plan');
@@ -622,6 +680,6 @@
       window.patchmapReady = performance.now();
       document.body.dataset.pmReady = '1';
     }); });
-    window.pmApp = {map: map, terr: terr, planCsv: planCsv, totals: totals};
+    window.pmApp = {map: map, terr: terr, planCsv: planCsv, totals: totals, quota: quota};
   };
 })();
