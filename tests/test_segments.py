@@ -468,3 +468,57 @@ def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys):
     code, err = _cli(capsys, "export", units, plan, "--accounts", ex / "accounts_east.csv",
                      "--named", bad, "--out", tmp_path / "x")  # fmt: skip
     assert code == 2 and "bad.csv: line 2 ('A0001558'): territory 'T09' is not a territory" in err
+
+
+def test_example_crm_exports_carry_the_segment(tmp_path):
+    """[export] format = "all" on the example: Salesforce gets a territory type and a parent
+    territory per segment (children named apart, rules on ZIP and segment), HubSpot the
+    base segment's owner and an overlay file; every assignment row is associated."""
+    shutil.copytree(REPO / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("accounts_ca.csv"))  # fmt: skip
+    ex = tmp_path / "examples"
+    for name in ("reps_commercial.csv", "reps_enterprise.csv"):
+        reps = pd.read_csv(ex / name, dtype=str)
+        reps["email"] = [f"{r.lower()}@example.com" for r in reps["rep_id"]]
+        reps.to_csv(ex / name, index=False)
+    toml = (ex / "segments.toml").read_text()
+    (ex / "segments.toml").write_text(toml.replace("[export]\n", '[export]\nformat = "all"\n'))
+    r = run_cli("run", ex / "segments.toml")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "out" / "segments"
+    sf = out / "salesforce"
+    types = sorted(p.stem for p in (sf / "territory2Types").glob("*.territory2Type"))
+    assert types == ["Patchmap_commercial", "Patchmap_enterprise", "Patchmap_healthcare"]
+    summary = pd.read_csv(out / "summary.csv", dtype=str)
+    folder = sf / "territory2Models" / "Patchmap" / "territories"
+    files = {p.stem: p.read_text() for p in folder.glob("*.territory2")}
+    assert len(files) == len(summary) + 3  # one parent per segment
+    for _, row in summary.iterrows():
+        seg, terr = row["segment"], row["territory"]
+        xml = files[re.sub(r"[^A-Za-z0-9]+", "_", f"{seg}_{terr}")]
+        assert f"<parentTerritory>{seg}_segment</parentTerritory>" in xml
+        assert f"<territory2Type>Patchmap_{seg}</territory2Type>" in xml
+        assert ("<ruleName>" in xml) == (seg != "enterprise")  # national: no ZIP rules
+    rule = next((sf / "territory2Models" / "Patchmap" / "rules").glob("commercial_*"))
+    text = rule.read_text()
+    assert "<field>Account.Segment__c</field>" in text and "<value>commercial</value>" in text
+    n = text.count("<ruleItems>")
+    assert re.search(rf"<booleanFilter>\(1( OR \d+)*\) AND {n}</booleanFilter>", text)
+    assigned = pd.read_csv(out / "assignments.csv", dtype=str)
+    assoc = pd.read_csv(sf / "ObjectTerritory2Association.csv", dtype=str)
+    assert len(assoc) == len(assigned)
+    assert set(assoc["Territory2DeveloperName"]) <= set(files)
+    assert assoc.groupby("Segment").size().to_dict() == assigned.groupby("segment").size().to_dict()
+    package = (sf / "package.xml").read_text()
+    assert all(f"<members>Patchmap.{d}</members>" in package for d in files)
+    hub = pd.read_csv(out / "hubspot" / "companies.csv", dtype=str)
+    base = assigned[assigned["segment"] != "healthcare"]
+    assert hub["Record ID"].is_unique
+    seg_of = base.set_index("account_id")["segment"]
+    assert (hub["Sales segment"].to_numpy() == seg_of.reindex(hub["Record ID"]).to_numpy()).all()
+    owner = base.set_index("account_id")["rep_email"].reindex(hub["Record ID"])
+    assert (hub["Company owner"].to_numpy() == owner.to_numpy()).all()
+    rejects = pd.read_csv(out / "hubspot" / "companies.rejects.csv", dtype=str)
+    # the healthcare overlay has no reps: its accounts cannot get an overlay owner
+    assert set(rejects["segment"]) == {"healthcare"}
+    assert len(hub) == len(base)

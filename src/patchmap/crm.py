@@ -28,12 +28,15 @@ from patchmap.io import TEMP_MARK, atomic_path, read_table, remove_output, write
 __all__ = [
     "FORMATS",
     "SALESFORCE_API_VERSION",
+    "SEGMENT_FIELD",
     "developer_names",
     "hubspot_companies",
     "postal_code_rules",
     "territory_ids",
     "write_hubspot",
+    "write_hubspot_segments",
     "write_salesforce",
+    "write_salesforce_segments",
     "write_xlsx",
 ]
 
@@ -43,6 +46,8 @@ SALESFORCE_API_VERSION = "60.0"
 #: and a rule holds at most this many items (ORed by its boolean filter).
 RULE_VALUE_CHARS = 255
 RULE_ITEMS = 10
+#: The Account field a segmented model's rules match the segment name on.
+SEGMENT_FIELD = "Account.Segment__c"
 _NS = "http://soap.sforce.com/2006/04/metadata"
 _MAX_LISTED = 5
 
@@ -284,12 +289,160 @@ def write_salesforce(
     return written
 
 
-def _package(model: str, type_dev: str, dev: dict[str, str], rules: list[str]) -> str:
+def write_salesforce_segments(
+    out_dir: str | os.PathLike,
+    zips: pd.DataFrame,
+    summary: pd.DataFrame,
+    *,
+    accounts: pd.DataFrame | None = None,
+    model: str = "Patchmap",
+    segment_field: str = SEGMENT_FIELD,
+) -> dict[str, Path]:
+    """:func:`write_salesforce` for a plan by segment: the segment is the territory type
+    and the top level of the hierarchy.
+
+    Every segment gets a ``Territory2Type`` (priority in the segments' order) and a parent
+    ``Territory2``; its territories are children (``parentTerritory``) of that type, named
+    ``<segment>_<territory>`` so equal labels in two segments stay apart. A geographic
+    territory's rules match ``Account.BillingPostalCode`` AND ``segment_field`` equals
+    the segment's name (the field the user maps the segment to); a national segment's
+    territories have no rules (their accounts come by association). ``zips`` has
+    ``zip, segment, territory``; ``summary`` one row per ``segment, territory`` (and
+    ``rep_id``, ``rep_email`` when known); ``accounts`` ``account_id, segment,
+    territory``. The association files carry ``Territory2DeveloperName`` (ids once
+    deployed) and, for users, the rep's ``Email``. Returns ``{name: path}``.
+    """
+    base = Path(out_dir) / "salesforce"
+    model_dev = developer_names([model], prefix="M")[model]
+    folder = base / "territory2Models" / model_dev
+    segs = list(dict.fromkeys(summary["segment"].astype(str)))
+    seg_dev = developer_names(segs, prefix="S")
+    type_of = {g: f"Patchmap_{seg_dev[g]}"[:80] for g in segs}
+    key = summary["segment"].astype(str) + "\x1f" + summary["territory"].astype(str)
+    child = developer_names([f"{g}_{t}" for g, t in zip(summary["segment"].astype(str),
+                             summary["territory"].astype(str), strict=True)])  # fmt: skip
+    dev = dict(zip(key, child.values(), strict=True))
+    parent_dev = {g: f"{seg_dev[g]}_segment"[:80] for g in segs}
+    written: dict[str, Path] = {}
+    for i, g in enumerate(segs, start=1):
+        write_text(
+            _xml("Territory2Type", [
+                ("description", f"Segment {g}: territories drawn by patchmap"),
+                ("name", f"Segment {g}"[:80]),
+                ("priority", str(i)),
+            ]),
+            base / "territory2Types" / f"{type_of[g]}.territory2Type",
+        )  # fmt: skip
+    written["sf_model"] = write_text(
+        _xml("Territory2Model", [
+            ("description", f"{len(summary)} territories in {len(segs)} segments, drawn by patchmap"),
+            ("name", model),
+        ]),
+        folder / f"{model_dev}.territory2Model",
+    )  # fmt: skip
+    for g in segs:
+        write_text(
+            _xml("Territory2", [
+                ("accountAccessLevel", "Edit"),
+                ("description", f"patchmap segment {g}"),
+                ("name", g),
+                ("territory2Type", type_of[g]),
+            ]),
+            folder / "territories" / f"{parent_dev[g]}.territory2",
+        )  # fmt: skip
+    zkey = zips["segment"].astype(str) + "\x1f" + zips["territory"].astype(str)
+    by_terr = zips["zip"].groupby(zkey.to_numpy()).agg(list)
+    rule_names: list[str] = []
+    rep_of = summary["rep_id"].to_numpy() if "rep_id" in summary.columns else [None] * len(key)
+    for k_, g, label, rep in zip(key, summary["segment"].astype(str),
+                                 summary["territory"].astype(str), rep_of, strict=True):  # fmt: skip
+        # one item per rule is the segment's: at most RULE_ITEMS - 1 ZIP lists beside it
+        rules = postal_code_rules(by_terr.get(k_, []), items=RULE_ITEMS - 1)
+        names = []
+        for i, items in enumerate(rules, start=1):
+            rule = f"{dev[k_]}_ZIP" + (f"_{i}" if len(rules) > 1 else "")
+            names.append(rule)
+            zip_items = " OR ".join(str(j) for j in range(1, len(items) + 1))
+            body: list[tuple[str, str | list]] = [
+                ("active", "true"),
+                ("booleanFilter", f"({zip_items}) AND {len(items) + 1}"),
+                ("name", f"{g} {label} ZIP codes" + (f" ({i} of {len(rules)})" if len(rules) > 1 else "")),
+                ("objectType", "Account"),
+            ]  # fmt: skip
+            body += [
+                ("ruleItems", [("field", "Account.BillingPostalCode"), ("operation", "startsWith"),
+                               ("value", value)])
+                for value in items
+            ]  # fmt: skip
+            body.append(
+                ("ruleItems", [("field", segment_field), ("operation", "equals"), ("value", g)])
+            )
+            write_text(_xml("Territory2Rule", body), folder / "rules" / f"{rule}.territory2Rule")
+        rule_names += names
+        desc = f"patchmap territory {label} of segment {g}" + (
+            f", rep {rep}" if isinstance(rep, str) and rep else ""
+        )
+        write_text(
+            _xml("Territory2", [
+                ("accountAccessLevel", "Edit"),
+                ("description", desc),
+                ("name", label),
+                ("parentTerritory", parent_dev[g]),
+                *[("ruleAssociations", [("inherited", "false"), ("ruleName", n)]) for n in names],
+                ("territory2Type", type_of[g]),
+            ]),
+            folder / "territories" / f"{dev[k_]}.territory2",
+        )  # fmt: skip
+    all_dev = {**{f"segment {g}": parent_dev[g] for g in segs}, **dev}
+    written["sf_package"] = write_text(
+        _package(model_dev, sorted(type_of.values()), all_dev, rule_names), base / "package.xml"
+    )
+    keep = {f"{r}.territory2Rule" for r in rule_names} | {
+        f"{d}.territory2" for d in all_dev.values()
+    }
+    for sub in ("rules", "territories"):  # a rerun with fewer territories leaves no stale file
+        for stale in (folder / sub).glob("*"):
+            if stale.name not in keep and TEMP_MARK not in stale.name:
+                remove_output(stale)
+    kept_types = {f"{t}.territory2Type" for t in type_of.values()}
+    for stale in (base / "territory2Types").glob("*"):
+        if stale.name not in kept_types and TEMP_MARK not in stale.name:
+            remove_output(stale)
+    if accounts is not None and len(accounts):
+        acc = accounts[accounts["territory"].notna()]
+        k_acc = acc["segment"].astype(str) + "\x1f" + acc["territory"].astype(str)
+        assoc = pd.DataFrame({
+            "ObjectId": acc["account_id"].astype(str).to_numpy(),
+            "Territory2Id": "",
+            "AssociationCause": "Territory2Manual",
+            "Territory2DeveloperName": k_acc.map(dev).to_numpy(),
+            "Segment": acc["segment"].astype(str).to_numpy(),
+        })  # fmt: skip
+        if "name" in acc.columns:
+            assoc["AccountName"] = acc["name"].to_numpy()
+        written["sf_accounts"] = write_csv(assoc, base / "ObjectTerritory2Association.csv")
+    if "rep_id" in summary.columns:
+        has = summary["rep_id"].notna().to_numpy()
+        rows = summary[has]
+        users = pd.DataFrame({
+            "UserId": "",
+            "Territory2Id": "",
+            "RoleInTerritory2": "",
+            "Territory2DeveloperName": key[has].map(dev).to_numpy(),
+            "Segment": rows["segment"].astype(str).to_numpy(),
+            "rep_id": rows["rep_id"].to_numpy(),
+            "Email": rows["rep_email"].to_numpy() if "rep_email" in rows.columns else "",
+        })  # fmt: skip
+        written["sf_users"] = write_csv(users, base / "UserTerritory2Association.csv")
+    return written
+
+
+def _package(model: str, type_dev: str | list[str], dev: dict[str, str], rules: list[str]) -> str:
     types = [
         ("Territory2", [f"{model}.{d}" for d in dev.values()]),
         ("Territory2Model", [model]),
         ("Territory2Rule", [f"{model}.{r}" for r in rules]),
-        ("Territory2Type", [type_dev]),
+        ("Territory2Type", [type_dev] if isinstance(type_dev, str) else type_dev),
     ]
     body: list[tuple[str, str | list]] = [
         ("types", [*[("members", m) for m in members], ("name", name)]) for name, members in types
@@ -344,3 +497,51 @@ def write_hubspot(out_dir: str | os.PathLike, accounts: pd.DataFrame) -> dict[st
     if len(rejects):
         written["hubspot_rejects"] = write_csv(rejects, base / "companies.rejects.csv")
     return written
+
+
+def write_hubspot_segments(
+    out_dir: str | os.PathLike, accounts: pd.DataFrame, overlays: Sequence[str] = ()
+) -> dict[str, Path]:
+    """HubSpot imports for a plan by segment: ``hubspot/companies.csv`` sets each
+    company's owner from its segment below the overlays (one owner per company) and
+    carries the segment in "Sales segment"; each overlay segment gets
+    ``hubspot/companies_<segment>.csv`` with its owner in "Overlay owner" (map it to a
+    HubSpot user property of your own). ``accounts`` is ``assignments.csv``'s table
+    (``account_id, segment, territory, rep_email``); rejects as :func:`hubspot_companies`.
+    """
+    base = Path(out_dir) / "hubspot"
+    seg = accounts["segment"].astype(str)
+    over = seg.isin(list(overlays)).to_numpy()
+    below = accounts[~over]
+    rows, rejects = hubspot_companies(below)
+    ok = ~_unowned(below)
+    rows.insert(len(rows.columns) - 1, "Sales segment", seg[~over].to_numpy()[ok])
+    written = {"hubspot_companies": write_csv(rows, base / "companies.csv")}
+    all_rejects = [rejects.assign(segment=_segment_of(accounts[~over], rejects))]
+    names = developer_names(list(overlays), prefix="S")
+    for g in overlays:
+        part = accounts[(seg == g).to_numpy()]
+        if not len(part):
+            continue
+        r, rj = hubspot_companies(part)
+        r = r.rename(columns={"Company owner": "Overlay owner"})
+        r.insert(len(r.columns) - 1, "Sales segment", g)
+        written[f"hubspot_{names[g].lower()}"] = write_csv(
+            r, base / f"companies_{names[g].lower()}.csv"
+        )
+        all_rejects.append(rj.assign(segment=g))
+    rej = pd.concat(all_rejects, ignore_index=True)
+    if len(rej):
+        written["hubspot_rejects"] = write_csv(rej, base / "companies.rejects.csv")
+    return written
+
+
+def _unowned(accounts: pd.DataFrame) -> np.ndarray:
+    """Rows :func:`hubspot_companies` rejects: no rep email, or several."""
+    email = accounts["rep_email"].astype("string").str.strip()
+    return (email.str.contains(";", na=False) | email.isna() | (email == "")).to_numpy()
+
+
+def _segment_of(accounts: pd.DataFrame, rejects: pd.DataFrame) -> np.ndarray:
+    """The segment of each rejected account (its row in ``accounts``)."""
+    return accounts["segment"].astype(str).to_numpy()[_unowned(accounts)]

@@ -101,10 +101,11 @@ def run_segments(config, *, echo: Echo = _quiet):
         res.outputs["summary"] = write_csv(_rounded(summary), out / "summary.csv")
         per_segment = segments_table(sp, tables)
         res.outputs["segments"] = write_csv(_rounded(per_segment), out / "segments.csv")
-        res.outputs["zip_to_rep"] = write_csv(zip_table(sp, tables), out / "zip_to_rep.csv")
-        res.outputs["assignments"] = write_csv(
-            assignments_table(sp, tables, scored.accounts, sums=sums), out / "assignments.csv"
-        )
+        zips = zip_table(sp, tables)
+        res.outputs["zip_to_rep"] = write_csv(zips, out / "zip_to_rep.csv")
+        assigned = assignments_table(sp, tables, scored.accounts, sums=sums)
+        res.outputs["assignments"] = write_csv(assigned, out / "assignments.csv")
+        res.outputs.update(_crm_files(config, segments, out, zips, summary, assigned))
         res.outputs["summary_md"] = write_text(
             segments_markdown(per_segment, tables, title=config.map.get("title")),
             out / "summary.md",
@@ -128,6 +129,28 @@ def run_segments(config, *, echo: Echo = _quiet):
 
 #: Columns scoring adds, which rules may use (``potential >= 50000``).
 SCORED_COLUMNS = ("score", "reach", "p_win", "potential")
+
+
+def _crm_files(config, segments, out: Path, zips, summary, assigned) -> dict[str, Path]:
+    """``[export] format``'s CRM files, the segment as the territories' type and top level
+    (see :func:`patchmap.crm.write_salesforce_segments`, :func:`~patchmap.crm.write_hubspot_segments`)."""
+    from patchmap import crm
+
+    formats = config.export.get("formats") or "csv"
+    wanted = {formats} if isinstance(formats, str) else set(formats)
+    if "all" in wanted:
+        wanted = set(crm.FORMATS)
+    written: dict[str, Path] = {}
+    if "salesforce" in wanted:
+        written.update(crm.write_salesforce_segments(
+            out, zips, summary, accounts=assigned,
+            model=config.export.get("salesforce_model") or "Patchmap",
+        ))  # fmt: skip
+    if "hubspot" in wanted:
+        written.update(crm.write_hubspot_segments(
+            out, assigned, overlays=[s.name for s in segments if s.overlay]
+        ))  # fmt: skip
+    return written
 
 
 def _check_rule_columns(segments, columns, source) -> None:
