@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from conftest import run_cli
 from patchmap import geodata
-from patchmap.certify import Instance, explain, lower_bound
+from patchmap.certify import Instance, explain, formulate, lower_bound
 from patchmap.partition import Partitioner
 from patchmap.units.adjacency import build_adjacency
 
@@ -66,6 +66,12 @@ def _piece(county_graph, seed: int, n: int):
 def _brute(inst: Instance) -> int | None:
     """Fewest cut edges over every labelling meeting the bands, the fixed units and
     contiguity (None when none does): exhaustive enumeration."""
+    found = _brute_plan(inst)
+    return None if found is None else found[0]
+
+
+def _brute_plan(inst: Instance) -> tuple[int, np.ndarray] | None:
+    """The fewest cut edges and a labelling reaching them (exhaustive enumeration)."""
     n, k = inst.n, inst.k
     labs = np.array(list(itertools.product(range(k), repeat=n)), dtype=np.int64)
     ok = np.ones(len(labs), dtype=bool)
@@ -88,7 +94,7 @@ def _brute(inst: Instance) -> int | None:
                 good = False
                 break
         if good:
-            return int(cut[t])
+            return int(cut[t]), lab
     return None
 
 
@@ -119,6 +125,21 @@ def test_bound_equals_brute_force_optimum(county_graph, seed, n, k, tol, fix):
     assert res.status == "optimal" and res.lower_bound == best  # and exact when solved
     assert res.labels is not None
     assert int((res.labels[ei] != res.labels[ej]).sum()) == best
+
+
+def test_a_warm_start_in_any_labelling_is_accepted(county_graph):
+    # the plan handed over as incumbent, with its territories named in any order, is
+    # renamed the model's way (anchors, lowest units) so every unit stays allowed
+    ei, ej, pop = _piece(county_graph, 3, 9)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(3, 1 / 3), tolerances=[0.3])
+    best, lab = _brute_plan(inst)
+    form = formulate(inst)
+    for perm in itertools.permutations(range(3)):
+        canon = form.canonical(np.asarray(perm)[lab])
+        assert form.allowed[np.arange(inst.n), canon].all()
+        assert int((canon[ei] != canon[ej]).sum()) == best
+    res = lower_bound(inst, time_limit=20, incumbent=np.asarray([2, 0, 1])[lab])
+    assert res.lower_bound == best and res.status == "optimal"
 
 
 def test_two_columns_and_unequal_shares_against_brute_force(county_graph):

@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install 'patchmap[exact]'"
+ORBITOPE = False  # orbitope rows: measured no better than HiGHS's own symmetry handling, and
+# they stall its root on 300+ units (diagonal fixing and anchors stay)
 
 
 @dataclass
@@ -185,17 +187,33 @@ class _Program:
                 rows.append((0.0, inf, np.array([zcol[t], xu[t], xv[t]]), np.array([1.0, -1, 1])))
             else:
                 rows.append((0.0, inf, np.array([zcol[t], xu[t]]), np.array([1.0, -1])))
-        pos = np.empty(n, dtype=np.int64)
-        pos[form.order] = np.arange(n)
-        for a, b in zip(form.chain[:-1], form.chain[1:], strict=True):
-            # territory b's lowest unit comes after territory a's
-            prev = np.flatnonzero(al[:, a])
-            prev_pos = np.sort(pos[prev])
-            prev_cols = xcol[form.order[prev_pos], a]
-            for i in np.flatnonzero(al[:, b]):
-                m = np.searchsorted(prev_pos, pos[i])
-                cols = np.r_[xcol[i, b], prev_cols[:m]]
-                rows.append((-inf, 0.0, cols, np.r_[1.0, -np.ones(m)]))
+        # orbitope rows, linear in size: s[a, p] counts territory a's units among the first
+        # p + 1 of the order; territory b's unit at position p needs s[a, p - 1] >= 1
+        pairs = list(zip(form.chain[:-1], form.chain[1:], strict=True)) if ORBITOPE else []
+        self.scol0 = ncol
+        self.pairs = pairs
+        if pairs:
+            ns = len(pairs) * n
+            h.addVars(ns, np.zeros(ns), np.full(ns, float(n)))
+        order = form.order
+        for t, (a, b) in enumerate(pairs):
+            base = ncol + t * n
+            for p_ in range(n):
+                i = order[p_]
+                cols, vals = [base + p_], [1.0]
+                if p_ > 0:
+                    cols.append(base + p_ - 1)
+                    vals.append(-1.0)
+                if xcol[i, a] >= 0:
+                    cols.append(xcol[i, a])
+                    vals.append(-1.0)
+                rows.append((0.0, 0.0, np.array(cols), np.array(vals)))
+                if xcol[i, b] >= 0:
+                    if p_ == 0:
+                        rows.append((0.0, 0.0, np.array([xcol[i, b]]), np.array([1.0])))
+                    else:
+                        rows.append((-inf, 0.0, np.array([xcol[i, b], base + p_ - 1]),
+                                     np.array([1.0, -1.0])))  # fmt: skip
         if inst.contiguous:
             rows += self._neighbour_rows()
         self._add_rows(rows)
@@ -237,14 +255,19 @@ class _Program:
         ok = (lab >= 0) & (lab < inst.k)
         if not ok.all() or not self.form.allowed[np.arange(inst.n), lab].all():
             return None
-        col = np.zeros(self.nx + self.nz)
-        col[self.xcol[np.arange(inst.n), lab]] = 1.0
-        col[self.nx :] = (lab[self.eu] == self.zj) & (lab[self.ej_] != self.zj)
+        n = inst.n
+        col = np.zeros(self.scol0 + len(self.pairs) * n)
+        col[self.xcol[np.arange(n), lab]] = 1.0
+        col[self.nx : self.nx + self.nz] = (lab[self.eu] == self.zj) & (lab[self.ej_] != self.zj)
+        for t, (a, _) in enumerate(self.pairs):
+            col[self.scol0 + t * n : self.scol0 + (t + 1) * n] = np.cumsum(
+                lab[self.form.order] == a
+            )
         return col
 
     def labels(self, col: np.ndarray) -> np.ndarray:
         """The labelling of a solution's columns."""
-        x = np.zeros(self.form.allowed.shape)
+        x = np.full(self.form.allowed.shape, -1.0)
         x[self.form.allowed] = col[: self.nx]
         return np.argmax(x, axis=1)
 
@@ -314,7 +337,7 @@ def lower_bound(
             break
         h.setOptionValue("time_limit", float(left))
         if warm is not None:
-            col = prog.columns(warm)
+            col = prog.columns(form.canonical(warm))
             if col is not None:
                 h.setSolution(len(col), np.arange(len(col), dtype=np.int32), col)
         h.run()

@@ -120,11 +120,37 @@ class Formulation:
     chain: list[int]
     fixings: int
     empty: np.ndarray
+    group: list[int] = field(default_factory=list)
+    far: list[int] = field(default_factory=list)
 
     @property
     def cells(self) -> int:
         """Number of unit-territory variables left."""
         return int(self.allowed.sum())
+
+    def canonical(self, labels: np.ndarray) -> np.ndarray:
+        """The same plan with its interchangeable territories renamed the way the model
+        orders them (anchored ones first, then by lowest unit in ``order``), so a plan can
+        warm-start the model."""
+        lab = np.asarray(labels, dtype=np.int64).copy()
+        group = list(self.group)
+        if not group:
+            return lab
+        rename: dict[int, int] = {}
+        anchored = [j for j in group if j not in self.chain]
+        for j, u in zip(anchored, self.far, strict=False):
+            if lab[u] in group and lab[u] not in rename:
+                rename[int(lab[u])] = j
+        pos = np.empty(len(lab), dtype=np.int64)
+        pos[self.order] = np.arange(len(lab))
+        rest = [j for j in group if j not in rename]
+        first = {j: int(pos[lab == j].min()) if (lab == j).any() else len(lab) for j in rest}
+        for j, target in zip(sorted(rest, key=first.get), self.chain, strict=False):
+            rename[j] = target
+        out = lab.copy()
+        for old, new in rename.items():
+            out[lab == old] = new
+        return out
 
 
 def weighted_distances(inst: Instance, sources: np.ndarray | None = None) -> np.ndarray:
@@ -188,6 +214,7 @@ def formulate(inst: Instance) -> Formulation:
         if len(own):
             anchors[j] = own[np.argmax(p[own])]
     chain = _interchangeable(inst)
+    group = list(chain)
     dist = None
     if inst.contiguous and n <= _DIST_UNITS:
         dist = weighted_distances(inst)
@@ -202,7 +229,7 @@ def formulate(inst: Instance) -> Formulation:
         chain = chain[len(far) :]
         front = far
     else:
-        front = []
+        front, far = [], []
     rest = np.setdiff1d(np.arange(n), np.asarray(front, dtype=np.int64))
     order = np.r_[np.asarray(front, dtype=np.int64), rest[np.argsort(-p[rest], kind="stable")]]
     pos = np.empty(n, dtype=np.int64)
@@ -224,4 +251,4 @@ def formulate(inst: Instance) -> Formulation:
             allowed &= ~light
     fixings = int(n * k - allowed.sum())
     empty = np.flatnonzero(~allowed.any(axis=1))
-    return Formulation(inst, allowed, anchors, order, list(chain), fixings, empty)
+    return Formulation(inst, allowed, anchors, order, list(chain), fixings, empty, group, far)
