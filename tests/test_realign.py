@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.sparse.csgraph import connected_components
 
 from conftest import run_cli
 from patchmap import geodata, metrics
@@ -268,6 +269,38 @@ def test_within_state_and_regions(small, small_adj):
     )
     assert plan.contiguous
     assert any("gets 1 of 6 territories" in n for n in plan.notes)
+
+
+def test_regions_gather_whole_states_and_notes_are_true():
+    """Two regions over New England's six states: each region is a set of whole states
+    (connected), territories stay inside states; a unit is only said to be too heavy for
+    its own state's territories (Middlesex, MA is; Fairfield, CT is not)."""
+    ne = geodata.counties(["CT", "MA", "ME", "NH", "RI", "VT"]).rename(
+        columns={"county": "unit_id"}
+    )
+    plan = Partitioner(12, "population", seed=0).fit(ne, within="state", regions=2)
+    state = ne.set_index("unit_id")["state"].reindex(plan.assignment.index)
+    assert (state.groupby(plan.assignment.to_numpy()).nunique() == 1).all()
+    region = plan.assignment.map(plan.regions)
+    assert region.nunique() == 2
+    assert (region.groupby(state.to_numpy()).nunique() == 1).all()  # whole states
+    # each region is one piece of the territory map (territories touch when units do)
+    adj = plan.adjacency
+    lab = plan.assignment.reindex(adj.ids).to_numpy()
+    codes = pd.Index(plan.labels).get_indexer(lab)
+    a, b = codes[adj.matrix.tocoo().row], codes[adj.matrix.tocoo().col]
+    for r in region.unique():
+        mine = np.flatnonzero(plan.regions.reindex(plan.labels).to_numpy() == r)
+        keep = np.isin(a, mine) & np.isin(b, mine)
+        t = pd.DataFrame({"a": a[keep], "b": b[keep]})
+        m = np.zeros((len(plan.labels),) * 2)
+        m[t["a"], t["b"]] = 1
+        assert connected_components(m[np.ix_(mine, mine)], directed=False)[0] == 1
+    heavy = [n for n in plan.notes if "alone holds" in n]
+    assert heavy == [
+        "unit '25017' alone holds 1,490,884 population (114% of its territory's share): its "
+        "territory cannot meet the target"
+    ]
 
 
 def test_locked_units_within_state(small, small_adj):

@@ -157,6 +157,16 @@ def fit_nested(
             raise InputError(f"regions must be an integer >= 2, got {regions!r}")
         if regions >= K:
             raise InputError(f"regions={regions} must be fewer than the {K} territories")
+    if within is not None and regions is not None and initial is None:
+        col = units[within] if isinstance(within, str) and within in units.columns else None
+        n_groups = (col if col is not None else pd.Series(within)).nunique()
+        if isinstance(regions, (int, np.integer)) and 2 <= regions < n_groups:
+            # fewer regions than groups: draw the territories inside the groups, then let
+            # each region gather whole groups
+            plan = fit_nested(p, units, adjacency=adjacency, reps=reps, locked=locked,
+                              within=within)  # fmt: skip
+            group_territories(plan, regions, units=units, within=within)
+            return plan
     if (reps is not None or locked is not None) and regions is not None:
         # territories are fixed by the reps or locks: draw them first, then group whole ones
         plan = (
@@ -307,7 +317,16 @@ def fit_nested(
         # territories cannot trade across groups: each is measured against its group's mean
         share = group_shares(W[:, 0], groups, lab, K, weights=cap)
         notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
-    notes += input_notes(W, ids, adjacency, share, cfg.target, cfg.balance[0])
+    unit_share = None
+    if within is not None:
+        # a unit can only join its own group's territories: its largest share
+        tg = gcode[pd.Series(np.arange(n)).groupby(lab).first().reindex(range(K)).to_numpy()]
+        gmax = np.zeros(len(gnames))
+        np.maximum.at(gmax, tg, share)
+        unit_share = gmax[gcode]
+    notes += input_notes(
+        W, ids, adjacency, share, cfg.target, cfg.balance[0], unit_share=unit_share
+    )
     if reps is not None:
         extra.append(HomeBases(pd.Series(ids[home], index=pd.Index(reps["rep_id"]))))
     plan = build_plan(
@@ -394,8 +413,35 @@ def group_territories(
         first = pd.Series(g).groupby(codes).first()
         tgroups = first.reindex(range(K)).astype(str).to_numpy(dtype=object)
     gnames, gcode = np.unique(tgroups, return_inverse=True)
-    ng = split_count(np.bincount(gcode, minlength=len(gnames)).astype(float), n_regions)
     region = np.empty(K, dtype=object)
+    if 1 < n_regions < len(gnames):
+        # fewer regions than groups: each region gathers whole groups (two regions over
+        # New England's six states), drawn on the graph of groups, a group weighing its
+        # number of territories
+        G = sparse.csr_matrix((np.ones(K), (gcode, np.arange(K))), shape=(len(gnames), K))
+        GG = (G @ T @ G.T).tocsr()
+        GG.setdiag(0)
+        GG.eliminate_zeros()
+        GG.data[:] = 1.0
+        if connected_components(GG, directed=False)[0] > 1:
+            raise InputError(f"regions: the {len(gnames)} groups do not form one connected map")
+        gsize = np.bincount(gcode, minlength=len(gnames)).astype(float)
+        garea = np.bincount(gcode, weights=area, minlength=len(gnames)) if area is not None else None
+        gxy = None
+        if xy is not None:
+            wa = area if area is not None else np.ones(K)
+            s_ = np.maximum(np.bincount(gcode, weights=wa, minlength=len(gnames)), 1e-12)
+            gxy = np.column_stack(
+                [np.bincount(gcode, weights=wa * xy[:, j], minlength=len(gnames)) / s_
+                 for j in (0, 1)]
+            )  # fmt: skip
+        gadj = Adjacency(ids=np.asarray(gnames, dtype=object), matrix=GG, area_km2=garea,
+                         xy_km=gxy)  # fmt: skip
+        greg = _draw_regions(gadj, n_regions, plan.seed, "R{:02d}", weights=gsize)
+        region[:] = greg[gcode]
+        plan.regions = pd.Series(region, index=pd.Index(labels, name="territory"), name="region")
+        return plan.regions
+    ng = split_count(np.bincount(gcode, minlength=len(gnames)).astype(float), n_regions)
     for g in range(len(gnames)):
         tidx = np.flatnonzero(gcode == g)
         prefix = f"{gnames[g]}-" if len(gnames) > 1 else ""
@@ -416,14 +462,18 @@ def group_territories(
     return plan.regions
 
 
-def _draw_regions(tadj: Adjacency, k: int, seed: int, labels: str) -> np.ndarray:
-    """Region label of each territory of the territory graph ``tadj`` (``k`` regions of
-    equal territory counts), numbered west to east."""
+def _draw_regions(
+    tadj: Adjacency, k: int, seed: int, labels: str, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Region label of each node of the graph ``tadj`` (territories, or groups weighing
+    ``weights`` territories each): ``k`` regions of equal territory counts, numbered west
+    to east."""
     n = tadj.n_units
     if k > n:
         raise InputError(f"regions: {k} regions for {n} territories")
+    wcol = np.ones((n, 1)) if weights is None else np.asarray(weights, dtype=float)[:, None]
     problem = Problem.from_adjacency(
-        tadj, np.ones((n, 1)), shares=np.full(k, 1.0 / k), primary_tol=TARGET,
+        tadj, wcol, shares=np.full(k, 1.0 / k), primary_tol=TARGET,
         tolerance=TOLERANCE, locked=np.full(n, -1), compactness=COMPACTNESS,
     )  # fmt: skip
     lab = solve(problem, seed=seed)

@@ -265,17 +265,21 @@ def warm_codes(
 
 def input_notes(
     W: np.ndarray, ids: np.ndarray, adjacency: Adjacency, share: np.ndarray, target: float,
-    column: str,
+    column: str, unit_share: np.ndarray | None = None,
 ) -> list[str]:  # fmt: skip
-    """What the input alone rules out: units heavier than a territory's band, and the
-    bridges joining separate pieces of the map."""
+    """What the input alone rules out: units heavier than any territory they could be in
+    may hold (the largest share, or ``unit_share``: per unit, the largest share of the
+    territories it may join, e.g. those of its ``within`` group), and the bridges joining
+    separate pieces of the map."""
     notes: list[str] = []
-    goal = W[:, 0].sum() * share.min()
+    per = np.full(len(W), float(np.max(share))) if unit_share is None else unit_share
+    goal = W[:, 0].sum() * per
     big = np.flatnonzero(W[:, 0] > goal * (1 + target))
     for u in big[np.argsort(-W[big, 0])][:5]:
         notes.append(
             f"unit {show_id(ids[u])} alone holds {W[u, 0]:,.0f} {column} "
-            f"({W[u, 0] / goal:.0%} of a territory's share): its territory cannot meet the target"
+            f"({W[u, 0] / goal[u]:.0%} of its territory's share): its territory cannot meet "
+            "the target"
         )
     if len(adjacency.bridges):
         notes.append(
