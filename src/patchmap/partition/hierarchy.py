@@ -426,7 +426,9 @@ def group_territories(
         if connected_components(GG, directed=False)[0] > 1:
             raise InputError(f"regions: the {len(gnames)} groups do not form one connected map")
         gsize = np.bincount(gcode, minlength=len(gnames)).astype(float)
-        garea = np.bincount(gcode, weights=area, minlength=len(gnames)) if area is not None else None
+        garea = (
+            np.bincount(gcode, weights=area, minlength=len(gnames)) if area is not None else None
+        )
         gxy = None
         if xy is not None:
             wa = area if area is not None else np.ones(K)
