@@ -63,6 +63,8 @@ def screenshot(
             ),
         )
         page.goto(html.resolve().as_uri(), wait_until="load")
+        if page.evaluate("typeof window.patchmap === 'function'"):  # the plan and compare maps
+            page.wait_for_function("document.body.dataset.pmReady === '1'", timeout=60_000)
         for name in layers or []:
             page.get_by_label(name, exact=True).check()
         page.wait_for_timeout(400)

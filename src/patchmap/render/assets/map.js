@@ -12,13 +12,13 @@
 
   /* integers written by patchmap.render.topology.encode_ints (polyline-style text) */
   function decodeInts(str) {
-    var out = [], i = 0, n = str.length;
+    var out = new Float64Array(str.length), k = 0, i = 0, n = str.length;
     while (i < n) {
       var v = 0, shift = 0, b;
       do { b = str.charCodeAt(i++) - 63; v += (b & 31) * Math.pow(2, shift); shift += 5; } while (b >= 32);
-      out.push(v % 2 ? -(v + 1) / 2 : v / 2);
+      out[k++] = v % 2 ? -(v + 1) / 2 : v / 2;
     }
-    return out;
+    return out.subarray(0, k);
   }
 
   function num(x) {
@@ -51,7 +51,8 @@
     return c;
   }
 
-  /* arcs -> rings -> polygons, as Leaflet lat/lng arrays */
+  /* arcs -> rings -> polygons, as arrays of Leaflet LatLngs (one object per vertex, shared
+     by the arcs' two sides: far less for the garbage collector on a national map) */
   function geometry(topo) {
     var ints = decodeInts(topo.arcs), x0 = topo.origin[0], y0 = topo.origin[1], s = topo.step;
     var arcs = [], k = 0;
@@ -59,7 +60,7 @@
       var x = 0, y = 0, pts = [];
       for (var j = 0; j < topo.arcLen[a]; j++, k += 2) {
         if (j === 0) { x = ints[k]; y = ints[k + 1]; } else { x += ints[k]; y += ints[k + 1]; }
-        pts.push([y0 + s * y, x0 + s * x]);
+        pts.push(new L.LatLng(y0 + s * y, x0 + s * x));  /* shared by both sides: Leaflet keeps LatLngs as given */
       }
       arcs.push(pts);
     }
@@ -184,7 +185,8 @@
       polys.push(poly);
       units.addLayer(poly);
     }
-    units.addTo(map);
+    /* added to the map once the view is fitted (below): projecting 30k polygons twice
+       is the slowest part of opening a national map */
 
     /* borders: arcs whose two sides lie in different territories (or the map's edge) */
     var lineRenderer = L.canvas({pane: 'pm-borders', padding: 0.3});
@@ -198,7 +200,6 @@
       borders.setLatLngs(out);
     }
     drawBorders();
-    borders.addTo(map);
     var selRenderer = L.canvas({pane: 'pm-sel', padding: 0.3});
     var hiLine = L.polyline([], {renderer: selRenderer, color: '#000', weight: 4, opacity: 0.9, interactive: false}).addTo(map);
     var selLine = L.polyline([], {renderer: selRenderer, color: '#ff7b00', weight: 3, opacity: 1, interactive: false}).addTo(map);
@@ -673,6 +674,8 @@
     }
     map.invalidateSize();
     fit();
+    units.addTo(map);
+    borders.addTo(map);
     renderTable();
     renderSummary();
     sizeLabels();
