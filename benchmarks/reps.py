@@ -1,13 +1,13 @@
-"""Rep home bases benchmark: California ZCTAs, 20 reps with homes drawn by population.
+"""Rep home bases benchmark: 20 reps on California ZCTAs, 30 on lower-48 counties.
 
-For each seed, 20 rep homes are drawn at random in proportion to ZCTA population (so
-several reps often share a metro; draws with two reps in one ZCTA are redrawn), and
-``Partitioner(20, 'population', seed=0).fit(units, reps=reps)`` grows one territory per
+For each seed, the rep homes are drawn at random in proportion to unit population (so
+several reps often share a metro; draws with two reps in one unit are redrawn), and
+``Partitioner(K, 'population', seed=0).fit(units, reps=reps)`` grows one territory per
 rep. Prints seed, max deviation, contiguity, whether every home is in its rep's territory,
 cut-edge fraction and seconds, and writes the ``## Rep home bases`` section of
-``BENCHMARKS.md``.
+``BENCHMARKS.md`` (``--instance county`` its ``## Rep home bases, counties`` section).
 
-    python benchmarks/reps.py [--seeds 8] [--out BENCHMARKS.md]
+    python benchmarks/reps.py [--seeds 8] [--instance zcta|county] [--out BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -30,6 +30,21 @@ from patchmap.units import build_adjacency
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Rep home bases"
 K, GOAL = 20, 0.02
+NOT_LOWER48 = {"AK", "HI", "PR", "AS", "GU", "MP", "VI"}
+#: instance -> (section, number of reps, description)
+INSTANCES = {
+    "zcta": (SECTION, 20, "California ZCTAs (1,769 units)"),
+    "county": (f"{SECTION}, counties", 30, "Lower-48 counties (3,108 units)"),
+}
+
+
+def load_units(instance: str) -> pd.DataFrame:
+    """The instance's units with ``unit_id`` and ``population``."""
+    if instance == "zcta":
+        return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    c = geodata.counties()
+    c = c[~c["state"].isin(NOT_LOWER48) & ~c.geometry.is_empty]
+    return c.rename(columns={"county": "unit_id"}).reset_index(drop=True)
 
 
 def draw_reps(units: pd.DataFrame, seed: int, k: int = K) -> tuple[pd.DataFrame, np.ndarray]:
@@ -48,6 +63,32 @@ def draw_reps(units: pd.DataFrame, seed: int, k: int = K) -> tuple[pd.DataFrame,
     return reps, idx
 
 
+def unit_bound(units: pd.DataFrame, adj, k: int) -> tuple[float, str]:
+    """A lower bound on any plan's max deviation from the units alone (homes aside): the
+    territory holding unit u is u alone or u plus at least one neighbour, so it deviates
+    by at least min(|w_u / mean - 1|, (w_u + lightest neighbour) / mean - 1). Returns
+    the largest such bound and a sentence naming its unit."""
+    w = units["population"].to_numpy(dtype=float)
+    mean = w.sum() / k
+    m = adj.matrix.tocsr()
+    best, why = 0.0, ""
+    for u in np.argsort(-w)[:50].tolist():
+        nb = m.indices[m.indptr[u] : m.indptr[u + 1]]
+        lightest = int(nb[np.argmin(w[nb])])
+        alone = abs(w[u] / mean - 1)
+        joined = max((w[u] + w[lightest]) / mean - 1, 0.0)
+        lb = min(alone, joined)
+        if lb > best:
+            name = units["name"].iloc[u] if "name" in units.columns else units["unit_id"].iloc[u]
+            best = lb
+            why = (
+                f"{name} ({units['unit_id'].iloc[u]}, {w[u]:,.0f} people) is {w[u] / mean - 1:+.2%} "
+                f"from the mean {mean:,.0f} alone and {joined:+.2%} with its lightest neighbour "
+                f"({w[lightest]:,.0f} people)"
+            )
+    return best, why
+
+
 def judge(units: pd.DataFrame, adj, plan, reps: pd.DataFrame, idx: np.ndarray) -> dict:
     """Max deviation, contiguity and homes, measured independently of the engine."""
     lab = plan.assignment.reindex(units["unit_id"]).to_numpy()
@@ -63,37 +104,43 @@ def judge(units: pd.DataFrame, adj, plan, reps: pd.DataFrame, idx: np.ndarray) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=8, help="rep draws (seeds 0..N-1)")
+    ap.add_argument("--instance", choices=sorted(INSTANCES), default="zcta")
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     args = ap.parse_args(argv)
 
-    ca = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    section, k, what = INSTANCES[args.instance]
+    ca = load_units(args.instance)
     adj = build_adjacency(ca, id_col="unit_id")
     rows = []
     print("seed | max dev % | contiguous | homes respected | cut-edge frac | seconds")
     for seed in range(args.seeds):
-        reps, idx = draw_reps(ca, seed)
+        reps, idx = draw_reps(ca, seed, k)
         t = time.perf_counter()
-        plan = Partitioner(K, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
+        plan = Partitioner(k, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
         r = judge(ca, adj, plan, reps, idx) | {"seed": seed, "s": time.perf_counter() - t}
         rows.append(r)
         print(f"{seed} | {100 * r['max_dev']:.2f} | {r['contiguous']} | {r['homes']} | "
               f"{r['cut']:.3f} | {r['s']:.2f}", flush=True)  # fmt: skip
-    write_section(Path(args.out), SECTION, render(rows))
+    bound = unit_bound(ca, adj, k)
+    write_section(Path(args.out), section, render(rows, section, k, what, bound))
     return 0
 
 
-def render(rows: list[dict]) -> str:
+def render(
+    rows: list[dict], section: str = SECTION, k: int = K, what: str = "",
+    bound: tuple[float, str] = (0.0, ""),
+) -> str:  # fmt: skip
     """The ``## Rep home bases`` section of BENCHMARKS.md (markdown)."""
     shown = " ".join(["python benchmarks/reps.py",
                       *[a for a in sys.argv[1:] if not os.path.isabs(a)]])  # fmt: skip
     met = [r for r in rows if r["max_dev"] <= GOAL and r["contiguous"] and r["homes"]]
     yn = {True: "yes", False: "no"}
     return "\n".join([
-        SECTION,
+        section,
         "",
-        f"California ZCTAs (1,769 units), {K} reps whose homes are drawn at random in "
-        "proportion to ZCTA population (several reps often live in the same metro; draws "
-        "with two reps in one ZCTA are redrawn); `Partitioner(20, 'population', seed=0)"
+        f"{what or INSTANCES['zcta'][2]}, {k} reps whose homes are drawn at random in "
+        "proportion to unit population (several reps often live in the same metro; draws "
+        f"with two reps in one unit are redrawn); `Partitioner({k}, 'population', seed=0)"
         ".fit(units, reps=reps)`. Target: max deviation <= 2%, every territory contiguous, "
         "each home in its rep's territory.",
         "",
@@ -111,6 +158,9 @@ def render(rows: list[dict]) -> str:
         ],
         "",
         f"- target met in {len(met)} of {len(rows)} draws",
+        *([f"- no plan can do better than {bound[0]:.2%} max deviation, whatever the homes: "
+           f"{bound[1]}; draws at that figure are optimal in max deviation"]
+          if bound[0] > 0 else []),
         "",
     ])  # fmt: skip
 
