@@ -98,7 +98,7 @@ def _brute_plan(inst: Instance) -> tuple[int, np.ndarray] | None:
     return None
 
 
-CASES = [  # seed, units, territories, band (fraction), a fixed unit?
+CASES = [  # seed, units, territories, band (fraction), fixed units (0, 1 or 2)
     (1, 9, 2, 0.10, False),
     (2, 10, 2, 0.05, False),
     (3, 9, 3, 0.30, False),
@@ -106,6 +106,9 @@ CASES = [  # seed, units, territories, band (fraction), a fixed unit?
     (5, 10, 2, 0.20, True),
     (6, 9, 3, 0.40, True),
     (7, 11, 2, 0.02, False),
+    (8, 9, 3, 0.35, 2),
+    (9, 10, 2, 0.30, 2),
+    (10, 9, 3, 0.25, 2),
 ]
 
 
@@ -113,8 +116,11 @@ CASES = [  # seed, units, territories, band (fraction), a fixed unit?
 def test_bound_equals_brute_force_optimum(county_graph, seed, n, k, tol, fix):
     ei, ej, pop = _piece(county_graph, seed, n)
     fixed = np.full(len(pop), -1)
+    heavy = np.argsort(-pop)
     if fix:
-        fixed[np.argmax(pop)] = k - 1
+        fixed[heavy[0]] = k - 1
+    if fix == 2:
+        fixed[heavy[1]] = 0  # two territories pinned apart: paths may not cross the other
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
     best = _brute(inst)
     res = lower_bound(inst, time_limit=20)

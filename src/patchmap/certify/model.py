@@ -153,11 +153,17 @@ class Formulation:
         return out
 
 
-def weighted_distances(inst: Instance, sources: np.ndarray | None = None) -> np.ndarray:
+def weighted_distances(
+    inst: Instance, sources: np.ndarray | None = None, blocked: np.ndarray | None = None
+) -> np.ndarray:
     """Lightest path weight between units (primary weight of every unit on the path, both
-    ends included), from ``sources`` (all units when None); ``inf`` between pieces."""
+    ends included), from ``sources`` (all units when None), never entering ``blocked``
+    units (a mask); ``inf`` between pieces."""
     p = inst.weights[:, 0]
     m = inst.matrix.tocoo()
+    if blocked is not None:
+        keep = ~blocked[m.col]
+        m = sparse.coo_matrix((m.data[keep], (m.row[keep], m.col[keep])), shape=m.shape)
     # arc u -> v costs the head's weight; a tiny floor keeps zero-weight units as arcs
     cost = sparse.csr_matrix((p[m.col] + 1e-12, (m.row, m.col)), shape=m.shape)
     src = np.arange(inst.n) if sources is None else np.asarray(sources)
@@ -238,11 +244,17 @@ def formulate(inst: Instance) -> Formulation:
     for t, j in enumerate(chain):
         allowed[pos < len(front) + t, j] = False
     if inst.contiguous:
-        use = np.flatnonzero(anchors >= 0)
-        if len(use):
-            d = dist[anchors[use]] if dist is not None else weighted_distances(inst, anchors[use])
-            for r, j in enumerate(use):
-                allowed[:, j] &= d[r] <= cap[j] * (1 + 1e-9) + 1e-9
+        # a territory's units are reached from its anchor without crossing a unit that
+        # is fixed elsewhere (a lock, a home, another anchor)
+        owner = fx.copy()
+        owner[anchors[anchors >= 0]] = np.flatnonzero(anchors >= 0)
+        for j in np.flatnonzero(anchors >= 0):
+            blocked = (owner >= 0) & (owner != j)
+            if blocked.any() or dist is None:
+                d = weighted_distances(inst, anchors[j : j + 1], blocked)[0]
+            else:
+                d = dist[anchors[j]]
+            allowed[:, j] &= d <= cap[j] * (1 + 1e-9) + 1e-9
         # units in a piece of the graph too light to hold any territory go nowhere
         ncomp, comp = connected_components(inst.matrix, directed=False)
         if ncomp > 1:
