@@ -257,6 +257,11 @@ def test_map_in_headless_chromium_offline(browser, map_html, units, plan):
         # a label for every territory, a table row for every territory
         labels = page.locator(".pm-label b").all_inner_texts()
         assert sorted(labels) == territories
+        shown = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.pm-label'))"
+            ".filter(l => l.style.visibility !== 'hidden').length"
+        )
+        assert shown >= K - 1, shown  # hidden only where two would overlap
         rows = page.locator(".pm-table tr.pm-row")
         assert rows.count() == K
         assert sorted(r.get_attribute("data-t") for r in rows.all()) == territories

@@ -233,9 +233,10 @@
     function sizeLabels() {
       var z = map.getZoom(), placed = [];
       var order = T.r.map(function (r, i) { return i; }).sort(function (a, b) { return T.r[b] - T.r[a]; });
-      order.forEach(function (t) {
+      /* write every size first, then read every box (one layout, not one per label) */
+      var labs = order.map(function (t) {
         var node = labelEls[t].getElement();
-        if (!node) return;
+        if (!node) return null;
         var lab = node.firstChild, lat = T.at[t][0];
         var mpp = 40075016.686 * Math.cos(lat * Math.PI / 180) / Math.pow(2, z + 8);
         var rpx = T.r[t] / mpp;
@@ -243,12 +244,17 @@
         var rep = lab.querySelector('span');
         if (rep) rep.style.display = rpx > 40 ? '' : 'none';
         lab.style.visibility = 'visible';
-        var b = lab.getBoundingClientRect();
+        return lab;
+      });
+      var boxes = labs.map(function (lab) { return lab && lab.getBoundingClientRect(); });
+      order.forEach(function (t, i) {
+        var b = boxes[i];
+        if (!b) return;
         var clash = placed.some(function (q) { return b.left < q.right && q.left < b.right && b.top < q.bottom && q.top < b.bottom; });
-        if (clash && t !== highlighted) lab.style.visibility = 'hidden'; else placed.push(b);
+        if (clash && t !== highlighted) labs[i].style.visibility = 'hidden'; else placed.push(b);
       });
     }
-    map.on('zoomend', sizeLabels);
+    map.on('zoomend moveend', sizeLabels);
 
     /* links the plan relies on (islands, gaps): dashed, with the reason in their tooltip;
        only those inside one territory, as only they hold a territory together */
@@ -670,7 +676,7 @@
         right += tableBox.offsetWidth + 10;
         if (left + right > w * 0.5) right = 10;
       }
-      map.fitBounds(PM.bounds, {paddingTopLeft: [left, 10], paddingBottomRight: [right, 10]});
+      map.fitBounds(PM.bounds, {paddingTopLeft: [left, 10], paddingBottomRight: [right, 10], animate: false});
     }
     map.invalidateSize();
     fit();
@@ -680,6 +686,7 @@
     renderSummary();
     sizeLabels();
     requestAnimationFrame(function () { requestAnimationFrame(function () {
+      sizeLabels();  /* again, where the labels ended up once the view settled */
       window.patchmapReady = performance.now();
       document.body.dataset.pmReady = '1';
     }); });
