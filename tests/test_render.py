@@ -282,6 +282,29 @@ def test_map_in_headless_chromium_offline(browser, map_html, units, plan):
         page.mouse.move(x + 1, y + 1)
         assert "ZIP " in page.locator(".leaflet-tooltip").first.inner_text()
 
+        # links across water: dashed, and their tooltip says why they are there
+        links = page.evaluate(
+            "() => pm_data.links.filter(l => pm_data.units.t[l[0]] === pm_data.units.t[l[1]])"
+        )
+        assert links, "Block Island and the other islands are joined by links"
+        link = max(links, key=lambda lk: lk[6])
+        ends = page.evaluate(
+            f"() => {{ const l = {link}, m = pmApp.map;"
+            " m.fitBounds([[l[2], l[3]], [l[4], l[5]]], {padding: [250, 250], animate: false});"
+            " const a = m.latLngToContainerPoint([l[2], l[3]]),"
+            " b = m.latLngToContainerPoint([l[4], l[5]]); return [a.x, a.y, b.x, b.y]; }"
+        )
+        assert page.locator(".leaflet-pm-links-pane path[stroke-dasharray]").count() >= 1
+        box = page.locator(".folium-map").bounding_box()
+        for f in np.linspace(0.3, 0.7, 41):  # along the dashes (their gaps take no mouse)
+            page.mouse.move(
+                box["x"] + ends[0] + f * (ends[2] - ends[0]),
+                box["y"] + ends[1] + f * (ends[3] - ends[1]),
+            )
+        tip = page.locator(".leaflet-tooltip", has_text="Link across water").first.inner_text()
+        assert "share no border" in tip and "km apart" in tip
+        page.evaluate("() => { pmApp.map.fitBounds(pm_data.bounds, {animate: false}); }")
+
         # sorting, and a row click highlights its territory
         page.locator(".pm-table th", has_text="Revenue potential").click()
         values = [
