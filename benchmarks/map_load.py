@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     from patchmap.render import render_map
 
+    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -161,6 +163,7 @@ K-means plan (only the map is timed). Targets: CA demo <= 1.5 s, lower 48 <= 5 s
 - date: {dt.date.today().isoformat()}
 - machine: {machine(libs=["playwright", "shapely", "folium"])}
 - command: `python benchmarks/map_load.py --repeat {args.repeat}`
+- load average (1 min) when it started: {load:.1f} on {os.cpu_count()} cores
 
 {table}
 
