@@ -151,6 +151,27 @@ def test_static_map_projection_centred_across_the_antimeridian(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_map_across_the_antimeridian_opens_on_the_data(tmp_path):
+    """Alaska with the western Aleutians: the page's bounds span about 30 degrees of
+    longitude (units east of 180 moved below -180), not the whole world."""
+    import json
+
+    boxes = [(172.5, 52.5, 173.5, 53.0), (-176.0, 51.5, -175.0, 52.2), (-150.0, 60.0, -149.0, 61.5)]
+    units = gpd.GeoDataFrame(
+        {"unit_id": ["A", "B", "C"], "potential": [1.0, 2.0, 3.0]},
+        geometry=[shapely.box(*b) for b in boxes],
+        crs=4326,
+    )
+    plan = pd.DataFrame({"unit_id": ["A", "B", "C"], "territory": ["T1", "T1", "T2"]})
+    page = render_map(units, plan, tmp_path / "ak.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r"var pm_data = (\{.*?\});\n", page).group(1))
+    (s, w), (n, e) = data["bounds"]
+    assert w == pytest.approx(172.5 - 360) and e == pytest.approx(-149.0)
+    assert 50 < s < n < 62
+    for lat, lon in data["terr"]["at"]:  # labels on the drawn copy of the world
+        assert w <= lon <= e and s <= lat <= n
+
+
 def test_static_map_rejects_unknown_format(units, plan, tmp_path):
     with pytest.raises(InputError, match="png or pdf"):
         render_static(units, plan, tmp_path / "map.gif", fmt="gif")

@@ -95,15 +95,15 @@ def unwrap_longitudes(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
     x = shapely.get_x(shapely.centroid(geoms))
     if not ((x > 90).any() and (x < -90).any()):
         return geoms, False
-    lon = np.sort(np.r_[x, x[:1] + 360])
-    gaps = np.diff(lon)
+    lon = np.sort(x)
+    gaps = np.r_[np.diff(lon), lon[0] + 360.0 - lon[-1]]  # the last gap wraps round 180
     widest = int(np.argmax(gaps))
-    if lon[widest] < 0 < lon[widest + 1] - 0.0:  # widest gap spans Greenwich: wrap across 180
-        east = x > 0
-        out = geoms.copy()
-        out[east] = shapely.transform(geoms[east], lambda c: c - np.array([360.0, 0.0]))
-        return out, True
-    return geoms, False
+    if widest == len(lon) - 1:  # the widest gap is across 180: the data does not cross it
+        return geoms, False
+    east = x >= lon[widest + 1]  # east of the widest gap: moved below -180
+    out = geoms.copy()
+    out[east] = shapely.transform(geoms[east], lambda c: c - np.array([360.0, 0.0]))
+    return out, True
 
 
 def _label_points(geoms: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -276,6 +276,8 @@ def map_payload(
     }
     colors = territory_colors(n=k, edges=sorted(edges))
     at, radius = _label_points(shown, codes, k)
+    if wrapped:  # the projection hands longitudes back within +-180: onto the drawn copy
+        at[:, 1] = np.where(at[:, 1] > maxx + 1.0, at[:, 1] - 360.0, at[:, 1])
 
     # the engine's graph, less the pairs the drawn arcs already join (islands, slivers)
     ei, ej = adjacency.edges()
