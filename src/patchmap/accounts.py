@@ -91,6 +91,53 @@ def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     return values
 
 
+#: Account columns that cannot be negative (counts, amounts, scores).
+NONNEGATIVE = (
+    "employees", "annual_revenue", "potential", "deal_size", "score", "reach", "p_win",
+    "mqls_90d", "opportunities_12m", "intent_score", "product_usage", "customers",
+)  # fmt: skip
+#: Larger magnitudes are typos or overflow bait: sums of them stop being exact.
+NUMBER_LIMIT = 1e15
+_NOT_MEASURES = {"account_id", "zip", "lat", "lon", "source_row", "zcta"}
+
+
+def _reject_bad_numbers(df: pd.DataFrame, reason: pd.Series) -> None:
+    """Give a reason to rows whose numbers cannot be used: ``inf``/``nan`` spelled out,
+    beyond +/-1e15, or negative in a column of counts and amounts (:data:`NONNEGATIVE`)."""
+    for col in df.columns:
+        if col in _NOT_MEASURES:
+            continue
+        raw = df[col]
+        if pd.api.types.is_bool_dtype(raw):
+            continue
+        if pd.api.types.is_numeric_dtype(raw):
+            values = raw.astype("float64")
+            spelled_nan = pd.Series(False, index=df.index)
+        elif col in NONNEGATIVE:
+            values = pd.to_numeric(raw, errors="coerce").astype("float64")
+            spelled_nan = (
+                raw.astype("string")
+                .str.strip()
+                .str.lower()
+                .isin(["nan", "inf", "-inf"])
+                .fillna(False)
+            )
+        else:
+            continue
+        arr = values.to_numpy()
+        infinite = pd.Series(np.isinf(arr), index=df.index) | (spelled_nan & values.isna())
+        huge = pd.Series(
+            np.abs(np.nan_to_num(arr, posinf=0, neginf=0)) > NUMBER_LIMIT, index=df.index
+        )
+        negative = pd.Series(
+            (arr < 0) if col in NONNEGATIVE else np.zeros(len(arr), bool), index=df.index
+        )
+        free = reason.isna()
+        reason[free & infinite] = f"{col} is not a finite number"
+        reason[free & ~infinite & huge] = f"{col} beyond {NUMBER_LIMIT:.0e} in size"
+        reason[free & ~infinite & ~huge & negative] = f"negative {col}"
+
+
 def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResult:
     """Validate and geocode an accounts DataFrame already in memory."""
     n_read = len(df)
@@ -165,6 +212,7 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
         lon = lon.where(~use, resolved["lon"])
         location_source[use] = "zip"
     reason[reason.isna() & lat.isna()] = "no location (lat/lon or zip)"
+    _reject_bad_numbers(df, reason)
 
     df["lat"] = lat.astype("float64")
     df["lon"] = lon.astype("float64")
@@ -182,11 +230,18 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
 
 
 def load_accounts(
-    path: str | os.PathLike, column_map: Mapping[str, str] | None = None
+    path: str | os.PathLike,
+    column_map: Mapping[str, str] | None = None,
+    *,
+    sheet: str | None = None,
+    encoding: str | None = None,
 ) -> IngestResult:
-    """Read CSV / Parquet / Excel accounts, map column names, validate and geocode."""
+    """Read CSV / Parquet / Excel accounts, map column names, validate and geocode.
+
+    ``sheet`` reads one Excel sheet (default: every sheet with data, same columns);
+    ``encoding`` is the text encoding of a CSV (default UTF-8)."""
     column_map = dict(column_map or {})
     keep_text = {column_map.get(c, c): "string" for c in ("account_id", "zip")}
-    df = read_table(path, dtype=keep_text)
+    df = read_table(path, dtype=keep_text, sheet=sheet, encoding=encoding)
     df = rename_columns(df, column_map, str(path))
     return validate_accounts(df, source=str(path))

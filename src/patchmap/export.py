@@ -463,10 +463,22 @@ def _capacity_rule(capacity: float | Mapping[str, float] | str | None) -> dict[s
             ) from None
     else:
         rule = {str(k): float(v) for k, v in capacity.items()}
-    bad = [k for k, v in rule.items() if not v > 0]
+    bad = [k for k, v in rule.items() if not (v > 0 and math.isfinite(v))]
     if bad:
-        raise InputError(f"capacity: {bad[0]} per rep must be positive")
+        raise InputError(f"capacity: {bad[0]} per rep must be a positive number")
     return rule
+
+
+#: More reps than this from a capacity rule is a unit mistake, not a plan.
+MAX_REPS = 100_000
+
+
+def _check_reps(exact: float, col: str, per_rep: float) -> None:
+    if not math.isfinite(exact) or exact > MAX_REPS:
+        raise InputError(
+            f"capacity: {col} {per_rep:g} per rep asks for {exact:.3g} reps (more than "
+            f"{MAX_REPS:,}): is the amount per rep in the right unit?"
+        )
 
 
 @dataclass(frozen=True)
@@ -520,6 +532,7 @@ def recommended_headcount(
         else:
             raise InputError(f"capacity: column {col!r} not available")
         exact = total / per_rep
+        _check_reps(exact, col, per_rep)
         h = Headcount(max(int(math.ceil(exact - 1e-9)), 1), exact, col, total, per_rep)
         if best is None or h.exact > best.exact:
             best = h
@@ -540,6 +553,7 @@ def recommended_reps(
                 f"capacity: column {col!r} not available (have {', '.join(table.columns)})"
             )
         need = np.maximum(need, np.ceil(table[col].to_numpy(dtype=float) / per_rep - 1e-9))
+        _check_reps(float(np.nan_to_num(need, nan=0.0).sum()), col, per_rep)
     return np.maximum(need, 1).astype(int)
 
 

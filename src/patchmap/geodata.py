@@ -138,7 +138,35 @@ def _read_manifest_text(path: Path, mtime_ns: int, size: int) -> str:
         raise InputError(f"{path}: unreadable geodata cache manifest ({exc}); delete it") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("entries", {}), dict):
         raise InputError(f"{path}: not a patchmap geodata cache manifest; delete it")
+    for key, entry in manifest.get("entries", {}).items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise InputError(f"{path}: entry {key!r} {problem}: the cache was edited; delete it")
     return text
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one manifest entry (None if it has the shape patchmap writes)."""
+    if not isinstance(entry, dict):
+        return "is not a table"
+    for field, kind in (("kind", str), ("sha256", str), ("layers", dict)):
+        if not isinstance(entry.get(field), kind):
+            return f"has no valid {field!r}"
+    try:
+        int(entry.get("vintage"))
+        int(entry.get("units", 0))
+    except (TypeError, ValueError):
+        return "has no valid 'vintage'"
+    if not isinstance(entry.get("states", []), list):
+        return "has no valid 'states'"
+    for level, info in entry["layers"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("path"), str):
+            return f"layer {level!r} has no valid 'path'"
+        if Path(info["path"]).is_absolute() or ".." in Path(info["path"]).parts:
+            return f"layer {level!r} points outside the cache"
+    if entry.get("download") is not None and not isinstance(entry["download"], str):
+        return "has no valid 'download'"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import functools
 import inspect
+import io as io_module
+import mmap
 import os
 import re
 import signal
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,16 +386,19 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
+def write_csv(
+    df: pd.DataFrame, path: str | os.PathLike, *, immediate: bool = False, **kwargs
+) -> Path:
     """Write a CSV atomically (no index unless asked), formula-safe: every CSV patchmap
-    exports goes through here, so no cell starts a spreadsheet formula."""
+    exports goes through here, so no cell starts a spreadsheet formula. ``immediate``:
+    in place at once even inside :func:`one_run` (a rejects file a failing run leaves)."""
     kwargs.setdefault("index", False)
     safe = csv_safe(df)
     if kwargs["index"]:
         if safe is df:
             safe = df.copy()
         safe.index = pd.Index(neutralize_formulas(pd.Series(df.index)), name=df.index.name)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, immediate=immediate) as tmp:
         safe.to_csv(tmp, **kwargs)
     return Path(path)
 
@@ -432,8 +438,27 @@ def _require_file(path: Path) -> None:
         raise InputError(f"{path}: file is empty")
 
 
-def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or Excel table into a DataFrame; errors name the file."""
+#: What pandas reads as missing by default; kept out of id columns (``NA`` is an id there).
+NA_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+           "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]  # fmt: skip
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    dtype: dict | str | type | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+) -> pd.DataFrame:
+    """Read a CSV, Parquet or Excel table into a DataFrame; errors name the file.
+
+    Text files: UTF-8 unless ``encoding`` says otherwise, the delimiter detected from the
+    header (comma, semicolon, tab or pipe), a CR inside a field kept as text. Columns
+    given as text in ``dtype`` (e.g. ids) are read as written: ``NA``, ``None`` and
+    ``null`` are ids, not blanks. A column name twice is an error. Excel: every sheet with
+    data (they must have the same columns), or only ``sheet``.
+    """
     p = Path(path)
     _require_file(p)
     suffix = p.suffix.lower()
@@ -441,27 +466,116 @@ def read_table(path: str | os.PathLike, *, dtype: dict | None = None) -> pd.Data
         if suffix in {".parquet", ".pq"} or p.is_dir():
             df = pd.read_parquet(p)
         elif suffix in {".xlsx", ".xls"}:
-            df = pd.read_excel(p, dtype=dtype)
-        elif suffix == ".tsv":
-            df = pd.read_csv(p, sep="\t", dtype=dtype)
+            df = _read_excel(p, dtype, sheet)
         else:
-            df = pd.read_csv(
-                p,
-                dtype=dtype,
-                sep=None if suffix == ".txt" else ",",
-                engine="python" if suffix == ".txt" else "c",
-            )
+            df = _read_text_table(p, dtype, encoding or "utf-8-sig", suffix)
     except InputError:
         raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{p}: not {encoding or 'UTF-8'} text (byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start}); give its encoding, e.g. --encoding latin-1 or cp1252"
+        ) from None
+    except LookupError:
+        raise InputError(f"{p}: unknown encoding {encoding!r}") from None
+    except (pd.errors.ParserError, ValueError, OSError, csv.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: cannot read as a table ({first})") from None
     if df.empty:
         raise InputError(f"{p}: no rows")
     df.columns = [str(c).strip() for c in df.columns]
+    _check_unique_columns(df.columns, p)
     return df
+
+
+def _check_unique_columns(columns: Iterable[str], p: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, c in enumerate(columns, start=1):
+        if c in seen:
+            raise InputError(
+                f"{p}: column {c!r} appears twice (columns {seen[c]} and {i}); rename one"
+            )
+        seen[c] = i
+
+
+def _text_columns(dtype: Any) -> set[str]:
+    if isinstance(dtype, Mapping):
+        return {c for c, t in dtype.items() if t in (str, "str", "string", object, "object")}
+    return set()
+
+
+def _read_text_table(p: Path, dtype: Any, encoding: str, suffix: str) -> pd.DataFrame:
+    with open(p, "rb") as fh:
+        head = fh.read(1 << 16)
+        has_cr = b"\r" in head
+        if not has_cr:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                has_cr = mm.find(b"\r") >= 0
+    text_head = head.decode(encoding, errors="replace").lstrip("\ufeff")
+    first_line = text_head.replace("\r\n", "\n").split("\n", 1)[0]
+    sep = "\t" if suffix == ".tsv" else _delimiter(first_line)
+    if sep != "," and suffix != ".tsv":
+        from patchmap.logs import log
+
+        log.info(f"{p}: {DELIMITERS[sep]}-separated")
+    header = next(csv.reader([first_line], delimiter=sep), [])
+    _check_unique_columns([h.strip() for h in header], p)
+    text = _text_columns(dtype)
+    kw: dict[str, Any] = dict(sep=sep, dtype=dtype, encoding=encoding)
+    if text:  # ids as written: no NA parsing in text columns, the usual elsewhere
+        kw.update(keep_default_na=False,
+                  na_values={h: NA_TEXT for h in header if h.strip() not in text})  # fmt: skip
+        kw["dtype"] = {h: dtype[h.strip()] for h in header if h.strip() in dtype} or None
+    source: Any = p
+    if has_cr:  # CRLF -> LF; a bare CR left is text inside a field, not a new row
+        data = p.read_bytes()
+        if b"\n" in data:
+            source = io_module.BytesIO(data.replace(b"\r\n", b"\n"))
+            kw["lineterminator"] = "\n"
+    return pd.read_csv(source, **kw)
+
+
+def _delimiter(line: str) -> str:
+    """The delimiter of a header line: the most frequent of , ; tab | outside quotes."""
+    outside = re.sub(r'"[^"]*"', "", line)
+    counts = {d: outside.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] > 0 else ","
+
+
+def _read_excel(p: Path, dtype: Any, sheet: str | None) -> pd.DataFrame:
+    from patchmap.logs import log
+
+    book = pd.read_excel(p, sheet_name=None, dtype=dtype)
+    names = list(book)
+    if sheet is not None:
+        if sheet not in book:
+            raise InputError(f"{p}: no sheet {sheet!r} (sheets: {', '.join(names)})")
+        return book[sheet]
+    full = {n: df.dropna(how="all") for n, df in book.items()}
+    full = {n: df for n, df in full.items() if len(df)}
+    if not full:
+        raise InputError(f"{p}: no rows in any sheet (sheets: {', '.join(names)})")
+    if len(full) == 1:
+        ((name, df),) = full.items()
+        if len(book) > 1:
+            log.info(f"{p}: read sheet {name!r} (the other sheets are empty)")
+        return book[name]
+    cols = {n: [str(c).strip() for c in df.columns] for n, df in full.items()}
+    first = next(iter(cols))
+    differ = [n for n in cols if cols[n] != cols[first]]
+    if differ:
+        raise InputError(
+            f"{p}: sheets {first!r} and {differ[0]!r} have different columns; read one with "
+            f"--sheet NAME (sheets with data: {', '.join(full)})"
+        )
+    log.info(
+        f"{p}: read {len(full)} sheets with the same columns: "
+        + ", ".join(f"{n!r} ({len(df)} rows)" for n, df in full.items())
+    )
+    return pd.concat([book[n] for n in full], ignore_index=True)
 
 
 def listed_lines(lines: Iterable[int], word: str = "line", limit: int = 5) -> str:

@@ -437,6 +437,23 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME=SOURCE",
     ),
     Option(
+        "sheet",
+        TEXT,
+        None,
+        "Excel accounts: read this sheet only (default: every sheet with data, when they "
+        "all have the same columns).",
+        commands=("score", "layers", "export", "compare", "diff"),
+        table="accounts",
+    ),
+    Option(
+        "encoding",
+        TEXT,
+        None,
+        "Text encoding of CSV accounts, e.g. latin-1 or cp1252 (default: UTF-8).",
+        commands=("score", "layers", "export", "compare", "diff"),
+        table="accounts",
+    ),
+    Option(
         "named",
         FILE,
         None,
@@ -684,6 +701,7 @@ OPTIONS: tuple[Option, ...] = (
         commands=("partition", "export"),
         table="partition",
         low=0,
+        high=1e15,
     ),
     Option(
         "quota_floor",

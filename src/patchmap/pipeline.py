@@ -42,6 +42,11 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _reading(settings: Mapping) -> dict:
+    """How to read the accounts file: its Excel ``sheet`` and text ``encoding``."""
+    return {"sheet": settings.get("sheet"), "encoding": settings.get("encoding")}
+
+
 def rejects_path_for(out: str | os.PathLike) -> Path:
     """Where a stage writes its rejects: beside its main output."""
     return side_path(out, "rejects.csv")
@@ -64,6 +69,29 @@ def _combined_rejects(ingest: IngestResult, *more: pd.DataFrame) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else ingest.rejects
 
 
+def require_placed(
+    ingest: IngestResult, n_placed: int, rejects: pd.DataFrame, rejects_path: str | os.PathLike
+) -> None:
+    """No account placed is bad input, not an empty result: write the rejects (they say
+    why, row by row) and raise an InputError naming the file and the commonest reason."""
+    if n_placed > 0:
+        return
+    write_csv(rejects, rejects_path, immediate=True)
+    why = ""
+    if len(rejects):
+        common = (
+            rejects["reason"]
+            .astype(str)
+            .str.replace(r"\s+\S*\d\S*$", "", regex=True)
+            .value_counts()
+        )
+        why = f"; commonest reason: {common.index[0]} ({int(common.iloc[0])} rows)"
+    raise InputError(
+        f"{ingest.source}: none of the {ingest.n_read} rows could be placed{why}; "
+        f"every row's reason in {rejects_path}"
+    )
+
+
 def _report(
     echo: Echo, ingest: IngestResult, n_placed: int, rejects: pd.DataFrame, path: Path
 ) -> None:
@@ -81,10 +109,11 @@ def score_file(
     **settings,
 ) -> ScoreResult:
     """Ingest and score an accounts file; write the scored table, model card and rejects."""
-    ingest = load_accounts(accounts_path, settings["columns"])
+    ingest = load_accounts(accounts_path, settings["columns"], **_reading(settings))
+    rejects_path = rejects_path_for(out)
+    require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
     result = score_accounts(ingest.accounts, scoring_config(scoring))
     write_scored(result, out)
-    rejects_path = rejects_path_for(out)
     write_csv(ingest.rejects, rejects_path)
     for note in result.notes:
         log.info(note)
@@ -112,6 +141,7 @@ def layers_from_accounts(
     """
     from patchmap.layers import build_layers_on_polygons, check_sums
 
+    require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path_for(out))
     check_sums(ingest.accounts, sums)  # before the model is trained
     scored = score_accounts(ingest.accounts, scoring_config(scoring))
     for note in scored.notes:
@@ -128,6 +158,7 @@ def layers_from_accounts(
     write_layers(result, out)
     rejects = _combined_rejects(ingest, result.rejects)
     rejects_path = rejects_path_for(out)
+    require_placed(ingest, len(result.placed) + int(held.sum()), rejects, rejects_path)
     write_csv(rejects, rejects_path)
     _report(echo, ingest, len(result.placed) + int(held.sum()), rejects, rejects_path)
     if held.any():
@@ -170,7 +201,7 @@ def layers_file(
             echo=echo,
         )
     unit_layer = _unit_layer(units, settings["unit_id"], "layers")
-    ingest = load_accounts(accounts_path, settings["columns"])
+    ingest = load_accounts(accounts_path, settings["columns"], **_reading(settings))
     named = _named_ids(settings["named"], ingest)
     result, _ = layers_from_accounts(
         ingest, out, units=unit_layer, resolution=settings["resolution"],
@@ -474,6 +505,7 @@ def placed_accounts(
     *,
     column_map: Mapping[str, str] | None = None,
     score: bool = True,
+    reading: Mapping | None = None,
     echo: Echo = _quiet,
 ) -> pd.DataFrame:
     """Ingest (and score) an accounts file and place it in ``units``; the rows that cannot
@@ -481,10 +513,12 @@ def placed_accounts(
     from patchmap.export import unit_kind
     from patchmap.layers import place_accounts
 
-    ingest = load_accounts(accounts_path, column_map)
+    ingest = load_accounts(accounts_path, column_map, **dict(reading or {}))
+    require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
     acc = score_accounts(ingest.accounts).accounts if score else ingest.accounts
     placed, rejects = place_accounts(acc, units, _layer_kind(unit_kind(units)))
     rejects = _combined_rejects(ingest, rejects)
+    require_placed(ingest, len(placed), rejects, rejects_path)
     write_csv(rejects, Path(rejects_path))
     _report(echo, ingest, len(placed), rejects, Path(rejects_path))
     return placed
@@ -521,6 +555,7 @@ def export_file(
         if settings["named"] is None:
             accounts = placed_accounts(
                 settings["accounts"], units, rejects_path, column_map=settings["columns"],
+                reading=_reading(settings),
                 echo=echo,
             )  # fmt: skip
         else:
@@ -548,7 +583,8 @@ def _placed_and_named(
     from patchmap.export import unit_kind
     from patchmap.layers import place_accounts
 
-    ingest = load_accounts(settings["accounts"], settings["columns"])
+    ingest = load_accounts(settings["accounts"], settings["columns"], **_reading(settings))
+    require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
     scored = score_accounts(ingest.accounts).accounts
     placed, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
     named = _named_table(settings["named"], ingest, scored, placed, plan, reps, units)
@@ -636,7 +672,7 @@ def compare_file(
     if settings["accounts"] is not None:
         accounts = placed_accounts(
             settings["accounts"], units, Path(out_dir) / "rejects.csv",
-            column_map=settings["columns"], score=False, echo=echo,
+            column_map=settings["columns"], reading=_reading(settings), score=False, echo=echo,
         )  # fmt: skip
     cmp = compare_plans(
         pa, pb, ids, balance=settings["balance"], reps=rep_table, names=names, accounts=accounts
@@ -681,12 +717,13 @@ def diff_file(
     if settings["accounts"] is not None:
         accounts = placed_accounts(
             settings["accounts"], units, out / "rejects.csv", column_map=settings["columns"],
+            reading=_reading(settings),
             echo=echo,
         )  # fmt: skip
     if settings["old_accounts"] is not None:
         old_accounts = placed_accounts(
             settings["old_accounts"], units, out / "old_accounts.rejects.csv",
-            column_map=settings["columns"], echo=echo,
+            column_map=settings["columns"], reading=_reading(settings), echo=echo,
         )  # fmt: skip
     names = (Path(old_plan).stem, Path(new_plan).stem)
     if names[0] == names[1]:
@@ -758,7 +795,9 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
     res = RunResult()
     with progress(total=5, desc="patchmap run") as bar:
         bar.set_postfix_str("ingest")
-        ingest = load_accounts(config.accounts["path"], config.accounts["columns"])
+        ingest = load_accounts(
+            config.accounts["path"], config.accounts["columns"], **_reading(config.accounts)
+        )
         res.ingest = ingest
         named = (
             _checked_named(config.accounts["named"], ingest)

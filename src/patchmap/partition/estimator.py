@@ -293,10 +293,13 @@ class Partitioner(BaseEstimator):
             locked=lock_codes, compactness=cfg.compactness,
         )  # fmt: skip
         notes = input_notes(W, ids, adjacency, share, cfg.target, cfg.balance[0])
-        lab = solve(
-            problem, seed=cfg.seed, n_init=cfg.n_init, max_rounds=cfg.max_rounds,
-            initial=init_codes, homes=home_idx,
-        )  # fmt: skip
+        if k == len(ids):  # one unit per territory: the only plan, no search needed
+            lab = one_unit_each(lock_codes, k)
+        else:
+            lab = solve(
+                problem, seed=cfg.seed, n_init=cfg.n_init, max_rounds=cfg.max_rounds,
+                initial=init_codes, homes=home_idx,
+            )  # fmt: skip
         fixed_names = initial is not None or locked is not None or reps is not None
 
         def make_plan(codes: np.ndarray, notes: list[str]) -> Plan:
@@ -411,3 +414,18 @@ def _crowded_homes_note(plan: Plan, cfg: Settings) -> str:
         + ")"
         + spread
     )
+
+
+def one_unit_each(lock_codes: np.ndarray, k: int) -> np.ndarray:
+    """The labels of K territories over K units: locked units (and rep homes) keep their
+    territory, the others take the territories left, in unit order."""
+    lab = np.asarray(lock_codes, dtype=np.int64).copy()
+    taken = lab[lab >= 0]
+    if len(np.unique(taken)) < len(taken):
+        raise InputError(
+            f"{k} territories over {k} units need one unit each, but locks put several "
+            "units in one territory"
+        )
+    free = np.setdiff1d(np.arange(k), taken)
+    lab[lab < 0] = free
+    return lab

@@ -1,0 +1,277 @@
+"""Issue 17, items 3, 4, 5, 10, 11, 12, 13: bad numbers, bad files, Excel sheets, text
+encodings and delimiters, through the CLI; and a property-based fuzz test of ingest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_cli
+from patchmap.accounts import load_accounts
+from patchmap.errors import InputError
+
+
+def _exit_2(r: subprocess.CompletedProcess, *words: str) -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in last, (w, last)
+    return last
+
+
+def _tally(r: subprocess.CompletedProcess) -> tuple[int, int, int]:
+    import re
+
+    m = re.search(r"(\d+) read, (\d+) placed, (\d+) rejected", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    return tuple(int(x) for x in m.groups())
+
+
+@pytest.fixture(scope="module")
+def accounts() -> pd.DataFrame:
+    from patchmap.sample import sample_accounts
+
+    return sample_accounts(["RI"], n=150, seed=2)
+
+
+@pytest.fixture(scope="module")
+def ri_units(tmp_path_factory, accounts):
+    d = tmp_path_factory.mktemp("ri")
+    accounts.to_csv(d / "accounts.csv", index=False)
+    r = run_cli("layers", d / "accounts.csv", "--units", "county", "--region", "RI", "--out",
+                d / "units.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+# --- item 3: Excel sheets ---------------------------------------------------------------------
+
+
+def test_excel_reads_every_sheet_with_the_same_columns_and_says_so(tmp_path, accounts):
+    x = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(x) as w:
+        accounts.to_excel(w, sheet_name="East", index=False)
+        accounts.assign(account_id=accounts["account_id"] + "b").to_excel(
+            w, sheet_name="West", index=False
+        )
+    r = run_cli("score", x, "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (300, 300, 0)
+    assert "'East' (150 rows)" in r.stderr and "'West' (150 rows)" in r.stderr
+    r = run_cli("score", x, "--sheet", "West", "--out", tmp_path / "w.csv")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (150, 150, 0)
+    _exit_2(run_cli("score", x, "--sheet", "North", "--out", tmp_path / "n.csv"), "East, West")
+
+
+def test_excel_sheets_with_other_columns_need_sheet_and_empty_first_sheet(tmp_path, accounts):
+    x = tmp_path / "mixed.xlsx"
+    with pd.ExcelWriter(x) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Cover", index=False)
+        accounts.to_excel(w, sheet_name="Accounts", index=False)
+        pd.DataFrame({"note": ["x"]}).to_excel(w, sheet_name="Notes", index=False)
+    _exit_2(run_cli("score", x, "--out", tmp_path / "s.csv"), "--sheet", "Accounts")
+    y = tmp_path / "cover.xlsx"
+    with pd.ExcelWriter(y) as w:
+        pd.DataFrame().to_excel(w, sheet_name="Cover", index=False)
+        accounts.to_excel(w, sheet_name="Accounts", index=False)
+    r = run_cli("score", y, "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert "read sheet 'Accounts'" in r.stderr
+    z = tmp_path / "empty.xlsx"
+    with pd.ExcelWriter(z) as w:
+        pd.DataFrame().to_excel(w, sheet_name="A", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="B", index=False)
+    _exit_2(run_cli("score", z, "--out", tmp_path / "s.csv"), "no rows in any sheet", "A, B")
+
+
+# --- items 4, 5, 11: numbers ------------------------------------------------------------------
+
+
+def test_bad_numbers_are_rejects_with_a_reason_not_a_crash(tmp_path, accounts):
+    df = accounts.copy()
+    for col in ("employees", "annual_revenue", "deal_size"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df.loc[0, "employees"] = float("inf")
+    df.loc[1, "annual_revenue"] = 1e308
+    df.loc[2, "deal_size"] = -500.0
+    df["potential"] = 1000.0
+    df.loc[3, "potential"] = float("inf")
+    df.loc[4, "potential"] = -1.0
+    df.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (150, 145, 5)
+    reasons = pd.read_csv(tmp_path / "s.rejects.csv").set_index("row")["reason"].to_dict()
+    assert reasons == {
+        1: "employees is not a finite number",
+        2: "annual_revenue beyond 1e+15 in size",
+        3: "negative deal_size",
+        4: "potential is not a finite number",
+        5: "negative potential",
+    }
+    r = run_cli("layers", tmp_path / "a.csv", "--units", "county", "--region", "RI", "--out",
+                tmp_path / "u.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    units = pd.read_parquet(tmp_path / "u.parquet")
+    assert units["potential"].max() < 1e9 and units["potential"].min() >= 0
+
+
+def test_all_rows_invalid_names_the_file_and_writes_the_rejects(tmp_path, accounts):
+    accounts.assign(account_id="").to_csv(tmp_path / "a.csv", index=False)
+    for cmd in (("score",), ("layers", "--units", "county", "--region", "RI")):
+        out = tmp_path / f"{cmd[0]}.{'csv' if cmd[0] == 'score' else 'parquet'}"
+        last = _exit_2(run_cli(cmd[0], tmp_path / "a.csv", *cmd[1:], "--out", out),
+                       "a.csv", "none of the 150 rows", "missing account_id")  # fmt: skip
+        rejects = out.with_name(out.stem + ".rejects.csv")
+        assert str(rejects) in last and len(pd.read_csv(rejects)) == 150
+        assert not out.exists()
+
+
+def test_no_account_in_the_region_is_exit_2(tmp_path, accounts):
+    accounts.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("layers", tmp_path / "a.csv", "--units", "county", "--region", "DE", "--out",
+                tmp_path / "u.parquet")  # fmt: skip
+    _exit_2(r, "none of the 150 rows")
+
+
+def test_absurd_capacity_and_quota_are_exit_2(ri_units, tmp_path):
+    plan = tmp_path / "plan.csv"
+    r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--territories", "2", "--out", plan)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("export", ri_units / "units.parquet", plan, "--capacity", "1e-300", "--out",
+                tmp_path / "x")  # fmt: skip
+    _exit_2(r, "capacity", "reps")
+    r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--territories", "2", "--quota", "1e308", "--out", plan)  # fmt: skip
+    _exit_2(r, "--quota")
+
+
+# --- item 10: internal errors that were bad input ---------------------------------------------
+
+
+def test_output_locations_that_cannot_be_written(ri_units, tmp_path):
+    (tmp_path / "file").write_text("x")
+    base = ("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance", "accounts",
+            "--territories", "2", "--out")  # fmt: skip
+    _exit_2(run_cli(*base, tmp_path / "file" / "plan.csv"), "is a file, not a folder")
+    _exit_2(run_cli(*base, tmp_path), "directory")
+    r = run_cli("score", ri_units / "accounts.csv", "--out", tmp_path / "scored")
+    assert r.returncode == 0, r.stderr  # no suffix: a CSV named as asked
+    assert (tmp_path / "scored.rejects.csv").exists() and (tmp_path / "scored").is_file()
+
+
+def test_k_equal_to_units_and_negative_seed(ri_units, tmp_path):
+    n = len(pd.read_parquet(ri_units / "units.parquet"))
+    r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--territories", str(n), "--out", tmp_path / "p.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert pd.read_csv(tmp_path / "p.csv")["territory"].nunique() == n
+    r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--territories", "2", "--seed", "-1", "--out", tmp_path / "q.csv")  # fmt: skip
+    _exit_2(r, "--seed")
+
+
+def test_tampered_cache_manifest_is_exit_2(ri_units, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "manifest.json").write_text('{"format": 1, "entries": {"zcta/2020": 5}}')
+    env = {**os.environ, "PATCHMAP_CACHE": str(cache)}
+    r = subprocess.run(
+        [sys.executable, "-m", "patchmap", "layers", ri_units / "accounts.csv", "--units",
+         "zcta", "--region", "RI", "--out", tmp_path / "u.parquet"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    _exit_2(r, "manifest.json", "zcta/2020")
+
+
+# --- item 12: text files as they arrive -------------------------------------------------------
+
+
+def test_duplicate_columns_na_ids_bare_cr_delimiters_and_encodings(tmp_path):
+    def score(name: str, body: bytes, *extra: str) -> subprocess.CompletedProcess:
+        (tmp_path / name).write_bytes(body)
+        return run_cli("score", tmp_path / name, *extra, "--out", tmp_path / f"{name}.out.csv")
+
+    _exit_2(score("dup.csv", b"account_id,zip,zip\nA1,02903,02840\n"), "'zip' appears twice")
+    r = score("na.csv", b"account_id,zip\nNA,02903\nNone,02840\nnull,02886\nA4,\n")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (4, 3, 1)
+    out = pd.read_csv(tmp_path / "na.csv.out.csv", dtype=str, keep_default_na=False)
+    assert sorted(out["account_id"]) == ["NA", "None", "null"]
+    r = score("cr.csv", b"account_id,zip,name\r\nA1,02903,Blue\rFoods\r\nA2,02840,x\r\n")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (2, 2, 0)  # the bare CR stays in the name: no phantom row
+    r = score("semi.csv", b"account_id;zip;employees\nA1;02903;5\nA2;02840;7\n")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (2, 2, 0) and "semicolon-separated" in r.stderr
+    r = score("tab.txt", b"account_id\tzip\nA1\t02903\n")
+    assert r.returncode == 0, r.stderr
+    latin = "account_id,zip,name\nA1,02903,Caf\u00e9 Ol\u00e9\n".encode("latin-1")
+    _exit_2(score("latin.csv", latin), "not UTF-8", "--encoding")
+    r = score("latin.csv", latin, "--encoding", "latin-1")
+    assert r.returncode == 0, r.stderr
+    out = pd.read_csv(tmp_path / "latin.csv.out.csv", dtype=str)
+    assert out["name"].tolist() == ["Caf\u00e9 Ol\u00e9"]
+
+
+# --- item 13: ZIP+4 as an 8-digit number ------------------------------------------------------
+
+
+def test_zip_plus_4_that_lost_its_leading_zero(tmp_path):
+    (tmp_path / "a.csv").write_text("account_id,zip\nA1,10050393\nA2,029031234\nA3,02903-1234\n")
+    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (3, 3, 0)
+    assert pd.read_csv(tmp_path / "s.csv", dtype=str)["zip"].tolist() == ["01005", "02903", "02903"]
+
+
+# --- property-based: whatever the file holds, ingest places or rejects every row ------------
+
+_CELL = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "NA", "null", "inf", "-inf", "nan", "1e308", "-1", "=1+1", "@x",
+                     "02903", "2903", "02903-1234", "10050393", "41.8", "-71.4", "999"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)  # fmt: skip
+_COLUMNS = ["account_id", "zip", "lat", "lon", "employees", "potential", "name"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.sampled_from(_COLUMNS), min_size=1, max_size=6, unique=True),
+    st.lists(st.lists(_CELL, min_size=6, max_size=6), min_size=1, max_size=12),
+    st.sampled_from([",", ";", "\t"]),
+)
+def test_ingest_fuzz_places_or_rejects_every_row(tmp_path, columns, rows, sep):
+    import csv
+
+    path = tmp_path / "fuzz.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, delimiter=sep)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow(row[: len(columns)])
+    try:
+        result = load_accounts(path)
+    except InputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert result.n_placed + result.n_rejected == result.n_read
+    assert result.rejects["reason"].notna().all()
+    acc = result.accounts
+    assert acc["lat"].between(-90, 90).all() and acc["lon"].between(-180, 180).all()
+    for col in ("employees", "potential"):
+        if col in acc.columns and pd.api.types.is_numeric_dtype(acc[col]):
+            v = acc[col].dropna()
+            assert ((v >= 0) & (v <= 1e15)).all()
