@@ -275,3 +275,28 @@ def test_ingest_fuzz_places_or_rejects_every_row(tmp_path, columns, rows, sep):
         if col in acc.columns and pd.api.types.is_numeric_dtype(acc[col]):
             v = acc[col].dropna()
             assert ((v >= 0) & (v <= 1e15)).all()
+
+
+def test_h3_without_region_rejects_points_outside_the_states(tmp_path, accounts):
+    df = accounts.head(40).copy()
+    df["lat"], df["lon"] = df["lat"].astype(float), df["lon"].astype(float)
+    for i, (la, lo) in enumerate([(0.0, 0.0), (39.9, 116.4), (13.7, 100.5)]):
+        df.loc[i, ["lat", "lon"]] = [la, lo]
+    df.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("layers", tmp_path / "a.csv", "--units", "h3", "--resolution", "6", "--out",
+                tmp_path / "h.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (40, 37, 3)
+    rejects = pd.read_csv(tmp_path / "h.rejects.csv")
+    assert sorted(rejects["row"]) == [1, 2, 3]
+    assert set(pd.read_parquet(tmp_path / "h.parquet")["state"].dropna()) <= {"RI", "MA", "CT"}
+
+
+def test_layers_reads_the_output_of_score(tmp_path, accounts):
+    accounts.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "scored.parquet")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("layers", tmp_path / "scored.parquet", "--units", "county", "--region", "RI",
+                "--out", tmp_path / "u.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (150, 150, 0)

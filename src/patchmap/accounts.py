@@ -223,6 +223,9 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
         {"row": row[rejected], "account_id": ids[rejected], "reason": reason[rejected]}
     )
     accounts = df[~rejected].reset_index(drop=True)
+    # a file patchmap wrote (e.g. `score`'s output) carries the rows of its own input:
+    # this read's rows replace them
+    accounts = accounts.drop(columns=["source_row"], errors="ignore")
     accounts.insert(0, "source_row", row[~rejected].to_numpy())
     return IngestResult(
         accounts=accounts, rejects=rejects.reset_index(drop=True), n_read=n_read, source=source

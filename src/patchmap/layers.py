@@ -499,11 +499,14 @@ def build_layers(
             inside = located.copy()
             if strict:  # only cells of points inside the region itself
                 inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
+            else:  # the inferred region: points in (or within 5 km of) a U.S. state only
+                states_of = _point_states(lon[located], lat[located], _states_layer())
+                inside[located] = pd.notna(states_of)
             extra = np.unique(cells[inside])
             units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u.int_cells_to_str(extra))
             clock("units")
             placed, rejects = place_accounts(
-                accounts, units_gdf, kind, resolution=res, strict=strict, cells=cells
+                accounts, units_gdf, kind, resolution=res, strict=True, cells=cells
             )
             clock("place")
 
