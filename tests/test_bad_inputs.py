@@ -300,3 +300,22 @@ def test_layers_reads_the_output_of_score(tmp_path, accounts):
                 "--out", tmp_path / "u.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (150, 150, 0)
+
+
+def test_near_perfect_auc_is_flagged_as_probable_leakage(tmp_path):
+    import json
+
+    from patchmap.sample import sample_accounts
+
+    df = sample_accounts(["RI"], n=400, seed=2)
+    df["renewal_amount"] = df["deal_size"].where(df["outcome"] == "won")  # known after a win
+    df.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    assert "probable leakage" in r.stderr and "renewal_amount" in r.stderr
+    card = json.loads((tmp_path / "s.model.json").read_text())
+    assert "renewal_amount" in card["leakage_warning"]
+    df.drop(columns="renewal_amount").to_csv(tmp_path / "b.csv", index=False)
+    r = run_cli("score", tmp_path / "b.csv", "--out", tmp_path / "t.csv")
+    assert r.returncode == 0, r.stderr
+    assert "leakage" not in r.stderr

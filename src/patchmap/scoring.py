@@ -844,7 +844,38 @@ class LookalikeScorer:
             f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
             f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows"
         )
+        if card["cv_auc_mean"] >= LEAKAGE_AUC:
+            warning = leakage_warning(X.iloc[lab], yl, card["cv_auc_mean"])
+            card["leakage_warning"] = warning
+            notes.append(warning)
         return p_win
+
+
+#: A cross-validated AUC this high on real sales data means the outcome leaked in.
+LEAKAGE_AUC = 0.99
+
+
+def leakage_warning(X: pd.DataFrame, y: np.ndarray, auc: float) -> str:
+    """Say why a near-perfect model is suspect, naming the features that are filled for one
+    outcome only (e.g. a ``renewal_amount`` known only for won deals)."""
+    one_sided = []
+    for col in X.columns:
+        filled = X[col].notna().to_numpy()
+        won, lost = (
+            filled[y == 1].mean() if (y == 1).any() else 0,
+            filled[y == 0].mean() if (y == 0).any() else 0,
+        )
+        if abs(won - lost) >= 0.9:
+            one_sided.append(f"{col} ({100 * won:.0f}% filled for won, {100 * lost:.0f}% for lost)")
+    which = (
+        "; features that exist for one outcome only: " + ", ".join(one_sided[:5])
+        if one_sided
+        else "; look for a feature derived from the outcome"
+    )
+    return (
+        f"probable leakage: ROC AUC {auc:.3f} is near perfect{which}. Drop such columns "
+        '(or [scoring] model = "rules") before trusting the scores'
+    )
 
 
 def _threads(n_rows: int):
