@@ -203,6 +203,24 @@ def test_rep_capacity_sets_target_shares(small, small_adj, files, tmp_path):
     assert ((tot / want.reindex(tot.index) - 1).abs() <= 0.005).all()
 
 
+def test_realign_follows_a_capacity_change(small, small_adj, files):
+    """A rep going half-time: realigning the reps' plan with cy's capacity at 0.5 brings
+    every territory within the tolerance (5%) of its capacity-weighted target."""
+    reps = pd.read_csv(files / "reps.csv")
+    plan = Partitioner(4, "population", seed=0).fit(small, adjacency=small_adj, reps=reps)
+    half = reps.assign(capacity=[1, 1, 0.5, 1])
+    new = Partitioner(4, "population", tolerance=0.05, seed=0).realign(
+        small, plan.assignment, adjacency=small_adj, reps=half
+    )
+    pop = small.set_index("unit_id")["population"]
+    tot = pop.groupby(new.assignment.reindex(pop.index).to_numpy()).sum()
+    want = pop.sum() * pd.Series([1, 1, 0.5, 1], index=reps["rep_id"]) / 3.5
+    assert ((tot / want.reindex(tot.index) - 1).abs() <= 0.05).all()
+    assert tot["cy"] < 0.55 * tot["ana"]  # the half-time rep's territory is about half
+    assert new.contiguous and new.constraints["home bases:4 reps"]
+    assert 0 < new.moved_share < 0.25
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_clustered_rep_homes_in_california(seed):
     """20 reps drawn by population (several in one metro): every territory within 2%,
