@@ -648,3 +648,12 @@ def test_compare_page_shows_both_plans(browser, units, plan, tmp_path):
     finally:
         tab.close()
     assert not tab.errors and not tab.requests
+    phone = OfflinePage(browser, width=390, height=844)
+    try:
+        page = phone.open(out)
+        _ready(page)
+        boxes = page.evaluate(_BOXES_JS)
+        assert len(boxes) >= 6 and not _overlaps(boxes), _overlaps(boxes)
+    finally:
+        phone.close()
+    assert not phone.errors and not phone.requests
