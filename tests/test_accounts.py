@@ -71,11 +71,12 @@ def test_every_row_placed_or_rejected_with_reason():
     assert placed.loc["b", "zip"] == "02903" and placed.loc["b", "location_source"] == "zip"
     reasons = res.rejects.set_index("account_id")["reason"]
     assert reasons["c"] == "unknown ZIP 00000"
-    assert reasons["d"] == "coordinates out of range"
+    # a valid ZIP beside unusable coordinates: placed by the ZIP (issue 17)
+    assert placed.loc["d", "location_source"] == "zip" and placed.loc["d", "zcta"] == "94105"
     assert reasons["e"] == "no location (lat/lon or zip)"
     assert reasons["f"] == "lat/lon incomplete or not numeric"
     assert reasons["g"].startswith("unknown ZIP 09410")
-    assert res.rejects["row"].tolist() == [3, 4, 5, 6, 7]
+    assert res.rejects["row"].tolist() == [3, 5, 6, 7]
 
 
 def test_column_mapping_and_leading_zero_ids(tmp_path):

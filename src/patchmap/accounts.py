@@ -181,15 +181,17 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
     lat = pd.Series(np.nan, index=df.index)
     lon = pd.Series(np.nan, index=df.index)
     location_source = pd.Series(pd.NA, index=df.index, dtype="string")
+    # unusable coordinates: the row falls back to its ZIP, else is rejected with this reason
+    coord_problem = pd.Series(pd.NA, index=df.index, dtype="string")
     if has_latlon:
         lat = _numeric(df, "lat", source)
         lon = _numeric(df, "lon", source)
         given = lat.notna() | lon.notna()
         in_range = lat.between(-90, 90) & lon.between(-180, 180)
         bad_range = given & lat.notna() & lon.notna() & ~in_range
-        reason[reason.isna() & bad_range] = "coordinates out of range"
+        coord_problem[bad_range] = "coordinates out of range"
         half = given & (lat.isna() | lon.isna())
-        reason[reason.isna() & half] = "lat/lon incomplete or not numeric"
+        coord_problem[half] = "lat/lon incomplete or not numeric"
         ok = lat.notna() & lon.notna() & in_range
         lat, lon = lat.where(ok), lon.where(ok)
         location_source[ok] = "latlon"
@@ -211,6 +213,17 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
         lat = lat.where(~use, resolved["lat"])
         lon = lon.where(~use, resolved["lon"])
         location_source[use] = "zip"
+        fell_back = use & coord_problem.notna()
+        if fell_back.any():
+            from patchmap.logs import log
+
+            log.info(
+                f"{source}: {int(fell_back.sum())} row(s) with unusable lat/lon placed by "
+                f"their ZIP instead (e.g. row {int(row[fell_back].iloc[0])}: "
+                f"{coord_problem[fell_back].iloc[0]})"
+            )
+    unplaced = reason.isna() & lat.isna()
+    reason[unplaced & coord_problem.notna()] = coord_problem
     reason[reason.isna() & lat.isna()] = "no location (lat/lon or zip)"
     _reject_bad_numbers(df, reason)
 
