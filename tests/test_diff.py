@@ -159,9 +159,7 @@ dir = "{out}"
     (tmp_path / "a.toml").write_text(body.format(acc="last_year.csv", extra="", out="y1"))
     r = run_cli("run", tmp_path / "a.toml")
     assert r.returncode == 0, r.stderr[-2000:]
-    extra = (
-        'current = "y1/plan.csv"\ncurrent_accounts = "last_year.csv"\ntolerance = 1\nmax_moved = 20'
-    )
+    extra = 'current = "y1/plan.csv"\ncurrent_accounts = "last_year.csv"\ntolerance = 0.5\nmax_moved = 20'
     (tmp_path / "b.toml").write_text(body.format(acc="accounts.csv", extra=extra, out="y2"))
     r = run_cli("run", tmp_path / "b.toml")
     assert r.returncode == 0, r.stderr[-2000:]

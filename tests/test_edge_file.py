@@ -69,11 +69,12 @@ def test_plan_file_keys(tmp_path, nm):
     (tmp_path / "plan.toml").write_text(
         f'[accounts]\npath = "a.csv"\n[units]\nkind = "{units.as_posix()}"\nunit_id = "unit_id"\n'
         '[partition]\nterritories = 3\nbalance = "population"\n'
-        'adjacency = "edges.csv"\ntarget = 2\n'
+        'adjacency = "edges.csv"\ntarget = 2\neffort = 2\ntime_limit = 30\n'
     )
     cfg = load_config(tmp_path / "plan.toml")
     assert Path(cfg.partition["adjacency"]) == tmp_path / "edges.csv"
     assert cfg.partition["target"] == pytest.approx(0.02)
+    assert cfg.partition["effort"] == 2 and cfg.partition["time_limit"] == 30
 
 
 def test_library_takes_an_edge_list(nm):
@@ -143,3 +144,42 @@ def test_read_edges_without_geometry_in_pieces_is_an_error():
     assert i.tolist() == [0] and j.tolist() == [1] and "counted once" in notes[0]
     with pytest.raises(InputError, match="falls apart into 2 pieces"):
         edge_adjacency(units, pd.DataFrame({"unit_a": ["a"], "unit_b": ["b"]}), id_col="unit_id")
+
+
+def test_anytime_search_is_deterministic_and_reports_its_best(tmp_path, nm):
+    """Same seed and effort, same plan; the closing note states the written plan's cut."""
+    units, _ = nm
+    plans = []
+    for name in ("a.csv", "b.csv"):
+        r = run_cli(
+            "partition", units, "--out", tmp_path / name, "--territories", "3",
+            "--balance", "population", "--effort", "0.5", "--time-limit", "600",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        plans.append(pd.read_csv(tmp_path / name, dtype=str))
+        note = next(x for x in r.stderr.splitlines() if x.startswith("note: search: best"))
+        import re
+
+        cut, dev = re.search(r"best (\d+) cut edges, max deviation ([\d.]+)%", note).groups()
+        plan = Partitioner(3, "population").evaluate(
+            gpd_read(units), plans[-1].set_index("unit_id")["territory"]
+        )
+        assert int(cut) == round(plan.cut_edge_fraction * plan.adjacency.n_edges)
+        assert float(dev) == pytest.approx(100 * plan.max_deviation, abs=0.006)
+    assert plans[0].equals(plans[1])
+
+
+def gpd_read(path):
+    import geopandas as gpd
+
+    return gpd.read_parquet(path)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--time-limit", "0"), ("--effort", "-1")])
+def test_bad_budget_exits_2_naming_the_flag(tmp_path, nm, flag, value):
+    units, _ = nm
+    r = run_cli(
+        "partition", units, "--out", tmp_path / "plan.csv", "--territories", "3",
+        "--balance", "population", flag, value,
+    )  # fmt: skip
+    assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr

@@ -590,6 +590,29 @@ OPTIONS: tuple[Option, ...] = (
         high_open=True,
     ),
     Option(
+        "effort",
+        NUMBER,
+        1.0,
+        "Length of the search after the restarts, in multiples of the default (0: none); "
+        "the same seed and effort give the same plan.",
+        commands=("partition",),
+        table="partition",
+        low=0,
+        high=1000,
+    ),
+    Option(
+        "time_limit",
+        NUMBER,
+        None,
+        "Stop the search after this long (default: 6 s up to 1,000 units, up to 40 s for "
+        "large maps).",
+        commands=("partition",),
+        table="partition",
+        low=0,
+        low_open=True,
+        unit="seconds",
+    ),
+    Option(
         "adjacency",
         FILE,
         None,

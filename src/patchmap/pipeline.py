@@ -36,6 +36,7 @@ from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_
 
 Echo = Callable[[str], None]
 TARGET = default("partition", "target")
+EFFORT = default("partition", "effort")
 
 
 def _quiet(_: str) -> None:
@@ -337,7 +338,8 @@ def plan_units(
     part = Partitioner(
         k, list(x["balance"]), tolerance=x["tolerance"], target=x.get("target", TARGET),
         id_col=id_col, seed=x["seed"], prove=bool(x.get("prove", False)),
-        prove_time_limit=x.get("prove_time_limit") or 60.0,
+        prove_time_limit=x.get("prove_time_limit") or 60.0, effort=x.get("effort", EFFORT),
+        time_limit=x.get("time_limit"),
     )  # fmt: skip
     common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],
                   regions=x["regions"])  # fmt: skip

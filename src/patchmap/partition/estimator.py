@@ -37,6 +37,7 @@ from patchmap.partition.hierarchy import fit_nested
 from patchmap.partition.plan import Plan, build_plan
 from patchmap.partition.problem import (
     COMPACTNESS,
+    EFFORT,
     TARGET,
     TOLERANCE,
     Problem,
@@ -48,7 +49,7 @@ from patchmap.partition.problem import (
 )
 from patchmap.partition.realign import realign
 from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
-from patchmap.partition.schedule import solve
+from patchmap.partition.schedule import SearchProgress, solve
 from patchmap.units.adjacency import Adjacency, show_id
 
 __all__ = ["Partitioner", "Settings"]
@@ -68,6 +69,8 @@ class Settings:
     labels: str
     n_init: int | str
     max_rounds: int
+    effort: float
+    time_limit: float | None
     prove: bool = False
     prove_time_limit: float = 60.0
 
@@ -106,6 +109,13 @@ class Partitioner(BaseEstimator):
         :mod:`patchmap.certify`). Plain fits, locks and rep homes only.
     prove_time_limit:
         Most seconds the exact model may take.
+    effort:
+        Length of the anytime search that follows the restarts (tabu search inside the
+        exact bands, see :mod:`patchmap.partition.tabu`), in multiples of the default
+        number of steps; 0 skips it. The same seed and effort give the same plan.
+    time_limit:
+        Seconds the anytime search may run at most (None: 6 s up to 1,000 units, rising
+        to 40 s at 50,000). A run cut short by it depends on the machine's speed.
 
     Parameters are checked when a plan is made (scikit-learn's contract), and
     :meth:`fit` returns the :class:`Plan` (see the module docstring).
@@ -126,6 +136,8 @@ class Partitioner(BaseEstimator):
         max_rounds: int = 6,
         prove: bool = False,
         prove_time_limit: float = 60.0,
+        effort: float = EFFORT,
+        time_limit: float | None = None,
     ) -> None:
         self.n_territories = n_territories
         self.balance = balance
@@ -139,6 +151,8 @@ class Partitioner(BaseEstimator):
         self.max_rounds = max_rounds
         self.prove = prove
         self.prove_time_limit = prove_time_limit
+        self.effort = effort
+        self.time_limit = time_limit
 
     def settings(self) -> Settings:
         """The parameters, validated: raises :class:`InputError` saying what was expected."""
@@ -182,11 +196,20 @@ class Partitioner(BaseEstimator):
         tl = self.prove_time_limit
         if isinstance(tl, bool) or not isinstance(tl, (int, float)) or not tl > 0:
             raise InputError(f"prove_time_limit must be a number of seconds > 0, got {tl!r}")
+        e = self.effort
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not (0 <= e <= 1000):
+            raise InputError(f"effort must be a number from 0 to 1000, got {e!r}")
+        tlim = self.time_limit
+        if tlim is not None and (
+            isinstance(tlim, bool) or not isinstance(tlim, (int, float)) or not tlim > 0
+        ):
+            raise InputError(f"time_limit must be a number of seconds > 0, got {tlim!r}")
         return Settings(
             n_territories=int(k), balance=cols, tolerance=float(self.tolerance),
             target=float(self.target), id_col=self.id_col, seed=int(self.seed),
             compactness=float(c), labels=self.labels, n_init=n_init, max_rounds=int(r),
             prove=bool(self.prove), prove_time_limit=float(tl),
+            effort=float(e), time_limit=None if tlim is None else float(tlim),
         )  # fmt: skip
 
     @property
@@ -296,10 +319,12 @@ class Partitioner(BaseEstimator):
         if k == len(ids):  # one unit per territory: the only plan, no search needed
             lab = one_unit_each(lock_codes, k)
         else:
-            lab = solve(
-                problem, seed=cfg.seed, n_init=cfg.n_init, max_rounds=cfg.max_rounds,
-                initial=init_codes, homes=home_idx,
-            )  # fmt: skip
+            with SearchProgress(problem.graph.n) as report:
+                lab = solve(
+                    problem, seed=cfg.seed, n_init=cfg.n_init, max_rounds=cfg.max_rounds,
+                    initial=init_codes, homes=home_idx, effort=cfg.effort,
+                    time_limit=cfg.time_limit, report=report,
+                )  # fmt: skip
         fixed_names = initial is not None or locked is not None or reps is not None
 
         def make_plan(codes: np.ndarray, notes: list[str]) -> Plan:

@@ -24,6 +24,7 @@ from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency,
 
 __all__ = [
     "COMPACTNESS",
+    "EFFORT",
     "MARGIN",
     "TARGET",
     "TOLERANCE",
@@ -41,6 +42,7 @@ __all__ = [
 MARGIN = 0.9  # share of the primary target the search holds deviations within
 TARGET = default("partition", "target")  # default band of the primary column (0.5%)
 TOLERANCE = default("partition", "tolerance")  # default band of the secondary columns
+EFFORT = default("partition", "effort")  # default length of the anytime search
 COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
 
 

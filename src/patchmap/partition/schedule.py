@@ -6,23 +6,90 @@ by a rebalance, pair swaps and Fiduccia–Mattheyses passes; the best plan seen 
 and a last tightening keeps a tighter balance if it costs (almost) no cut edges.
 :func:`solve` runs restarts from different seeds (recursive bisection, or with rep homes
 capacitated starts first) and keeps the best plan: balance targets first, then fewest
-cut edges.
+cut edges. With an ``effort`` above 0, :func:`solve` then searches on (the anytime
+phase, :func:`anytime`): tabu search over single and paired moves inside the exact
+balance band (:func:`~patchmap.partition.tabu.pair_search`) from the best plan, then
+from fresh restarts, for a number of steps set by ``effort`` (deterministic for a seed)
+and never past ``time_limit``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from patchmap.logs import log, progress
 from patchmap.partition.balance import balance, settle
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import score
-from patchmap.partition.problem import Problem
+from patchmap.partition.problem import MARGIN, Problem
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
 from patchmap.partition.state import SearchState
+from patchmap.partition.tabu import PAIR_LIMIT, pair_search
 
-__all__ = ["HOME_STARTS", "improve", "solve"]
+__all__ = [
+    "SearchProgress",
+    "ANYTIME_MAX_UNITS",
+    "HOME_STARTS",
+    "anytime",
+    "default_time_limit",
+    "improve",
+    "solve",
+]
+
+ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase is skipped (per-step gains vanish)
+STEP_WORK = 60_000  # boundary moves x steps one anytime run may take at effort 1
+RUNS = 2  # anytime runs: from the best plan, then from a fresh restart
+
+
+class SearchProgress:
+    """The anytime search's progress on stderr: a bar on a terminal showing the best
+    plan so far (cut edges, largest deviation), and one closing note."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.t0 = time.perf_counter()
+        self.best: tuple | None = None
+        self.bar = None
+
+    def __enter__(self) -> SearchProgress:
+        return self
+
+    def __call__(self, key: tuple, step: int) -> None:
+        """Called with each new best plan's rank key (violation, cut, max deviation)."""
+        self.best = key
+        if self.bar is None:
+            self.bar = progress(total=0, desc="search")
+        self.bar.set_postfix_str(self.line(), refresh=True)
+
+    def line(self) -> str:
+        v, cut, dev = self.best
+        band = "" if v <= 0 else " (outside the band)"
+        return f"best {cut} cut edges, max deviation {100 * dev:.2f}%{band}"
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.best is not None and exc[0] is None:
+            log.info(f"search: {self.line()} after {time.perf_counter() - self.t0:.1f} s")
+
+
+def run_steps(moves: int, effort: float) -> int:
+    """Steps of one anytime run at ``effort`` (1 = the default), given the number of
+    boundary moves of the start (what one step's cost grows with): about the same work
+    on every map, and the same steps for the same input, so a run is reproducible."""
+    return int(round(effort * min(max(STEP_WORK / max(moves, 1), 400), 4000)))
+
+
+def default_time_limit(n: int) -> float:
+    """The search's time cap when none is given (seconds): the default budget keeps a
+    plan of up to 1,000 units within 10 s and of 50,000 within 60 s, all stages included."""
+    return 6.0 if n <= 1000 else min(6.0 + 34.0 * (n - 1000) / 49_000, 40.0)
+
 
 RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
@@ -74,6 +141,9 @@ def solve(
     max_rounds: int = 6,
     initial: np.ndarray | None = None,
     homes: np.ndarray | None = None,
+    effort: float = 0.0,
+    time_limit: float | None = None,
+    report: Callable | None = None,
 ) -> np.ndarray:
     """Restarts of seed + search; the best labelling (integer codes) wins.
 
@@ -124,4 +194,62 @@ def solve(
         sc = score(s)
         if best is None or sc < best[0]:
             best = (sc, s.labels())
+    if effort <= 0 or n > ANYTIME_MAX_UNITS or n <= k:
+        return best[1]
+    deadline = time.perf_counter() + (
+        time_limit if time_limit is not None else default_time_limit(n)
+    )
+    return anytime(
+        problem, best[1], seed=seed, effort=effort, deadline=deadline, max_rounds=max_rounds,
+        report=report,
+    )  # fmt: skip
+
+
+def anytime(
+    problem: Problem,
+    start: np.ndarray,
+    *,
+    seed: int,
+    effort: float,
+    deadline: float,
+    max_rounds: int = 6,
+    report: Callable | None = None,
+) -> np.ndarray:
+    """The anytime phase: :data:`RUNS` tabu runs inside the exact bands (the first from
+    ``start``, the others from fresh restarts), each of :func:`run_steps` steps, stopping
+    at ``deadline``; the best plan by :func:`~patchmap.partition.tabu.rank` wins (and
+    ``start`` stays when nothing beats it)."""
+    tol = [problem.tol[0] / MARGIN] + list(problem.tol[1:])
+    rng = np.random.default_rng([seed, 7])
+    first = SearchState(problem, start, rng)
+    moves = int(
+        sum(
+            len({first.lab[v] for v in first.nbrs[u]} - {first.lab[u]})
+            for u in first.boundary().tolist()
+        )
+    )
+    steps = run_steps(min(moves, PAIR_LIMIT), effort)
+    best = None
+    for r in range(RUNS):
+        if r and time.perf_counter() > deadline:
+            break
+        if r == 0:
+            lab = start
+        else:
+            sub = np.random.default_rng([seed, 7, r])
+            lab = recursive_seed(
+                problem.graph, problem.xy, problem.weights, problem.area, problem.k,
+                problem.tol, problem.locked, sub, problem.compactness,
+                shares=np.asarray(problem.shares),
+            )  # fmt: skip
+            lab = settle_locks(problem.graph, lab, problem.weights[:, 0], problem.k, problem.locked)
+            st = SearchState(problem, lab, sub)
+            improve(st, max_rounds)
+            lab = st.labels()
+        s = SearchState(problem, lab, rng)
+        key, lab = pair_search(
+            s, tol, steps, deadline=deadline, seed=int(rng.integers(2**31)), report=report
+        )
+        if best is None or key < best[0]:
+            best = (key, lab)
     return best[1]

@@ -1,0 +1,345 @@
+"""Tabu search inside the exact balance bands: the anytime part of the search.
+
+:func:`pair_search` descends over compound moves: every single boundary move and every
+pair of them (a swap between two territories, or a chain p -> q -> r), ranked by the
+band violation after the move, then by cut edges. Pairs are what a tight band needs: one
+move alone leaves the band, the pair lands back inside. The bands are the exact ones a
+plan is judged by (every column's total within its tolerance of its goal). Sideways
+steps (same violation, same cut) walk plateaus, with recently moved units tabu so the
+walk does not cycle; at a local optimum the walk keeps it as its base when it is no
+worse, and restarts from the base after a random kick of a few moves (iterated local
+search). Every move keeps every territory connected; locked units never move.
+
+Plans are ranked by :func:`rank`: band violation, then cut edges, then the primary's
+largest deviation. The pair evaluation is vectorized (numpy arrays of moves x moves x
+territories); the labels and tallies are the search state's flat lists, and every random
+choice comes from generators seeded by ``seed``, so a run is deterministic for a seed
+and a step count.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from patchmap.partition.contiguity import can_remove
+from patchmap.partition.state import SearchState
+
+__all__ = ["Bandwidth", "pair_search", "rank"]
+
+SECONDARY = 1000.0  # a secondary column's violation weighs 1/SECONDARY of the primary's
+FULL_K = 8  # up to this many territories, pairs are scored over every territory at once
+TENURE_DIV = 3.0  # a moved unit stays put for sqrt(n) / TENURE_DIV steps (up to twice that)
+Report = Callable[[tuple, int], None]
+
+
+class Bandwidth:
+    """Exact bands per territory and column: ``lo``/``hi`` totals, and ``scale`` (the
+    band's half-width, which a violation is measured in; a secondary column's is
+    :data:`SECONDARY` times wider, so the primary band comes first, as in
+    :func:`~patchmap.partition.objective.score`)."""
+
+    def __init__(self, s: SearchState, tol: list[float]) -> None:
+        goal = s.bands.goal
+        k, m = s.k, s.m
+        self.lo = [[goal[t][j] * (1 - tol[j]) for j in range(m)] for t in range(k)]
+        self.hi = [[goal[t][j] * (1 + tol[j]) for j in range(m)] for t in range(k)]
+        self.scale = [
+            [max(goal[t][j] * tol[j], 1e-12) * (1.0 if j == 0 else SECONDARY) for j in range(m)]
+            for t in range(k)
+        ]
+        self.goal = goal
+
+    def excess(self, t: int, j: int, x: float) -> float:
+        """How far total x lies outside territory t's band for column j (in half-widths)."""
+        if x > self.hi[t][j]:
+            return (x - self.hi[t][j]) / self.scale[t][j]
+        if x < self.lo[t][j]:
+            return (self.lo[t][j] - x) / self.scale[t][j]
+        return 0.0
+
+    def violation(self, tot: list[list[float]]) -> float:
+        """Sum of every territory's and column's excess (0 when the plan is inside)."""
+        return sum(
+            self.excess(t, j, tot[t][j]) for t in range(len(tot)) for j in range(len(tot[t]))
+        )
+
+    def max_deviation(self, tot: list[list[float]]) -> float:
+        """The primary column's largest relative deviation from its goal."""
+        return max(abs(tot[t][0] / self.goal[t][0] - 1) for t in range(len(tot)) if self.goal[t][0])
+
+
+def rank(violation: float, cut: int, max_dev: float) -> tuple:
+    """Plans compared: inside the bands first, then fewest cut edges, then tightest."""
+    return (round(violation, 9), cut, round(max_dev, 9))
+
+
+def _kick(s: SearchState, rnd: random.Random, moves: int) -> None:
+    """Random boundary moves that keep every territory connected (balance ignored)."""
+    lab, nbrs = s.lab, s.nbrs
+    bnd = s.boundary().tolist()
+    for _ in range(moves * 4):
+        if moves <= 0 or not bnd:
+            break
+        u = bnd[rnd.randrange(len(bnd))]
+        if s.locked[u]:
+            continue
+        p = lab[u]
+        others = sorted({lab[v] for v in nbrs[u]} - {p})
+        if not others or not can_remove(s, u, p):
+            continue
+        s.move(u, p, others[rnd.randrange(len(others))])
+        moves -= 1
+
+
+FLAT_LIMIT = 8  # sideways steps in a row before a plateau counts as a local optimum
+RECOM_SHARE = 0.5  # share of kicks that merge and re-split two territories (ReCom)
+PAIR_LIMIT = 220  # most single moves combined into pairs per step
+
+
+def pair_search(
+    s: SearchState,
+    tol: list[float],
+    steps: int,
+    *,
+    deadline: float | None = None,
+    seed: int = 0,
+    report: Report | None = None,
+) -> tuple[tuple, np.ndarray]:
+    """Tabu search over compound moves: every single boundary move and every pair of
+    them (a swap, or a chain p -> q -> r), ranked by band violation after the move, then
+    cut edges. Pairs are what a tight band needs: one move leaves the band, the other
+    brings it back. Each step takes the best pair whose units are not tabu (or that
+    gives the best plan so far); a stalled walk restarts from the best plan, kicked."""
+    rnd = random.Random(seed)
+    gen = np.random.default_rng(seed)
+    bw = Bandwidth(s, tol)
+    k, n = s.k, s.g.n
+    lo, hi = np.array(bw.lo), np.array(bw.hi)
+    scale = np.array(bw.scale)
+    A = s.g.matrix
+    nbrs, locked = s.nbrs, s.locked
+    Wn = np.asarray(s.W, dtype=float)
+    bnd = set(s.boundary().tolist())
+    cut = s.cut_edges()
+
+    def violation(T: np.ndarray) -> np.ndarray:
+        return (np.maximum(T - hi, 0) + np.maximum(lo - T, 0)) / scale
+
+    viol = float(violation(np.array(s.tot)).sum())
+    best = rank(viol, cut, bw.max_deviation(s.tot))
+    best_lab = s.labels()
+    tabu = [0] * n
+    base = max(2, int(round(math.sqrt(n) / TENURE_DIV)))
+    base_key, base_lab = best, best_lab
+    kicks, flat = 0, 0
+    max_kicks = steps  # each descent ends in a kick; ``steps`` bounds moves and kicks alike
+    for it in range(1, steps + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        lab = s.lab
+        U, P, Q, DC = [], [], [], []
+        for u in bnd:
+            if locked[u]:
+                continue
+            p = lab[u]
+            cnt: dict[int, int] = {}
+            for v in nbrs[u]:
+                lv = lab[v]
+                cnt[lv] = cnt.get(lv, 0) + 1
+            cp = cnt.get(p, 0)
+            for q, cq in cnt.items():
+                if q != p:
+                    U.append(u)
+                    P.append(p)
+                    Q.append(q)
+                    DC.append(cp - cq)
+        if not U:
+            break
+        U, P, Q, DC = map(np.asarray, (U, P, Q, DC))
+        if len(U) > PAIR_LIMIT:
+            noise = gen.random(len(U))
+            keep = np.argsort(DC + 2.0 * noise, kind="stable")[:PAIR_LIMIT]
+            U, P, Q, DC = U[keep], P[keep], Q[keep], DC[keep]
+        M = len(U)
+        V = _pair_violation(np.array(s.tot), U, P, Q, Wn, lo, hi, scale)
+        C = np.r_[DC, 0][:, None] + np.r_[DC, 0][None, :]
+        # pairs of neighbouring units: the edge between them was counted as if the other
+        # stayed put
+        sub = A[U][:, U].tocoo()
+        i, j = sub.row, sub.col
+        C[i, j] += (Q[i] != Q[j]).astype(int) - (Q[i] != P[j]) - (P[i] != Q[j]) + (P[i] != P[j])
+        same = U[:, None] == U[None, :]
+        bad = np.zeros((M + 1, M + 1), dtype=bool)
+        bad[:M, :M] = same
+        bad[M, :] = True  # the null move comes second only
+        bad[np.tril_indices(M + 1, -1)] |= True  # each unordered pair once (i < j or j null)
+        bad[np.arange(M), M] = False
+        tabu_m = np.array([tabu[u] > it for u in U.tolist()] + [False])
+        tb = tabu_m[:, None] | tabu_m[None, :]
+        newv = np.round(V, 9)
+        # descent: a pair must lower the violation, or keep it and cut no more edges
+        # (a sideways step only with units that are not tabu)
+        vnow = round(viol, 9)
+        better = (newv < vnow - 1e-9) | ((newv <= vnow + 1e-9) & (C < 0))
+        sideways = (newv <= vnow + 1e-9) & (C == 0) & ~tb & (flat < FLAT_LIMIT)
+        ok = ~bad & (better | sideways)
+        key = np.where(ok, newv * 1e6 + C + 0.01 * gen.random((M + 1, M + 1)), np.inf)
+        flatkey = key.ravel()
+        top = min(64, flatkey.size - 1)
+        order = np.argpartition(flatkey, top)[: top + 1]
+        order = order[np.argsort(flatkey[order], kind="stable")]
+        done = False
+        for f in order.tolist():
+            if not np.isfinite(key.flat[f]):
+                break
+            a, b = divmod(f, M + 1)
+            ua, pa, qa = int(U[a]), int(P[a]), int(Q[a])
+            if s.lab[ua] != pa or not can_remove(s, ua, pa):
+                continue
+            s.move(ua, pa, qa)
+            if b < M:
+                ub, pb, qb = int(U[b]), int(P[b]), int(Q[b])
+                if (
+                    s.lab[ub] != pb
+                    or not any(s.lab[x] == qb for x in nbrs[ub])
+                    or not can_remove(s, ub, pb)
+                ):
+                    s.move(ua, qa, pa)
+                    continue
+                s.move(ub, pb, qb)
+                moved = (ua, ub)
+            else:
+                moved = (ua,)
+            cut += int(C[a, b])
+            viol = float(V[a, b])
+            done = True
+            break
+        if not done:
+            # a local optimum: keep it as the base if no worse, then kick the base
+            here = rank(viol, cut, bw.max_deviation(s.tot))
+            if here <= base_key:
+                base_key, base_lab = here, s.labels()
+            kicks += 1
+            if kicks > max_kicks:
+                break
+            s.load(base_lab)
+            if rnd.random() >= RECOM_SHARE or not _recombine(s, rnd, gen):
+                _kick(s, rnd, 1 + rnd.randint(0, 1 + k))
+            bnd = set(s.boundary().tolist())
+            cut = s.cut_edges()
+            viol = float(violation(np.array(s.tot)).sum())
+            flat = 0
+            continue
+        flat = flat + 1 if int(C[a, b]) == 0 and float(V[a, b]) >= viol - 1e-9 else 0
+        lab = s.lab
+        for u in moved:
+            tabu[u] = it + base + rnd.randint(0, base)
+            for x in (u, *nbrs[u]):
+                lx = lab[x]
+                if any(lab[y] != lx for y in nbrs[x]):
+                    bnd.add(x)
+                else:
+                    bnd.discard(x)
+        if (round(viol, 9), cut) <= best[:2]:
+            now = rank(viol, cut, bw.max_deviation(s.tot))
+            if now < best:
+                best, best_lab = now, s.labels()
+                if report is not None:
+                    report(best, it)
+    if s.labels().tolist() != best_lab.tolist():
+        s.load(best_lab)
+    return best, best_lab
+
+
+def _recombine(s: SearchState, rnd: random.Random, gen: np.random.Generator) -> bool:
+    """ReCom kick: merge two neighbouring territories and split the union again along a
+    random spanning tree, at the tree edge that comes closest to the first one's goal.
+    Both halves are connected by construction; balance and cut edges are left to the
+    descent that follows. False (nothing done) when the pair holds locked units."""
+    from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
+
+    lab = s.labn
+    ei, ej = s.g.ei, s.g.ej
+    cut = np.flatnonzero(lab[ei] != lab[ej])
+    if not len(cut):
+        return False
+    e = int(cut[rnd.randrange(len(cut))])
+    p, q = int(lab[ei[e]]), int(lab[ej[e]])
+    idx = np.flatnonzero((lab == p) | (lab == q))
+    if s.lockn[idx].any():
+        return False
+    sub = s.g.matrix[idx][:, idx].tocoo()
+    keep = sub.row < sub.col
+    w = gen.random(int(keep.sum())) + 0.01
+    from scipy import sparse
+
+    g = sparse.coo_matrix((w, (sub.row[keep], sub.col[keep])), shape=(len(idx), len(idx)))
+    tree = minimum_spanning_tree(g)
+    order, pred = breadth_first_order(tree, 0, directed=False)
+    if len(order) < len(idx):
+        return False
+    wt = s.W[idx, 0].astype(float)
+    acc = wt.copy()
+    for x in order[:0:-1].tolist():
+        acc[pred[x]] += acc[x]
+    goal = s.bands.goal[p][0]
+    err = np.abs(acc - goal)
+    err[order[0]] = np.inf
+    x = int(np.argmin(err))
+    inside = np.zeros(len(idx), dtype=bool)
+    inside[x] = True
+    for y in order[1:].tolist():
+        if inside[pred[y]]:
+            inside[y] = True
+    new = np.where(inside, p, q)
+    for u, t in zip(idx.tolist(), new.tolist(), strict=True):
+        if s.lab[u] != t:
+            s.move(u, s.lab[u], t)
+    return True
+
+
+def _pair_violation(
+    tot: np.ndarray, U: np.ndarray, P: np.ndarray, Q: np.ndarray, Wn: np.ndarray,
+    lo: np.ndarray, hi: np.ndarray, scale: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Band violation after each pair of moves (M+1 x M+1; index M is "no move").
+
+    With few territories every territory's totals are formed per pair (M x M x k x m);
+    with many, only the at most four a pair touches (p and q of each move), each counted
+    once, so the cost does not grow with k."""
+    k, m = tot.shape
+    M = len(U)
+
+    def excess(T, lo_, hi_, sc):
+        return (np.maximum(T - hi_, 0) + np.maximum(lo_ - T, 0)) / sc
+
+    if k <= FULL_K:
+        D = np.zeros((M + 1, k, m))
+        w = Wn[U]
+        D[np.arange(M), P] -= w
+        D[np.arange(M), Q] += w
+        T = tot[None, None] + D[:, None] + D[None, :]
+        return excess(T, lo, hi, scale).sum(axis=(2, 3))
+    Pn, Qn = np.r_[P, 0], np.r_[Q, 0]
+    wn = np.vstack([Wn[U], np.zeros((1, m))])
+    ex_now = excess(tot, lo, hi, scale).sum(axis=1)
+    two = np.stack([Pn, Qn], axis=1)
+    terr = np.concatenate(
+        [np.broadcast_to(two[:, None], (M + 1, M + 1, 2)),
+         np.broadcast_to(two[None, :], (M + 1, M + 1, 2))], axis=2,
+    )  # fmt: skip
+    t4 = terr[..., None]
+    da = (t4 == Qn[:, None, None, None]).astype(float) - (t4 == Pn[:, None, None, None])
+    db = (t4 == Qn[None, :, None, None]).astype(float) - (t4 == Pn[None, :, None, None])
+    new = tot[terr] + da * wn[:, None, None, :] + db * wn[None, :, None, :]
+    exn = excess(new, lo[terr], hi[terr], scale[terr]).sum(axis=3)
+    once = np.ones(terr.shape, dtype=bool)
+    for c in range(1, 4):
+        for d in range(c):
+            once[..., c] &= terr[..., c] != terr[..., d]
+    return ex_now.sum() + ((exn - ex_now[terr]) * once).sum(axis=2)
