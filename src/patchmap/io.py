@@ -6,6 +6,7 @@ import contextlib
 import csv
 import errno
 import functools
+import glob
 import inspect
 import io as io_module
 import mmap
@@ -204,8 +205,15 @@ def atomic_path(path: str | os.PathLike, *, immediate: bool = False) -> Iterator
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
     finally:
-        if not keep and tmp_path is not None and tmp_path.exists():
-            tmp_path.unlink()
+        if not keep and tmp_path is not None:
+            _remove_temp(tmp_path)
+
+
+def _remove_temp(tmp: Path) -> None:
+    """A temporary file and what its writer made beside it (GPKG ``-journal``, ``-wal``)."""
+    for p in [tmp, *tmp.parent.glob(glob.escape(tmp.name) + "-*")]:
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))
@@ -282,8 +290,7 @@ def _commit(run: _Run) -> None:
 
 def _discard(run: _Run) -> None:
     for tmp in run.pending.values():
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _remove_temp(tmp)
     run.pending.clear()
     for folder in reversed(run.made_dirs):
         with contextlib.suppress(OSError):
