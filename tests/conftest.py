@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,54 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``patchmap ARGS`` in a subprocess (the real entry point, real exit status)."""
+    """Run ``patchmap ARGS`` as a user does and return its exit status, stdout and stderr.
+
+    In this process (a fresh interpreter per call would spend most of the suite importing
+    scipy and sklearn): the same ``main`` entry point and its error handling, stdout and
+    stderr captured, and warnings printed to stderr as a fresh interpreter prints them, so
+    tests of "one line on stderr" still see them. :func:`run_cli_process` runs the real
+    console entry point in a subprocess.
+    """
+    from patchmap.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    log = logging.getLogger("patchmap")
+    saved = (list(log.handlers), log.level, log.propagate)
+    here = os.getcwd()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    code: int = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("default")  # a fresh interpreter's filters
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):
+                warnings.simplefilter("ignore", quiet)
+            warnings.showwarning = show
+            try:
+                main.main(args=argv, prog_name="patchmap")
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(here)
+        log.handlers[:] = saved[0]
+        log.setLevel(saved[1])
+        log.propagate = saved[2]
+    return subprocess.CompletedProcess(
+        ["patchmap", *argv], code, stdout=out.getvalue(), stderr=err.getvalue()
+    )
+
+
+def run_cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m patchmap ARGS`` in a subprocess (the real entry point, real exit status)."""
     return subprocess.run(
         [sys.executable, "-m", "patchmap", *map(str, args)],
         capture_output=True,

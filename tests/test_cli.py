@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_process
 from patchmap import geodata
 
 
@@ -197,3 +197,14 @@ def test_bad_input_exits_2_with_one_line(small_chain, tmp_path, args, expected):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "u.parquet").exists() and not (tmp_path / "p.csv").exists()
+
+
+def test_console_entry_point_bad_input_is_one_line_exit_2(tmp_path):
+    """The real interpreter (not the in-process runner): one line, exit 2, no traceback."""
+    r = run_cli_process(
+        "layers", tmp_path / "missing.csv", "--units", "zcta", "--out", tmp_path / "u.parquet"
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "file not found" in lines[0]
+    assert not (tmp_path / "u.parquet").exists()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from conftest import run_cli
+from conftest import run_cli_process
 from patchmap import geodata
 
 
 def test_demo_writes_the_five_outputs(tmp_path):
     out = tmp_path / "demo"
-    r = run_cli("demo", "--out", out)
+    r = run_cli_process("demo", "--out", out)  # the real console entry point, end to end
     assert r.returncode == 0, r.stderr[-3000:]
     for name in [
         "map.html",
