@@ -5,13 +5,19 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test lint bench geodata clean system-deps
 
+# the runtime only (what `make demo` needs); the test extras come with `make test`
 $(BIN)/patchmap: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-extras: $(BIN)/patchmap
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-## make demo: install, run the whole chain on the bundled California data, print the map path
+## make demo: install the runtime, run the whole chain on the bundled California data, print
+## the map path; then call the CLI as .venv/bin/patchmap (or `. .venv/bin/activate` first)
 demo: $(BIN)/patchmap
 	$(BIN)/patchmap demo --out out/demo
 
@@ -21,12 +27,13 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## make test: install with test extras (and Chromium), lint, run the suite
-test: $(BIN)/patchmap system-deps
+## make test: install with test extras (and Chromium), lint, check formatting, run the suite
+test: $(VENV)/.test-extras system-deps
 	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
 	$(BIN)/python -m pytest -n 2 -q
 
-lint: $(BIN)/patchmap
+lint: $(VENV)/.test-extras
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
 
