@@ -971,14 +971,19 @@ def model_card_path(out_path: str | os.PathLike) -> Path:
 
 
 def write_scored(result: ScoreResult, out_path: str | os.PathLike) -> Path:
-    """Write scored accounts (CSV, or Parquet by suffix) and the model card JSON, atomically."""
+    """Write scored accounts (CSV, or Parquet by suffix) and the model card JSON, atomically.
+
+    Ingest's row numbers (``source_row``) stay behind: the scored file is an accounts file
+    of its own that ``layers``, ``export`` and ``diff`` read (and number) again.
+    """
     p = Path(out_path)
     suffix = p.suffix.lower()
+    accounts = result.accounts.drop(columns=["source_row"], errors="ignore")
     if suffix in {".parquet", ".pq"}:
         with atomic_path(p) as tmp:
-            result.accounts.to_parquet(tmp, index=False)
+            accounts.to_parquet(tmp, index=False)
     elif suffix in {".csv", ".txt", ""}:
-        write_csv(result.accounts, p)
+        write_csv(accounts, p)
     else:
         raise InputError(f"{p}: unsupported output type {suffix!r} (use .csv or .parquet)")
     write_text(
