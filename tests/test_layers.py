@@ -169,8 +169,9 @@ def test_missing_measures_are_zero_and_noted(accounts):
 def test_bad_inputs_raise_input_error(accounts):
     with pytest.raises(InputError, match="resolution"):
         build_layers(accounts, units="h3", resolution=16)
-    with pytest.raises(InputError, match="--units"):
+    with pytest.raises(InputError, match="units must be one of h3, zcta, county") as err:
         build_layers(accounts, units="hexes")
+    assert "--" not in str(err.value)  # library words; the CLI says --units (test_cli)
     bad = accounts.copy()
     bad["score"] = bad["score"].astype(object)
     bad.loc[7, "score"] = "high"
@@ -224,3 +225,38 @@ def test_zcta_units_without_polygons_are_voronoi_cells_of_the_gazetteer(accounts
     assert sorted(result.units["unit_id"]) == sorted(nv["zcta"])
     assert shapely.coverage_is_valid(result.units.geometry.values)
     assert result.units["accounts"].sum() == len(result.placed)
+
+
+def test_units_file_records_its_kind_and_resolution(accounts, tmp_path):
+    """The layer's GeoParquet metadata says what it is; later stages read it, not the ids.
+
+    Delaware's county FIPS codes (10001, 10003, 10005) are also Delaware ZIP codes: a
+    guess from the ids calls the layer ZCTAs, the record says counties.
+    """
+    from patchmap.export import unit_kind
+    from patchmap.units.adjacency import build_adjacency
+    from patchmap.units.meta import h3_resolution, recorded
+    from patchmap.units.meta import unit_kind as layer_kind
+
+    cases = {
+        "h3": build_layers(accounts, units="h3", resolution=6, states=["RI"]),
+        "county": build_layers(accounts, units="county", states=["DE"]),
+        "zcta": build_layers(accounts, units="zcta", states=["DC"]),
+    }
+    for kind, result in cases.items():
+        path = write_layers(result, tmp_path / f"{kind}.parquet")
+        back = read_units(path)
+        assert recorded(back) == {
+            "unit_kind": kind,
+            "h3_resolution": 6 if kind == "h3" else None,
+        }
+        assert layer_kind(back) == kind
+    de = read_units(tmp_path / "county.parquet")
+    assert sorted(de["unit_id"]) == ["10001", "10003", "10005"]
+    assert layer_kind(de.copy().assign(x=1).iloc[:, :]) == "county"  # survives pandas ops
+    assert unit_kind(de) == "polygon"  # export's routing: by point, not by ZIP id
+    bare = pd.DataFrame({"unit_id": de["unit_id"]})  # no record: the ids are all one has
+    assert layer_kind(bare) == "zcta"
+    hexes = read_units(tmp_path / "h3.parquet")
+    assert h3_resolution(hexes) == 6
+    assert len(build_adjacency(hexes, id_col="unit_id").ids) == len(hexes)

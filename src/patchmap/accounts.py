@@ -76,7 +76,7 @@ def rename_columns(df: pd.DataFrame, column_map: Mapping[str, str], source: str)
     return renamed.loc[:, ~renamed.columns.duplicated(keep="last")]
 
 
-def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
+def _numeric(df: pd.DataFrame, column: str, source: str, first_row: int = 1) -> pd.Series:
     """Coerce a column to float; a column with values but none numeric is a wrong type."""
     raw = df[column]
     values = pd.to_numeric(raw, errors="coerce").astype("float64")
@@ -86,7 +86,8 @@ def _numeric(df: pd.DataFrame, column: str, source: str) -> pd.Series:
     if given.any() and values[given].isna().all():
         first = raw[given].iloc[0]
         raise InputError(
-            f"{source}: column {column!r} must be numeric (row {int(given.idxmax()) + 1}: {first!r})"
+            f"{source}: column {column!r} must be numeric "
+            f"(row {int(given.idxmax()) + first_row}: {first!r})"
         )
     return values
 
@@ -138,8 +139,15 @@ def _reject_bad_numbers(df: pd.DataFrame, reason: pd.Series) -> None:
         reason[free & ~infinite & ~huge & negative] = f"negative {col}"
 
 
-def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResult:
-    """Validate and geocode an accounts DataFrame already in memory."""
+def validate_accounts(
+    df: pd.DataFrame, source: str = "accounts", *, first_row: int = 1
+) -> IngestResult:
+    """Validate and geocode an accounts DataFrame already in memory.
+
+    ``first_row``: the row number of ``df``'s first row (1; a later number for a slice of a
+    larger table, e.g. one partition of a Parquet dataset), so messages and rejects name
+    rows of the whole table.
+    """
     n_read = len(df)
     if n_read == 0:
         raise InputError(f"{source}: no rows")
@@ -158,7 +166,7 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
         )
 
     df = df.reset_index(drop=True).copy()
-    row = pd.Series(np.arange(1, n_read + 1), index=df.index, dtype="int64")
+    row = pd.Series(np.arange(first_row, first_row + n_read), index=df.index, dtype="int64")
     ids = df["account_id"].astype("string").str.strip()
     ids = (
         ids.str.replace(r"\.0$", "", regex=True)
@@ -184,8 +192,8 @@ def validate_accounts(df: pd.DataFrame, source: str = "accounts") -> IngestResul
     # unusable coordinates: the row falls back to its ZIP, else is rejected with this reason
     coord_problem = pd.Series(pd.NA, index=df.index, dtype="string")
     if has_latlon:
-        lat = _numeric(df, "lat", source)
-        lon = _numeric(df, "lon", source)
+        lat = _numeric(df, "lat", source, first_row)
+        lon = _numeric(df, "lon", source, first_row)
         given = lat.notna() | lon.notna()
         in_range = lat.between(-90, 90) & lon.between(-180, 180)
         bad_range = given & lat.notna() & lon.notna() & ~in_range

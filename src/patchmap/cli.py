@@ -207,11 +207,11 @@ def export_cmd(units: str, plan: str, out: str, **settings) -> None:
 def run_cmd(config: str) -> None:
     """Run every stage from one plan file (TOML)."""
     from patchmap.config import load_config
-    from patchmap.pipeline import run_plan
+    from patchmap.run import run_config
 
     plan = load_config(config)
     try:
-        result = run_plan(plan, echo=click.echo)
+        result = run_config(plan, echo=click.echo)
     except OptionError as exc:  # library words -> the plan file's keys
         raise InputError(plan.worded(exc)) from None
     click.echo(f"map: {result.outputs['map']}")

@@ -7,7 +7,8 @@ scoring with a model fitted once, placement (:func:`patchmap.layers.place_accoun
 units built once and broadcast to the workers, and per-unit sums. The table is never in one
 place: what comes back is per-unit sums, the (small) rejects and a few counts.
 
-The result is the pandas engine's (``load_accounts`` -> ``score_accounts`` ->
+:func:`patchmap.pipeline.layers_file` (``engine="dask"``) writes its result as it writes the
+pandas engine's. The result is the pandas engine's (``load_accounts`` -> ``score_accounts`` ->
 ``build_layers``), value for value:
 
 - row numbers are global: partition offsets come from the Parquet metadata;
@@ -29,7 +30,6 @@ import math
 import operator
 import os
 import pickle
-import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +47,10 @@ from patchmap.accounts import (
     validate_accounts,
 )
 from patchmap.errors import InputError
-from patchmap.io import write_csv
 from patchmap.layers import (
+    COUNTED_NOTES,
     MEASURES,
+    NO_STATUS_NOTE,
     Clock,
     LayersResult,
     aggregate_units,
@@ -65,9 +66,10 @@ from patchmap.layers import (
     measure_values,
     place_accounts,
     split_region,
-    write_layers,
+    zip_only_note,
 )
 from patchmap.logs import log, progress
+from patchmap.notes import merge_counts
 from patchmap.scoring import (
     LookalikeScorer,
     ScoringConfig,
@@ -91,7 +93,6 @@ __all__ = [
     "build_layers_dask",
     "cluster_size",
     "dask_client",
-    "layers_file_dask",
 ]
 
 #: Total memory the default local cluster may use: scheduler, workers and this process.
@@ -162,8 +163,10 @@ def _dask():
         import dask.dataframe as dd
         import distributed
     except ImportError:
-        raise InputError(
-            "--engine dask needs dask and distributed: pip install 'patchmap[dask]'"
+        from patchmap.options import error
+
+        raise error(
+            "layers", "{engine=dask} needs dask and distributed: pip install 'patchmap[dask]'"
         ) from None
     return dask, dd, distributed
 
@@ -199,8 +202,10 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         try:
             client = distributed.Client(scheduler, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise InputError(
-                f"--scheduler {scheduler}: cannot connect ({_first_line(exc)})"
+            from patchmap.options import error
+
+            raise error(
+                "layers", f"{{scheduler}} {scheduler}: cannot connect ({_first_line(exc)})"
             ) from None
         with client:
             yield client
@@ -256,32 +261,12 @@ class _Job:
         return math.ceil(0.01 * self.n_total) + 2
 
 
-def _shift_rows(message: str, offset: int) -> str:
-    """Partition row numbers in a message -> dataset row numbers."""
-    if not offset:
-        return message
-    return re.sub(
-        r"\b(rows?) (\d+(?:, \d+)*)",
-        lambda m: (
-            f"{m.group(1)} " + ", ".join(str(int(r) + offset) for r in m.group(2).split(", "))
-        ),
-        message,
-    )
-
-
 def _ingest(part: pd.DataFrame, offset: int, job: _Job) -> IngestResult | None:
     """Validate and geocode one partition; row numbers are the dataset's (None if empty)."""
     if len(part) == 0:
         return None
     df = rename_columns(part.rename(columns=lambda c: str(c).strip()), job.column_map, job.source)
-    try:
-        ingest = validate_accounts(df, job.source)
-    except InputError as exc:
-        raise InputError(_shift_rows(str(exc), offset)) from None
-    if offset:
-        ingest.accounts["source_row"] += offset
-        ingest.rejects["row"] += offset
-    return ingest
+    return validate_accounts(df, job.source, first_row=offset + 1)
 
 
 # ---------------------------------------------------------------- scoring, as score_accounts
@@ -851,19 +836,11 @@ class _Engine:
     ) -> DaskLayersResult:
         """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
         job = self.job
-        notes = (
-            []
-            if has_status
-            else [
-                "accounts have no 'status' column: customers counted as 0, whitespace = potential"
-            ]
-        )
+        notes = [] if has_status else [NO_STATUS_NOTE]
         n_by_zip = sum(s["n_by_zip"] for s in smalls)
         if n_by_zip and job.kind != "zcta":
-            notes.append(
-                f"{n_by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point"
-            )
-        place_notes = _merge_counted_notes([n for s in smalls for n in s["notes"]])
+            notes.append(zip_only_note(n_by_zip))
+        place_notes = merge_counts([n for s in smalls for n in s["notes"]], COUNTED_NOTES)
         keep = np.ones(len(units_gdf), dtype=bool)
         used = acc["accounts"] > 0
         if job.kind == "zcta":
@@ -1052,19 +1029,6 @@ def _placements_dir(placements: str | os.PathLike | None, storage_options: Mappi
     return path, fs.unstrip_protocol(tmp) if "://" in os.fspath(placements) else tmp, fs
 
 
-def _merge_counted_notes(notes: list[str]) -> list[str]:
-    """Partition notes that start with a count and say the same thing, as one note."""
-    totals: dict[str, int] = {}
-    other: list[str] = []
-    for note in notes:
-        m = re.match(r"([\d,]+) (.*)", note)
-        if m:
-            totals[m.group(2)] = totals.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
-        elif note not in other:
-            other.append(note)
-    return [f"{n} {text}" for text, n in totals.items()] + other
-
-
 def _final_units(
     units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str],
     sums: tuple[str, ...] = (),
@@ -1103,49 +1067,3 @@ def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
         parts.append(pd.concat(layer, ignore_index=True).sort_values("row", kind="stable"))
     rejects = pd.concat(parts, ignore_index=True) if len(parts) > 1 else ingest_df
     return rejects.reset_index(drop=True), sum(s["n_placed"] for s in smalls)
-
-
-# ---------------------------------------------------------------- file level
-
-
-def layers_file_dask(
-    accounts_path: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    units: str = "zcta",
-    resolution: int = 7,
-    region: Sequence[str] | str | None = None,
-    column_map: Mapping[str, str] | None = None,
-    scheduler: str | None = None,
-    n_workers: int | None = None,
-    blocksize: str | int | None = DEFAULT_BLOCKSIZE,
-    placements: str | os.PathLike | None = None,
-    sums: Sequence[str] | None = None,
-    echo: Echo = _quiet,
-) -> DaskLayersResult:
-    """`patchmap layers --engine dask`: Parquet accounts -> unit layer file + rejects CSV.
-
-    Mirrors :func:`patchmap.pipeline.layers_file`: the same outputs, written atomically,
-    and the same tally line.
-    """
-    from patchmap import geodata
-    from patchmap.pipeline import rejects_path_for
-
-    states = geodata.normalize_states(region) if region else None
-    result = build_layers_dask(
-        accounts_path,
-        units=units,
-        resolution=resolution,
-        states=states,
-        column_map=column_map,
-        scheduler=scheduler,
-        n_workers=n_workers,
-        blocksize=blocksize,
-        placements=placements,
-        sums=sums,
-    )
-    write_layers(result, out)
-    rejects_path = rejects_path_for(out)
-    write_csv(result.rejects, rejects_path)
-    echo(tally_line(result.n_read, result.n_placed, len(result.rejects), rejects_path))
-    return result

@@ -209,23 +209,12 @@ def _engine_territories(plan_metrics: Any) -> pd.DataFrame | None:
 
 
 def unit_kind(units: gpd.GeoDataFrame) -> str:
-    """``'h3'``, ``'zcta'`` or ``'polygon'`` (counties and user polygons), from the unit ids."""
-    import h3
+    """``'h3'``, ``'zcta'`` or ``'polygon'`` (counties and user polygons): as the layer
+    records it (:mod:`patchmap.units.meta`), else guessed from the unit ids."""
+    from patchmap.units.meta import unit_kind as recorded_kind
 
-    ids = units["unit_id"].astype(str)
-    sample = ids.iloc[: min(len(ids), 200)]
-    try:
-        if len(sample) and all(h3.is_valid_cell(i) for i in sample):
-            return "h3"
-    except (TypeError, ValueError):
-        pass
-    if len(sample) and sample.str.fullmatch(r"\d{5}").all():
-        from patchmap import geodata
-
-        zctas = geodata.zcta_points()["zcta"]
-        if ids.isin(zctas).mean() >= 0.9:
-            return "zcta"
-    return "polygon"
+    kind = recorded_kind(units)
+    return "polygon" if kind == "county" else kind
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -989,8 +978,9 @@ def locate_zctas(
         import h3
 
         from patchmap.units.h3 import points_to_cells
+        from patchmap.units.meta import h3_resolution
 
-        cells = points_to_cells(lat, lon, h3.get_resolution(ids[0]))
+        cells = points_to_cells(lat, lon, h3_resolution(u) or h3.get_resolution(ids[0]))
         hit = pd.Index(ids).get_indexer(cells)
     else:
         hit = locate_points(lon, lat, geoms)

@@ -10,23 +10,9 @@ import numpy as np
 import pandas as pd
 
 from patchmap import geodata
+from patchmap.geodata import normalize_zip
 
-
-def normalize_zip(values: pd.Series) -> pd.Series:
-    """Return 5-digit ZIP strings (NA where the value is not a ZIP).
-
-    Accepts 5 digits, ZIP+4 (``12345-6789`` or 9 digits; 8 digits when Excel dropped the
-    leading zero: ``10050393`` → ``01005``), numbers whose leading zeros were dropped by
-    Excel (``2903`` → ``02903``) and float renderings (``2903.0``).
-    """
-    s = values.astype("string").str.strip()
-    s = s.str.replace(r"\.0+$", "", regex=True)
-    s = s.str.replace(r"^(\d{5})-?\d{4}$", r"\1", regex=True)
-    # ZIP+4 as a number whose leading zero Excel dropped: 10050393 is 01005-0393
-    s = s.str.replace(r"^(\d{4})(\d{4})$", r"0\1", regex=True)
-    ok = s.str.fullmatch(r"\d{3,5}").fillna(False).astype(bool)
-    out = s.where(ok).str.zfill(5)
-    return out.astype("string")
+__all__ = ["normalize_zip", "zip_locations"]
 
 
 def zip_locations(zips: pd.Series) -> pd.DataFrame:

@@ -397,6 +397,23 @@ def region_geometry(states: str | Sequence[str]) -> BaseGeometry:
     return shapely.union_all(rows.geometry.values)
 
 
+def normalize_zip(values: pd.Series) -> pd.Series:
+    """Return 5-digit ZIP strings (NA where the value is not a ZIP).
+
+    Accepts 5 digits, ZIP+4 (``12345-6789`` or 9 digits; 8 digits when Excel dropped the
+    leading zero: ``10050393`` → ``01005``), numbers whose leading zeros were dropped by
+    Excel (``2903`` → ``02903``) and float renderings (``2903.0``).
+    """
+    s = values.astype("string").str.strip()
+    s = s.str.replace(r"\.0+$", "", regex=True)
+    s = s.str.replace(r"^(\d{5})-?\d{4}$", r"\1", regex=True)
+    # ZIP+4 as a number whose leading zero Excel dropped: 10050393 is 01005-0393
+    s = s.str.replace(r"^(\d{4})(\d{4})$", r"0\1", regex=True)
+    ok = s.str.fullmatch(r"\d{3,5}").fillna(False).astype(bool)
+    out = s.where(ok).str.zfill(5)
+    return out.astype("string")
+
+
 #: ``zip_status`` statuses, from usable to unusable.
 ZIP_STATUSES = ("ok", "retired", "not_in_crosswalk", "unknown", "invalid")
 
@@ -412,8 +429,6 @@ def zip_status(zips: pd.Series | Sequence[str]) -> pd.DataFrame:
     (not a ZIP). ``reason`` is a short text for reject files, empty for ``ok``. Values are
     normalized as in :func:`patchmap.geocode.normalize_zip`; the index follows ``zips``.
     """
-    from patchmap.geocode import normalize_zip  # late: geocode imports this module
-
     raw = zips if isinstance(zips, pd.Series) else pd.Series(list(zips), dtype="object")
     zip5 = normalize_zip(raw)
     keys = zip5.fillna("").to_numpy(dtype=object)

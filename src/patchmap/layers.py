@@ -22,10 +22,13 @@ from pyproj import CRS
 from patchmap.accounts import tally_line
 from patchmap.errors import InputError
 from patchmap.io import write_units
+from patchmap.notes import Note
 from patchmap.scoring import blank, text_values
 from patchmap.units import h3 as h3u
+from patchmap.units.meta import h3_resolution, tag_units
 
 __all__ = [
+    "COUNTED_NOTES",
     "MEASURES",
     "UNIT_COLUMNS",
     "UNIT_KINDS",
@@ -49,6 +52,35 @@ OUTSIDE = "outside the region's units"
 _ROUND = 1_000_000
 
 
+def joined_nearest_note(count: int, kind: str) -> Note:
+    """Accounts in the region but in no unit (land without ZIP delivery areas) joined the
+    nearest unit."""
+    return Note(
+        "joined_nearest",
+        f"{count} accounts lie in the region but in no {kind.upper()} "
+        f"(land without ZIP delivery areas): joined the nearest {kind.upper()}",
+        count=count,
+        kind=kind,
+    )
+
+
+def zip_only_note(count: int) -> Note:
+    """Accounts located by ZIP only, placed at their ZCTA's internal point."""
+    return Note(
+        "located_by_zip",
+        f"{count:,} accounts located by ZIP only: placed at their ZCTA's internal point",
+        count=count,
+    )
+
+
+#: Note makers by code, for :func:`patchmap.notes.merge_counts` (notes of several parts).
+COUNTED_NOTES = {"joined_nearest": joined_nearest_note, "located_by_zip": zip_only_note}
+NO_STATUS_NOTE = Note(
+    "no_status",
+    "accounts have no 'status' column: customers counted as 0, whitespace = potential",
+)
+
+
 @dataclass
 class LayersResult:
     """Units with summed measures and densities, the placed accounts, and the rejects."""
@@ -61,6 +93,10 @@ class LayersResult:
     states: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step
+
+    def __post_init__(self) -> None:
+        # the layer records what it is (kept in the GeoParquet file): no stage re-guesses it
+        tag_units(self.units, self.kind, self.resolution)
 
     @property
     def n_read(self) -> int:
@@ -304,10 +340,9 @@ def place_accounts(
 
     if kind == "h3":
         res = (
-            h3u.check_resolution(resolution)
-            if resolution is not None
-            else (h3u.h3.get_resolution(unit_ids[0]) if len(unit_ids) else 7)
+            h3u.check_resolution(resolution) if resolution is not None else h3_resolution(units_gdf)
         )
+        res = 7 if res is None else res
         if cells is None:
             cells = np.zeros(n, dtype="uint64")
             cells[has_point] = h3u.points_to_int_cells(lat[has_point], lon[has_point], res)
@@ -348,10 +383,7 @@ def place_accounts(
                 return_how=True,
             )
             if notes is not None and (how == 2).any():
-                notes.append(
-                    f"{int((how == 2).sum())} accounts lie in the region but in no {kind.upper()} "
-                    f"(land without ZIP delivery areas): joined the nearest {kind.upper()}"
-                )
+                notes.append(joined_nearest_note(int((how == 2).sum()), kind))
             idx = np.nonzero(todo)[0]
             unit[idx[hit >= 0]] = unit_ids[hit[hit >= 0]]
             reason[idx[hit < 0]] = OUTSIDE
@@ -368,7 +400,9 @@ def check_kind(kind: str) -> str:
     """A unit kind (``h3``, ``zcta``, ``county``) in canonical form; anything else raises."""
     k = str(kind).strip().lower()
     if k not in UNIT_KINDS:
-        raise InputError(f"--units must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
+        from patchmap.options import error  # library words here; the CLI says --units
+
+        raise error("layers", f"{{units}} must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
     return k
 
 
@@ -434,9 +468,7 @@ def build_layers(
     sums = check_sums(accounts, sums)
     by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
-        notes.append(
-            f"{by_zip:,} accounts located by ZIP only: placed at their ZCTA's internal point"
-        )
+        notes.append(zip_only_note(by_zip))
 
     clock("validate")
     strict = states is not None
@@ -571,9 +603,7 @@ def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
                 f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)"
             )
     if customer_flags(accounts) is None:
-        notes.append(
-            "accounts have no 'status' column: customers counted as 0, whitespace = potential"
-        )
+        notes.append(NO_STATUS_NOTE)
     return present
 
 
@@ -721,9 +751,12 @@ def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) ->
     km2 = float(gpd.GeoSeries([region_geom], crs=4326).to_crs(crs).area.iloc[0]) / 1e6
     n = km2 / h3.average_hexagon_area(res, unit="km^2")
     if n > MAX_H3_CELLS:
-        raise InputError(
-            f"--resolution {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
-            f"(limit {MAX_H3_CELLS:,}); use a lower --resolution or a smaller --region"
+        from patchmap.options import error
+
+        raise error(
+            "layers",
+            f"{{resolution}} {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
+            f"(limit {MAX_H3_CELLS:,}); use a lower {{resolution}} or a smaller {{region}}",
         )
 
 

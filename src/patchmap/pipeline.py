@@ -188,19 +188,23 @@ def layers_file(
             raise error("layers", "{engine=dask} takes {units} h3, zcta or county")
         if settings["named"] is not None:
             raise error("layers", "{named} needs {engine=pandas} (the Dask engine holds none out)")
-        from patchmap.distributed import layers_file_dask
+        from patchmap.distributed import build_layers_dask
 
-        return layers_file_dask(
+        states = geodata.normalize_states(settings["region"]) if settings["region"] else None
+        result = build_layers_dask(
             accounts_path,
-            out,
             units=units,
             resolution=settings["resolution"],
-            region=settings["region"],
+            states=states,
             column_map=settings["columns"],
             scheduler=settings["scheduler"],
             sums=settings["sums"],
-            echo=echo,
         )
+        write_layers(result, out)
+        rejects_path = rejects_path_for(out)
+        write_csv(result.rejects, rejects_path)
+        echo(tally_line(result.n_read, result.n_placed, len(result.rejects), rejects_path))
+        return result
     unit_layer = _unit_layer(units, settings["unit_id"], "layers")
     ingest = load_accounts(accounts_path, settings["columns"], **_reading(settings))
     named = _named_ids(settings["named"], ingest)
@@ -610,7 +614,7 @@ def _named_table(
     """The named accounts of a NAMED.csv as account rows with their owner's ``territory``
     (a rep's territory from ``reps``, or a territory of ``plan``) and the unit they sit in."""
     from patchmap.export import assign_reps, dissolve_territories
-    from patchmap.segments.plan import named_rows
+    from patchmap.segments.named import named_rows
 
     named = _checked_named(path, ingest)
     territories = pd.unique(plan["territory"].astype(str))
@@ -774,12 +778,13 @@ class RunResult:
 
 @writes_outputs()
 def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
-    """`patchmap run`: every stage from one config, outputs in ``config.out``; a plan with
-    ``[[segment]]`` tables plans every segment (:func:`patchmap.segments.run_segments`)."""
-    if config.segments:
-        from patchmap.segments.run import run_segments
+    """`patchmap run` for one plan: every stage from one config, outputs in ``config.out``.
 
-        return run_segments(config, echo=echo)
+    A plan with ``[[segment]]`` tables goes to :func:`patchmap.run.run_config`, which plans
+    every segment with these stages (segments build on the pipeline, not the other way).
+    """
+    if config.segments:
+        raise ValueError("run_plan: this plan has [[segment]] tables; call patchmap.run.run_config")
     from patchmap.export import export_plan
     from patchmap.partition.reps import read_reps
     from patchmap.render import render_map
@@ -831,7 +836,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         shares = named_table = None
         by_rep = {r: r for r in rep_file["rep_id"]} if rep_file is not None else None
         if named is not None and part["named_mode"] == "balance":
-            from patchmap.segments.plan import named_rows, owner_shares
+            from patchmap.segments.named import named_rows, owner_shares
 
             owners = named.owners(named.table, rep_territory=by_rep, territories=list(by_rep))
             shares, notes = owner_shares(layers.units, named_rows(scored.accounts, owners),
@@ -843,7 +848,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             settings={**part, "capacity": config.export["capacity"]}, shares=shares,
         )  # fmt: skip
         if named is not None:
-            from patchmap.segments.plan import named_rows
+            from patchmap.segments.named import named_rows
 
             owners = named.owners(named.table, rep_territory=by_rep, territories=plan.labels)
             named_table = _with_units(named_rows(scored.accounts, owners), layers.placed)

@@ -25,13 +25,18 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
+from patchmap.layers import measure_values
 
 __all__ = [
-    "NAMED_MODES", "NamedAccounts", "account_totals", "add_named_totals", "prepare_named",
-    "read_named",
+    "MIN_GEO_SHARE", "NAMED_MODES", "NamedAccounts", "account_totals", "add_named_totals",
+    "named_rows", "named_shares", "owner_shares", "prepare_named", "read_named",
 ]  # fmt: skip
 
 NAMED_MODES = ("exclude", "balance")
+
+#: Smallest geographic share a territory keeps when its named accounts alone exceed its
+#: fair share (``named_mode = "balance"``), as a fraction of the mean share.
+MIN_GEO_SHARE = 0.02
 _OWNER_COLUMNS = ("rep_id", "territory")
 
 
@@ -210,11 +215,14 @@ def prepare_named(df: pd.DataFrame, *, source: str = "named", first_line: int = 
     return named
 
 
+def _numbers(rows: pd.DataFrame, col: str) -> np.ndarray:
+    """A column as floats, blanks and non-numbers counted as 0 (as the exports count)."""
+    return pd.to_numeric(rows[col], errors="coerce").fillna(0.0).to_numpy(float)
+
+
 def account_totals(rows: pd.DataFrame, col: str, by: np.ndarray, k: int) -> np.ndarray:
     """Sum of an account measure per group ``by`` (codes 0..k-1, -1 left out): ``accounts``
     counts, ``customers`` counts customers, ``whitespace`` sums non-customers' potential."""
-    from patchmap.export import numeric_or_zero
-
     if col == "accounts":
         v = np.ones(len(rows))
     elif col in ("customers", "whitespace"):
@@ -223,9 +231,9 @@ def account_totals(rows: pd.DataFrame, col: str, by: np.ndarray, k: int) -> np.n
         if col == "customers":
             v = cust.astype(float)
         else:
-            v = np.where(cust, 0.0, numeric_or_zero(rows, "potential").to_numpy(float))
+            v = np.where(cust, 0.0, _numbers(rows, "potential"))
     elif col in rows.columns:
-        v = numeric_or_zero(rows, col).to_numpy(float)
+        v = _numbers(rows, col)
     else:
         return np.zeros(k)
     ok = by >= 0
@@ -279,3 +287,54 @@ def _deviation(totals: np.ndarray, share: np.ndarray | None) -> np.ndarray:
     target = totals.sum() * share
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(target > 0, totals / target - 1.0, 0.0)
+
+
+def named_shares(
+    weights: np.ndarray, named_load: np.ndarray, capacity: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Geographic target shares when named accounts count into their owner's balance.
+
+    Each territory's target is its share of everything (geography plus named, equal or by
+    ``capacity``); the geography must bring what its named accounts do not. A territory
+    whose named accounts exceed its target keeps :data:`MIN_GEO_SHARE` of a mean share,
+    which the notes say. Returns the shares (summing to 1) and the notes.
+    """
+    k = len(named_load)
+    cap = np.ones(k) if capacity is None else np.asarray(capacity, dtype=float)
+    cap = cap / cap.sum()
+    total = float(np.sum(weights)) + float(np.sum(named_load))
+    geo = total * cap - named_load
+    floor = MIN_GEO_SHARE * float(np.sum(weights)) / k
+    over = geo < floor
+    notes = []
+    if over.any():
+        notes.append(
+            f"{int(over.sum())} territory(ies) hold more in named accounts than their share: "
+            "they keep a minimal geographic share"
+        )
+    geo = np.maximum(geo, floor)
+    return geo / geo.sum(), notes
+
+
+def owner_shares(
+    units: pd.DataFrame, rows: pd.DataFrame, reps: pd.DataFrame, column: str
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`named_shares` for a plan drawn around ``reps`` (one territory per rep, in
+    the reps' order): the named accounts' ``column`` per owner (``territory`` = rep id),
+    targets by the reps' ``capacity`` when every rep has one."""
+    load = np.ones(len(rows)) if column == "accounts" else measure_values(rows, column)
+    per = (
+        pd.Series(load, index=rows["territory"].astype(str).to_numpy())
+        .groupby(level=0).sum().reindex(reps["rep_id"].astype(str)).fillna(0.0).to_numpy()
+    )  # fmt: skip
+    cap = reps["capacity"].to_numpy(dtype=float) if "capacity" in reps.columns else None
+    cap = cap if cap is not None and np.isfinite(cap).all() else None
+    return named_shares(units[column].to_numpy(dtype=float), per, cap)
+
+
+def named_rows(accounts: pd.DataFrame, owners: pd.Series) -> pd.DataFrame:
+    """The named accounts' rows of ``accounts`` with ``territory`` = their owner
+    (``owners``: account id -> territory)."""
+    rows = accounts[accounts["account_id"].astype(str).isin(owners.index)].copy()
+    rows["territory"] = owners.reindex(rows["account_id"].astype(str)).to_numpy()
+    return rows.reset_index(drop=True)

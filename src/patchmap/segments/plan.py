@@ -20,18 +20,21 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
-from patchmap.layers import MEASURES, UNIT_COLUMNS, LayersResult, aggregate_units, measure_values
-from patchmap.segments.named import NamedAccounts
+from patchmap.layers import MEASURES, UNIT_COLUMNS, LayersResult, aggregate_units
+from patchmap.segments.named import (
+    MIN_GEO_SHARE,
+    NamedAccounts,
+    named_rows,
+    named_shares,
+    owner_shares,
+)
 from patchmap.segments.national import AccountBalancer, Books
 from patchmap.segments.segment import Segment, Segmentation, segment_accounts
 
 __all__ = [
-    "SegmentPlan", "SegmentedPlan", "named_rows", "named_shares", "owner_shares", "plan_segments",
+    "MIN_GEO_SHARE", "SegmentPlan", "SegmentedPlan", "named_rows", "named_shares", "owner_shares",
+    "plan_segments",
 ]  # fmt: skip
-
-#: Smallest geographic share a territory keeps when its named accounts alone exceed its
-#: fair share (``named_mode = "balance"``), as a fraction of the mean share.
-MIN_GEO_SHARE = 0.02
 
 
 @dataclass
@@ -101,49 +104,6 @@ class SegmentedPlan:
             over = " [overlay]" if p.segment.overlay else ""
             parts.append(f"{name}{over} {n:,}{named}")
         return "segments: " + ", ".join(parts)
-
-
-def named_shares(
-    weights: np.ndarray, named_load: np.ndarray, capacity: np.ndarray | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """Geographic target shares when named accounts count into their owner's balance.
-
-    Each territory's target is its share of everything (geography plus named, equal or by
-    ``capacity``); the geography must bring what its named accounts do not. A territory
-    whose named accounts exceed its target keeps :data:`MIN_GEO_SHARE` of a mean share,
-    which the notes say. Returns the shares (summing to 1) and the notes.
-    """
-    k = len(named_load)
-    cap = np.ones(k) if capacity is None else np.asarray(capacity, dtype=float)
-    cap = cap / cap.sum()
-    total = float(np.sum(weights)) + float(np.sum(named_load))
-    geo = total * cap - named_load
-    floor = MIN_GEO_SHARE * float(np.sum(weights)) / k
-    over = geo < floor
-    notes = []
-    if over.any():
-        notes.append(
-            f"{int(over.sum())} territory(ies) hold more in named accounts than their share: "
-            "they keep a minimal geographic share"
-        )
-    geo = np.maximum(geo, floor)
-    return geo / geo.sum(), notes
-
-
-def owner_shares(
-    units: pd.DataFrame, rows: pd.DataFrame, reps: pd.DataFrame, column: str
-) -> tuple[np.ndarray, list[str]]:
-    """:func:`named_shares` for a plan drawn around ``reps`` (one territory per rep, in
-    the reps' order): the named accounts' ``column`` per owner (``territory`` = rep id),
-    targets by the reps' ``capacity`` when every rep has one."""
-    load = np.ones(len(rows)) if column == "accounts" else measure_values(rows, column)
-    per = (
-        pd.Series(load, index=rows["territory"].astype(str).to_numpy())
-        .groupby(level=0).sum().reindex(reps["rep_id"].astype(str)).fillna(0.0).to_numpy()
-    )  # fmt: skip
-    cap = reps["capacity"].to_numpy(dtype=float) if "capacity" in reps.columns else None
-    cap = cap if cap is not None and np.isfinite(cap).all() else None
-    return named_shares(units[column].to_numpy(dtype=float), per, cap)
 
 
 def _unit_key(seg: Segment, units: Any, resolution: int) -> tuple:
@@ -268,14 +228,6 @@ def _own_sums(seg: Segment, accounts: pd.DataFrame) -> list[str]:
             )
         out.append(col)
     return out
-
-
-def named_rows(accounts: pd.DataFrame, owners: pd.Series) -> pd.DataFrame:
-    """The named accounts' rows of ``accounts`` with ``territory`` = their owner
-    (``owners``: account id -> territory)."""
-    rows = accounts[accounts["account_id"].astype(str).isin(owners.index)].copy()
-    rows["territory"] = owners.reindex(rows["account_id"].astype(str)).to_numpy()
-    return rows.reset_index(drop=True)
 
 
 def _rep_territory(reps: pd.DataFrame | None) -> dict[str, str] | None:

@@ -26,6 +26,7 @@ from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
 from patchmap.logs import log
 from patchmap.metrics import equal_area_crs
+from patchmap.units.meta import recorded
 
 __all__ = [
     "Adjacency",
@@ -440,7 +441,8 @@ def build_adjacency(
         raise InputError("units: no units (empty table)")
     ids = _unit_ids(units, id_col)
     geoms = _polygons(units, ids)
-    if _is_h3(ids):
+    meta = recorded(units)
+    if (meta["unit_kind"] == "h3") if meta is not None else _is_h3(ids):
         return h3_adjacency(ids, gpd.GeoSeries(geoms, crs=units.crs or 4326))
     gs = gpd.GeoSeries(geoms, crs=units.crs or 4326)
     crs = equal_area_crs(gs)
