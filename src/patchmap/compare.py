@@ -21,6 +21,7 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.io import write_csv, write_text
+from patchmap.render.common import format_metric
 
 __all__ = ["Comparison", "compare_plans", "format_metric", "plan_homes", "write_comparison"]
 
@@ -69,22 +70,6 @@ class Comparison:
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
-
-
-def format_metric(v: Any, metric: str, *, signed: bool = False) -> str:
-    """A comparison table value as text: percentages to 2 decimals, counts with thousands
-    separators, other numbers to 3 decimals (1 from 100 up), missing as ''; ``signed``
-    (a change) shows its sign."""
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return ""
-    sign = "+" if signed else ""
-    if "%" in metric:
-        return f"{float(v):{sign}.2f}"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):{sign},}"
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):{sign},.3f}" if abs(v) < 100 else f"{float(v):{sign},.1f}"
-    return str(v)
 
 
 def _labels_of(plan: Any, ids: pd.Index, units: Any) -> pd.Series:

@@ -121,6 +121,22 @@ def classify(values: pd.Series, cmap: str, k: int = 5) -> tuple[np.ndarray, list
     return idx, colors, labels
 
 
+def format_metric(v: Any, metric: str, *, signed: bool = False) -> str:
+    """A comparison table value as text: percentages to 2 decimals, counts with thousands
+    separators, other numbers to 3 decimals (1 from 100 up), missing as ''; ``signed``
+    (a change) shows its sign."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
+    sign = "+" if signed else ""
+    if "%" in metric:
+        return f"{float(v):{sign}.2f}"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):{sign},}"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):{sign},.3f}" if abs(v) < 100 else f"{float(v):{sign},.1f}"
+    return str(v)
+
+
 def compact_number(x: float) -> str:
     """A compact number: 1.23k, 45.6, 0.0123."""
     x = float(x)

@@ -12,7 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.render.common import MAX_COORDS, prepare_units
+from patchmap.render.common import MAX_COORDS, format_metric, prepare_units
 from patchmap.render.interactive import map_payload, write_page
 
 __all__ = ["render_compare"]
@@ -31,7 +31,6 @@ def render_compare(
     plan B's territories as on the plan map, plan A's borders dashed over them, the units
     whose territory changed shaded (each a layer to toggle), the comparison table in the
     summary panel. Nothing is fetched unless ``tiles``."""
-    from patchmap.compare import format_metric
 
     u = prepare_units(units)
     ids = u["unit_id"]
