@@ -50,23 +50,21 @@ from patchmap.errors import InputError
 from patchmap.layers import (
     COUNTED_NOTES,
     MEASURES,
-    NO_STATUS_NOTE,
     Clock,
     LayersResult,
-    aggregate_units,
     check_h3_size,
     check_kind,
     check_sums,
     coordinates,
-    customer_flags,
     explain_outside,
     fill_from_zcta,
+    finish_units,
+    fold_sums,
     infer_states,
-    located_by_zip,
-    measure_values,
     place_accounts,
+    prepare_accounts,
     split_region,
-    zip_only_note,
+    unit_contributions,
 )
 from patchmap.logs import log, progress
 from patchmap.notes import merge_counts
@@ -74,10 +72,13 @@ from patchmap.scoring import (
     LookalikeScorer,
     ScoringConfig,
     engagement,
+    kept_note,
     numeric_column,
     parse_outcome,
     reach,
+    reach_note,
     reach_weights,
+    score_columns,
     scoring_config,
 )
 from patchmap.units import h3 as h3u
@@ -119,8 +120,6 @@ LAYER_COLUMNS = (
     "is_customer",
     *KEPT,
 )
-SUMS = ("accounts", "customers", "score", "reach", "potential", "whitespace")
-_NO_PLACED = pd.DataFrame({"unit_id": pd.Series([], dtype=object)})
 
 Echo = Callable[[str], None]
 
@@ -325,9 +324,8 @@ class _Scoring:
         if self.scorer is not None:
             base = df.drop(columns=list(self.kept))
             p_win = self.scorer.predict_proba(base)
-            df["p_win"] = np.round(p_win, 6)
-            df["score"] = np.round(100 * p_win, 2)
-            df["potential"] = np.round(p_win * self.scorer.predict_deal_size(base), 2)
+            for col, values in score_columns(p_win, self.scorer.predict_deal_size(base)).items():
+                df[col] = values
         for col, values in kept.items():
             df[col] = values.to_numpy()
         if "reach" not in self.kept:  # normalized by the whole table's 99th percentiles
@@ -379,15 +377,9 @@ def _fit_scoring(
 def _scoring_notes(scoring: _Scoring) -> list[str]:
     """The notes ``score_accounts`` gives for the same input."""
     notes = list(scoring.notes)
-    notes += [f"accounts already carry {c!r}: kept as given, not rescored" for c in scoring.kept]
+    notes += [kept_note(c) for c in scoring.kept]
     if "reach" not in scoring.kept:
-        if scoring.weights:
-            notes.append(
-                "reach = weighted log-normalized "
-                + ", ".join(f"{c} ({w:g})" for c, w in scoring.weights.items())
-            )
-        else:
-            notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
+        notes.append(reach_note(scoring.weights))
     return notes
 
 
@@ -477,7 +469,7 @@ def _layers_part(
         "ingest_rejects": None,
         "layer_rejects": None,
         "notes": [],
-        "n_by_zip": 0,
+        "prep_notes": [],
     }
     if ingest is None:
         return {"small": small, "contrib": None, "hashes": [np.empty(0, "uint64")] * job.n_buckets}
@@ -486,14 +478,8 @@ def _layers_part(
     if job.columns is not None:
         accounts = accounts[[c for c in accounts.columns if c in job.columns]]
     accounts = scoring.apply(accounts.copy()).reset_index(drop=True)
-    # as build_layers does before placing
-    lat, lon = coordinates(accounts)
-    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
-    for col in MEASURES:
-        if col in accounts.columns:
-            measure_values(accounts, col)
-    check_sums(accounts, job.sums)
-    small["n_by_zip"] = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
+    prep = prepare_accounts(accounts, job.kind, job.sums)  # as build_layers does
+    accounts, lat, lon = prep.accounts, prep.lat, prep.lon
     notes: list[str] = []
     if job.kind == "h3":
         placed, rejects = place_accounts(
@@ -505,22 +491,9 @@ def _layers_part(
         )
         if job.kind == "zcta" and not job.strict:
             rejects = explain_outside(rejects, accounts, lat, lon, list(job.bundled))
-    codes = pd.Index(units["unit_id"].astype(str)).get_indexer(
-        placed["unit_id"].astype(str).to_numpy()
+    contrib = unit_contributions(
+        placed, pd.Index(units["unit_id"].astype(str)), prep.present, prep.sums
     )
-    cust = customer_flags(placed)
-    cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
-    values = {
-        col: measure_values(placed, col) if col in placed.columns else np.zeros(len(placed))
-        for col in MEASURES
-    }
-    contrib = {
-        "codes": codes,
-        "customers": cust.astype("float64"),
-        **values,
-        "whitespace": np.where(cust, 0.0, values["potential"]),
-        **{col: measure_values(placed, col) for col in job.sums},
-    }
     if job.placements:
         cols = [
             c
@@ -533,7 +506,11 @@ def _layers_part(
             storage_options=job.storage_options or None,
         )
     small.update(
-        n_placed=len(placed), ingest_rejects=ingest.rejects, layer_rejects=rejects, notes=notes
+        n_placed=len(placed),
+        ingest_rejects=ingest.rejects,
+        layer_rejects=rejects,
+        notes=notes,
+        prep_notes=prep.notes,
     )
     return {"small": small, "contrib": contrib, "hashes": hashes}
 
@@ -542,23 +519,8 @@ def _fold(
     acc: dict[str, np.ndarray] | None, result: dict[str, Any], n_units: int,
     sums: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Add a partition's contributions to the running per-unit sums, row after row.
-
-    ``np.add.at`` adds in row order, as ``np.bincount`` does over the whole table: folding
-    the partitions in order reproduces the pandas engine's sums bit for bit.
-    """
-    out = (
-        {k: np.zeros(n_units) for k in (*SUMS, *sums)}
-        if acc is None
-        else {k: v.copy() for k, v in acc.items()}
-    )
-    c = result["contrib"]
-    if c is None or c["codes"].size == 0:
-        return out
-    out["accounts"] += np.bincount(c["codes"], minlength=n_units)
-    for k in (*SUMS[1:], *sums):
-        np.add.at(out[k], c["codes"], c[k])
-    return out
+    """:func:`patchmap.layers.fold_sums` of a partition task's contributions."""
+    return fold_sums(acc, result["contrib"], n_units, sums)
 
 
 def _small(result: dict[str, Any]) -> dict[str, Any]:
@@ -743,7 +705,7 @@ def build_layers_dask(
             sums=sums,
         )
         engine = _Engine(client, job, parts, lengths, region, clock)
-        return engine.run(placements, has_status=customer_flags(meta) is not None)
+        return engine.run(placements)
 
 
 class _Engine:
@@ -787,8 +749,8 @@ class _Engine:
         if counts != self.lengths:  # the metadata must describe the partitions we read
             raise RuntimeError("Parquet metadata row counts differ from the partitions read")
 
-    def run(self, placements: str | os.PathLike | None, *, has_status: bool) -> DaskLayersResult:
-        """Both passes and the unit layer; ``has_status``: the input says who is a customer."""
+    def run(self, placements: str | os.PathLike | None) -> DaskLayersResult:
+        """Both passes and the unit layer."""
         job, client = self.job, self.client
         survey = self._survey()
         scoring, scoring_fut = self._scoring(survey)
@@ -819,7 +781,7 @@ class _Engine:
             if fs is not None and fs.exists(tmp):
                 fs.rm(tmp, recursive=True)
         self.clock("layers")
-        result = self._finish(units_gdf, acc, smalls, region, minor, has_status=has_status)
+        result = self._finish(units_gdf, acc, smalls, region, minor)
         result.placements = os.fspath(placements) if placements is not None else None
         result.model_card, result.scoring_notes = scoring.card, _scoring_notes(scoring)
         return result
@@ -831,15 +793,11 @@ class _Engine:
         smalls: list[dict],
         region: list[str],
         minor: list[str],
-        *,
-        has_status: bool,
     ) -> DaskLayersResult:
         """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
         job = self.job
-        notes = [] if has_status else [NO_STATUS_NOTE]
-        n_by_zip = sum(s["n_by_zip"] for s in smalls)
-        if n_by_zip and job.kind != "zcta":
-            notes.append(zip_only_note(n_by_zip))
+        # the partitions' notes before placement, added up (what build_layers notes once)
+        notes = merge_counts([n for s in smalls for n in s["prep_notes"]], COUNTED_NOTES)
         place_notes = merge_counts([n for s in smalls for n in s["notes"]], COUNTED_NOTES)
         keep = np.ones(len(units_gdf), dtype=bool)
         used = acc["accounts"] > 0
@@ -1033,24 +991,9 @@ def _final_units(
     units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str],
     sums: tuple[str, ...] = (),
 ) -> gpd.GeoDataFrame:  # fmt: skip
-    """The unit layer as ``build_layers`` makes it, with the folded sums (``sums``: the
-    user's own columns, after the built-in ones as ``build_layers`` puts them)."""
+    """:func:`patchmap.layers.finish_units` of the folded sums, over the units kept."""
     kept = units_gdf[keep].reset_index(drop=True)
-    out = aggregate_units(kept, _NO_PLACED, region, [])  # areas, states, names; sums zero
-    if not np.array_equal(out["unit_id"].to_numpy(), kept["unit_id"].astype(str).to_numpy()):
-        raise RuntimeError("unit order changed in aggregation")
-    for col in SUMS:
-        values = acc[col][keep]
-        out[col] = values.astype("int64") if col in ("accounts", "customers") else values
-    if sums:  # placed where build_layers puts them: after whitespace
-        at = out.columns.get_loc("whitespace") + 1
-        for i, col in enumerate(sums):
-            out.insert(at + i, col, acc[col][keep])
-    area = out["area_km2"].to_numpy()
-    safe = np.where(area > 0, area, np.nan)
-    for col in ("accounts", *MEASURES):
-        out[f"{col}_density"] = np.nan_to_num(out[col].to_numpy() / safe)
-    return out
+    return finish_units(kept, {k: v[keep] for k, v in acc.items()}, region, sums)
 
 
 def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:

@@ -30,6 +30,12 @@ from patchmap.units.meta import h3_resolution, tag_units
 __all__ = [
     "COUNTED_NOTES",
     "MEASURES",
+    "SUMMED",
+    "Prepared",
+    "finish_units",
+    "fold_sums",
+    "prepare_accounts",
+    "unit_contributions",
     "UNIT_COLUMNS",
     "UNIT_KINDS",
     "LayersResult",
@@ -460,15 +466,10 @@ def build_layers(
     res = h3u.check_resolution(resolution) if kind == "h3" else None
     if not isinstance(accounts, pd.DataFrame):
         raise InputError("accounts: expected a table of accounts")
-    accounts = accounts.reset_index(drop=True)
-    notes: list[str] = []
-    lat, lon = coordinates(accounts)
-    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
-    present = _measures_present(accounts, notes)
-    sums = check_sums(accounts, sums)
-    by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
-    if by_zip and kind != "zcta":
-        notes.append(zip_only_note(by_zip))
+    prep = prepare_accounts(accounts, kind, sums)
+    accounts, lat, lon, present, sums, notes = (
+        prep.accounts, prep.lat, prep.lon, prep.present, prep.sums, prep.notes
+    )  # fmt: skip
 
     clock("validate")
     strict = states is not None
@@ -617,12 +618,8 @@ def build_layers_on_polygons(
     ``sums``: the user's own numeric account columns, summed as the built-in measures.
     """
     clock = Clock()
-    accounts = accounts.reset_index(drop=True)
-    notes: list[str] = []
-    lat, lon = coordinates(accounts)
-    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
-    present = _measures_present(accounts, notes)
-    sums = check_sums(accounts, sums)
+    prep = prepare_accounts(accounts, "polygon", sums)
+    accounts, present, sums, notes = prep.accounts, prep.present, prep.sums, prep.notes
     clock("validate")
     placed, rejects = place_accounts(accounts, units_gdf, "county", notes=notes)
     clock("place")
@@ -760,53 +757,103 @@ def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) ->
         )
 
 
-def aggregate_units(
-    units_gdf: gpd.GeoDataFrame,
-    placed: pd.DataFrame,
-    region: list[str],
-    present: list[str],
-    sums: Sequence[str] = (),
-) -> gpd.GeoDataFrame:
-    """Sum per unit with one ``np.bincount`` per column; add areas, densities and state.
+# ---------------------------------------------------------------- stages both engines run
+# The layers stage is survey -> decide -> apply per chunk -> fold -> finish. The pandas
+# engine (build_layers) runs it on one chunk, the whole table; patchmap.distributed runs the
+# same functions on each partition of a Parquet dataset and only schedules them.
 
-    ``present``: the built-in measures the accounts carry (others are zero); ``sums``: the
-    user's own numeric columns (checked by :func:`check_sums`), summed after them.
-    """
-    from patchmap import geodata
+#: Per-unit sums every layer has (``accounts`` counts rows; the others add a value per row).
+SUMMED = ("accounts", "customers", *MEASURES, "whitespace")
 
-    units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
-    ids = units_gdf["unit_id"].astype(str)
-    codes = pd.Index(ids).get_indexer(placed["unit_id"].astype(str).to_numpy())
-    if (codes < 0).any():  # h3 without a region: cells of accounts beyond the polyfill
-        new = pd.unique(placed["unit_id"].to_numpy()[codes < 0])
-        more = gpd.GeoDataFrame(
-            {"unit_id": new}, geometry=h3u.cells_to_polygons(new).values, crs=4326
-        )
-        units_gdf = pd.concat([units_gdf, more], ignore_index=True)
-        units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
-        ids = units_gdf["unit_id"].astype(str)
-        codes = pd.Index(ids).get_indexer(placed["unit_id"].astype(str).to_numpy())
-    nu = len(units_gdf)
 
-    def total(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(codes, weights=weights, minlength=nu).astype("float64")
+@dataclass
+class Prepared:
+    """Accounts checked and filled for placement (see :func:`prepare_accounts`)."""
 
-    cols: dict[str, np.ndarray] = {"accounts": np.bincount(codes, minlength=nu).astype("int64")}
+    accounts: pd.DataFrame
+    lat: np.ndarray
+    lon: np.ndarray
+    present: list[str]  # built-in measures the accounts carry
+    sums: list[str]  # the user's own columns to sum
+    notes: list[str]
+
+
+def prepare_accounts(
+    accounts: pd.DataFrame, kind: str, sums: Sequence[str] | str | None = None
+) -> Prepared:
+    """The checks and fills before placement, on one chunk of accounts: coordinates (ZIP-only
+    rows get their ZCTA's internal point), measure columns numeric, ``sums`` valid; notes
+    say what is missing and how many rows were located by ZIP only."""
+    accounts = accounts.reset_index(drop=True)
+    notes: list[str] = []
+    lat, lon = coordinates(accounts)
+    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
+    present = _measures_present(accounts, notes)
+    sums = check_sums(accounts, sums)
+    by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
+    if by_zip and kind != "zcta":
+        notes.append(zip_only_note(by_zip))
+    return Prepared(accounts, lat, lon, present, sums, notes)
+
+
+def unit_contributions(
+    placed: pd.DataFrame, unit_ids: pd.Index, present: Sequence[str], sums: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """What each placed account adds to its unit: ``codes`` (position in ``unit_ids``), then
+    one value per row for every column of :data:`SUMMED` but ``accounts``, and ``sums``."""
+    codes = unit_ids.get_indexer(placed["unit_id"].astype(str).to_numpy())
     cust = customer_flags(placed)
     cust = cust if cust is not None else np.zeros(len(placed), dtype=bool)
-    cols["customers"] = np.bincount(codes, weights=cust.astype("float64"), minlength=nu).astype(
-        "int64"
-    )
     values = {
         col: measure_values(placed, col) if col in present else np.zeros(len(placed))
         for col in MEASURES
     }
-    for col in MEASURES:
-        cols[col] = total(values[col])
-    cols["whitespace"] = total(np.where(cust, 0.0, values["potential"]))
-    for col in sums:
-        cols[col] = total(measure_values(placed, col))
+    return {
+        "codes": codes,
+        "customers": cust.astype("float64"),
+        **values,
+        "whitespace": np.where(cust, 0.0, values["potential"]),
+        **{col: measure_values(placed, col) for col in sums},
+    }
 
+
+def fold_sums(
+    acc: dict[str, np.ndarray] | None, contrib: dict[str, np.ndarray] | None, n_units: int,
+    sums: Sequence[str] = (),
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Add one chunk's contributions to the running per-unit sums (``acc``; None to start).
+
+    ``np.add.at`` adds row after row, as ``np.bincount`` does: folding chunks in row order
+    gives the sums of the whole table in one chunk, to the last bit.
+    """
+    out = (
+        {k: np.zeros(n_units) for k in (*SUMMED, *sums)}
+        if acc is None
+        else {k: v.copy() for k, v in acc.items()}
+    )
+    if contrib is None or contrib["codes"].size == 0:
+        return out
+    out["accounts"] += np.bincount(contrib["codes"], minlength=n_units)
+    for k in (*SUMMED[1:], *sums):
+        np.add.at(out[k], contrib["codes"], contrib[k])
+    return out
+
+
+def finish_units(
+    units_gdf: gpd.GeoDataFrame, totals: dict[str, np.ndarray], region: list[str],
+    sums: Sequence[str] = (),
+) -> gpd.GeoDataFrame:  # fmt: skip
+    """The unit layer from the folded sums (``units_gdf`` sorted by ``unit_id``, ``totals``
+    in that order): counts as integers, equal-area ``area_km2``, densities per km², state."""
+    from patchmap import geodata
+
+    nu = len(units_gdf)
+    cols: dict[str, np.ndarray] = {
+        "accounts": totals["accounts"].astype("int64"),
+        "customers": totals["customers"].astype("int64"),
+    }
+    for col in (*MEASURES, "whitespace", *sums):
+        cols[col] = np.asarray(totals[col], dtype="float64").reshape(nu)
     crs = local_equal_area_crs(units_gdf.total_bounds)
     area = units_gdf.geometry.to_crs(crs).area.to_numpy() / 1e6
     cols["area_km2"] = area
@@ -814,7 +861,7 @@ def aggregate_units(
     for col in ("accounts", *MEASURES):
         cols[f"{col}_density"] = np.nan_to_num(cols[col] / safe)
 
-    out = pd.DataFrame({"unit_id": ids.to_numpy()})
+    out = pd.DataFrame({"unit_id": units_gdf["unit_id"].astype(str).to_numpy()})
     if "state" in units_gdf.columns:
         out["state"] = units_gdf["state"].to_numpy()
     else:
@@ -830,6 +877,34 @@ def aggregate_units(
     if "land_km2" in units_gdf.columns:
         out["land_km2"] = units_gdf["land_km2"].to_numpy()
     return gpd.GeoDataFrame(out, geometry=units_gdf.geometry.values, crs=4326)
+
+
+def aggregate_units(
+    units_gdf: gpd.GeoDataFrame,
+    placed: pd.DataFrame,
+    region: list[str],
+    present: list[str],
+    sums: Sequence[str] = (),
+) -> gpd.GeoDataFrame:
+    """The pandas engine's fold and finish: the whole table as one chunk.
+
+    ``present``: the built-in measures the accounts carry (others are zero); ``sums``: the
+    user's own numeric columns (checked by :func:`check_sums`), summed after them.
+    """
+    units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    ids = pd.Index(units_gdf["unit_id"].astype(str))
+    missing = ~placed["unit_id"].astype(str).isin(ids).to_numpy()
+    if missing.any():  # h3 without a region: cells of accounts beyond the polyfill
+        new = pd.unique(placed["unit_id"].to_numpy()[missing])
+        more = gpd.GeoDataFrame(
+            {"unit_id": new}, geometry=h3u.cells_to_polygons(new).values, crs=4326
+        )
+        units_gdf = pd.concat([units_gdf, more], ignore_index=True)
+        units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+        ids = pd.Index(units_gdf["unit_id"].astype(str))
+    contrib = unit_contributions(placed, ids, present, sums)
+    totals = fold_sums(None, contrib, len(units_gdf), sums)
+    return finish_units(units_gdf, totals, region, sums)
 
 
 def _cell_states(units_gdf: gpd.GeoDataFrame, region: list[str], geodata) -> np.ndarray:

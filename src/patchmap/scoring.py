@@ -31,6 +31,7 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.io import atomic_path, write_csv, write_text
+from patchmap.notes import Note
 
 __all__ = [
     "DEFAULT_REACH_WEIGHTS",
@@ -705,9 +706,8 @@ class LookalikeScorer:
         else:
             p_win = self._fit_model(X, y, numeric, categorical, card, notes)
         out = df.copy()
-        out["p_win"] = np.round(p_win, 6)
-        out["score"] = np.round(100 * p_win, 2)
-        out["potential"] = np.round(p_win * sizes, 2)
+        for col, values in score_columns(p_win, sizes).items():
+            out[col] = values
         return ScoreResult(accounts=out, model_card=card, notes=notes, model=self.pipeline_)
 
     # -- deal size -------------------------------------------------------
@@ -905,6 +905,35 @@ def _jsonable(obj: Any) -> Any:
 # ------------------------------------------------------------------ top level
 
 
+def score_columns(p_win: np.ndarray, deal_size: np.ndarray) -> dict[str, np.ndarray]:
+    """``p_win``, ``score`` (100 x p_win) and ``potential`` (p_win x expected deal size), as
+    every engine writes them (rounded once, here)."""
+    p_win = np.asarray(p_win, dtype="float64")
+    return {
+        "p_win": np.round(p_win, 6),
+        "score": np.round(100 * p_win, 2),
+        "potential": np.round(p_win * deal_size, 2),
+    }
+
+
+def kept_note(col: str) -> Note:
+    """A measure the accounts already carry, kept as given."""
+    return Note("kept_column", f"accounts already carry {col!r}: kept as given, not rescored",
+                column=col)  # fmt: skip
+
+
+def reach_note(weights: Mapping[str, float]) -> Note:
+    """How ``reach`` was made from the engagement columns (or that there were none)."""
+    if not weights:
+        return Note("reach", "no engagement columns (mqls, opportunities, intent, usage): reach = 0",
+                    weights={})  # fmt: skip
+    return Note(
+        "reach",
+        "reach = weighted log-normalized " + ", ".join(f"{c} ({w:g})" for c, w in weights.items()),
+        weights=dict(weights),
+    )
+
+
 def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) -> ScoreResult:
     """Add ``p_win``, ``score``, ``potential`` and ``reach`` to every account.
 
@@ -940,16 +969,10 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
     notes = result.notes
     for col, values in kept.items():
         out[col] = values.to_numpy()
-        notes.append(f"accounts already carry {col!r}: kept as given, not rescored")
+        notes.append(kept_note(col))
     if reach_values is not None:
         out["reach"] = reach_values
-        if weights:
-            notes.append(
-                "reach = weighted log-normalized "
-                + ", ".join(f"{c} ({w:g})" for c, w in weights.items())
-            )
-        else:
-            notes.append("no engagement columns (mqls, opportunities, intent, usage): reach = 0")
+        notes.append(reach_note(weights))
     card = result.model_card
     card["reach"] = {
         "columns": weights,
