@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from patchmap.io import TEMP_MARK
+from patchmap.io import TEMP_MARK, atomic_path, remove_temporary_files
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx"]
 
@@ -224,3 +224,13 @@ def test_a_failing_command_writes_nothing(chain, tmp_path):
                 "--accounts", chain / "accounts.csv", "--out", out)  # fmt: skip
     _one_line_exit_2(r)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_temporary_file_no_block_owns_yet_is_removed_at_exit(tmp_path):
+    """A signal between a temporary file's creation and its ``with`` block (seen once in the
+    SIGTERM test above) leaves no finally clause to remove it: the CLI's exit does."""
+    opened = atomic_path(tmp_path / "out.csv")
+    tmp = opened.__enter__()  # the block that would own it never starts
+    assert tmp.exists()
+    remove_temporary_files()
+    assert not tmp.exists() and not (tmp_path / "out.csv").exists()

@@ -49,6 +49,9 @@ class _Group(click.Group):
             )
             sys.exit(1)
         finally:
+            io = sys.modules.get("patchmap.io")  # not imported: no temporary file to remove
+            if io is not None:
+                io.remove_temporary_files()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         sys.exit(code if isinstance(code, int) else 0)

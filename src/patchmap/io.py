@@ -51,6 +51,7 @@ class _Run:
 
 
 _RUN: _Run | None = None
+_LIVE: set[Path] = set()  # this process's temporary files not yet put in place or removed
 
 
 def _file_key(path: Path) -> tuple[int, int] | None:
@@ -183,6 +184,7 @@ def atomic_path(path: str | os.PathLike, *, immediate: bool = False) -> Iterator
                 raise _cannot_write(target, exc) from None
             os.close(fd)
             tmp_path = Path(name)
+            _LIVE.add(tmp_path)
         try:
             yield tmp_path
         except OSError as exc:
@@ -204,6 +206,7 @@ def atomic_path(path: str | os.PathLike, *, immediate: bool = False) -> Iterator
                 os.replace(tmp_path, target)
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
+            _LIVE.discard(tmp_path)
     finally:
         if not keep and tmp_path is not None:
             _remove_temp(tmp_path)
@@ -214,6 +217,19 @@ def _remove_temp(tmp: Path) -> None:
     for p in [tmp, *tmp.parent.glob(glob.escape(tmp.name) + "-*")]:
         with contextlib.suppress(OSError):
             p.unlink()
+    _LIVE.discard(tmp)
+
+
+def remove_temporary_files() -> None:
+    """Remove every temporary file this process made and has not put in place.
+
+    The CLI calls it when a command ends by an error or a signal: a signal can arrive in
+    the few instructions between a temporary file's creation and the ``with`` block that
+    owns it, where no ``finally`` clause covers it yet.
+    """
+    with _signals_held():
+        for tmp in list(_LIVE):
+            _remove_temp(tmp)
 
 
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))
@@ -279,9 +295,11 @@ def _commit(run: _Run) -> None:
                 os.replace(tmp, target)
             except OSError as exc:
                 run.pending.pop(target)
+                _remove_temp(tmp)
                 _discard(run)
                 raise _cannot_write(target, exc) from None
             run.pending.pop(target)
+            _LIVE.discard(tmp)
         for p in run.stale:
             if p not in written and os.path.isfile(p) and not os.path.islink(p):
                 with contextlib.suppress(OSError):
