@@ -212,39 +212,10 @@ def write_salesforce(
     rule_names: list[str] = []
     rep_of = summary.set_index(summary["territory"].astype(str)).get("rep_id")
     for label in labels:
-        rules = postal_code_rules(by_terr.get(label, []))
-        names = []
-        for i, items in enumerate(rules, start=1):
-            rule = f"{dev[label]}_ZIP" + (f"_{i}" if len(rules) > 1 else "")
-            names.append(rule)
-            body: list[tuple[str, str | list]] = [("active", "true")]
-            if len(items) > 1:
-                body.append(
-                    ("booleanFilter", " OR ".join(str(j) for j in range(1, len(items) + 1)))
-                )
-            body += [("name", f"{label} ZIP codes" + (f" ({i} of {len(rules)})" if len(rules) > 1 else "")),
-                     ("objectType", "Account")]  # fmt: skip
-            body += [
-                ("ruleItems", [("field", "Account.BillingPostalCode"), ("operation", "startsWith"),
-                               ("value", value)])
-                for value in items
-            ]  # fmt: skip
-            write_text(_xml("Territory2Rule", body), folder / "rules" / f"{rule}.territory2Rule")
-        rule_names += names
         rep = rep_of.get(label) if rep_of is not None else None
-        desc = f"patchmap territory {label}" + (
-            f", rep {rep}" if isinstance(rep, str) and rep else ""
+        rule_names += _write_territory(
+            folder, dev[label], label, by_terr.get(label, []), rep=rep, type_dev=type_dev
         )
-        write_text(
-            _xml("Territory2", [
-                ("accountAccessLevel", "Edit"),
-                ("description", desc),
-                ("name", label),
-                *[("ruleAssociations", [("inherited", "false"), ("ruleName", n)]) for n in names],
-                ("territory2Type", type_dev),
-            ]),
-            folder / "territories" / f"{dev[label]}.territory2",
-        )  # fmt: skip
     written["sf_package"] = write_text(
         _package(model_dev, type_dev, dev, rule_names), base / "package.xml"
     )
@@ -356,42 +327,9 @@ def write_salesforce_segments(
     rep_of = summary["rep_id"].to_numpy() if "rep_id" in summary.columns else [None] * len(key)
     for k_, g, label, rep in zip(key, summary["segment"].astype(str),
                                  summary["territory"].astype(str), rep_of, strict=True):  # fmt: skip
-        # one item per rule is the segment's: at most RULE_ITEMS - 1 ZIP lists beside it
-        rules = postal_code_rules(by_terr.get(k_, []), items=RULE_ITEMS - 1)
-        names = []
-        for i, items in enumerate(rules, start=1):
-            rule = f"{dev[k_]}_ZIP" + (f"_{i}" if len(rules) > 1 else "")
-            names.append(rule)
-            zip_items = " OR ".join(str(j) for j in range(1, len(items) + 1))
-            body: list[tuple[str, str | list]] = [
-                ("active", "true"),
-                ("booleanFilter", f"({zip_items}) AND {len(items) + 1}"),
-                ("name", f"{g} {label} ZIP codes" + (f" ({i} of {len(rules)})" if len(rules) > 1 else "")),
-                ("objectType", "Account"),
-            ]  # fmt: skip
-            body += [
-                ("ruleItems", [("field", "Account.BillingPostalCode"), ("operation", "startsWith"),
-                               ("value", value)])
-                for value in items
-            ]  # fmt: skip
-            body.append(
-                ("ruleItems", [("field", segment_field), ("operation", "equals"), ("value", g)])
-            )
-            write_text(_xml("Territory2Rule", body), folder / "rules" / f"{rule}.territory2Rule")
-        rule_names += names
-        desc = f"patchmap territory {label} of segment {g}" + (
-            f", rep {rep}" if isinstance(rep, str) and rep else ""
-        )
-        write_text(
-            _xml("Territory2", [
-                ("accountAccessLevel", "Edit"),
-                ("description", desc),
-                ("name", label),
-                ("parentTerritory", parent_dev[g]),
-                *[("ruleAssociations", [("inherited", "false"), ("ruleName", n)]) for n in names],
-                ("territory2Type", type_of[g]),
-            ]),
-            folder / "territories" / f"{dev[k_]}.territory2",
+        rule_names += _write_territory(
+            folder, dev[k_], label, by_terr.get(k_, []), rep=rep, type_dev=type_of[g],
+            segment=(g, segment_field), parent=parent_dev[g],
         )  # fmt: skip
     all_dev = {**{f"segment {g}": parent_dev[g] for g in segs}, **dev}
     written["sf_package"] = write_text(
@@ -435,6 +373,64 @@ def write_salesforce_segments(
         })  # fmt: skip
         written["sf_users"] = write_csv(users, base / "UserTerritory2Association.csv")
     return written
+
+
+def _write_territory(
+    folder: Path,
+    dev: str,
+    label: str,
+    zips: Sequence[str],
+    *,
+    rep: object,
+    type_dev: str,
+    segment: tuple[str, str] | None = None,
+    parent: str | None = None,
+) -> list[str]:
+    """Write one Territory2 and its postal-code Territory2Rules; return the rules' names.
+
+    With ``segment`` (name, account field) every rule also requires the account's segment
+    field to equal the name (one of the rule's items, so one ZIP list fewer per rule), the
+    territory sits under ``parent`` and its description names the segment.
+    """
+    seg, seg_field = segment if segment is not None else (None, None)
+    rules = postal_code_rules(zips, items=RULE_ITEMS - (seg is not None))
+    names = []
+    for i, items in enumerate(rules, start=1):
+        rule = f"{dev}_ZIP" + (f"_{i}" if len(rules) > 1 else "")
+        names.append(rule)
+        zip_items = " OR ".join(str(j) for j in range(1, len(items) + 1))
+        body: list[tuple[str, str | list]] = [("active", "true")]
+        if seg is not None:
+            body.append(("booleanFilter", f"({zip_items}) AND {len(items) + 1}"))
+        elif len(items) > 1:
+            body.append(("booleanFilter", zip_items))
+        of = f" ({i} of {len(rules)})" if len(rules) > 1 else ""
+        body += [("name", f"{seg} {label} ZIP codes{of}" if seg is not None else f"{label} ZIP codes{of}"),
+                 ("objectType", "Account")]  # fmt: skip
+        body += [
+            ("ruleItems", [("field", "Account.BillingPostalCode"), ("operation", "startsWith"),
+                           ("value", value)])
+            for value in items
+        ]  # fmt: skip
+        if seg is not None:
+            body.append(
+                ("ruleItems", [("field", seg_field), ("operation", "equals"), ("value", seg)])
+            )
+        write_text(_xml("Territory2Rule", body), folder / "rules" / f"{rule}.territory2Rule")
+    desc = f"patchmap territory {label}" + (f" of segment {seg}" if seg is not None else "")
+    desc += f", rep {rep}" if isinstance(rep, str) and rep else ""
+    write_text(
+        _xml("Territory2", [
+            ("accountAccessLevel", "Edit"),
+            ("description", desc),
+            ("name", label),
+            *([("parentTerritory", parent)] if parent is not None else []),
+            *[("ruleAssociations", [("inherited", "false"), ("ruleName", n)]) for n in names],
+            ("territory2Type", type_dev),
+        ]),
+        folder / "territories" / f"{dev}.territory2",
+    )  # fmt: skip
+    return names
 
 
 def _package(model: str, type_dev: str | list[str], dev: dict[str, str], rules: list[str]) -> str:
