@@ -36,7 +36,7 @@ def refine(s: SearchState, passes: int = 8, slack: float = 1.0) -> int:
 def greedy(s: SearchState, passes: int) -> int:
     """Passes over the boundary in random order, each unit taking its best improving
     move inside the current bands; stops when a pass moves nothing."""
-    lab, nbrs = s.lab, s.nbrs
+    lab = s.lab
     total = 0
     for _ in range(passes):
         cand = s.boundary()
@@ -46,10 +46,7 @@ def greedy(s: SearchState, passes: int) -> int:
             if s.locked[u]:
                 continue
             p = lab[u]
-            cnt: dict[int, int] = {}
-            for v in nbrs[u]:
-                lv = lab[v]
-                cnt[lv] = cnt.get(lv, 0) + 1
+            cnt = s.neighbour_territories(u)
             if len(cnt) == 1:
                 continue
             cp = cnt.get(p, 0)
@@ -146,10 +143,7 @@ def best_move(s: SearchState, u: int, beta: float) -> tuple[float, int]:
     cut plus ``beta`` times the compactness term; (-inf, -1) if none."""
     lab = s.lab
     p = lab[u]
-    cnt: dict[int, int] = {}
-    for v in s.nbrs[u]:
-        lv = lab[v]
-        cnt[lv] = cnt.get(lv, 0) + 1
+    cnt = s.neighbour_territories(u)
     cp = cnt.get(p, 0)
     best_s, best_q = -np.inf, -1
     for q, cq in cnt.items():

@@ -142,6 +142,15 @@ class SearchState:
         lab = self.labn
         return int((lab[self.g.ei] != lab[self.g.ej]).sum())
 
+    def neighbour_territories(self, u: int) -> dict[int, int]:
+        """``{territory: number of u's neighbours in it}``, u's own territory included."""
+        lab = self.lab
+        counts: dict[int, int] = {}
+        for v in self.nbrs[u]:
+            lv = lab[v]
+            counts[lv] = counts.get(lv, 0) + 1
+        return counts
+
     def boundary(self) -> np.ndarray:
         """Units with a neighbour in another territory."""
         lab = self.labn

@@ -147,10 +147,7 @@ def pair_search(
             if locked[u]:
                 continue
             p = lab[u]
-            cnt: dict[int, int] = {}
-            for v in nbrs[u]:
-                lv = lab[v]
-                cnt[lv] = cnt.get(lv, 0) + 1
+            cnt = s.neighbour_territories(u)
             cp = cnt.get(p, 0)
             for q, cq in cnt.items():
                 if q != p:
