@@ -82,7 +82,7 @@ def _assert_same(result, ref, ingest) -> None:
     assert result.n_read == ingest.n_read == result.n_placed + len(result.rejects)
     assert result.n_placed == len(ref.placed) == int(got["accounts"].sum())
     assert result.states == ref.states
-    assert result.notes == ref.notes
+    assert result.notes == [*ingest.notes, *ref.notes]  # what load_accounts notes, then layers
 
 
 @pytest.mark.parametrize("kind", ["zcta", "h3"])
@@ -290,3 +290,77 @@ def test_partition_notes_add_up_by_code_not_by_parsing_text():
     assert merged == [joined_nearest_note(1_002, "zcta"), "a plain note", zip_only_note(3)]
     assert merged[0].code == "joined_nearest" and merged[0].data == {"count": 1002, "kind": "zcta"}
     assert merged[0].startswith("1002 accounts lie in the region but in no ZCTA")
+
+
+# --- issue 17: the Dask engine rejects, notes and fails as the pandas engine does --------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """120 RI accounts in two files; four points outside the U.S. ((0,0), Beijing, Bangkok,
+    Los Angeles with its sign dropped) and two with unusable coordinates but a valid ZIP."""
+    df = sample_accounts(["RI"], n=120, seed=3)
+    df["lat"], df["lon"] = df["lat"].astype(float), df["lon"].astype(float)
+    for i, (la, lo) in enumerate([(0.0, 0.0), (39.9, 116.4), (13.75, 100.5), (34.05, 118.24)]):
+        df.loc[i, ["lat", "lon", "zip"]] = [la, lo, None]
+    df.loc[[30, 90], "lat"] = 999.0  # out of range, one per file: placed by the ZIP, noted once
+    df.loc[[30, 90], "zip"] = "02903"
+    return _write_parts(df, tmp_path_factory.mktemp("world") / "accounts", 2)
+
+
+@pytest.mark.parametrize("kind", ["h3", "zcta"])
+def test_points_outside_the_states_and_zip_fallback_as_pandas(scheduler, world, kind):
+    ingest = load_accounts(world)
+    ref = build_layers(score_accounts(ingest.accounts).accounts, units=kind, resolution=6)
+    result = build_layers_dask(world, units=kind, resolution=6, scheduler=scheduler)
+    _assert_same(result, ref, ingest)
+    assert sorted(result.rejects["row"]) == [1, 2, 3, 4]
+    assert "2 row(s) with unusable lat/lon placed by their ZIP instead (e.g. row 31: " in (
+        " ".join(result.notes)
+    )
+    assert set(result.units["state"].dropna()) <= {"RI", "MA", "CT"}
+
+
+def test_cli_dask_nothing_placed_is_exit_2_with_the_rejects(scheduler, tmp_path):
+    from conftest import run_cli
+
+    df = sample_accounts(["RI"], n=40, seed=4)
+    df["lat"], df["lon"], df["zip"] = np.nan, np.nan, "ABCDE"
+    src = _write_parts(df, tmp_path / "none", 2)
+    df = sample_accounts(["RI"], n=40, seed=4).dropna(subset=["lat"])
+    df["lat"] = -df["lat"]  # the southern hemisphere: outside RI
+    south = _write_parts(df, tmp_path / "south", 2)
+    for data, why in ((src, "invalid ZIP ABCDE (40 rows)"), (south, "outside the region's units")):
+        out = tmp_path / f"{data.name}.parquet"
+        r = run_cli("layers", data, "--units", "county", "--region", "RI", "--engine", "dask",
+                    "--scheduler", scheduler, "--out", out)  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {data}: none of the") and why in last, last
+        assert not out.exists()
+        rejects = pd.read_csv(tmp_path / f"{data.name}.rejects.csv")
+        assert len(rejects) == len(pd.read_parquet(data))
+
+
+def test_cli_dask_error_on_a_worker_is_one_line(tmp_path):
+    """A partition's bad input raised on a worker of the CLI's own cluster: one line on
+    stderr, no worker traceback, no warning about the port another cluster holds."""
+    import socket
+
+    from conftest import run_cli_process
+
+    df = sample_accounts(["RI"], n=60, seed=2)
+    df.loc[55, "account_id"] = df.loc[45, "account_id"]  # a duplicate in the last file
+    src = _write_parts(df, tmp_path / "dup", 2)
+    with socket.socket() as busy:
+        try:
+            busy.bind(("", 8787))
+            busy.listen()
+        except OSError:
+            pass  # taken already: the case itself
+        r = run_cli_process("-q", "layers", src, "--units", "zcta", "--engine", "dask",
+                            "--out", tmp_path / "u.parquet")  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: {src}: column 'account_id' has 1 duplicated ids (e.g. 'A0000046' on rows 46, 56)"
+    ], r.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.geocode import normalize_zip, zip_locations
 from patchmap.io import read_table, write_csv
+from patchmap.notes import Note
 
 REJECT_COLUMNS = ["row", "account_id", "reason"]
 
@@ -37,6 +38,7 @@ class IngestResult:
     rejects: pd.DataFrame
     n_read: int
     source: str = "accounts"
+    notes: list[str] = field(default_factory=list)  # what ingest tells the user
 
     @property
     def n_placed(self) -> int:
@@ -61,6 +63,18 @@ def empty_rejects() -> pd.DataFrame:
             "account_id": pd.Series(dtype="string"),
             "reason": pd.Series(dtype="string"),
         }
+    )
+
+
+def zip_fallback_note(count: int, source: str, example: str) -> Note:
+    """Rows whose lat/lon were unusable, placed by their ZIP (``example``: the first one)."""
+    return Note(
+        "zip_fallback",
+        f"{source}: {count} row(s) with unusable lat/lon placed by their ZIP instead "
+        f"(e.g. {example})",
+        count=count,
+        source=source,
+        example=example,
     )
 
 
@@ -142,7 +156,8 @@ def _reject_bad_numbers(df: pd.DataFrame, reason: pd.Series) -> None:
 def validate_accounts(
     df: pd.DataFrame, source: str = "accounts", *, first_row: int = 1
 ) -> IngestResult:
-    """Validate and geocode an accounts DataFrame already in memory.
+    """Validate and geocode an accounts DataFrame already in memory (its notes in
+    ``IngestResult.notes``, not logged: :func:`load_accounts` logs them).
 
     ``first_row``: the row number of ``df``'s first row (1; a later number for a slice of a
     larger table, e.g. one partition of a Parquet dataset), so messages and rejects name
@@ -186,6 +201,7 @@ def validate_accounts(
             f"(e.g. {first_ids[0]!r} on rows {', '.join(map(str, rows))})"
         )
 
+    notes: list[str] = []
     lat = pd.Series(np.nan, index=df.index)
     lon = pd.Series(np.nan, index=df.index)
     location_source = pd.Series(pd.NA, index=df.index, dtype="string")
@@ -223,13 +239,8 @@ def validate_accounts(
         location_source[use] = "zip"
         fell_back = use & coord_problem.notna()
         if fell_back.any():
-            from patchmap.logs import log
-
-            log.info(
-                f"{source}: {int(fell_back.sum())} row(s) with unusable lat/lon placed by "
-                f"their ZIP instead (e.g. row {int(row[fell_back].iloc[0])}: "
-                f"{coord_problem[fell_back].iloc[0]})"
-            )
+            example = f"row {int(row[fell_back].iloc[0])}: {coord_problem[fell_back].iloc[0]}"
+            notes.append(zip_fallback_note(int(fell_back.sum()), source, example))
     unplaced = reason.isna() & lat.isna()
     reason[unplaced & coord_problem.notna()] = coord_problem
     reason[reason.isna() & lat.isna()] = "no location (lat/lon or zip)"
@@ -249,7 +260,11 @@ def validate_accounts(
     accounts = accounts.drop(columns=["source_row"], errors="ignore")
     accounts.insert(0, "source_row", row[~rejected].to_numpy())
     return IngestResult(
-        accounts=accounts, rejects=rejects.reset_index(drop=True), n_read=n_read, source=source
+        accounts=accounts,
+        rejects=rejects.reset_index(drop=True),
+        n_read=n_read,
+        source=source,
+        notes=notes,
     )
 
 
@@ -268,4 +283,10 @@ def load_accounts(
     keep_text = {column_map.get(c, c): "string" for c in ("account_id", "zip")}
     df = read_table(path, dtype=keep_text, sheet=sheet, encoding=encoding)
     df = rename_columns(df, column_map, str(path))
-    return validate_accounts(df, source=str(path))
+    result = validate_accounts(df, source=str(path))
+    if result.notes:
+        from patchmap.logs import log
+
+        for note in result.notes:
+            log.info(note)
+    return result

@@ -31,6 +31,7 @@ import operator
 import os
 import pickle
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ from patchmap.accounts import (
     rename_columns,
     tally_line,
     validate_accounts,
+    zip_fallback_note,
 )
 from patchmap.errors import InputError
 from patchmap.layers import (
@@ -62,6 +64,7 @@ from patchmap.layers import (
     fold_sums,
     infer_states,
     place_accounts,
+    point_states,
     prepare_accounts,
     split_region,
     unit_contributions,
@@ -91,6 +94,7 @@ __all__ = [
     "MEMORY_BUDGET",
     "SAMPLE_ROWS",
     "DaskLayersResult",
+    "NothingPlaced",
     "build_layers_dask",
     "cluster_size",
     "dask_client",
@@ -128,6 +132,14 @@ def _quiet(_: str) -> None:
     pass
 
 
+class NothingPlaced(InputError):
+    """No row of the dataset is valid: ``rejects`` says why, row by row."""
+
+    def __init__(self, source: str, n_read: int, rejects: pd.DataFrame) -> None:
+        super().__init__(f"{source}: none of the {n_read} rows could be placed")
+        self.source, self.n_read, self.rejects = source, n_read, rejects
+
+
 @dataclass
 class DaskLayersResult(LayersResult):
     """A :class:`~patchmap.layers.LayersResult` with counts in place of the placed accounts.
@@ -152,6 +164,9 @@ class DaskLayersResult(LayersResult):
         units = f"{len(self.units)} {self.kind} units"
         return f"{tally_line(self.n_read, self.n_placed, len(self.rejects))}; {units}"
 
+
+#: Note makers of the counted notes partitions send (ingest's and the layers').
+_COUNTED = {**COUNTED_NOTES, "zip_fallback": zip_fallback_note}
 
 # ---------------------------------------------------------------- cluster
 
@@ -210,17 +225,18 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
             yield client
         return
     n, limit = cluster_size(n_workers)
-    with (
-        distributed.LocalCluster(
+    with warnings.catch_warnings():
+        # the scheduler's HTTP server moves off a taken port 8787 (another cluster): no news
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = distributed.LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
             memory_limit=limit,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
+            silence_logs=logging.CRITICAL,  # a task's error reaches the client, once
+        )
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
 
@@ -410,7 +426,8 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
         acc, lat, lon = fill_from_zcta(acc, lat, lon)
         located = ~(np.isnan(lat) | np.isnan(lon))
         if not job.strict:
-            out["states"] = infer_states(lat[located], lon[located])
+            states_of = point_states(lat[located], lon[located])
+            out["states"] = infer_states(lat[located], lon[located], states_of)
         if job.kind == "h3":
             import shapely
 
@@ -419,6 +436,8 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
             inside = located.copy()
             if job.strict:
                 inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
+            else:  # as build_layers: points in (or within 5 km of) a U.S. state only
+                inside[located] = pd.notna(states_of)
             out["cells"], out["extra"] = cells, np.unique(cells[inside])
     return out
 
@@ -441,6 +460,12 @@ def _training_rows(acc: pd.DataFrame, i: int, n_part: int, job: _Job) -> pd.Data
         idx = np.flatnonzero(mask)
         take[rng.choice(idx, cap, replace=False) if idx.size > cap else idx] = True
     return acc[take]
+
+
+def _ingest_rejects(part: pd.DataFrame, i: int, offset: int, job: _Job) -> pd.DataFrame:
+    """A partition's ingest rejects."""
+    ingest = _ingest(part, offset, job)
+    return empty_rejects() if ingest is None else ingest.rejects
 
 
 def _survey_stats(result: dict[str, Any]) -> dict[str, Any]:
@@ -469,6 +494,7 @@ def _layers_part(
         "ingest_rejects": None,
         "layer_rejects": None,
         "notes": [],
+        "ingest_notes": [],
         "prep_notes": [],
     }
     if ingest is None:
@@ -482,8 +508,8 @@ def _layers_part(
     accounts, lat, lon = prep.accounts, prep.lat, prep.lon
     notes: list[str] = []
     if job.kind == "h3":
-        placed, rejects = place_accounts(
-            accounts, units, "h3", resolution=job.resolution, strict=job.strict, cells=cells
+        placed, rejects = place_accounts(  # strict: the units hold every cell kept
+            accounts, units, "h3", resolution=job.resolution, strict=True, cells=cells
         )
     else:
         placed, rejects = place_accounts(
@@ -510,6 +536,7 @@ def _layers_part(
         ingest_rejects=ingest.rejects,
         layer_rejects=rejects,
         notes=notes,
+        ingest_notes=ingest.notes,
         prep_notes=prep.notes,
     )
     return {"small": small, "contrib": contrib, "hashes": hashes}
@@ -753,6 +780,9 @@ class _Engine:
         """Both passes and the unit layer."""
         job, client = self.job, self.client
         survey = self._survey()
+        if survey["stats"] and not sum(s["n_valid"] for s in survey["stats"]):
+            rejects = self.client.gather(self._each(_ingest_rejects))
+            raise NothingPlaced(job.source, job.n_total, pd.concat(rejects, ignore_index=True))
         scoring, scoring_fut = self._scoring(survey)
         units_gdf, land, region, minor = self._units(survey)
         units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
@@ -796,9 +826,11 @@ class _Engine:
     ) -> DaskLayersResult:
         """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
         job = self.job
-        # the partitions' notes before placement, added up (what build_layers notes once)
-        notes = merge_counts([n for s in smalls for n in s["prep_notes"]], COUNTED_NOTES)
-        place_notes = merge_counts([n for s in smalls for n in s["notes"]], COUNTED_NOTES)
+        # the partitions' notes before placement, added up: what load_accounts notes, then
+        # what build_layers notes once
+        notes = merge_counts([n for s in smalls for n in s["ingest_notes"]], _COUNTED)
+        notes += merge_counts([n for s in smalls for n in s["prep_notes"]], _COUNTED)
+        place_notes = merge_counts([n for s in smalls for n in s["notes"]], _COUNTED)
         keep = np.ones(len(units_gdf), dtype=bool)
         used = acc["accounts"] > 0
         if job.kind == "zcta":

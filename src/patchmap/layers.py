@@ -504,7 +504,8 @@ def build_layers(
     else:
         located = ~(np.isnan(lat) | np.isnan(lon))
         if not strict:
-            region, minor = split_region(infer_states(lat[located], lon[located]), notes)
+            states_of = point_states(lat[located], lon[located])
+            region, minor = split_region(infer_states(lat[located], lon[located], states_of), notes)
             if not region:
                 raise InputError(
                     "accounts: no account lies in a U.S. state; give the region (--region STATES)"
@@ -533,7 +534,6 @@ def build_layers(
             if strict:  # only cells of points inside the region itself
                 inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
             else:  # the inferred region: points in (or within 5 km of) a U.S. state only
-                states_of = _point_states(lon[located], lat[located], _states_layer())
                 inside[located] = pd.notna(states_of)
             extra = np.unique(cells[inside])
             units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u.int_cells_to_str(extra))
@@ -732,12 +732,18 @@ def split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[s
     return region, minor
 
 
-def infer_states(lat: np.ndarray, lon: np.ndarray) -> pd.Series:
-    """Accounts per state (point in state polygon, 5 km coastal tolerance)."""
+def point_states(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The U.S. state of each point (None outside every state; 5 km coastal tolerance)."""
     if lat.size == 0:
-        return pd.Series(dtype="int64")
-    st = _point_states(lon, lat, _states_layer())
-    return pd.Series(st[pd.notna(st)]).value_counts()
+        return np.empty(0, dtype=object)
+    return _point_states(lon, lat, _states_layer())
+
+
+def infer_states(lat: np.ndarray, lon: np.ndarray, states: np.ndarray | None = None) -> pd.Series:
+    """Accounts per state (point in state polygon, 5 km coastal tolerance); ``states``: the
+    points' :func:`point_states`, when already known."""
+    st = point_states(lat, lon) if states is None else states
+    return pd.Series(st[pd.notna(st)], dtype=object).value_counts()
 
 
 def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) -> None:

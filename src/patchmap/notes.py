@@ -35,14 +35,16 @@ class Note(str):
 
 def merge_counts(notes: Iterable[str], makers: dict[str, Callable[..., Note]]) -> list[str]:
     """Notes of several parts as one list: notes whose ``code`` has a maker in ``makers``
-    and the same data but ``count`` become one note with the counts added (first place
-    kept); others are kept once each, in order."""
+    and the same data but ``count`` (and ``example``: the first part's is kept) become one
+    note with the counts added (first place kept); others are kept once each, in order."""
     out: list[str] = []
     merged: dict[tuple, int] = {}
     for note in notes:
         code = getattr(note, "code", None)
         if code in makers and "count" in note.data:
-            rest = tuple(sorted((k, v) for k, v in note.data.items() if k != "count"))
+            rest = tuple(
+                sorted((k, v) for k, v in note.data.items() if k not in ("count", "example"))
+            )
             key = (code, rest)
             if key in merged:
                 i = merged[key]

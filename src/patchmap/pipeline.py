@@ -188,20 +188,29 @@ def layers_file(
             raise error("layers", "{engine=dask} takes {units} h3, zcta or county")
         if settings["named"] is not None:
             raise error("layers", "{named} needs {engine=pandas} (the Dask engine holds none out)")
-        from patchmap.distributed import build_layers_dask
+        from patchmap.distributed import NothingPlaced, build_layers_dask
 
         states = geodata.normalize_states(settings["region"]) if settings["region"] else None
-        result = build_layers_dask(
-            accounts_path,
-            units=units,
-            resolution=settings["resolution"],
-            states=states,
-            column_map=settings["columns"],
-            scheduler=settings["scheduler"],
-            sums=settings["sums"],
-        )
-        write_layers(result, out)
         rejects_path = rejects_path_for(out)
+        try:
+            result = build_layers_dask(
+                accounts_path,
+                units=units,
+                resolution=settings["resolution"],
+                states=states,
+                column_map=settings["columns"],
+                scheduler=settings["scheduler"],
+                sums=settings["sums"],
+            )
+        except NothingPlaced as none:  # as the pandas engine: the rejects say why
+            empty = IngestResult(pd.DataFrame(), none.rejects, none.n_read, none.source)
+            require_placed(empty, 0, none.rejects, rejects_path)
+            raise
+        for note in result.notes:
+            log.info(note)
+        source = IngestResult(pd.DataFrame(), result.rejects, result.n_read, str(accounts_path))
+        require_placed(source, result.n_placed, result.rejects, rejects_path)
+        write_layers(result, out)
         write_csv(result.rejects, rejects_path)
         echo(tally_line(result.n_read, result.n_placed, len(result.rejects), rejects_path))
         return result
