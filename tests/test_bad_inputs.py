@@ -319,3 +319,89 @@ def test_near_perfect_auc_is_flagged_as_probable_leakage(tmp_path):
     r = run_cli("score", tmp_path / "b.csv", "--out", tmp_path / "t.csv")
     assert r.returncode == 0, r.stderr
     assert "leakage" not in r.stderr
+
+
+# --- item 12: locks the partitioner cannot keep name the locked file and its lines -----------
+
+
+@pytest.fixture(scope="module")
+def two_states(tmp_path_factory):
+    """County units of RI (5) and DE (3), and a 2-territory plan of them."""
+    from patchmap.sample import sample_accounts
+
+    d = tmp_path_factory.mktemp("ri_de")
+    sample_accounts(["RI", "DE"], n=200, seed=4).to_csv(d / "accounts.csv", index=False)
+    r = run_cli("layers", d / "accounts.csv", "--units", "county", "--region", "RI,DE",
+                "--out", d / "units.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "accounts",
+                "--territories", "2", "--out", d / "plan.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_locked_errors_name_the_file_and_lines(two_states, tmp_path):
+    d = two_states
+    units = pd.read_parquet(d / "units.parquet", columns=["unit_id", "state"])
+    ri, de = (units.loc[units["state"] == s, "unit_id"].tolist() for s in ("RI", "DE"))
+    plan = pd.read_csv(d / "plan.csv", dtype=str)
+    home = ri[0]
+    zip_of_home = {"44001": "02806", "44003": "02818", "44005": "02840", "44007": "02903",
+                   "44009": "02879"}[home]  # fmt: skip
+    cases = {  # locked file body, extra options, words of the one-line error
+        "within": (f"{ri[0]},A\n{de[0]},A\n", ("--territories", "4", "--within", "state"),
+                   ("lines 2, 3:", "several state values")),
+        "too_many": ("".join(f"{u},T{i}\n" for i, u in enumerate(ri[:4])),
+                     ("--territories", "3"), ("line 5:", "4 territories named")),
+        "group": (f"{ri[0]},A\n{ri[1]},B\n{ri[2]},C\n", ("--territories", "3", "--within",
+                  "state"), ("lines 2, 3, 4:", "state 'RI' gets 1 territory but holds locked units of 3")),
+        "home": (f"{home},bob\n", ("--reps", tmp_path / "reps.csv"),
+                 ("line 2:", f"'{home}' is locked to 'bob' but is the home of rep 'ana'")),
+        "current": (f"{ri[1]},T01\n{ri[2]},T09\n", ("--current", d / "plan.csv"),
+                    ("line 3:", "'T09' is not one of the territories")),
+    }  # fmt: skip
+    (tmp_path / "reps.csv").write_text(f"rep_id,zip\nana,{zip_of_home}\nbob,19901\n")
+    assert set(plan["territory"]) == {"T01", "T02"}
+    for name, (body, extra, words) in cases.items():
+        locked = tmp_path / f"{name}.csv"
+        locked.write_text("unit_id,territory\n" + body)
+        r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance",
+                    "accounts", "--locked", locked, *extra, "--out", tmp_path / "p.csv")  # fmt: skip
+        last = _exit_2(r, f"error: {locked}: ", *words)
+        assert "locked:" not in last and "within=" not in last, last
+    assert not (tmp_path / "p.csv").exists()
+
+
+# --- item 13: a point off every ZCTA (across the border, offshore) falls back to its ZIP -------
+
+
+def test_border_and_offshore_points_fall_back_to_their_zips_zcta(tmp_path):
+    """Brownsville (78521, Voronoi ZCTA cells: TX has no bundled polygons): accounts whose
+    coordinates lie across the Rio Grande or in the Gulf are placed by their ZIP, said in a
+    note; one without a ZIP there stays a reject with its reason."""
+    pts = [(25.94, -97.49), (25.80, -97.50), (25.70, -97.60), (26.10, -97.10), (25.90, -97.0)]
+    rows = [f"B{i},{la},{lo},78521" for i, (la, lo) in enumerate(pts)] + ["B9,25.80,-97.50,"]
+    (tmp_path / "bro.csv").write_text("account_id,lat,lon,zip\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "u.parquet"
+    r = run_cli("layers", tmp_path / "bro.csv", "--units", "zcta", "--region", "TX", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert _tally(r) == (6, 5, 1)
+    assert "accounts whose lat/lon lie in no ZCTA of the region (across a border or " in r.stderr
+    units = pd.read_parquet(out, columns=["unit_id", "accounts"]).set_index("unit_id")
+    assert units.loc["78521", "accounts"] >= 4  # the four off every cell, by their ZIP
+    rejects = pd.read_csv(tmp_path / "u.rejects.csv")
+    assert rejects.to_dict("records") == [
+        {"row": 6, "account_id": "B9", "reason": "outside the region's units"}
+    ]
+
+
+def test_reps_file_mixing_zip_only_and_lat_lon_rows(two_states, tmp_path):
+    reps = tmp_path / "reps.csv"
+    reps.write_text("rep_id,zip,lat,lon\nana,02903,,\nbob,,39.74,-75.55\n")
+    r = run_cli("partition", two_states / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--reps", reps, "--out", tmp_path / "p.csv")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = pd.read_csv(tmp_path / "p.reps.csv", dtype={"home_unit": str}).set_index("rep_id")
+    assert report.loc["ana", "home_unit"] == "44007"  # Providence, by the ZIP
+    assert report.loc["bob", "home_unit"] == "10003"  # New Castle, by lat/lon
+    assert (report.loc["bob", ["lat", "lon"]] == [39.74, -75.55]).all()

@@ -20,3 +20,15 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum}")
         self.signum = signum
+
+
+class LockError(InputError):
+    """Locked units that cannot be kept as asked (``locked: ...``, in library words).
+
+    ``units`` are the locked units concerned, so a caller that read the locks from a file
+    names their lines (:func:`patchmap.pipeline.plan_units` does).
+    """
+
+    def __init__(self, message: str, units=()) -> None:
+        super().__init__(message)
+        self.units = [str(u) for u in units]

@@ -79,8 +79,23 @@ def zip_only_note(count: int) -> Note:
     )
 
 
+def outside_by_zip_note(count: int) -> Note:
+    """Accounts whose point lies in no ZCTA (across a border, offshore), placed in the ZCTA
+    of their ZIP."""
+    return Note(
+        "outside_by_zip",
+        f"{count:,} accounts whose lat/lon lie in no ZCTA of the region (across a border or "
+        "offshore) placed in their ZIP's ZCTA",
+        count=count,
+    )
+
+
 #: Note makers by code, for :func:`patchmap.notes.merge_counts` (notes of several parts).
-COUNTED_NOTES = {"joined_nearest": joined_nearest_note, "located_by_zip": zip_only_note}
+COUNTED_NOTES = {
+    "joined_nearest": joined_nearest_note,
+    "located_by_zip": zip_only_note,
+    "outside_by_zip": outside_by_zip_note,
+}
 NO_STATUS_NOTE = Note(
     "no_status",
     "accounts have no 'status' column: customers counted as 0, whitespace = potential",
@@ -325,7 +340,8 @@ def place_accounts(
     ``zcta``: the ZCTA an account was geocoded to from its ZIP when that ZCTA is a unit,
     else the polygon containing its point (nearest polygon within 1 km for coastline
     slivers); a point in no ZCTA but inside ``region_geometry`` (the land between ZCTAs)
-    joins the nearest one, counted in ``notes``. ``county``: the polygon containing the
+    joins the nearest one, counted in ``notes``; a point beyond them all (across a border,
+    offshore) whose ZIP's ZCTA is a unit is placed there, counted in ``notes``. ``county``: the polygon containing the
     point (5 km fallback: cartographic coastlines). ``h3``:
     the cell of the point; cells not among the units are rejected, unless
     ``strict=False`` (no region was given), when every cell is kept.
@@ -393,6 +409,14 @@ def place_accounts(
             idx = np.nonzero(todo)[0]
             unit[idx[hit >= 0]] = unit_ids[hit[hit >= 0]]
             reason[idx[hit < 0]] = OUTSIDE
+            miss = idx[hit < 0]
+            if kind == "zcta" and miss.size and "zcta" in accounts.columns:
+                # a point off every ZCTA whose ZIP names one of the units: the ZIP decides
+                zpos = unit_index.get_indexer(text_values(accounts["zcta"])[miss])
+                back = miss[zpos >= 0]
+                unit[back], reason[back] = unit_ids[zpos[zpos >= 0]], None
+                if notes is not None and back.size:
+                    notes.append(outside_by_zip_note(int(back.size)))
         ok = by_zip | (todo & (unit != None))  # noqa: E711 (elementwise on an object array)
     reason[~ok & (reason == None)] = "no location (lat/lon or zip)"  # noqa: E711
 

@@ -18,7 +18,7 @@ import pandas as pd
 from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
 from patchmap.config import PlanConfig, plan_config
-from patchmap.errors import InputError
+from patchmap.errors import InputError, LockError
 from patchmap.io import (
     check_ids,
     check_known_ids,
@@ -356,15 +356,33 @@ def plan_units(
     )  # fmt: skip
     common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],
                   regions=x["regions"])  # fmt: skip
-    if current is not None:
-        plan = part.realign(units, current, relax=x["relax"], max_moved=x["max_moved"], **common)
-    elif shares is not None:
-        if x["within"] is not None or x["regions"] is not None:
-            raise error("partition", "target shares take no {within} or {regions}")
-        plan = part.fit(units, shares=shares, **common)
-    else:
-        plan = part.fit(units, **common)
+    try:
+        if current is not None:
+            plan = part.realign(
+                units, current, relax=x["relax"], max_moved=x["max_moved"], **common
+            )
+        elif shares is not None:
+            if x["within"] is not None or x["regions"] is not None:
+                raise error("partition", "target shares take no {within} or {regions}")
+            plan = part.fit(units, shares=shares, **common)
+        else:
+            plan = part.fit(units, **common)
+    except LockError as exc:
+        if locked is None:
+            raise
+        raise InputError(_locked_lines(locked, exc)) from None
     return plan, reps
+
+
+def _locked_lines(locked: pd.Series, exc: LockError) -> str:
+    """A lock the partitioner cannot keep, named by the locked file and its lines."""
+    lines = locked.attrs.get("lines", {})
+    rows = sorted(lines[u] for u in exc.units if u in lines)
+    where = locked.attrs.get("source", "locked")
+    if rows:
+        more = " ..." if len(rows) > 8 else ""
+        where += f": line{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:8]))}{more}"
+    return f"{where}: {str(exc).removeprefix('locked: ')}"
 
 
 def _auto_territories(units: gpd.GeoDataFrame, capacity) -> int:

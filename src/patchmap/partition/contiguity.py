@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from patchmap.errors import InputError
+from patchmap.errors import LockError
 from patchmap.units.adjacency import Adjacency, show_id
 
 if TYPE_CHECKING:
@@ -286,10 +286,11 @@ def check_locks(adjacency: Adjacency, codes: np.ndarray, names: Sequence[str]) -
     if bad:
         t, units = bad[0]
         more = f" ({len(bad)} territories in all)" if len(bad) > 1 else ""
-        raise InputError(
+        raise LockError(
             f"locked: units {', '.join(show_id(u) for u in units[:6])} of territory "
             f"{names[t]!r} cannot be joined without crossing units locked to other "
-            f"territories{more}"
+            f"territories{more}",
+            units=units,
         )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, LockError
 from patchmap.partition.constraints import (
     BalanceTolerance,
     Contiguity,
@@ -300,10 +300,11 @@ class Partitioner(BaseEstimator):
             clash = (lock_codes[home_idx] >= 0) & (lock_codes[home_idx] != np.arange(k))
             if clash.any():
                 i = int(np.flatnonzero(clash)[0])
-                raise InputError(
+                raise LockError(
                     f"locked: unit {show_id(ids[home_idx[i]])} is locked to "
                     f"{label_names[lock_codes[home_idx[i]]]!r} but is the home of rep "
-                    f"{names[i]!r}"
+                    f"{names[i]!r}",
+                    units=ids[home_idx[i : i + 1]],
                 )
             lock_codes[home_idx] = np.arange(k)
             extra.append(

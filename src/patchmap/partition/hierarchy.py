@@ -21,7 +21,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from sklearn.base import clone
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, LockError
 from patchmap.partition.constraints import HomeBases, LockedUnits, Within
 from patchmap.partition.plan import Plan, build_plan, west_east_rank
 from patchmap.partition.problem import COMPACTNESS, TARGET, TOLERANCE, Problem, input_notes, prepare
@@ -222,9 +222,11 @@ def fit_nested(
         short = held[held.to_numpy() > kg[held.index.to_numpy()]]
         if len(short):
             g = int(short.index[0])
-            raise InputError(
-                f"locked: {gname} {gnames[g]!r} gets {kg[g]} territories but holds locked "
-                f"units of {short.iloc[0]} territories"
+            raise LockError(
+                f"locked: {gname} {gnames[g]!r} gets {kg[g]} "
+                f"territor{'y' if kg[g] == 1 else 'ies'} but holds locked "
+                f"units of {short.iloc[0]} territories",
+                units=lock_s.index[gcode[lock_pos] == g],
             )
     # regions per group (in proportion to the group's territories), territories per region
     if regions is not None:
@@ -349,14 +351,18 @@ def _group_locks(
     lock_s = pd.Series(locked).astype(str)
     pos = pd.Index(ids).get_indexer(lock_s.index)
     if (pos < 0).any():
-        raise InputError(f"locked: unit {show_id(lock_s.index[pos < 0][0])} is not among the units")
+        raise LockError(
+            f"locked: unit {show_id(lock_s.index[pos < 0][0])} is not among the units",
+            units=lock_s.index[pos < 0][:1],
+        )
     span = pd.Series(gcode[pos]).groupby(lock_s.to_numpy()).unique()
     bad = span[span.map(len) > 1]
     if len(bad):
         where = ", ".join(repr(str(gnames[g])) for g in bad.iloc[0][:3])
-        raise InputError(
+        raise LockError(
             f"locked: territory {bad.index[0]!r} has locked units in several {gname} values "
-            f"({where}), but within= keeps every territory inside one"
+            f"({where}), but a territory stays inside one {gname}",
+            units=lock_s.index[lock_s.to_numpy() == bad.index[0]],
         )
     return lock_s, pos
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, LockError
 from patchmap.options import default
 from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
 
@@ -236,23 +236,35 @@ def warm_codes(
 
     def codes(mapping, what):
         s = pd.Series(mapping)
+
+        def fail(message: str, units) -> InputError:  # a lock names its units
+            return LockError(message, units) if what == "locked" else InputError(message)
+
         unknown = ~s.index.isin(index)
         if unknown.any():
-            raise InputError(f"{what}: unit {show_id(s.index[unknown][0])} is not among the units")
+            raise fail(
+                f"{what}: unit {show_id(s.index[unknown][0])} is not among the units",
+                s.index[unknown][:1],
+            )
         lab = pd.Series(-1, index=index)
         vals = s.astype(str)
         for v in vals.unique():
             if v not in label_names:
                 if fixed:
-                    raise InputError(
+                    raise fail(
                         f"{what}: territory {v!r} is not one of the territories "
-                        f"({', '.join(label_names[:5])}{', ...' if len(label_names) > 5 else ''})"
+                        f"({', '.join(label_names[:5])}{', ...' if len(label_names) > 5 else ''})",
+                        vals.index[vals == v],
                     )
                 if len(label_names) <= len(names) and v not in names:
                     # an unknown label takes the first name not used by the mapping
                     free = [x for x in label_names if x not in set(vals)]
                     if not free:
-                        raise InputError(f"{what}: more than {len(names)} territories")
+                        raise fail(
+                            f"{what}: {vals.nunique()} territories named, more than the "
+                            f"{len(names)} asked ({v!r} is one too many)",
+                            vals.index[vals == v],
+                        )
                     label_names[label_names.index(free[0])] = v
         pos = {v: i for i, v in enumerate(label_names)}
         lab.loc[vals.index] = vals.map(pos).to_numpy()

@@ -20,7 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, LockError
 from patchmap.partition.balance import settle
 from patchmap.partition.constraints import HomeBases, LockedUnits, MoveBudget, Within
 from patchmap.partition.contiguity import can_remove, check_locks, locked_whole, settle_locks
@@ -193,9 +193,10 @@ def realign(
         codes = pd.Index(names).get_indexer(reps["rep_id"])
         clash = (lock[home_idx] >= 0) & (lock[home_idx] != codes)
         if clash.any():
-            raise InputError(
+            raise LockError(
                 f"locked: unit {show_id(ids[home_idx[clash][0]])} is locked elsewhere but is the "
-                f"home of rep {reps['rep_id'].iloc[int(np.flatnonzero(clash)[0])]!r}"
+                f"home of rep {reps['rep_id'].iloc[int(np.flatnonzero(clash)[0])]!r}",
+                units=ids[home_idx[clash][:1]],
             )
         lock[home_idx] = codes
         extra.append(HomeBases(pd.Series(ids[home_idx], index=pd.Index(reps["rep_id"]))))

@@ -93,8 +93,9 @@ def prepare_reps(
     lon = np.full(len(df), np.nan)
     if has_ll:
         raw_lat, raw_lon = df["lat"], df["lon"]
-        lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy(dtype=float)
-        lon = pd.to_numeric(raw_lon, errors="coerce").to_numpy(dtype=float)
+        # copies: rows without lat/lon are filled from their ZIP below
+        lat = np.array(pd.to_numeric(raw_lat, errors="coerce"), dtype=float)
+        lon = np.array(pd.to_numeric(raw_lon, errors="coerce"), dtype=float)
         given = (raw_lat.notna() & (raw_lat.astype(str).str.strip() != "")).to_numpy() | (
             raw_lon.notna() & (raw_lon.astype(str).str.strip() != "")
         ).to_numpy()
