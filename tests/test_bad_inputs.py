@@ -145,7 +145,7 @@ def test_no_account_in_the_region_is_exit_2(tmp_path, accounts):
 def test_absurd_capacity_and_quota_are_exit_2(ri_units, tmp_path):
     plan = tmp_path / "plan.csv"
     r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
-                "accounts", "--territories", "2", "--out", plan)  # fmt: skip
+                "accounts", "--territories", "2", "--effort", "0", "--out", plan)  # fmt: skip
     assert r.returncode == 0, r.stderr
     r = run_cli("export", ri_units / "units.parquet", plan, "--capacity", "1e-300", "--out",
                 tmp_path / "x")  # fmt: skip

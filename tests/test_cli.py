@@ -27,6 +27,8 @@ def small_chain(tmp_path_factory, ri_accounts_csv):
         "6",
         "--seed",
         "1",
+        "--effort",
+        "0",
         "--out",
         plan,
     )

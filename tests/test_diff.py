@@ -152,6 +152,7 @@ region = "RI"
 [partition]
 territories = 3
 balance = "accounts"
+effort = 0
 {extra}
 [output]
 dir = "{out}"

@@ -174,7 +174,7 @@ def test_rerun_overwrites_cleanly(units, plan, tmp_path):
 def test_engine_plan_object_is_accepted(units, tmp_path):
     from patchmap.partition import Partitioner
 
-    plan = Partitioner(4, ["potential"], id_col="unit_id", seed=0).fit(units)
+    plan = Partitioner(4, ["potential"], id_col="unit_id", seed=0, effort=0).fit(units)
     paths = export_plan(units, plan, tmp_path)
     s = pd.read_csv(paths["summary"])
     assert s["contiguous"].tolist() == plan.territories["contiguous"].tolist()

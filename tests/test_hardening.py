@@ -47,7 +47,7 @@ def chain(tmp_path_factory):
     r = run_cli("layers", d / "accounts.csv", "--units", "zcta", "--out", d / "units.parquet")
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "potential",
-                "--territories", "4", "--out", d / "plan.csv")  # fmt: skip
+                "--territories", "4", "--effort", "0", "--out", d / "plan.csv")  # fmt: skip
     assert r.returncode == 0, r.stderr
     return d
 
@@ -64,14 +64,14 @@ def test_side_files_are_named_after_the_plan_and_leave_reps_csv_alone(chain, tmp
     reps.write_text("rep_id,zip\nana,02903\ncy,19901\ndee,20001\n")
     before = reps.read_bytes()
     r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
-                "potential", "--reps", reps, "--out", tmp_path / "plan.csv")  # fmt: skip
+                "potential", "--reps", reps, "--effort", "0", "--out", tmp_path / "plan.csv")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert reps.read_bytes() == before  # the README's own example once replaced it
     report = pd.read_csv(tmp_path / "plan.reps.csv")
     assert sorted(report["rep_id"]) == ["ana", "cy", "dee"]
     # and the rerun reads the user's file, not a report: it still works
     r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
-                "potential", "--reps", reps, "--out", tmp_path / "plan.csv")  # fmt: skip
+                "potential", "--reps", reps, "--effort", "0", "--out", tmp_path / "plan.csv")  # fmt: skip
     assert r.returncode == 0, r.stderr
 
 
@@ -186,7 +186,7 @@ def test_sigterm_leaves_the_previous_export_whole_and_no_temp_file(chain, tmp_pa
     before = _snapshot(out)
     plan6 = tmp_path / "plan6.csv"
     r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
-                "potential", "--territories", "6", "--out", plan6)  # fmt: skip
+                "potential", "--territories", "6", "--effort", "0", "--out", plan6)  # fmt: skip
     assert r.returncode == 0, r.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "patchmap", "export", chain / "units.parquet", plan6,

@@ -27,7 +27,7 @@ def small_adj(small):
 
 @pytest.fixture(scope="module")
 def small_plan(small, small_adj) -> Plan:
-    return Partitioner(4, "population", seed=1).fit(small, adjacency=small_adj)
+    return Partitioner(4, "population", seed=1, effort=0).fit(small, adjacency=small_adj)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_separate_states_are_bridged_and_reported(small_plan):
 
 
 def test_deterministic_for_a_seed(small, small_adj, small_plan):
-    again = Partitioner(4, "population", seed=1).fit(small, adjacency=small_adj)
+    again = Partitioner(4, "population", seed=1, effort=0).fit(small, adjacency=small_adj)
     pd.testing.assert_series_equal(again.assignment, small_plan.assignment)
 
 
@@ -138,7 +138,7 @@ def test_several_balance_columns(ca):
     # a second measure that follows population loosely, like an account count does
     rng = np.random.default_rng(0)
     units = ca.assign(accounts=rng.poisson(ca["population"].to_numpy() / 500.0))
-    plan = Partitioner(8, ["population", "accounts"], seed=2).fit(units)
+    plan = Partitioner(8, ["population", "accounts"], seed=2, effort=0).fit(units)
     assert plan.contiguous
     assert plan.max_deviation <= 0.005
     assert plan.max_deviations["accounts"] <= 0.05
@@ -150,7 +150,7 @@ def test_disconnected_synthetic_input_still_contiguous():
     # two 6x6 grids 1 degree apart: the bridge between them is the only link
     units = pd.concat([squares(6, 6), squares(6, 6, x0=1.0, prefix="e")], ignore_index=True)
     units = gpd.GeoDataFrame(units, geometry="geometry", crs=4326)
-    plan = Partitioner(3, "w", seed=0).fit(units)
+    plan = Partitioner(3, "w", seed=0, effort=0).fit(units)
     assert plan.contiguous
     assert len(plan.bridges) == 1
     assert plan.adjacency.n_components_before == 2
@@ -160,21 +160,23 @@ def test_disconnected_synthetic_input_still_contiguous():
 def test_unit_larger_than_target_is_named():
     units = squares(4, 4)
     units.loc[5, "w"] = 40.0  # more than a quarter of the total of 55
-    plan = Partitioner(4, "w", seed=0).fit(units)
+    plan = Partitioner(4, "w", seed=0, effort=0).fit(units)
     assert plan.contiguous
     assert any("u1_1" in n and "alone" in n for n in plan.notes)
 
 
 def test_locked_units_stay_put(small, small_adj):
     locked = {"02903": "T02", "19901": "T01"}
-    plan = Partitioner(4, "population", seed=3).fit(small, adjacency=small_adj, locked=locked)
+    plan = Partitioner(4, "population", seed=3, effort=0).fit(
+        small, adjacency=small_adj, locked=locked
+    )
     assert plan.assignment["02903"] == "T02"
     assert plan.assignment["19901"] == "T01"
     assert plan.contiguous
 
 
 def test_warm_start_from_initial_plan(small, small_adj, small_plan):
-    plan = Partitioner(4, "population", seed=5).fit(
+    plan = Partitioner(4, "population", seed=5, effort=0).fit(
         small, adjacency=small_adj, initial=small_plan.assignment
     )
     moved = metrics.disruption(

@@ -1,6 +1,12 @@
 """What-if planning on real Census ZCTAs: realignment with a move budget, rep home bases,
 locked units, hard boundaries and regions, quotas, headcount, plan comparison, and the
-one-line errors of each input through the CLI."""
+one-line errors of each input through the CLI.
+
+These tests check constraints (balance bands, contiguity, locks, homes, budgets), not how
+few edges a plan cuts, so their plans are searched with ``effort=0`` (``--effort 0``): the
+restarts only, no anytime search. tests/test_golden.py pins the default search with reps,
+locks, ``within``, regions and realignment.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +50,7 @@ def files(tmp_path_factory, small):
     rng = np.random.default_rng(0)
     grown["population"] = (grown["population"] * rng.lognormal(0, 0.3, len(grown))).round()
     grown.to_parquet(d / "grown.parquet")
-    plan = Partitioner(4, "population", seed=0).fit(small)
+    plan = Partitioner(4, "population", seed=0, effort=0).fit(small)
     plan.to_csv(d / "plan.csv")
     pts = small.set_index("unit_id").geometry.representative_point()
     homes = {"ana": "02903", "ben": "02840", "cy": "19901", "dee": "20001"}
@@ -75,7 +81,7 @@ def test_california_realignment_within_budget_and_tolerance():
     at most 10% of the population moved and every territory within 2%, all contiguous."""
     ca = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
     adj = build_adjacency(ca, id_col="unit_id")
-    before = Partitioner(20, "population", seed=0).fit(ca, adjacency=adj)
+    before = Partitioner(20, "population", seed=0, effort=0).fit(ca, adjacency=adj)
     grown = ca.copy()
     grown["population"] = ca["population"] * np.random.default_rng(11).lognormal(0, 0.3, len(ca))
     stale = grown.groupby(before.assignment.reindex(ca["unit_id"]).to_numpy())["population"].sum()
@@ -146,7 +152,7 @@ def test_realign_cli_writes_moves(files, tmp_path):
 
 def test_reps_seed_their_territories(small, small_adj, files):
     reps = pd.read_csv(files / "reps.csv")
-    plan = Partitioner(4, "population", seed=0).fit(small, adjacency=small_adj, reps=reps)
+    plan = Partitioner(4, "population", seed=0, effort=0).fit(small, adjacency=small_adj, reps=reps)
     assert sorted(plan.labels) == ["ana", "ben", "cy", "dee"]
     homes = {"ana": "02903", "ben": "02840", "cy": "19901", "dee": "20001"}
     for rep, unit in homes.items():
@@ -176,7 +182,7 @@ def test_rep_capacity_sets_target_shares(small, small_adj, files, tmp_path):
     """A 0.5 FTE rep's territory aims at half a share: balance is judged against the
     capacity-weighted targets, in the library, the CLI and with ``shares=``."""
     reps = pd.read_csv(files / "reps.csv").assign(capacity=[1, 1, 0.5, 1])
-    plan = Partitioner(4, "population", seed=0).fit(small, adjacency=small_adj, reps=reps)
+    plan = Partitioner(4, "population", seed=0, effort=0).fit(small, adjacency=small_adj, reps=reps)
     pop = small.set_index("unit_id")["population"]
     tot = pop.groupby(plan.assignment.reindex(pop.index).to_numpy()).sum()
     want = pop.sum() * pd.Series([1, 1, 0.5, 1], index=reps["rep_id"]) / 3.5
@@ -186,7 +192,7 @@ def test_rep_capacity_sets_target_shares(small, small_adj, files, tmp_path):
     dev = plan.territories.set_index("territory")["population_deviation"]
     assert dev.abs().max() == pytest.approx(plan.max_deviation)
     # explicit shares win over the reps' capacity
-    eq = Partitioner(4, "population", seed=0).fit(
+    eq = Partitioner(4, "population", seed=0, effort=0).fit(
         small, adjacency=small_adj, reps=reps, shares=[0.25] * 4
     )
     tot = pop.groupby(eq.assignment.reindex(pop.index).to_numpy()).sum()
@@ -196,7 +202,7 @@ def test_rep_capacity_sets_target_shares(small, small_adj, files, tmp_path):
     reps.to_csv(path, index=False)
     out = tmp_path / "p" / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
-                "population", "--reps", path, "--out", out)  # fmt: skip
+                "population", "--reps", path, "--effort", "0", "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     cli = pd.read_csv(out, dtype=str).set_index("unit_id")["territory"]
     tot = pop.groupby(cli.reindex(pop.index).to_numpy()).sum()
@@ -207,7 +213,7 @@ def test_realign_follows_a_capacity_change(small, small_adj, files):
     """A rep going half-time: realigning the reps' plan with cy's capacity at 0.5 brings
     every territory within the tolerance (5%) of its capacity-weighted target."""
     reps = pd.read_csv(files / "reps.csv")
-    plan = Partitioner(4, "population", seed=0).fit(small, adjacency=small_adj, reps=reps)
+    plan = Partitioner(4, "population", seed=0, effort=0).fit(small, adjacency=small_adj, reps=reps)
     half = reps.assign(capacity=[1, 1, 0.5, 1])
     new = Partitioner(4, "population", tolerance=0.05, seed=0).realign(
         small, plan.assignment, adjacency=small_adj, reps=half
@@ -238,7 +244,7 @@ def test_clustered_rep_homes_in_california(seed):
     reps = pd.DataFrame(
         {"rep_id": names, "lat": pts.y.to_numpy()[idx], "lon": pts.x.to_numpy()[idx]}
     )
-    plan = Partitioner(20, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
+    plan = Partitioner(20, "population", seed=0, effort=0).fit(ca, adjacency=adj, reps=reps)
     lab = plan.assignment.reindex(ca["unit_id"]).to_numpy()
     totals = pd.Series(w).groupby(lab).sum()
     assert (totals / totals.mean() - 1).abs().max() <= 0.02
@@ -252,7 +258,7 @@ def test_reps_cli_by_zip_with_report(files, tmp_path):
                   "segment": ["smb", "ent", "ent"]}).to_csv(reps, index=False)  # fmt: skip
     out = tmp_path / "p" / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
-                "population", "--reps", reps, "--out", out)  # fmt: skip
+                "population", "--reps", reps, "--effort", "0", "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "rep travel: mean" in r.stdout
     plan = pd.read_csv(out, dtype=str)
@@ -268,14 +274,18 @@ def test_reps_cli_by_zip_with_report(files, tmp_path):
 def test_locked_units_of_a_territory_are_joined(small, small_adj):
     # two Delaware ZCTAs far apart, locked to one territory: it must reach both
     locked = {"19930": "North", "19701": "North", "02903": "South"}
-    plan = Partitioner(4, "population", seed=2).fit(small, adjacency=small_adj, locked=locked)
+    plan = Partitioner(4, "population", seed=2, effort=0).fit(
+        small, adjacency=small_adj, locked=locked
+    )
     for unit, terr in locked.items():
         assert plan.assignment[unit] == terr
     assert plan.contiguous and plan.constraints["locked:3 units"]
 
 
 def test_within_state_and_regions(small, small_adj):
-    plan = Partitioner(6, "population", seed=0).fit(small, adjacency=small_adj, within="state")
+    plan = Partitioner(6, "population", seed=0, effort=0).fit(
+        small, adjacency=small_adj, within="state"
+    )
     state = small.set_index("unit_id")["state"]
     per = state.reindex(plan.assignment.index).groupby(plan.assignment.to_numpy()).nunique()
     assert (per == 1).all() and plan.constraints["within:state"]
@@ -296,7 +306,7 @@ def test_regions_gather_whole_states_and_notes_are_true():
     ne = geodata.counties(["CT", "MA", "ME", "NH", "RI", "VT"]).rename(
         columns={"county": "unit_id"}
     )
-    plan = Partitioner(12, "population", seed=0).fit(ne, within="state", regions=2)
+    plan = Partitioner(12, "population", seed=0, effort=0).fit(ne, within="state", regions=2)
     state = ne.set_index("unit_id")["state"].reindex(plan.assignment.index)
     assert (state.groupby(plan.assignment.to_numpy()).nunique() == 1).all()
     region = plan.assignment.map(plan.regions)
@@ -323,7 +333,7 @@ def test_regions_gather_whole_states_and_notes_are_true():
 
 def test_locked_units_within_state(small, small_adj):
     locked = {"19930": "North", "19701": "North", "02903": "T01", "02840": "Newport"}
-    plan = Partitioner(6, "population", seed=0).fit(
+    plan = Partitioner(6, "population", seed=0, effort=0).fit(
         small, adjacency=small_adj, locked=locked, within="state"
     )
     assert {u: plan.assignment[u] for u in locked} == locked
@@ -336,7 +346,7 @@ def test_locked_units_within_state(small, small_adj):
             small, adjacency=small_adj, locked={"19930": "X", "02903": "X"}, within="state"
         )
     # with regions too (as in the README): territories first, then regions of whole ones
-    plan = Partitioner(6, "population", seed=0).fit(
+    plan = Partitioner(6, "population", seed=0, effort=0).fit(
         small, adjacency=small_adj, locked=locked, within="state", regions=3
     )
     assert {u: plan.assignment[u] for u in locked} == locked
@@ -358,7 +368,7 @@ def test_locked_within_regions_cli(tmp_path, files):
     out = tmp_path / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
                 "population", "--territories", "6", "--locked", locked, "--within", "state",
-                "--regions", "3", "--out", out)  # fmt: skip
+                "--regions", "3", "--effort", "0", "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     plan = pd.read_csv(out, dtype=str).set_index("unit_id")["territory"]
     assert plan[["19930", "19701", "02903"]].tolist() == ["North", "North", "T01"]
@@ -369,7 +379,8 @@ def test_locked_within_regions_cli(tmp_path, files):
 def test_regions_nest_territories(tmp_path, files):
     out = tmp_path / "plan.csv"
     r = run_cli("partition", files / "units.parquet", "--id", "unit_id", "--balance",
-                "population", "--territories", "6", "--regions", "2", "--out", out)  # fmt: skip
+                "population", "--territories", "6", "--regions", "2", "--effort", "0",
+                "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     plan = pd.read_csv(out, dtype=str)
     assert list(plan.columns) == ["unit_id", "territory"]
@@ -471,6 +482,7 @@ region = ["RI"]
 [partition]
 balance = "accounts"
 reps = "reps.csv"
+effort = 0
 quota = 1000000
 quota_cap = "120%"
 [export]

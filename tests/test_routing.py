@@ -38,7 +38,7 @@ def ri_county_chain(tmp_path_factory, scored_csv):
     r = run_cli("layers", scored_csv, "--units", "county", "--region", "RI", "--out", units)
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
-                "--territories", "2", "--out", plan)  # fmt: skip
+                "--territories", "2", "--effort", "0", "--out", plan)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return out, units, plan
 
@@ -283,7 +283,8 @@ def test_partition_territories_auto_plans_the_recommended_headcount(ri_county_ch
     _, units, _ = ri_county_chain
     plan = tmp_path / "plan.csv"
     r = run_cli("partition", units, "--id", "unit_id", "--balance", "population",
-                "--territories", "auto", "--capacity", "population=400000", "--out", plan)  # fmt: skip
+                "--territories", "auto", "--capacity", "population=400000", "--effort", "0",
+                "--out", plan)  # fmt: skip
     assert r.returncode == 0, r.stderr
     pop = gpd.read_parquet(units)["population"].sum()
     assert pd.read_csv(plan)["territory"].nunique() == int(np.ceil(pop / 400_000)) == 3

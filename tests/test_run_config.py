@@ -27,6 +27,7 @@ territories = 4
 balance = "accounts"
 tolerance = 5
 seed = 3
+effort = 0
 [map]
 tiles = false
 [output]
@@ -114,6 +115,7 @@ kind = "county"
 [partition]
 territories = 3
 balance = "score"
+effort = 0
 [map]
 tiles = false
 [output]

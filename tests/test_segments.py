@@ -360,7 +360,7 @@ def test_layers_sum_a_users_column_and_partition_balances_it(tmp_path, capsys, r
     placed = layers.placed
     assert layers.units["workload"].sum() == pytest.approx(placed["workload"].sum())
     assert layers.units["annual_revenue"].sum() == pytest.approx(placed["annual_revenue"].sum())
-    plan = Partitioner(4, ["workload", "accounts"], seed=0).fit(layers.units)
+    plan = Partitioner(4, ["workload", "accounts"], seed=0, effort=0).fit(layers.units)
     assert plan.max_deviation < 0.01 and plan.contiguous
 
     given = tmp_path / "scored.parquet"  # already scored: the CLI trains no model
@@ -371,7 +371,7 @@ def test_layers_sum_a_users_column_and_partition_balances_it(tmp_path, capsys, r
                      "--out", out)  # fmt: skip
     assert code == 0, err
     code, err = _cli(capsys, "partition", out, "--balance", "workload", "--territories", "3",
-                     "--out", tmp_path / "plan.csv")  # fmt: skip
+                     "--effort", "0", "--out", tmp_path / "plan.csv")  # fmt: skip
     assert code == 0, err
     for bad, message in (
         ("revenue", "--sum: column 'revenue' not found in the accounts (did you mean"),
@@ -429,7 +429,7 @@ def test_plan_without_segments_routes_named_accounts_counted_in_balance(tmp_path
         f'[accounts]\npath = "{(ex / "accounts_east.csv").as_posix()}"\n'
         f'named = "{named.as_posix()}"\n[units]\nregion = ["RI", "DE", "DC"]\n'
         f'[partition]\nreps = "{(ex / "reps_commercial.csv").as_posix()}"\n'
-        'balance = ["potential"]\nnamed_mode = "balance"\n[output]\ndir = "out"\n'
+        'balance = ["potential"]\nnamed_mode = "balance"\neffort = 0\n[output]\ndir = "out"\n'
     )
     code, err = _cli(capsys, "run", plan)
     assert code == 0, err
@@ -453,7 +453,7 @@ def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys):
                      named, "--out", units)  # fmt: skip
     assert code == 0, err
     code, err = _cli(capsys, "partition", units, "--balance", "potential", "--territories", "3",
-                     "--out", plan)  # fmt: skip
+                     "--effort", "0", "--out", plan)  # fmt: skip
     assert code == 0, err
     code, err = _cli(capsys, "export", units, plan, "--accounts", ex / "accounts_east.csv",
                      "--named", named, "--out", out)  # fmt: skip
@@ -482,7 +482,9 @@ def test_example_crm_exports_carry_the_segment(tmp_path):
         reps["email"] = [f"{r.lower()}@example.com" for r in reps["rep_id"]]
         reps.to_csv(ex / name, index=False)
     toml = (ex / "segments.toml").read_text()
-    (ex / "segments.toml").write_text(toml.replace("[export]\n", '[export]\nformat = "all"\n'))
+    # the exports' structure is tested here, not the plans: no anytime search (effort 0)
+    toml = toml.replace("[export]\n", '[export]\nformat = "all"\n')
+    (ex / "segments.toml").write_text(toml.replace("seed = 0\n", "seed = 0\neffort = 0\n", 1))
     r = run_cli("run", ex / "segments.toml")
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "out" / "segments"

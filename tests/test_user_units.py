@@ -49,6 +49,8 @@ def test_layers_and_partition_on_user_polygons(tmp_path, ri_accounts_csv):
         "accounts",
         "--territories",
         "3",
+        "--effort",
+        "0",
         "--out",
         plan,
     )
