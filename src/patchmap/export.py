@@ -1131,7 +1131,7 @@ def summary_markdown(
         lines.append("| " + " | ".join(tot) + " |")
     notes = list(getattr(plan_metrics, "notes", None) or [])
     if cert is not None:
-        notes = [n for n in notes if n != cert.sentence()]
+        notes = [n for n in notes if getattr(n, "code", None) != "certificate"]
     if notes:
         lines += ["", "## Notes from the plan", "", *[f"- {n}" for n in notes]]
     if off_target is not None and len(off_target):

@@ -450,10 +450,11 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
     )
     if plan.certificate is not None:
         echo(plan.certificate.sentence())
-    if plan.moves is not None:
-        echo(plan.notes[0])
-        if plan.relaxed:
-            echo(f"warning: {plan.relaxed}")
+    for note in plan.notes:
+        if getattr(note, "code", None) == "realigned":
+            echo(note)
+    if plan.relaxed:
+        echo(f"warning: {plan.relaxed}")
     if plan.reps is not None and "mean_distance_km" in plan.reps.columns:
         d = plan.reps["mean_distance_km"]
         echo(
@@ -464,11 +465,9 @@ def _echo_plan(plan: Plan, echo: Echo) -> None:
             f"{plan.regions.nunique()} regions: "
             + ", ".join(f"{r} ({n})" for r, n in plan.regions.value_counts(sort=False).items())
         )
-    skip = {plan.notes[0], plan.relaxed} if plan.moves is not None else set()
-    if plan.certificate is not None:
-        skip.add(plan.certificate.sentence())
+    shown = ("realigned", "relaxed", "certificate")  # echoed above
     for note in plan.notes:
-        if note not in skip:
+        if getattr(note, "code", None) not in shown:
             log.info(note)
 
 

@@ -31,6 +31,7 @@ from patchmap.certify.bound import (
 from patchmap.certify.infeasible import explain
 from patchmap.certify.model import Instance, formulate
 from patchmap.certify.report import Certificate, bound_json_path, write_bound_json
+from patchmap.notes import Note
 
 __all__ = [
     "BoundResult",
@@ -47,12 +48,15 @@ __all__ = [
     "write_bound_json",
 ]
 
-# notes of the search that guess why a band is missed; a proof replaces them
-_GUESSES = (
-    "its territory cannot meet the target",
-    "the balance target cannot be met",
-    "unit sizes or shape do not allow it",
-)
+
+def _guess(note: str) -> bool:
+    """A note of the search guessing why a band is missed (a proof replaces it): a unit
+    too heavy for its territory, crowded rep homes, the primary column off its band."""
+    code = getattr(note, "code", None)
+    data = getattr(note, "data", {})
+    return code in ("heavy_unit", "crowded_homes") or (
+        code == "balance_off" and bool(data.get("primary"))
+    )
 
 
 def certify_plan(
@@ -94,18 +98,28 @@ def certify_plan(
             new = rebuild(res.labels)
             if all(new.constraints.values()):
                 new.notes.append(
-                    f"the exact model found a plan with {cut_edges(inst, res.labels)} cut "
-                    f"edges{'' if feasible else ' meeting every constraint'} (the search's had "
-                    f"{cut_edges(inst, codes)}{'' if feasible else ' and missed some'}); "
-                    "this is that plan"
+                    Note(
+                        "exact_plan",
+                        f"the exact model found a plan with {cut_edges(inst, res.labels)} cut "
+                        f"edges{'' if feasible else ' meeting every constraint'} (the search's had "
+                        f"{cut_edges(inst, codes)}{'' if feasible else ' and missed some'}); "
+                        "this is that plan",
+                        cut_edges=cut_edges(inst, res.labels),
+                    )
                 )
                 new.elapsed_s = plan.elapsed_s
                 plan, codes, feasible = new, np.asarray(res.labels, dtype=np.int64), True
     reason = None
     if res.infeasible:
         reason = explain(inst, res.empty, ids)
-        plan.notes[:] = [n for n in plan.notes if not any(g in n for g in _GUESSES)]
-        plan.notes.append(f"no plan can meet the constraints (proven by the exact model): {reason}")
+        plan.notes[:] = [n for n in plan.notes if not _guess(n)]
+        plan.notes.append(
+            Note(
+                "infeasible",
+                f"no plan can meet the constraints (proven by the exact model): {reason}",
+                reason=reason,
+            )
+        )
     labels = sorted(str(x) for x in plan.labels)
     cert = Certificate(
         cut_edges=cut_edges(inst, codes),
@@ -118,5 +132,5 @@ def certify_plan(
     )
     plan.certificate = cert
     if not res.infeasible:
-        plan.notes.append(cert.sentence())
+        plan.notes.append(Note("certificate", cert.sentence(), **cert.to_dict()))
     return plan

@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from patchmap.errors import InputError, LockError
+from patchmap.notes import Note
 from patchmap.partition.constraints import (
     BalanceTolerance,
     Contiguity,
@@ -422,7 +423,7 @@ class Partitioner(BaseEstimator):
         )  # fmt: skip
 
 
-def _crowded_homes_note(plan: Plan, cfg: Settings) -> str:
+def _crowded_homes_note(plan: Plan, cfg: Settings) -> Note:
     """Why a plan with rep homes misses the balance target: homes crowding together."""
     dev = plan.territories.set_index("territory")[f"{cfg.balance[0]}_deviation"]
     worst = dev.abs().sort_values(ascending=False).index[:3]
@@ -433,12 +434,14 @@ def _crowded_homes_note(plan: Plan, cfg: Settings) -> str:
         if load.notna().all()
         else ""
     )
-    return (
+    return Note(
+        "crowded_homes",
         "with these rep homes the balance target cannot be met: reps living close "
         "together compete for the same units (most off: "
         + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst)
         + ")"
-        + spread
+        + spread,
+        worst={t: float(dev[t]) for t in worst},
     )
 
 

@@ -19,6 +19,7 @@ from scipy import sparse
 from patchmap.certify.report import Certificate, write_bound_json
 from patchmap.io import side_path, write_csv
 from patchmap.metrics import cut_edge_fraction, is_contiguous, polsby_popper_from_parts
+from patchmap.notes import Note
 from patchmap.partition.constraints import BalanceTolerance, Contiguity, check_all
 from patchmap.partition.problem import territory_shares
 from patchmap.units.adjacency import Adjacency
@@ -278,7 +279,14 @@ def build_plan(
                 else f"the primary {balance[0]!r} comes first, and the two pull apart"
             )
             notes.append(
-                f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} ({why})"
+                Note(
+                    "balance_off",
+                    f"balance column {c!r}: max deviation {worst:.2%} exceeds {tol:.2%} ({why})",
+                    column=c,
+                    primary=j == 0,
+                    max_deviation=worst,
+                    tolerance=tol,
+                )
             )
     checks = [BalanceTolerance(balance[0], primary_tol)]
     checks += [BalanceTolerance(c, tolerance) for c in balance[1:]]

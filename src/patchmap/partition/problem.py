@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import sparse
 
 from patchmap.errors import InputError, LockError
+from patchmap.notes import Note
 from patchmap.options import default
 from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
 
@@ -31,6 +32,7 @@ __all__ = [
     "Graph",
     "Problem",
     "balance_weights",
+    "bridges_note",
     "input_notes",
     "prepare",
     "resolve_adjacency",
@@ -291,13 +293,28 @@ def input_notes(
     big = np.flatnonzero(W[:, 0] > goal * (1 + target))
     for u in big[np.argsort(-W[big, 0])][:5]:
         notes.append(
-            f"unit {show_id(ids[u])} alone holds {W[u, 0]:,.0f} {column} "
-            f"({W[u, 0] / goal[u]:.0%} of its territory's share): its territory cannot meet "
-            "the target"
+            Note(
+                "heavy_unit",
+                f"unit {show_id(ids[u])} alone holds {W[u, 0]:,.0f} {column} "
+                f"({W[u, 0] / goal[u]:.0%} of its territory's share): its territory cannot "
+                "meet the target",
+                unit=ids[u],
+                column=column,
+                value=float(W[u, 0]),
+                share=float(W[u, 0] / goal[u]),
+            )
         )
     if len(adjacency.bridges):
-        notes.append(
-            f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
-            "separate pieces of the unit map (islands or gaps); see plan.bridges"
-        )
+        notes.append(bridges_note(adjacency))
     return notes
+
+
+def bridges_note(adjacency: Adjacency) -> Note:
+    """The note of a unit map in several pieces joined by bridge edges."""
+    return Note(
+        "bridges",
+        f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
+        "separate pieces of the unit map (islands or gaps); see plan.bridges",
+        count=len(adjacency.bridges),
+        pieces=int(adjacency.n_components_before),
+    )

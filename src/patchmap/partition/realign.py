@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError, LockError
+from patchmap.notes import Note
 from patchmap.partition.balance import settle
 from patchmap.partition.constraints import HomeBases, LockedUnits, MoveBudget, Within
 from patchmap.partition.contiguity import can_remove, check_locks, locked_whole, settle_locks
 from patchmap.partition.hierarchy import group_shares, group_territories, group_values
 from patchmap.partition.objective import cut_gain, violation_delta
 from patchmap.partition.plan import Plan, build_plan
-from patchmap.partition.problem import Graph, Problem, prepare, warm_codes
+from patchmap.partition.problem import Graph, Problem, bridges_note, prepare, warm_codes
 from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.secondary import secondary
 from patchmap.partition.state import SearchState
@@ -256,40 +257,59 @@ def realign(
     if max_moved is not None and moved > max_moved + 1e-12:
         if relax == "tolerance":
             lab, moved, dev = best_of(max_moved * total)
-            relaxed = (
+            relaxed = Note(
+                "relaxed",
                 f"the move budget and the tolerance cannot both hold: kept the budget "
                 f"({moved:.2%} of {col} moved, at most {max_moved:.2%}) and relaxed the "
                 f"tolerance from {tol:.2%} to {max(dev, tol):.2%} (meeting {tol:.2%} would "
-                f"move {free_moved:.2%})"
+                f"move {free_moved:.2%})",
+                kept="budget",
+                tolerance=tol,
+                max_deviation=max(dev, tol),
             )
         else:
-            relaxed = (
+            relaxed = Note(
+                "relaxed",
                 f"the move budget and the tolerance cannot both hold: kept the tolerance "
                 f"(max deviation {dev:.2%}) and relaxed the move budget from {max_moved:.2%} "
-                f"to {moved:.2%} of {col}"
+                f"to {moved:.2%} of {col}",
+                kept="tolerance",
+                max_moved=max_moved,
+                moved=moved,
             )
         notes.append(relaxed)
     if free_dev > tol + 1e-12:
-        notes.append(
+        unmet = Note(
+            "relaxed",
             f"the tolerance {tol:.2%} cannot be met from this plan even without a move "
-            f"budget (best max deviation {free_dev:.2%})"
+            f"budget (best max deviation {free_dev:.2%})",
+            kept="budget",
+            tolerance=tol,
+            max_deviation=free_dev,
         )
-        relaxed = relaxed or notes[-1]
+        notes.append(unmet)
+        relaxed = relaxed or unmet
     moves = moves_table(ids, orig, lab, names, W[:, 0])
     notes.insert(
         0,
-        f"realigned: {len(moves)} of {n} units moved, {moved:.2%} of {col}"
-        + (f" (budget {max_moved:.2%})" if max_moved is not None else "")
-        + f"; max deviation {dev:.2%} (tolerance {tol:.2%})",
+        Note(
+            "realigned",
+            f"realigned: {len(moves)} of {n} units moved, {moved:.2%} of {col}"
+            + (f" (budget {max_moved:.2%})" if max_moved is not None else "")
+            + f"; max deviation {dev:.2%} (tolerance {tol:.2%})",
+            units=len(moves),
+            of=n,
+            moved=moved,
+            max_moved=max_moved,
+            max_deviation=dev,
+            tolerance=tol,
+        ),
     )
     if max_moved is not None:
         extra.append(MoveBudget(pd.Series(np.asarray(names, dtype=object)[orig], index=ids),
                                 pd.Series(W[:, 0], index=ids), float(max_moved)))  # fmt: skip
     if len(adjacency.bridges):
-        notes.append(
-            f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
-            "separate pieces of the unit map (islands or gaps); see plan.bridges"
-        )
+        notes.append(bridges_note(adjacency))
     explained = len(notes)
     if within is not None:
         notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
@@ -300,7 +320,9 @@ def realign(
     )  # fmt: skip
     # the notes above already say why the primary is off; drop the engine's generic one
     notes[explained:] = [
-        x for x in notes[explained:] if not x.startswith(f"balance column {col!r}")
+        x
+        for x in notes[explained:]
+        if not (getattr(x, "code", None) == "balance_off" and x.data["column"] == col)
     ]
     if (lock >= 0).any() and not locked_whole(graph, lab, lock):
         notes.append("locked units of some territories could not all be joined")
