@@ -1,4 +1,4 @@
-"""patchmap's territory engine side by side with GerryChain, METIS (pymetis) and spopt.
+"""patchmap's territory engine side by side with GerryChain, METIS (pymetis), KaHIP and spopt.
 
 Every tool gets the same instance (real Census geography, population as the balance
 measure) and the same adjacency graph (rook contiguity, islands bridged), runs in its own
@@ -28,7 +28,7 @@ import numpy as np
 from _report import machine, write_section
 
 REPO = Path(__file__).resolve().parents[1]
-SECTION = "## Partition: patchmap vs GerryChain, METIS, spopt"
+SECTION = "## Partition: patchmap vs GerryChain, METIS, KaHIP, spopt"
 NOT_LOWER48 = {"AK", "HI", "PR", "AS", "GU", "MP", "VI"}
 
 # instance -> (description, K, tools to run)
@@ -36,23 +36,56 @@ INSTANCES: dict[str, tuple[str, int, list[str]]] = {
     "ca_zcta": (
         "California ZCTAs",
         20,
-        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+        [
+            "patchmap",
+            "metis",
+            "metis-u5",
+            "kahip",
+            "gerrychain-0.5%",
+            "gerrychain-2%",
+            "spopt-skater",
+        ],
     ),
     "l48_county": (
         "lower-48 counties",
         20,
-        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+        [
+            "patchmap",
+            "metis",
+            "metis-u5",
+            "kahip",
+            "gerrychain-0.5%",
+            "gerrychain-2%",
+            "spopt-skater",
+        ],
     ),
     "ri_de_dc_zcta": (
         "RI + DE + DC ZCTAs",
         4,
-        ["patchmap", "metis", "metis-u5", "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"],
+        [
+            "patchmap",
+            "metis",
+            "metis-u5",
+            "kahip",
+            "gerrychain-0.5%",
+            "gerrychain-2%",
+            "spopt-skater",
+        ],
     ),
-    "ca_h3r7": ("California H3 res 7 (populated cells)", 20, ["patchmap", "metis", "metis-u5"]),
+    "ca_h3r7": (
+        "California H3 res 7 (populated cells)",
+        20,
+        ["patchmap", "metis", "metis-u5", "kahip"],
+    ),
+    "hi_zcta": (
+        "Hawaii ZCTAs (Voronoi cells of the gazetteer points; islands)",
+        4,
+        ["patchmap", "metis", "metis-u5", "kahip"],
+    ),
     "us_zcta_voronoi": (
         "lower-48 ZCTAs (Voronoi cells of the gazetteer points)",
         200,
-        ["patchmap", "metis", "metis-u5"],
+        ["patchmap", "metis", "metis-u5", "kahip"],
     ),
 }
 
@@ -60,6 +93,8 @@ TOOL_NOTES = {
     "patchmap": "patchmap `Partitioner(K, 'population', seed=0)` (defaults: target 0.5%)",
     "metis": "METIS k-way via pymetis, contiguous, default imbalance (ufactor 30)",
     "metis-u5": "METIS k-way via pymetis, contiguous, ufactor 5 (asks for 0.5%)",
+    "kahip": "KaHIP `kaffpa` preset strong, imbalance 0.5% (guarantees neither contiguity "
+    "nor a lower bound on a block's weight)",
     "gerrychain-0.5%": "GerryChain `recursive_tree_part`, epsilon 0.5%",
     "gerrychain-2%": "GerryChain `recursive_tree_part`, epsilon 2%",
     "spopt-skater": "spopt SKATER (K regions on population; spopt has no balance constraint)",
@@ -76,6 +111,10 @@ def load_instance(name: str):
 
     if name == "ca_zcta":
         units = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    elif name == "hi_zcta":
+        from patchmap.units.zcta import zcta_voronoi_units
+
+        units = zcta_voronoi_units(["HI"])
     elif name == "ri_de_dc_zcta":
         units = geodata.zcta_polygons(["RI", "DE", "DC"]).rename(columns={"zcta": "unit_id"})
     elif name == "l48_county":
@@ -173,6 +212,18 @@ def run_tool(tool: str, instance: str, seed: int = 0, repeat: int = 3) -> dict:
             _, parts = pymetis.part_graph(k, xadj=xadj, adjncy=adjncy, vweights=vw, options=opts)
             return [int(x) for x in parts]
 
+    elif tool == "kahip":
+        import kahip
+
+        m = adj.matrix.tocsr()
+        xadj, adjncy = m.indptr.tolist(), m.indices.tolist()
+        vw = np.maximum(np.round(pop), 0).astype(int).tolist()
+        ew = [1] * len(adjncy)
+
+        def algo() -> list:
+            _, parts = kahip.kaffpa(vw, xadj, ew, adjncy, k, 0.005, True, seed, kahip.STRONG)
+            return [int(x) for x in parts]
+
     elif tool.startswith("gerrychain"):
         import networkx as nx
         from gerrychain import Graph
@@ -233,7 +284,9 @@ def score(instance: str, k: int, labels: list, adj, pop: np.ndarray) -> dict:
     tot = np.bincount(codes, weights=pop, minlength=kk)
     dev = np.abs(tot / (pop.sum() / k) - 1)
     pp = polsby_popper_from_parts(codes, adj.area_km2, adj.perimeter_km, adj.shared_km, kk)
+    i, j = adj.edges()
     return {
+        "cut_edges": int((codes[i] != codes[j]).sum()),
         "territories": kk,
         "max_dev": float(dev.max()) if kk == k else float("nan"),
         "cut": cut_edge_fraction(adj, codes),
@@ -246,7 +299,7 @@ def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for pkg in ["patchmap", "gerrychain", "pymetis", "spopt", "libpysal"]:
+    for pkg in ["patchmap", "gerrychain", "pymetis", "kahip", "spopt", "libpysal"]:
         try:
             out.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
@@ -339,6 +392,7 @@ def _fmt_row(r: dict) -> str:
             "",
             "",
             "",
+            "",
         ]
     else:
         md = "n/a" if np.isnan(r["max_dev"]) else f"{100 * r['max_dev']:.2f}"
@@ -350,6 +404,7 @@ def _fmt_row(r: dict) -> str:
             f"{r['units']:,}",
             str(r["k"]),
             md,
+            f"{r['cut_edges']:,}",
             f"{r['cut']:.3f}",
             f"{r['pp']:.3f}",
             str(r["noncontig"]),
@@ -363,7 +418,7 @@ def _findings(rows: list[dict]) -> list[str]:
     out = []
     for inst in dict.fromkeys(r["instance"] for r in rows):
         by = {r["tool"]: r for r in rows if r["instance"] == inst}
-        pm, mt = by.get("patchmap"), by.get("metis")
+        pm, mt, kh = by.get("patchmap"), by.get("metis"), by.get("kahip")
         if not pm or "seconds" not in pm:
             continue
         line = (
@@ -377,6 +432,14 @@ def _findings(rows: list[dict]) -> list[str]:
                 f"; cut-edge fraction {ratio:.2f}x METIS's "
                 f"({'meets' if ratio <= 1.2 else 'misses'} 1.2x; METIS max dev "
                 f"{100 * mt['max_dev']:.1f}%)"
+            )
+        if kh and "seconds" in kh:
+            ok = pm["max_dev"] <= 0.005 and pm["noncontig"] == 0
+            line += (
+                f"; {pm['cut_edges']:,} cut edges against KaHIP's {kh['cut_edges']:,} "
+                f"({'meets' if ok and pm['cut_edges'] <= kh['cut_edges'] else 'misses'} "
+                f"<= KaHIP; KaHIP max dev {100 * kh['max_dev']:.2f}%, "
+                f"{kh['noncontig']} non-contiguous)"
             )
         if inst == INSTANCES["ri_de_dc_zcta"][0]:
             line += (
@@ -414,9 +477,9 @@ def render(rows: list[dict], adj_times: dict, args) -> str:
         "adjacency edges between territories; Polsby-Popper: mean over territories, equal-area "
         "projection",
         "",
-        "| tool | instance | units | K | max dev % | cut-edge frac | mean Polsby-Popper "
-        "| non-contiguous territories | seconds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| tool | instance | units | K | max dev % | cut edges | cut-edge frac "
+        "| mean Polsby-Popper | non-contiguous territories | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[_fmt_row(r) for r in rows],
         "",
         *_findings(rows),
