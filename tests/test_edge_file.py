@@ -183,3 +183,20 @@ def test_bad_budget_exits_2_naming_the_flag(tmp_path, nm, flag, value):
         "--balance", "population", flag, value,
     )  # fmt: skip
     assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr
+
+
+def test_default_cap_is_cpu_time_so_a_busy_machine_gives_the_same_plan(nm, monkeypatch):
+    """With no time limit the search stops at its step budget, capped in the process's
+    CPU time: a machine so busy that wall-clock time races ahead (here: an hour per
+    reading) gives the plan an idle one gives."""
+    import time
+
+    import geopandas as gpd
+
+    units = gpd.read_parquet(nm[0])
+    idle = Partitioner(3, "population", seed=0, effort=0.3).fit(units)
+    wall = time.perf_counter
+    ticks = iter(range(1, 10**9))
+    monkeypatch.setattr(time, "perf_counter", lambda: wall() + 3600.0 * next(ticks))
+    busy = Partitioner(3, "population", seed=0, effort=0.3).fit(units)
+    pd.testing.assert_series_equal(busy.assignment, idle.assignment)

@@ -115,8 +115,11 @@ class Partitioner(BaseEstimator):
         exact bands, see :mod:`patchmap.partition.tabu`), in multiples of the default
         number of steps; 0 skips it. The same seed and effort give the same plan.
     time_limit:
-        Seconds the anytime search may run at most (None: 6 s up to 1,000 units, rising
-        to 40 s at 50,000). A run cut short by it depends on the machine's speed.
+        Seconds (wall clock) the anytime search may run at most. None: the step budget
+        (``effort``) ends it, with a safety cap of 7 s of the process's CPU time up to
+        1,000 units, rising to 40 s at 50,000; CPU time is what a busy machine does not
+        eat into, so the default plan does not depend on the load. A run cut short by a
+        given limit depends on the machine's speed.
 
     Parameters are checked when a plan is made (scikit-learn's contract), and
     :meth:`fit` returns the :class:`Plan` (see the module docstring).
