@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from patchmap.units import build_adjacency
 
+    args.load = [os.getloadavg()[0]]
     rows = []
     adj_times = {}
     wanted_tools = [t for t in args.tools.split(",") if t]
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(_fmt_row(row), flush=True)
 
+    args.load.append(os.getloadavg()[0])
     write_section(Path(args.out), SECTION, render(rows, adj_times, args))
     print(f"wrote {args.out}")
     return 0
@@ -464,7 +466,9 @@ def render(rows: list[dict], adj_times: dict, args) -> str:
         SECTION,
         "",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; load average (1 min) {args.load[0]:.1f} at the start, "
+        f"{args.load[-1]:.1f} at the end (other work shared the 2 cores: seconds are "
+        "inflated, cuts are not)",
         f"- command: `{cmd}` (peer time limit {args.timeout:.0f} s, seed {args.seed})",
         f"- versions: {versions()}",
         "- balance measure: 2010 census population; every tool gets the same rook adjacency "
