@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from conftest import run_cli
 from patchmap import geodata
 from patchmap.certify import Instance, explain, formulate, lower_bound
+from patchmap.certify import bound as bound_module
 from patchmap.partition import Partitioner
 from patchmap.units.adjacency import build_adjacency
 
@@ -179,6 +180,20 @@ def _districting(state: str):
         shares=np.full(k, 1 / k), tolerances=[0.005],
     )  # fmt: skip
     return inst, int(opt["optimal_cut_edges"])
+
+
+def test_the_time_limit_covers_the_whole_solve(county_graph):
+    # HiGHS's own time limit is not checked everywhere, so the program interrupts it at
+    # its deadline: a deadline already past stops the solve before it ends, whatever
+    # HiGHS's limit says, and lower_bound then reports a time-limited (still valid) bound
+    ei, ej, pop = _piece(county_graph, 12, 60)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(4, 0.25), tolerances=[0.01])
+    prog = bound_module._Program(formulate(inst), threads=2, seed=0, deadline=0.0)
+    prog.h.setOptionValue("time_limit", 1e6)
+    prog.h.run()
+    assert prog.h.getModelStatus() == prog.hs.HighsModelStatus.kInterrupt
+    res = lower_bound(inst, time_limit=0.2)
+    assert res.status == "time_limit" and res.lower_bound is not None and res.lower_bound >= 3
 
 
 @pytest.mark.skipif(not DISTRICTING.exists(), reason="districting instances not present")
