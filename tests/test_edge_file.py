@@ -200,3 +200,65 @@ def test_default_cap_is_cpu_time_so_a_busy_machine_gives_the_same_plan(nm, monke
     monkeypatch.setattr(time, "perf_counter", lambda: wall() + 3600.0 * next(ticks))
     busy = Partitioner(3, "population", seed=0, effort=0.3).fit(units)
     pd.testing.assert_series_equal(busy.assignment, idle.assignment)
+
+
+def test_within_groups_keep_the_given_graph(tmp_path, nm):
+    """A --within group that falls apart in the given graph keeps the user's edges (plus
+    bridges between its pieces): its territories are runs of the chain, as on the whole
+    map, not blobs of the polygons' graph."""
+    import geopandas as gpd
+
+    units_path, order = nm
+    units = gpd.read_parquet(units_path)
+    # group A: the west half of the chain and the easternmost county (two pieces in the chain)
+    a = set(order[:16]) | {order[-1]}
+    units["g"] = np.where(units["unit_id"].isin(a), "A", "B")
+    units.to_parquet(tmp_path / "units.parquet")
+    edges = _chain(tmp_path / "edges.csv", order)
+    r = run_cli(
+        "partition", tmp_path / "units.parquet", "--out", tmp_path / "plan.csv",
+        "--territories", "4", "--balance", "population", "--adjacency", edges,
+        "--within", "g", "--target", "30", "--tolerance", "30",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    plan = pd.read_csv(tmp_path / "plan.csv", dtype=str)
+    t = plan.set_index("unit_id")["territory"]
+    west, middle = order[:16], order[16:-1]
+    for part in (west, middle):
+        assert _runs(plan, part) == t.loc[part].nunique(), t.loc[part].tolist()
+    assert t.loc[west].nunique() >= 2  # the west piece is really split (else nothing is shown)
+
+
+def test_evaluate_measures_on_the_given_graph(tmp_path, nm):
+    """`evaluate --adjacency`: contiguity and cut edges on the user's graph, as partition
+    --adjacency drew them; the library takes the same edge list."""
+    import geopandas as gpd
+
+    units, order = nm
+    edges = _chain(tmp_path / "edges.csv", order)
+    # a plan of runs on the chain: one piece each on the chain, two cut edges of 32
+    t = np.repeat(["T1", "T2", "T3"], [11, 11, len(order) - 22])
+    pd.DataFrame({"unit_id": order, "territory": t}).to_csv(tmp_path / "runs.csv", index=False)
+    # the chain's odd and even counties: neither is one piece on the chain
+    alt = np.where(np.arange(len(order)) % 2 == 0, "T1", "T2")
+    pd.DataFrame({"unit_id": order, "territory": alt}).to_csv(tmp_path / "alt.csv", index=False)
+    r = run_cli("evaluate", units, tmp_path / "runs.csv", "--balance", "population",
+                "--adjacency", edges)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "every territory one piece; cut-edge fraction 0.062" in r.stdout  # 2 of 32 edges
+    r = run_cli("evaluate", units, tmp_path / "alt.csv", "--balance", "population",
+                "--adjacency", edges)  # fmt: skip
+    assert (
+        r.returncode == 0 and "NOT every territory one piece; cut-edge fraction 1.000" in r.stdout
+    )
+    r = run_cli("evaluate", units, tmp_path / "runs.csv", "--balance", "population")
+    assert "cut-edge fraction 0.062" not in r.stdout  # the polygons' graph differs
+    plan = Partitioner(3, "population").evaluate(
+        gpd.read_parquet(units), pd.Series(t, index=order), adjacency=edges
+    )
+    assert plan.contiguous and plan.cut_edge_fraction == pytest.approx(2 / 32)
+    (tmp_path / "bad.csv").write_text("unit_a,unit_b\n35001,99999\n")
+    r = run_cli("evaluate", units, tmp_path / "runs.csv", "--balance", "population",
+                "--adjacency", tmp_path / "bad.csv")  # fmt: skip
+    assert r.returncode == 2 and "bad.csv: unit_b not among the units on line 2" in r.stderr
+    assert "Traceback" not in r.stderr

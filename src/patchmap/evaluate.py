@@ -33,8 +33,12 @@ def evaluate_plan(
     measured as a :class:`~patchmap.partition.plan.Plan`; its assignment is the one given.
 
     ``balance`` names the measures (primary first). With ``tolerance`` (a fraction), the
-    notes name every territory whose deviation exceeds it.
+    notes name every territory whose deviation exceeds it. ``adjacency`` is the unit graph
+    contiguity and cut edges are measured on: an :class:`~patchmap.units.adjacency.Adjacency`,
+    an edge list (``unit_a,unit_b`` file path or DataFrame, as ``partition --adjacency``
+    takes), or None for the polygons' graph.
     """
+    from patchmap.partition.problem import resolve_adjacency
     from patchmap.units.adjacency import build_adjacency
 
     cols = [balance] if isinstance(balance, str) else list(balance)
@@ -45,6 +49,7 @@ def evaluate_plan(
         raise InputError(f"units: balance column {missing[0]!r} not found")
     u = units.reset_index(drop=True)
     pf = plan_frame(plan, u)
+    adjacency = resolve_adjacency(u, adjacency, "unit_id")
     if adjacency is None:
         adjacency = build_adjacency(u, id_col="unit_id")
     labels = pf["territory"].to_numpy(dtype=object)

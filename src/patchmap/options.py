@@ -618,7 +618,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "EDGES.csv (unit_a,unit_b, one row per undirected edge): this graph replaces the one "
         "built from the polygons (barriers, ferries, a published graph).",
-        commands=("partition",),
+        commands=("partition", "evaluate"),
         table="partition",
     ),
     Option(

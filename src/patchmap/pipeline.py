@@ -484,7 +484,11 @@ def evaluate_file(
     id_col = settings["id_col"]
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = evaluate_plan(
-        units, read_plan(plan_path, units), settings["balance"], tolerance=settings["tolerance"]
+        units,
+        read_plan(plan_path, units),
+        settings["balance"],
+        tolerance=settings["tolerance"],
+        adjacency=settings["adjacency"],
     )
     devs = ", ".join(f"{c} {100 * d:.2f}%" for c, d in plan.max_deviations.items())
     echo(f"{plan_path}: {plan.n_territories} territories over {len(plan.assignment)} units")

@@ -402,11 +402,13 @@ class Partitioner(BaseEstimator):
 
     def evaluate(
         self, units: gpd.GeoDataFrame, assignment: pd.Series | Mapping, *,
-        adjacency: Adjacency | None = None,
+        adjacency: Adjacency | str | pd.DataFrame | None = None,
     ) -> Plan:  # fmt: skip
         """The :class:`Plan` of a given assignment (unit id -> label), measured the way
-        :meth:`fit` measures its own; ``n_territories`` is taken from the assignment."""
+        :meth:`fit` measures its own; ``n_territories`` is taken from the assignment.
+        ``adjacency`` as in :meth:`fit` (an edge list measures on the user's graph)."""
         cfg = self.settings()
+        adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
         labels = pd.Series(assignment)
         names = sorted(pd.unique(labels.astype(str)))
         W, adjacency = prepare(

@@ -27,7 +27,7 @@ from patchmap.partition.plan import Plan, build_plan, west_east_rank
 from patchmap.partition.problem import COMPACTNESS, TARGET, TOLERANCE, Problem, input_notes, prepare
 from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.schedule import solve
-from patchmap.units.adjacency import Adjacency, build_adjacency, show_id
+from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
 
 __all__ = ["fit_nested", "group_shares", "group_territories", "group_values", "split_count"]
 
@@ -93,14 +93,21 @@ def group_shares(
 
 
 def _sub_adjacency(adj: Adjacency, idx: np.ndarray, units: gpd.GeoDataFrame, id_col) -> Adjacency:
-    """The adjacency restricted to ``idx``; rebuilt (to bridge its pieces) when the slice
-    falls apart, as a group with islands does."""
+    """The adjacency restricted to ``idx``. When the slice falls apart (a group with
+    islands, or a given graph cut by a barrier) its pieces are bridged by the shapes: a
+    polygon graph is rebuilt for the part, a given graph (an edge list) keeps the user's
+    edges inside the part and gains only the bridges."""
     m = adj.matrix[idx][:, idx]
     ncomp, _ = connected_components(m, directed=False)
-    if ncomp > 1 and isinstance(units, gpd.GeoDataFrame):
-        return build_adjacency(units.iloc[idx], id_col=id_col)
     ids = np.asarray(adj.ids)[idx]
     bridges = adj.bridges[adj.bridges["unit_a"].isin(ids) & adj.bridges["unit_b"].isin(ids)]
+    if ncomp > 1 and isinstance(units, gpd.GeoDataFrame):
+        if not adj.given:
+            return build_adjacency(units, id_col=id_col)
+        upper = sparse.triu(m, k=1).tocoo()
+        edges = pd.DataFrame({"unit_a": ids[upper.row], "unit_b": ids[upper.col]}, dtype=object)
+        part = edge_adjacency(units, edges.astype(str), id_col=id_col)
+        return replace(part, bridges=pd.concat([bridges, part.bridges], ignore_index=True))
     return replace(
         adj,
         ids=ids,

@@ -47,7 +47,9 @@ class Adjacency:
     ``matrix`` includes bridge edges (listed in ``bridges``), so it is always connected.
     ``shared_km`` holds the shared boundary length of each rook edge (0 for bridges);
     ``area_km2``, ``perimeter_km`` and ``xy_km`` (centroids) are in an equal-area
-    projection centred on the data.
+    projection centred on the data. ``given`` is True for a graph read from an edge list
+    (:func:`edge_adjacency`): a part of it is the user's edges restricted to the part,
+    never the polygons' graph rebuilt.
     """
 
     ids: np.ndarray
@@ -58,6 +60,7 @@ class Adjacency:
     area_km2: np.ndarray | None = None
     perimeter_km: np.ndarray | None = None
     xy_km: np.ndarray | None = None
+    given: bool = False
 
     @property
     def n_units(self) -> int:
@@ -555,7 +558,7 @@ def edge_adjacency(
         shared = sparse.csr_matrix(
             (np.r_[length, length] / 1000.0, (np.r_[ri, rj], np.r_[rj, ri])), shape=(n, n)
         )
-        return replace(adj, shared_km=shared)
+        return replace(adj, shared_km=shared, given=True)
     g = sparse.csr_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=(n, n))
     ncomp, comp = connected_components(g, directed=False)
     if ncomp > 1:
@@ -565,4 +568,4 @@ def edge_adjacency(
             f"{show_id(ids[comp == small][0])} is cut off) and the units have no shapes "
             "to bridge them: add edges joining the pieces"
         )
-    return Adjacency(ids=ids, matrix=g)
+    return Adjacency(ids=ids, matrix=g, given=True)
