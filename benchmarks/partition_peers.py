@@ -31,61 +31,41 @@ REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Partition: patchmap vs GerryChain, METIS, KaHIP, spopt"
 NOT_LOWER48 = {"AK", "HI", "PR", "AS", "GU", "MP", "VI"}
 
+# every instance runs the FAST_TOOLS; GerryChain and spopt run on the smaller ones too
+FAST_TOOLS = ["patchmap", "metis", "metis-u5", "kahip"]
+ALL_TOOLS = [*FAST_TOOLS, "gerrychain-0.5%", "gerrychain-2%", "spopt-skater"]
+
 # instance -> (description, K, tools to run)
 INSTANCES: dict[str, tuple[str, int, list[str]]] = {
     "ca_zcta": (
         "California ZCTAs",
         20,
-        [
-            "patchmap",
-            "metis",
-            "metis-u5",
-            "kahip",
-            "gerrychain-0.5%",
-            "gerrychain-2%",
-            "spopt-skater",
-        ],
+        ALL_TOOLS,
     ),
     "l48_county": (
         "lower-48 counties",
         20,
-        [
-            "patchmap",
-            "metis",
-            "metis-u5",
-            "kahip",
-            "gerrychain-0.5%",
-            "gerrychain-2%",
-            "spopt-skater",
-        ],
+        ALL_TOOLS,
     ),
     "ri_de_dc_zcta": (
         "RI + DE + DC ZCTAs",
         4,
-        [
-            "patchmap",
-            "metis",
-            "metis-u5",
-            "kahip",
-            "gerrychain-0.5%",
-            "gerrychain-2%",
-            "spopt-skater",
-        ],
+        ALL_TOOLS,
     ),
     "ca_h3r7": (
         "California H3 res 7 (populated cells)",
         20,
-        ["patchmap", "metis", "metis-u5", "kahip"],
+        FAST_TOOLS,
     ),
     "hi_zcta": (
         "Hawaii ZCTAs (Voronoi cells of the gazetteer points; islands)",
         4,
-        ["patchmap", "metis", "metis-u5", "kahip"],
+        FAST_TOOLS,
     ),
     "us_zcta_voronoi": (
         "lower-48 ZCTAs (Voronoi cells of the gazetteer points)",
         200,
-        ["patchmap", "metis", "metis-u5", "kahip"],
+        FAST_TOOLS,
     ),
 }
 
