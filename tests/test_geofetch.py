@@ -11,6 +11,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import threading
 import warnings
@@ -361,28 +362,45 @@ def test_wrong_layer_and_implausible_count(
     assert cache_files(tmp_path / "cache") == []
 
 
-def test_source_local_file_or_url(census: Census, bay: gpd.GeoDataFrame, tmp_path: Path) -> None:
-    # a state TIGER 2010 file on disk: vintage from its name, no download kept
-    tiger = bay.rename(columns={"ZCTA5CE20": "ZCTA5CE10", "ALAND20": "ALAND10",
-                                "AWATER20": "AWATER10"}).drop(columns="GEOID20")  # fmt: skip
-    local = write_zip(tiger, tmp_path / "dl" / "tl_2010_06_zcta510.zip", "tl_2010_06_zcta510")
+def census_style(zctas: gpd.GeoDataFrame, year: int = 2020) -> gpd.GeoDataFrame:
+    """Bundled ZCTA polygons with a Census file's columns (ZCTA5CE20, ALAND20, ...)."""
+    yy = str(year)[2:]
+    return gpd.GeoDataFrame(
+        {
+            f"ZCTA5CE{yy}": zctas["zcta"].to_numpy(),
+            f"ALAND{yy}": (zctas["land_km2"] * 1e6).round().astype("int64").to_numpy(),
+            f"AWATER{yy}": (zctas["water_km2"] * 1e6).round().astype("int64").to_numpy(),
+        },
+        geometry=zctas.geometry.values,
+        crs=4326,
+    )
+
+
+def test_source_local_file_or_url(census: Census, tmp_path: Path) -> None:
+    # a state TIGER 2010 file on disk (Rhode Island, whole): vintage from its name
+    ri = census_style(geodata.zcta_polygons(["RI"]), 2010)
+    local = write_zip(ri, tmp_path / "dl" / "tl_2010_44_zcta510.zip", "tl_2010_44_zcta510")
     result = geofetch.fetch_geodata("zcta", source=local, progress=False)
     assert (result.vintage, result.download, result.sha256) == (2010, None, sha256(local))
     assert geofetch.fetch_geodata("zcta", source=local, progress=False).cached
     assert census.requests == []
+    assert geodata.read_manifest()["entries"]["zcta/2010"]["states"] == ["RI"]
 
     # a GeoPackage without a recognisable year: id column ZCTA5CE20 says 2020
     gpkg = tmp_path / "dl" / "zctas.gpkg"
-    bay.to_file(gpkg, driver="GPKG", engine="pyogrio")
+    census_style(geodata.zcta_polygons(["RI"], vintage=2010)).to_file(
+        gpkg, driver="GPKG", engine="pyogrio"
+    )
     assert geofetch.fetch_geodata("zcta", source=gpkg, progress=False).vintage == 2020
 
     # any URL
-    census.put(local, "/mirror/tl_2010_06_zcta510.zip")
+    census.put(local, "/mirror/tl_2010_44_zcta510.zip")
     by_url = geofetch.fetch_geodata(
-        "zcta", source=f"{census.url}/mirror/tl_2010_06_zcta510.zip", progress=False
+        "zcta", source=f"{census.url}/mirror/tl_2010_44_zcta510.zip", progress=False
     )
     assert by_url.cached and by_url.sha256 == result.sha256  # same bytes: same cache entry
-    assert geodata.zcta_polygons(["CA"])["zcta"].isin(bay["ZCTA5CE20"]).all()  # newest: 2020
+    assert len(geodata.zcta_polygons(["RI"])) == len(ri)  # newest (2020) answers for RI only
+    assert len(geodata.zcta_polygons(["CA"])) == 1769  # California stays bundled
 
     with pytest.raises(InputError, match="file not found"):
         geofetch.fetch_geodata("zcta", source=tmp_path / "nope.zip", progress=False)
@@ -500,3 +518,86 @@ def test_cli_fetch_and_list(census: Census) -> None:
     assert listed.exit_code == 0 and "cache" in listed.output and "2020" in listed.output
     bad = runner.invoke(main, ["geodata", "fetch", "zcta", "--year", "1999"])
     assert bad.exit_code == 2 and "known: 2010, 2020" in bad.output
+
+
+def test_source_answers_only_for_the_states_it_covers(
+    census: Census, bay: gpd.GeoDataFrame, tmp_path: Path
+) -> None:
+    """A source holding Rhode Island whole and a corner of California is used for RI only:
+    the rest of California is not claimed (its ZIPs are not "retired", its polygons stay)."""
+    from click.testing import CliRunner
+
+    from patchmap.cli import main
+
+    runner = CliRunner()
+    corner = tmp_path / "bay.gpkg"
+    bay.to_crs(4326).to_file(corner, driver="GPKG", engine="pyogrio")
+    refused = runner.invoke(main, ["geodata", "fetch", "zcta", "--source", str(corner), "--quiet"])
+    assert refused.exit_code == 2, refused.output
+    last = refused.output.strip().splitlines()[-1]  # after the conversion's notes
+    assert last.startswith(f"error: {corner}: covers no state whole (CA 3% of its 2010 ZCTAs)")
+    assert "Traceback" not in refused.output and refused.output.count("error:") == 1
+    assert cache_files(tmp_path / "cache") == []  # nothing recorded
+
+    ri = census_style(geodata.zcta_polygons(["RI"]))
+    mixed = tmp_path / "ri_and_bay.gpkg"
+    pd.concat([ri, bay.to_crs(4326).drop(columns="GEOID20")], ignore_index=True).to_file(
+        mixed, driver="GPKG", engine="pyogrio"
+    )
+    fetched = runner.invoke(main, ["geodata", "fetch", "zcta", "--source", str(mixed), "--quiet"])
+    assert fetched.exit_code == 0, fetched.output
+    assert f"{mixed}: covers RI" in fetched.output
+    assert f"{mixed}: holds only part of CA 3% of its 2010 ZCTAs: not used there" in fetched.output
+    entry = geodata.read_manifest()["entries"]["zcta/2020"]
+    assert entry["states"] == ["RI"] and 0 < entry["partial_states"]["CA"] < 0.05
+
+    assert len(geodata.zcta_polygons(["CA"])) == 1769  # bundled, not the 57 of the corner
+    assert len(geodata.zcta_polygons(["RI"])) == len(ri)
+    with pytest.raises(InputError, match="no ZCTA polygons for CA"):
+        geodata.zcta_polygons(["CA"], vintage=2020)
+    status = geodata.zip_status(pd.Series(["90001", "94103", "02903", new_zip()]))
+    # 90001 (Los Angeles) is not in the file but the file does not cover California
+    assert status["status"].tolist() == ["ok", "ok", "ok", "not_in_crosswalk"]
+    assert "polygon exists" not in status["reason"].iloc[3]  # the new bay ZIP is not claimed
+
+
+def test_unwritable_cache_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from patchmap.cli import main
+
+    source = tmp_path / "ri.gpkg"
+    census_style(geodata.zcta_polygons(["RI"])).to_file(source, driver="GPKG", engine="pyogrio")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    folders = [tmp_path / "a-file" / "cache"]  # the parent is a regular file: even root fails
+    if os.geteuid() != 0:  # as root a read-only folder is still writable
+        folders.append(tmp_path / "read-only")
+        folders[-1].mkdir()
+        folders[-1].chmod(0o555)
+    for cache in folders:
+        monkeypatch.setenv(geodata.CACHE_ENV_VAR, str(cache))
+        out = CliRunner().invoke(main, ["geodata", "fetch", "zcta", "--source", str(source)])
+        assert out.exit_code == 2, out.output
+        assert out.output.startswith(f"error: {cache}: cannot write to the geodata cache folder")
+        assert len(out.output.strip().splitlines()) == 1
+
+
+def test_county_source_of_one_state_leaves_the_others_bundled(
+    census: Census, tmp_path: Path
+) -> None:
+    everywhere = geodata.counties()
+    ri = everywhere[everywhere["state"] == "RI"]
+    source = tmp_path / "ri_counties.gpkg"
+    gpd.GeoDataFrame(
+        {"GEOID": ri["county"].to_numpy(), "NAME": ri["name"].to_numpy()},
+        geometry=ri.geometry.values,
+        crs=4326,
+    ).to_file(source, driver="GPKG", engine="pyogrio")
+    result = geofetch.fetch_geodata("county", source=source, year=2020, progress=False)
+    assert f"{source}: covers RI" in result.notes
+    after = geodata.counties()
+    assert sorted(after["county"]) == sorted(everywhere["county"])  # not RI's 5 for the nation
+    assert after["county"].is_monotonic_increasing
+    assert len(geodata.counties(["CA"])) == 58

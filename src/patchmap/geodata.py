@@ -159,6 +159,8 @@ def _entry_problem(entry: Any) -> str | None:
         return "has no valid 'vintage'"
     if not isinstance(entry.get("states", []), list):
         return "has no valid 'states'"
+    if not isinstance(entry.get("partial_states", {}), dict):
+        return "has no valid 'partial_states'"
     for level, info in entry["layers"].items():
         if not isinstance(info, dict) or not isinstance(info.get("path"), str):
             return f"layer {level!r} has no valid 'path'"
@@ -299,30 +301,42 @@ def normalize_states(states: str | Sequence[str]) -> list[str]:
     return out
 
 
-def _layer_file(kind: str, bundled_name: str, level: str = "analysis") -> Path:
-    """The cached national layer of ``kind`` if fetched, else the bundled file."""
-    cached = _cached_layer(kind, level, None)
-    return cached.path if cached is not None else _path(bundled_name)
+def _layer(kind: str, bundled_name: str, order: str) -> gpd.GeoDataFrame:
+    """The cached layer of ``kind`` for the states it covers, the bundled one for the rest."""
+    bundled = _read_geo(_path(bundled_name))
+    cached = _cached_layer(kind, "analysis", None)
+    if cached is None:
+        return bundled
+    if set(bundled["state"].dropna()) <= set(cached.states):
+        return _read_geo(cached.path)
+    rest = bundled[~bundled["state"].isin(cached.states)]
+    both = pd.concat([_read_geo(cached.path, tuple(cached.states)), rest], ignore_index=True)
+    return both.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def states() -> gpd.GeoDataFrame:
     """U.S. states, DC and territories (``state_fips``, ``state``, ``name``, geometry; EPSG:4326).
 
-    Fetched national state polygons if cached, else the bundled ones.
+    Fetched state polygons where the cache has them, else the bundled ones.
     """
-    return _read_geo(_layer_file("state", STATES_FILE)).copy()
+    return _layer("state", STATES_FILE, "state_fips").copy()
 
 
 def counties(states: Sequence[str] | None = None) -> gpd.GeoDataFrame:
     """Counties (``county`` FIPS, ``name``, ``state_fips``, ``state``, ``population``, geometry).
 
     ``states`` restricts to those states (any form :func:`normalize_states` accepts). Fetched
-    national counties if cached, else the bundled ones.
+    counties for the states the cache covers, the bundled ones for the rest.
     """
-    gdf = _read_geo(_layer_file("county", COUNTIES_FILE))
+    gdf = _layer("county", COUNTIES_FILE, "county")
     if states is not None:
         gdf = gdf[gdf["state"].isin(normalize_states(states))]
     return gdf.reset_index(drop=True)  # a new frame: callers never touch the cached one
+
+
+def bundled_counties() -> gpd.GeoDataFrame:
+    """The bundled counties (what a fetched county file's coverage is measured against)."""
+    return _read_geo(_path(COUNTIES_FILE)).copy()
 
 
 def bundled_zcta_states() -> list[str]:
@@ -389,7 +403,7 @@ def zip_crosswalk() -> pd.DataFrame:
 def region_geometry(states: str | Sequence[str]) -> BaseGeometry:
     """Union of the given states' polygons as one shapely geometry (e.g. for an H3 polyfill)."""
     codes = normalize_states(states)
-    layer = _read_geo(_layer_file("state", STATES_FILE))
+    layer = _layer("state", STATES_FILE, "state_fips")
     rows = layer[layer["state"].isin(codes)]
     missing = sorted(set(codes) - set(rows["state"]))
     if missing:
@@ -444,7 +458,10 @@ def zip_status(zips: pd.Series | Sequence[str]) -> pd.DataFrame:
     retired = np.zeros(len(keys), dtype=bool)
     newer_only = np.zeros(len(keys), dtype=bool)
     if newer is not None and newer.vintage != ZCTA_VINTAGE:
-        ids = pd.Index(pq.read_table(newer.path, columns=["zcta"]).column("zcta").to_pylist())
+        table = pq.read_table(
+            newer.path, columns=["zcta"], filters=[("state", "in", list(newer.states))]
+        )
+        ids = pd.Index(table.column("zcta").to_pylist())  # of the states the layer covers
         zcta_state = points.reindex(np.where(found, zcta, "")).to_numpy(dtype=object)
         covered = np.isin(zcta_state.astype(str), list(newer.states))
         retired = found & covered & (ids.get_indexer(np.where(found, zcta, "")) < 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -68,6 +69,9 @@ CENSUS_BASE_URL = "https://www2.census.gov/geo/tiger"
 BASE_URL_ENV_VAR = "PATCHMAP_CENSUS_BASE_URL"
 DOWNLOAD_RETRIES = 2  # pooch retries a failed download from scratch (1 s, 2 s apart)
 DOWNLOAD_TIMEOUT_S = 60
+#: A ``--source`` file answers for a state only if it holds this share of the state's units.
+MIN_COVERAGE = 0.95
+COVERAGE_SLACK_DEG = 0.005  # ~500 m: generalised coastlines miss some internal points
 
 
 # ================================================================ conversion (shared with
@@ -423,6 +427,29 @@ def fetch_geodata(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else geodata.cache_dir()
     if cache is None:
         raise InputError(f"the cache is disabled (${geodata.CACHE_ENV_VAR}=off); pass cache_dir")
+    try:
+        return _fetch(kind, spec, source, cache, year, progress, refresh, base_url)
+    except OSError as exc:  # the cache folder cannot be written (read-only, full, not a folder)
+        if exc.filename is None or not _within(Path(os.fspath(exc.filename)), cache):
+            raise
+        why = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
+        raise InputError(
+            f"{cache}: cannot write to the geodata cache folder ({why or type(exc).__name__}); "
+            f"set ${geodata.CACHE_ENV_VAR} to a writable folder"
+        ) from None
+
+
+def _fetch(
+    kind: str,
+    spec: Vintage | None,
+    source: str | os.PathLike | None,
+    cache: Path,
+    year: int | None,
+    progress: bool,
+    refresh: bool,
+    base_url: str | None,
+) -> FetchResult:
+    """:func:`fetch_geodata` once the kind, vintage and cache folder are known."""
     manifest = _load_manifest(cache)
     notes: list[str] = []
 
@@ -485,6 +512,10 @@ def fetch_geodata(
                 return dataclasses.replace(hit, notes=tuple(notes))
 
         frame = _convert(local, layer, kind, origin)
+        if spec is not None:  # a known national vintage (its unit count was checked)
+            covered, partial = sorted(frame["state"].dropna().unique().tolist()), {}
+        else:  # a user's file may hold a few states, or part of one: measure what it covers
+            covered, partial = _coverage(frame, kind, origin, notes)
         layers, layer_info = _simplify_levels(frame, kind, stage, f"{kind}_{vintage}_{digest[:12]}")
         notes.extend(layer_info.pop("_notes"))
 
@@ -510,7 +541,8 @@ def fetch_geodata(
             "layer": layer,
             "id_column": id_column,
             "units": n_units,
-            "states": sorted(frame["state"].dropna().unique().tolist()),
+            "states": covered,  # the states this layer answers for
+            "partial_states": partial,  # state -> share it holds (not used for those)
             "layers": layer_info,
         }
         if changed:
@@ -582,6 +614,56 @@ def sha256_file(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- fetch helpers
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder``, inside it, or one of its missing parents."""
+    path, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return path == folder or folder in path.parents or path in folder.parents
+
+
+def _coverage(
+    frame: gpd.GeoDataFrame, kind: str, what: str, notes: list[str]
+) -> tuple[list[str], dict[str, float]]:
+    """States a user's file covers whole, and the share of each state it holds only partly.
+
+    ZCTAs: the share of the state's 2010 ZCTA internal points inside the file's polygons;
+    counties: the share of the state's bundled counties present; states: present or not. A
+    state counts as covered from :data:`MIN_COVERAGE` on; a file covering none is refused.
+    """
+    present = sorted(frame["state"].dropna().unique().tolist())
+    if kind == "state":
+        return present, {}
+    if kind == "zcta":
+        points = geodata.zcta_points()
+        points = points[points["state"].isin(present)].reset_index(drop=True)
+        xy = shapely.points(points["lon"].to_numpy(), points["lat"].to_numpy())
+        tree = shapely.STRtree(np.asarray(frame.geometry.values))
+        hit = np.zeros(len(points), dtype=bool)
+        hit[tree.query(xy, predicate="dwithin", distance=COVERAGE_SLACK_DEG)[0]] = True
+        share = pd.Series(hit).groupby(points["state"].to_numpy()).mean()
+    else:
+        bundled = geodata.bundled_counties()
+        bundled = bundled[bundled["state"].isin(present)]
+        have = bundled["county"].isin(frame["county"]).to_numpy()
+        share = pd.Series(have).groupby(bundled["state"].to_numpy()).mean()
+    share = share.reindex(present, fill_value=0.0)
+    covered = [s for s in present if share[s] >= MIN_COVERAGE]
+    partial = {s: round(float(share[s]), 4) for s in present if share[s] < MIN_COVERAGE}
+    unit = "ZCTAs" if kind == "zcta" else "counties"
+    parts = ", ".join(f"{s} {share[s]:.0%}" for s in partial)
+    if not covered:
+        raise InputError(
+            f"{what}: covers no state whole ({parts} of its 2010 {unit}); a source file "
+            f"is used only for states it covers (at least {MIN_COVERAGE:.0%} of their {unit})"
+        )
+    notes.append(f"{what}: covers {', '.join(covered)}")
+    if partial:
+        notes.append(
+            f"{what}: holds only part of {parts} of its 2010 {unit}: not used there "
+            "(bundled polygons or ZIP-point cells stay in use for those states)"
+        )
+    return covered, partial
 
 
 def _key(kind: str, vintage: int) -> str:
