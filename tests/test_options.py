@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
+import tempfile
 import tomllib
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -103,7 +106,7 @@ def _toml_value(v) -> str:
     if isinstance(v, float):
         return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(v), repr(v))
     if isinstance(v, str):
-        return '"' + v.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")  # a TOML string
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
@@ -139,3 +142,97 @@ def test_plan_loader_fuzz_gives_a_config_or_an_input_error(tmp_path, entries):
         load_config(path)
     except InputError as exc:
         assert "\n" not in str(exc) and str(exc)
+
+
+# ---------------------------------------------------------------- `patchmap run` on any plan file
+
+_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.text(max_size=4), max_size=3),
+    st.sampled_from(["5", "5%", "CA", "zcta", "h3", "a.csv", "state", "budget", "accounts"]),
+)
+_table_keys = {t: sorted({o.plan_key for o in OPTIONS if o.table == t}) for t in SECTIONS}
+_table_keys["accounts"] = sorted({*_table_keys["accounts"], "path", "columns"})
+
+
+@st.composite
+def _documents(draw) -> dict:
+    """Mostly known tables with their own keys (so values reach the checks), some noise."""
+    doc: dict = {}
+    for _ in range(draw(st.integers(0, 4))):
+        known = st.sampled_from(sorted(_table_keys))
+        name = draw(st.one_of(*[known] * 7, st.text(max_size=5)))
+        mine = st.sampled_from(_table_keys.get(name) or ["x"])
+        table = st.dictionaries(
+            st.one_of(*[mine] * 7, st.text(max_size=5)),
+            st.one_of(_scalars, st.dictionaries(st.text(max_size=5), _scalars, max_size=2)),
+            max_size=4,
+        )
+        doc[name] = draw(
+            table | st.lists(table, min_size=1, max_size=2) if name == "segment" else table
+        )
+    if draw(st.integers(0, 9)) == 0:
+        doc[draw(st.sampled_from(sorted(_table_keys)))] = draw(_scalars)  # a table that is not
+    return doc
+
+
+def _toml_document(doc: dict) -> str:
+    """Top-level scalars first, then tables and arrays of tables, every key quoted."""
+
+    def pairs(table: dict) -> str:
+        return "".join(f"{_toml_value(k)} = {_toml_value(v)}\n" for k, v in table.items())
+
+    tables = {k: v for k, v in doc.items() if isinstance(v, dict | list) and v}
+    text = pairs({k: v for k, v in doc.items() if k not in tables})
+    for name, value in tables.items():
+        if isinstance(value, dict):
+            text += f"[{_toml_value(name)}]\n" + pairs(value)
+        elif all(isinstance(t, dict) for t in value):
+            text += "".join(f"[[{_toml_value(name)}]]\n" + pairs(t) for t in value)
+        else:
+            text += f"{_toml_value(name)} = {_toml_value(value)}\n"
+    return text
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        _documents(),
+        _documents(),
+        _documents(),
+        st.binary(max_size=40),  # not TOML, not UTF-8
+    ),
+    st.booleans(),
+)
+def test_run_on_any_plan_file_is_exit_0_or_a_one_line_exit_2(monkeypatch, plan, base):
+    """`patchmap run` on whatever a plan file holds (known and unknown tables and keys, values
+    of any type, [[segment]] arrays, bytes that are no TOML): exit 0, or exit 2 with one line,
+    never a traceback or an internal error (exit 1). The accounts file places no row, so a
+    plan that loads ends at ingest (exit 2, rejects written) and the chain stays short."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        monkeypatch.chdir(folder)
+        (folder / "a.csv").write_text("account_id,zip\n1,not-a-zip\n")
+        path = folder / "plan.toml"
+        if isinstance(plan, bytes):
+            path.write_bytes(plan)
+        else:  # fuzzed tables over a valid plan (or alone)
+            doc = {"accounts": {"path": "a.csv"}, "output": {"dir": "out"}} if base else {}
+            for name, table in plan.items():
+                if isinstance(doc.get(name), dict) and isinstance(table, dict):
+                    doc[name] = {**doc[name], **table}
+                else:
+                    doc[name] = table
+            path.write_text(_toml_document(doc), encoding="utf-8")
+        result = CliRunner().invoke(main, ["run", str(path)])
+        monkeypatch.undo()
+    assert result.exit_code in (0, 2), result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    if result.exit_code == 2:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].strip() != "error:", result.stderr

@@ -150,8 +150,8 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
     values = {t: read_table(t, raw.get(t, {}), source=p, base=base) for t in TABLES}
     _check_units(values["units"], f"{p}: [units]", base)
     segments = _read_segments(raw, p, base)
+    _check_scoring(raw.get("scoring", {}), f"{p}: [scoring]")
     config = PlanConfig(values, scoring=dict(raw.get("scoring", {})), source=p, segments=segments)
-    _check_scoring(config.scoring, f"{p}: [scoring]")
     for table, key, file in config.input_files():
         if not file.is_file():
             raise InputError(f"{p}: [{table}] {key}: file not found: {file}")
