@@ -25,6 +25,7 @@ from patchmap.partition.balance import balance, settle
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import score
 from patchmap.partition.problem import MARGIN, Problem
+from patchmap.partition.recom import chain_balance
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
@@ -153,6 +154,8 @@ def solve(
     territory), three extra starts come first from capacitated assignments of units to
     homes (see :func:`~patchmap.partition.seeding.capacity_seed`): recursive bisection
     can trap a rep whose home sits among others' in a pocket it cannot grow out of.
+    A home start still off its balance target is rebalanced by re-splitting pairs of
+    territories along chains (:func:`~patchmap.partition.recom.chain_balance`).
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -170,6 +173,9 @@ def solve(
             s = SearchState(problem, lab, rng)
             balance(s, 0.5, max_iter=40 * k, failures=5.0, in_a_row=True)
             improve(s, max_rounds)
+            if score(s)[0] > 0:  # boundary moves are stuck: re-split pairs along chains
+                chain_balance(s, rng)
+                improve(s, max_rounds)
             sc = score(s)
             if best is None or sc < best[0]:
                 best = (sc, s.labels())

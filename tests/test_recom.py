@@ -1,0 +1,76 @@
+"""Re-splitting pairs of territories (partition.recom): connected parts, homes kept."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from patchmap.partition.objective import imbalance
+from patchmap.partition.problem import Graph, Problem
+from patchmap.partition.recom import chain_balance, resplit
+from patchmap.partition.state import SearchState
+
+
+def grid(nx: int, ny: int, lab: np.ndarray, homes: list[int], w: np.ndarray) -> SearchState:
+    """A SearchState on an nx x ny grid of unit squares (rook adjacency)."""
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    e = np.r_[
+        np.c_[idx[:-1].ravel(), idx[1:].ravel()], np.c_[idx[:, :-1].ravel(), idx[:, 1:].ravel()]
+    ]
+    n = nx * ny
+    m = sparse.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])),
+                          shape=(n, n)).tocsr()  # fmt: skip
+    xy = np.c_[np.repeat(np.arange(nx), ny), np.tile(np.arange(ny), nx)].astype(float)
+    k = len(homes)
+    locked = np.full(n, -1)
+    locked[homes] = np.arange(k)
+    pb = Problem(Graph(m), w[:, None], xy, np.ones(n), [1.0 / k] * k, [0.01], locked, 0.5)
+    return SearchState(pb, lab, np.random.default_rng(0))
+
+
+def parts_connected(s: SearchState) -> bool:
+    ei, ej = s.g.ei, s.g.ej
+    same = s.labn[ei] == s.labn[ej]
+    n = s.g.n
+    sub = sparse.coo_matrix((np.ones(int(same.sum())), (ei[same], ej[same])), shape=(n, n))
+    _, comp = connected_components(sub, directed=False)
+    return all(len(np.unique(comp[s.labn == t])) == 1 for t in range(s.k))
+
+
+def test_resplit_reaches_the_wanted_total_with_both_parts_whole():
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.5, 1.5, 12 * 5)
+    lab = (np.arange(60) // 5 >= 3).astype(int)  # p: the first 3 columns, q: the other 9
+    s = grid(12, 5, lab, [2, 57], w)  # homes: (0, 2) for p, (11, 2) for q
+    for want in (0.5 * w.sum(), 0.3 * w.sum(), 0.8 * w.sum()):
+        assert resplit(s, 0, 1, want, np.random.default_rng(1))
+        assert abs(s.tot[1][0] - want) <= w.max()  # within a unit of the wanted total
+        assert s.labn[2] == 0 and s.labn[57] == 1
+        assert parts_connected(s)
+        assert np.isclose(s.tot[0][0] + s.tot[1][0], w.sum())
+
+
+def test_resplit_cuts_a_territory_from_a_group():
+    w = np.ones(60)
+    lab = np.minimum(np.arange(60) // 20, 2)  # three strips of 4 columns
+    s = grid(12, 5, lab, [2, 32, 57], w)
+    assert resplit(s, [1, 0], 2, 30.0, np.random.default_rng(1))
+    assert s.tot[2][0] == 30.0 and s.cnt[0] + s.cnt[1] == 30
+    # the units q gave up went to the first of the group; territories 0 and 2 stay whole
+    assert s.labn[2] == 0 and s.labn[32] == 1 and s.labn[57] == 2
+
+
+def test_chain_balance_passes_weight_along_a_path():
+    # three strips (2, 3 and 7 columns wide) with homes at their far ends: the heavy strip
+    # passes weight through the middle one to the light one
+    w = np.ones(12 * 4)
+    col = np.arange(48) // 4
+    lab = np.where(col < 2, 0, np.where(col < 5, 1, 2))
+    s = grid(12, 4, lab, [0, 9, 47], w)
+    before = imbalance(s)
+    chain_balance(s, np.random.default_rng(0), goal=0.5)
+    assert imbalance(s) < before
+    assert max(abs(t[0] - 16) for t in s.tot) <= 1  # 16 units each, give or take one
+    assert parts_connected(s)
+    assert [s.labn[0], s.labn[9], s.labn[47]] == [0, 1, 2]
