@@ -50,22 +50,36 @@ COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
 
 class Graph:
     """Adjacency as Python lists (fast per-unit neighbour access in the local search)
-    plus the undirected edges as two index arrays ``ei < ej`` (vector queries)."""
+    plus the undirected edges as two index arrays ``ei < ej`` (vector queries).
 
-    def __init__(self, matrix: sparse.csr_matrix) -> None:
+    With ``weighted`` the matrix holds integer edge weights (a coarse graph's count of
+    the fine edges between two nodes) and each edge appears that many times in the
+    neighbour lists and edge arrays, so every count the search makes (cut edges, gains,
+    boundaries) is the weighted one without a separate code path."""
+
+    def __init__(self, matrix: sparse.csr_matrix, weighted: bool = False) -> None:
         m = sparse.csr_matrix(matrix)
         self.matrix = m
         self.n = m.shape[0]
-        ind = m.indices.tolist()
-        ptr = m.indptr.tolist()
-        self.nbrs = [ind[ptr[i] : ptr[i + 1]] for i in range(self.n)]
+        self.weighted = weighted
         coo = sparse.triu(m, k=1).tocoo()
-        self.ei = coo.row.astype(np.int64)
-        self.ej = coo.col.astype(np.int64)
+        if weighted:
+            mult = np.rint(m.data).astype(np.int64)
+            ind = np.repeat(m.indices, mult).tolist()
+            ptr = np.r_[0, np.cumsum(mult)][m.indptr].tolist()
+            rep = np.rint(coo.data).astype(np.int64)
+            self.ei = np.repeat(coo.row.astype(np.int64), rep)
+            self.ej = np.repeat(coo.col.astype(np.int64), rep)
+        else:
+            ind = m.indices.tolist()
+            ptr = m.indptr.tolist()
+            self.ei = coo.row.astype(np.int64)
+            self.ej = coo.col.astype(np.int64)
+        self.nbrs = [ind[ptr[i] : ptr[i + 1]] for i in range(self.n)]
 
     def subgraph(self, idx: np.ndarray) -> Graph:
         """The graph induced by the units ``idx`` (renumbered 0..len(idx)-1)."""
-        return Graph(self.matrix[idx][:, idx])
+        return Graph(self.matrix[idx][:, idx], weighted=self.weighted)
 
 
 @dataclass

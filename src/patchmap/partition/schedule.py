@@ -22,6 +22,7 @@ import numpy as np
 
 from patchmap.logs import log, progress
 from patchmap.partition.balance import balance, settle
+from patchmap.partition.coarsen import COARSEN_MIN_UNITS, coarsen, project
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import score
 from patchmap.partition.problem import MARGIN, Problem
@@ -39,6 +40,7 @@ __all__ = [
     "anytime",
     "default_time_limit",
     "improve",
+    "multilevel",
     "solve",
 ]
 
@@ -98,6 +100,8 @@ RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
+COARSE_SHARE = 0.6  # share of a given time limit the coarsest level's search may use
+LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
 
 
 def improve(s: SearchState, rounds: int) -> None:
@@ -147,6 +151,7 @@ def solve(
     effort: float = 0.0,
     time_limit: float | None = None,
     report: Callable | None = None,
+    levels: bool = True,
 ) -> np.ndarray:
     """Restarts of seed + search; the best labelling (integer codes) wins.
 
@@ -163,6 +168,14 @@ def solve(
     lock_codes, share = problem.locked, np.asarray(problem.shares)
     n = graph.n
     best = None
+    if levels and n > COARSEN_MIN_UNITS and initial is None and homes is None:
+        # a large map: the multilevel plan is the first candidate, the restarts compete
+        lab = multilevel(
+            problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
+            time_limit=time_limit, report=report,
+        )  # fmt: skip
+        if lab is not None:
+            best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
     rng_master = np.random.default_rng(seed)
     if homes is not None and initial is None:
         for i, mode in enumerate(HOME_STARTS):
@@ -264,3 +277,35 @@ def anytime(
         if best is None or key < best[0]:
             best = (key, lab)
     return best[1]
+
+
+def multilevel(
+    problem: Problem,
+    *,
+    seed: int,
+    n_init: int | str = "auto",
+    max_rounds: int = 6,
+    effort: float = 0.0,
+    time_limit: float | None = None,
+    report: Callable | None = None,
+) -> np.ndarray | None:
+    """A large map solved multilevel (see :mod:`~patchmap.partition.coarsen`): coarsen,
+    solve the coarsest level with the full search (restarts and the anytime phase),
+    then project the plan back level by level, balancing and refining on each. None
+    when the map does not coarsen."""
+    rng = np.random.default_rng([seed, 11])
+    stack = coarsen(problem, rng)
+    if not stack:
+        return None
+    lab = solve(
+        stack[-1].problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
+        time_limit=None if time_limit is None else COARSE_SHARE * time_limit, report=report,
+        levels=False,
+    )  # fmt: skip
+    finer = [problem] + [lv.problem for lv in stack[:-1]]
+    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
+        lab = project(lab, level)
+        s = SearchState(fine, lab, rng)
+        improve(s, LEVEL_ROUNDS)
+        lab = s.labels()
+    return lab

@@ -171,7 +171,8 @@ def pair_search(
         # stayed put
         sub = A[U][:, U].tocoo()
         i, j = sub.row, sub.col
-        C[i, j] += (Q[i] != Q[j]).astype(int) - (Q[i] != P[j]) - (P[i] != Q[j]) + (P[i] != P[j])
+        fix = (Q[i] != Q[j]).astype(int) - (Q[i] != P[j]) - (P[i] != Q[j]) + (P[i] != P[j])
+        C[i, j] += fix * np.rint(sub.data).astype(int) if s.g.weighted else fix
         same = U[:, None] == U[None, :]
         bad = np.zeros((M + 1, M + 1), dtype=bool)
         bad[:M, :M] = same

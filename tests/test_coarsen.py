@@ -1,0 +1,102 @@
+"""Multilevel coarsening: levels that keep weights, cuts and connectivity; large-map plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from patchmap.partition import coarsen as co
+from patchmap.partition import schedule
+from patchmap.partition.objective import score
+from patchmap.partition.problem import Graph, Problem
+from patchmap.partition.state import SearchState
+
+
+def grid_problem(nx: int, ny: int, k: int, seed: int = 0, locked=None) -> Problem:
+    """A rook grid with uneven weights (a heavy corner), unit areas, k territories."""
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    ei = np.r_[idx[:-1, :].ravel(), idx[:, :-1].ravel()]
+    ej = np.r_[idx[1:, :].ravel(), idx[:, 1:].ravel()]
+    n = nx * ny
+    m = sparse.coo_matrix((np.ones(2 * len(ei)), (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
+    xy = np.column_stack([np.repeat(np.arange(nx), ny), np.tile(np.arange(ny), nx)]).astype(float)
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.5, 1.5, n) * (1 + 4 * np.exp(-(xy**2).sum(axis=1) / 200))
+    return Problem(
+        Graph(m.tocsr()), w[:, None], xy, np.ones(n), [1 / k] * k, [0.0045],
+        np.full(n, -1) if locked is None else locked, 0.5,
+    )  # fmt: skip
+
+
+def fine_components(graph: Graph, lab: np.ndarray) -> np.ndarray:
+    """Number of connected pieces of each label on ``graph``."""
+    same = lab[graph.ei] == lab[graph.ej]
+    g = sparse.coo_matrix(
+        (np.ones(int(same.sum())), (graph.ei[same], graph.ej[same])), shape=(graph.n, graph.n)
+    )
+    _, comp = connected_components(g, directed=False)
+    return np.array([len(np.unique(comp[lab == t])) for t in np.unique(lab)])
+
+
+def test_levels_keep_weights_cuts_and_connected_nodes():
+    p = grid_problem(60, 50, 6)
+    levels = co.coarsen(p, np.random.default_rng(0))
+    assert len(levels) >= 3
+    sizes = [p.graph.n] + [lv.problem.graph.n for lv in levels]
+    assert all(b < a for a, b in zip(sizes, sizes[1:], strict=False))
+    assert sizes[-1] <= max(co.NODES_PER_TERRITORY * 6, co.MIN_NODES) * 2
+    # every node of every level stands for a connected set of units
+    to_fine = np.arange(p.graph.n)
+    for lv in levels:
+        to_fine = lv.parent[to_fine]
+        assert (fine_components(p.graph, to_fine) == 1).all()
+    coarse = levels[-1].problem
+    assert np.isclose(coarse.weights.sum(), p.weights.sum())
+    assert np.isclose(coarse.area.sum(), p.area.sum())
+    # a coarse plan cuts exactly the fine edges of the plan it stands for
+    lab = np.random.default_rng(1).integers(0, 6, coarse.graph.n)
+    s_coarse = SearchState(coarse, lab, np.random.default_rng(0))
+    s_fine = SearchState(p, lab[to_fine], np.random.default_rng(0))
+    assert s_coarse.cut_edges() == s_fine.cut_edges()
+    assert sum(len(x) for x in coarse.graph.nbrs) == 2 * len(coarse.graph.ei)
+
+
+def test_locked_units_are_never_merged():
+    locked = np.full(40 * 40, -1)
+    locked[[0, 1, 2, 799, 1599]] = [0, 0, 1, 2, 3]
+    p = grid_problem(40, 40, 4, locked=locked)
+    levels = co.coarsen(p, np.random.default_rng(0))
+    to_fine = np.arange(p.graph.n)
+    for lv in levels:
+        to_fine = lv.parent[to_fine]
+    pinned = np.flatnonzero(locked >= 0)
+    nodes = to_fine[pinned]
+    assert len(np.unique(nodes)) == len(pinned)
+    assert (np.bincount(to_fine)[nodes] == 1).all()
+    assert (levels[-1].problem.locked[nodes] == locked[pinned]).all()
+
+
+def test_node_weight_cap_holds():
+    p = grid_problem(50, 50, 5)
+    cap = co.MAX_SHARE * float(p.weights[:, 0].sum()) / 5
+    for lv in co.coarsen(p, np.random.default_rng(0)):
+        merged = np.bincount(lv.parent) > 1
+        assert merged.any()
+        assert (lv.problem.weights[merged, 0] <= cap + 1e-9).all()
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_multilevel_plan_contiguous_and_balanced(monkeypatch, k):
+    p = grid_problem(80, 60, k)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    lab = schedule.multilevel(p, seed=0, effort=0.0)
+    assert lab is not None and lab.shape == (p.graph.n,)
+    assert (fine_components(p.graph, lab) == 1).all()
+    tot = np.bincount(lab, weights=p.weights[:, 0], minlength=k)
+    assert np.abs(tot / (tot.sum() / k) - 1).max() <= 0.005
+    # solve() takes the multilevel plan as a candidate: what it returns ranks no worse
+    best = schedule.solve(p, seed=0, effort=0.0)
+    rank = [score(SearchState(p, x, np.random.default_rng(0))) for x in (best, lab)]
+    assert rank[0] <= rank[1]
