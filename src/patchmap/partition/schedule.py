@@ -46,7 +46,7 @@ __all__ = [
 
 ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase is skipped (per-step gains vanish)
 STEP_WORK = 60_000  # boundary moves x steps one anytime run may take at effort 1
-RUNS = 2  # anytime runs: from the best plan, then from a fresh restart
+RUNS = 4  # anytime runs: from the best plan, then from fresh restarts
 
 
 class SearchProgress:
@@ -90,9 +90,9 @@ def run_steps(moves: int, effort: float) -> int:
 
 def default_time_limit(n: int) -> float:
     """The anytime phase's cap when no time limit is given, in seconds of the process's
-    CPU time (a safety cap: the step budget normally ends the search first). On an idle
-    machine, CPU time is wall time: a plan of up to 1,000 units within 10 s and of 50,000
-    within 60 s, all stages included."""
+    CPU time (the step budget or this cap, whichever comes first: the later of the
+    :data:`RUNS` restarts may meet it). On an idle machine, CPU time is wall time: a plan
+    of up to 1,000 units within 10 s and of 50,000 within 60 s, all stages included."""
     return 7.0 if n <= 1000 else min(7.0 + 33.0 * (n - 1000) / 49_000, 40.0)
 
 
