@@ -91,6 +91,7 @@ def test_node_weight_cap_holds():
 def test_multilevel_plan_contiguous_and_balanced(monkeypatch, k):
     p = grid_problem(80, 60, k)
     monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
     lab = schedule.multilevel(p, seed=0, effort=0.0)
     assert lab is not None and lab.shape == (p.graph.n,)
     assert (fine_components(p.graph, lab) == 1).all()

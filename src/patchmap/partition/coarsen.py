@@ -46,6 +46,7 @@ MIN_NODES = 500  # ... and at least this many
 MAX_SHARE = 1 / 20  # a coarse node weighs at most this share of the lightest territory
 ROUNDS = 6  # handshake rounds of one matching
 MIN_SHRINK = 0.92  # coarsening stops when a level keeps more than this share of nodes
+NODE_BAND = 1.0  # a level's primary band: at least this many mean nodes' weight
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Level:
 
 def match(
     graph: Graph, weight: np.ndarray, size: np.ndarray, cap: float, free: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator, labels: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Mate of each node (-1 unmatched) by handshake matching on ``graph``'s edges.
 
@@ -67,13 +68,16 @@ def match(
     edges it stands for); in each round every node picks its best-rated neighbour still
     unmatched, and two nodes that pick each other are matched. Pairs whose ``weight``
     would exceed ``cap`` and nodes not ``free`` (locked) are never matched. Ties break at
-    random (``rng``), so the matching is deterministic for a seed.
+    random (``rng``), so the matching is deterministic for a seed. With ``labels``
+    only nodes of the same territory are matched (a V-cycle keeps its plan).
     """
     m = sparse.triu(graph.matrix, k=1).tocoo()
     r = np.r_[m.row, m.col].astype(np.int64)
     c = np.r_[m.col, m.row].astype(np.int64)
     w = np.r_[m.data, m.data].astype(float)
     ok = free[r] & free[c] & (weight[r] + weight[c] <= cap)
+    if labels is not None:
+        ok &= labels[r] == labels[c]
     r, c, w = r[ok], c[ok], w[ok]
     noise = rng.random(len(r) // 2)
     rating = w * w / (size[r] * size[c]) * (1.0 + 1e-6 * np.r_[noise, noise])
@@ -127,14 +131,19 @@ def level_tolerance(problem: Problem, n_nodes: int) -> list[float]:
     share of the lightest territory (a coarse plan cannot be balanced finer than its
     nodes), the others as given."""
     lightest = float(np.min(problem.shares))
-    mean_share = 1.0 / max(n_nodes, 1) / lightest
+    mean_share = NODE_BAND / max(n_nodes, 1) / lightest
     return [max(problem.tol[0], mean_share)] + list(problem.tol[1:])
 
 
-def coarsen(problem: Problem, rng: np.random.Generator) -> list[Level]:
+def coarsen(
+    problem: Problem, rng: np.random.Generator, labels: np.ndarray | None = None,
+    band: bool = True,
+) -> list[Level]:  # fmt: skip
     """Levels from the first coarse one to the coarsest (empty when the map is small
     already or does not shrink): matching and contraction until about
-    :data:`NODES_PER_TERRITORY` nodes per territory are left."""
+    :data:`NODES_PER_TERRITORY` nodes per territory are left. With ``labels`` (a plan)
+    nodes merge only within a territory, so the plan carries to every level; ``band``
+    False keeps the problem's bands on every level."""
     target = max(NODES_PER_TERRITORY * problem.k, MIN_NODES)
     w0 = problem.weights[:, 0]
     cap = MAX_SHARE * float(np.min(problem.shares)) * float(w0.sum())
@@ -146,15 +155,18 @@ def coarsen(problem: Problem, rng: np.random.Generator) -> list[Level]:
     while cur.graph.n > target:
         weight = cur.weights[:, 0]
         size = 0.5 * weight / mean_w + 0.5 * count + 1e-9
-        mate = match(cur.graph, weight, size, cap, free, rng)
+        mate = match(cur.graph, weight, size, cap, free, rng, labels)
         n = cur.graph.n
         rep = np.where(mate >= 0, np.minimum(np.arange(n), mate), np.arange(n))
         _, parent = np.unique(rep, return_inverse=True)
         nc = int(parent.max()) + 1
         if nc > MIN_SHRINK * n:
             break
-        cur = contract(cur, parent, level_tolerance(problem, nc))
+        cur = contract(cur, parent, level_tolerance(problem, nc) if band else problem.tol)
         count = np.bincount(parent, weights=count, minlength=nc)
+        if labels is not None:
+            labels = np.bincount(parent, weights=labels, minlength=nc) / np.bincount(parent)
+            labels = np.rint(labels).astype(np.int64)
         free = np.asarray(cur.locked) < 0
         levels.append(Level(cur, parent))
     return levels

@@ -11,6 +11,12 @@ phase, :func:`anytime`): tabu search over single and paired moves inside the exa
 balance band (:func:`~patchmap.partition.tabu.pair_search`) from the best plan, then
 from fresh restarts, for a number of steps set by ``effort`` (deterministic for a seed)
 and never past ``time_limit``.
+
+A map above :data:`~patchmap.partition.coarsen.COARSEN_MIN_UNITS` units (with at least
+:data:`COARSEN_MIN_PER_TERRITORY` per territory) is first solved multilevel
+(:func:`multilevel`: coarsen, search the coarsest level, refine level by level, then one
+:func:`vcycle` in the exact bands); that plan and the flat restart compete, and the
+anytime phase refines the winner on the full map, its cap covering the whole solve.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ __all__ = [
     "solve",
 ]
 
-ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase is skipped (per-step gains vanish)
+ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase runs only after a multilevel solve
 STEP_WORK = 60_000  # boundary moves x steps one anytime run may take at effort 1
 RUNS = 4  # anytime runs: from the best plan, then from fresh restarts
 
@@ -100,7 +106,9 @@ RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
-COARSE_SHARE = 0.6  # share of a given time limit the coarsest level's search may use
+COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
+VCYCLE_SHARE = 0.2  # ... and the V-cycle's coarsest level
+COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
 LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
 
 
@@ -168,7 +176,16 @@ def solve(
     lock_codes, share = problem.locked, np.asarray(problem.shares)
     n = graph.n
     best = None
-    if levels and n > COARSEN_MIN_UNITS and initial is None and homes is None:
+    # a given limit is wall time; the default cap is the process's CPU time, which a busy
+    # machine does not eat into, so with default settings a plan does not depend on load
+    clock = time.perf_counter if time_limit is not None else time.process_time
+    limit = time_limit if time_limit is not None else default_time_limit(n)
+    start = clock()
+    large = (
+        levels and n > COARSEN_MIN_UNITS and n >= COARSEN_MIN_PER_TERRITORY * k
+        and initial is None and homes is None
+    )  # fmt: skip
+    if large:
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
             problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
@@ -176,6 +193,8 @@ def solve(
         )  # fmt: skip
         if lab is not None:
             best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
+        else:
+            large = False
     rng_master = np.random.default_rng(seed)
     if homes is not None and initial is None:
         for i, mode in enumerate(HOME_STARTS):
@@ -215,15 +234,14 @@ def solve(
         sc = score(s)
         if best is None or sc < best[0]:
             best = (sc, s.labels())
-    if effort <= 0 or n > ANYTIME_MAX_UNITS or n <= k:
+    if effort <= 0 or (n > ANYTIME_MAX_UNITS and not large) or n <= k:
         return best[1]
-    # a given limit is wall time; the default cap is the process's CPU time, which a busy
-    # machine does not eat into, so with default settings a plan does not depend on load
-    clock = time.perf_counter if time_limit is not None else time.process_time
-    deadline = clock() + (time_limit if time_limit is not None else default_time_limit(n))
+    # after a multilevel solve the cap covers the whole solve, and one run refines the
+    # best plan (a fresh restart costs more than it wins on a large map)
+    deadline = (start if large else clock()) + limit
     return anytime(
         problem, best[1], seed=seed, effort=effort, deadline=deadline, max_rounds=max_rounds,
-        report=report, clock=clock,
+        report=report, clock=clock, runs=1 if large else RUNS,
     )  # fmt: skip
 
 
@@ -237,8 +255,9 @@ def anytime(
     max_rounds: int = 6,
     report: Callable | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    runs: int = RUNS,
 ) -> np.ndarray:
-    """The anytime phase: :data:`RUNS` tabu runs inside the exact bands (the first from
+    """The anytime phase: ``runs`` tabu runs inside the exact bands (the first from
     ``start``, the others from fresh restarts), each of :func:`run_steps` steps, stopping
     at ``deadline`` (a reading of ``clock``); the best plan by :func:`~patchmap.partition.tabu.rank` wins (and
     ``start`` stays when nothing beats it)."""
@@ -253,7 +272,7 @@ def anytime(
     )
     steps = run_steps(min(moves, PAIR_LIMIT), effort)
     best = None
-    for r in range(RUNS):
+    for r in range(runs):
         if r and clock() > deadline:
             break
         if r == 0:
@@ -308,4 +327,46 @@ def multilevel(
         s = SearchState(fine, lab, rng)
         improve(s, LEVEL_ROUNDS)
         lab = s.labels()
-    return lab
+    # one V-cycle in the exact bands: the plan's territories coarsen, and the coarse
+    # search moves whole stretches of their boundaries
+    return vcycle(
+        problem, lab, seed=seed + 1, max_rounds=max_rounds, effort=effort,
+        time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit, report=report,
+        band=False,
+    )  # fmt: skip
+
+
+def vcycle(
+    problem: Problem,
+    lab: np.ndarray,
+    *,
+    seed: int,
+    max_rounds: int = 6,
+    effort: float = 0.0,
+    time_limit: float | None = None,
+    report: Callable | None = None,
+    band: bool = True,
+) -> np.ndarray:
+    """One V-cycle from a plan: coarsen within its territories (so the plan is a plan of
+    every level), search on the coarsest level from it, refine back down; the better of
+    the two plans."""
+    rng = np.random.default_rng([seed, 13])
+    stack = coarsen(problem, rng, labels=lab, band=band)
+    if not stack:
+        return lab
+    coarse = lab
+    for level in stack:
+        coarse = np.bincount(level.parent, weights=coarse) / np.bincount(level.parent)
+        coarse = np.rint(coarse).astype(np.int64)
+    new = solve(
+        stack[-1].problem, seed=seed, n_init=1, max_rounds=max_rounds, initial=coarse,
+        effort=effort, time_limit=time_limit, report=report, levels=False,
+    )  # fmt: skip
+    finer = [problem] + [lv.problem for lv in stack[:-1]]
+    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
+        s = SearchState(fine, project(new, level), rng)
+        improve(s, LEVEL_ROUNDS)
+        new = s.labels()
+    old_s = score(SearchState(problem, lab, rng))
+    new_s = score(SearchState(problem, new, rng))
+    return new if new_s < old_s else lab
