@@ -57,6 +57,11 @@ INSTANCES: dict[str, tuple[str, int, list[str]]] = {
         20,
         FAST_TOOLS,
     ),
+    "tx_h3r7": (
+        "Texas H3 res 7 (every cell; population from ZCTA Voronoi cells)",
+        8,
+        FAST_TOOLS,
+    ),
     "hi_zcta": (
         "Hawaii ZCTAs (Voronoi cells of the gazetteer points; islands)",
         4,
@@ -103,6 +108,8 @@ def load_instance(name: str):
         units = c[~c.geometry.is_empty].rename(columns={"county": "unit_id"})
     elif name == "ca_h3r7":
         units = _h3_california()
+    elif name == "tx_h3r7":
+        units = _h3_voronoi("TX")
     elif name == "us_zcta_voronoi":
         from patchmap.units.zcta import zcta_voronoi_units
 
@@ -146,6 +153,36 @@ def _h3_california():
             "population": joined["population"].round(3).to_numpy(),
         },
         geometry=polys,
+        crs=4326,
+    )
+
+
+def _h3_voronoi(state: str):
+    """Every H3 resolution-7 cell whose centre lies in ``state`` (a sparse, fine grid as a
+    new user draws it); each ZCTA's 2010 population is shared evenly among the cells whose
+    centre lies in its Voronoi cell (the bundled polygons cover only a few states)."""
+    import geopandas as gpd
+    import h3
+
+    from patchmap import geodata
+    from patchmap.units.h3 import cells_to_polygons
+    from patchmap.units.zcta import zcta_voronoi_units
+
+    voronoi = zcta_voronoi_units([state])
+    cells = sorted(h3.geo_to_cells(geodata.region_geometry(state), 7))
+    ll = np.array([h3.cell_to_latlng(c) for c in cells])
+    pts = gpd.GeoDataFrame(
+        {"cell": cells}, geometry=gpd.points_from_xy(ll[:, 1], ll[:, 0]), crs=4326
+    )
+    joined = gpd.sjoin(
+        pts, voronoi[["unit_id", "population", "geometry"]], how="inner", predicate="within"
+    )
+    joined = joined[~joined.index.duplicated()]
+    share = joined.groupby("unit_id")["cell"].transform("size")
+    ids = joined["cell"].to_numpy()
+    return gpd.GeoDataFrame(
+        {"unit_id": ids, "population": (joined["population"] / share).round(3).to_numpy()},
+        geometry=cells_to_polygons(ids).values,
         crs=4326,
     )
 

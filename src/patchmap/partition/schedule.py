@@ -107,7 +107,8 @@ HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
-VCYCLE_SHARE = 0.2  # ... and the V-cycle's coarsest level
+VCYCLE_SHARE = 0.2  # ... and each V-cycle's coarsest level
+VCYCLE_BANDS = (False,)  # V-cycles after the multilevel solve (True: relaxed coarse bands)
 COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
 LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
 
@@ -160,6 +161,7 @@ def solve(
     time_limit: float | None = None,
     report: Callable | None = None,
     levels: bool = True,
+    runs: int | None = None,
 ) -> np.ndarray:
     """Restarts of seed + search; the best labelling (integer codes) wins.
 
@@ -241,7 +243,7 @@ def solve(
     deadline = (start if large else clock()) + limit
     return anytime(
         problem, best[1], seed=seed, effort=effort, deadline=deadline, max_rounds=max_rounds,
-        report=report, clock=clock, runs=1 if large else RUNS,
+        report=report, clock=clock, runs=1 if large else runs or RUNS,
     )  # fmt: skip
 
 
@@ -329,11 +331,13 @@ def multilevel(
         lab = s.labels()
     # one V-cycle in the exact bands: the plan's territories coarsen, and the coarse
     # search moves whole stretches of their boundaries
-    return vcycle(
-        problem, lab, seed=seed + 1, max_rounds=max_rounds, effort=effort,
-        time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit, report=report,
-        band=False,
-    )  # fmt: skip
+    for c, band in enumerate(VCYCLE_BANDS):
+        lab = vcycle(
+            problem, lab, seed=seed + 1 + c, max_rounds=max_rounds, effort=effort,
+            time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit,
+            report=report, band=band,
+        )  # fmt: skip
+    return lab
 
 
 def vcycle(
@@ -360,7 +364,7 @@ def vcycle(
         coarse = np.rint(coarse).astype(np.int64)
     new = solve(
         stack[-1].problem, seed=seed, n_init=1, max_rounds=max_rounds, initial=coarse,
-        effort=effort, time_limit=time_limit, report=report, levels=False,
+        effort=effort, time_limit=time_limit, report=report, levels=False, runs=1,
     )  # fmt: skip
     finer = [problem] + [lv.problem for lv in stack[:-1]]
     for level, fine in zip(reversed(stack), reversed(finer), strict=True):
