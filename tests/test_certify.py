@@ -149,6 +149,52 @@ def test_a_warm_start_in_any_labelling_is_accepted(county_graph):
     assert res.lower_bound == best and res.status == "optimal"
 
 
+def _feasible_plans(inst: Instance) -> list[np.ndarray]:
+    """Every labelling meeting the bands, the fixed units and contiguity."""
+    n, k = inst.n, inst.k
+    labs = np.array(list(itertools.product(range(k), repeat=n)), dtype=np.int64)
+    ok = np.ones(len(labs), dtype=bool)
+    for j in range(k):
+        tot = (labs == j).astype(float) @ inst.weights[:, 0]
+        ok &= (tot >= inst.lo[j, 0]) & (tot <= inst.hi[j, 0])
+    for i in np.flatnonzero(inst.fixed >= 0):
+        ok &= labs[:, i] == inst.fixed[i]
+    m = inst.matrix
+    out = []
+    for lab in labs[ok]:
+        parts = [np.flatnonzero(lab == j) for j in range(k)]
+        if all(len(u) <= 1 or connected_components(m[u][:, u])[0] == 1 for u in parts):
+            out.append(lab)
+    return out
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol", "fix"), CASES[:6])
+def test_every_contiguous_plan_is_a_point_of_the_model(county_graph, seed, n, k, tol, fix):
+    # the model (fixing, anchors, neighbour rows) may only remove labellings no plan
+    # has: every feasible plan, in the model's naming, satisfies every row and bound
+    ei, ej, pop = _piece(county_graph, seed, n)
+    fixed = np.full(len(pop), -1)
+    if fix:
+        fixed[np.argmax(pop)] = k - 1
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
+    form = formulate(inst)
+    prog = bound_module._Program(form, threads=1, seed=0)
+    lp = prog.h.getLp()
+    mat = lp.a_matrix_
+    kind = sparse.csr_matrix if mat.format_ == prog.hs.MatrixFormat.kRowwise else sparse.csc_matrix
+    a = kind((mat.value_, mat.index_, mat.start_), shape=(lp.num_row_, lp.num_col_))
+    plans = _feasible_plans(inst)
+    assert plans or _brute(inst) is None
+    for lab in plans:
+        col = prog.columns(form.canonical(lab))
+        assert col is not None
+        act = a @ col
+        assert (act >= np.asarray(lp.row_lower_) - 1e-7).all()
+        assert (act <= np.asarray(lp.row_upper_) + 1e-7).all()
+        assert (col >= np.asarray(lp.col_lower_) - 1e-9).all()
+        assert (col <= np.asarray(lp.col_upper_) + 1e-9).all()
+
+
 def test_two_columns_and_unequal_shares_against_brute_force(county_graph):
     ei, ej, pop = _piece(county_graph, 11, 9)
     area = np.random.default_rng(0).uniform(1, 3, len(pop))
