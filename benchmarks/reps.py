@@ -4,7 +4,9 @@ For each seed, the rep homes are drawn at random in proportion to unit populatio
 several reps often share a metro; draws with two reps in one unit are redrawn), and
 ``Partitioner(K, 'population', seed=0).fit(units, reps=reps)`` grows one territory per
 rep. Prints seed, max deviation, contiguity, whether every home is in its rep's territory,
-cut-edge fraction and seconds, and writes the ``## Rep home bases`` section of
+cut-edge fraction, seconds and the corridor bound (no plan with these homes can deviate
+less: too few units link a part of the map to the rest, see
+:mod:`patchmap.certify.corridors`), and writes the ``## Rep home bases`` section of
 ``BENCHMARKS.md`` (``--instance county`` its ``## Rep home bases, counties`` section).
 
     python benchmarks/reps.py [--seeds 8] [--instance zcta|county] [--out BENCHMARKS.md]
@@ -24,6 +26,7 @@ import pandas as pd
 from _report import machine, write_section
 
 from patchmap import geodata, metrics
+from patchmap.certify.corridors import corridor_bound
 from patchmap.partition import Partitioner
 from patchmap.units import build_adjacency
 
@@ -111,16 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     section, k, what = INSTANCES[args.instance]
     ca = load_units(args.instance)
     adj = build_adjacency(ca, id_col="unit_id")
+    # the adjacency's unit order is the units' order (the draws index both)
+    ids = ca["unit_id"].to_numpy()
+    assert (np.asarray(adj.ids) == ids).all()
+    w = ca["population"].to_numpy(dtype=float)
     rows = []
-    print("seed | max dev % | contiguous | homes respected | cut-edge frac | seconds")
+    print("seed | max dev % | contiguous | homes respected | cut-edge frac | seconds | bound %")
     for seed in range(args.seeds):
         reps, idx = draw_reps(ca, seed, k)
         t = time.perf_counter()
         plan = Partitioner(k, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
         r = judge(ca, adj, plan, reps, idx) | {"seed": seed, "s": time.perf_counter() - t}
+        b = corridor_bound(adj.matrix, adj.xy_km, w, idx)
+        r |= {"bound": b.deviation, "why": b.sentence(ids)}
         rows.append(r)
         print(f"{seed} | {100 * r['max_dev']:.2f} | {r['contiguous']} | {r['homes']} | "
-              f"{r['cut']:.3f} | {r['s']:.2f}", flush=True)  # fmt: skip
+              f"{r['cut']:.3f} | {r['s']:.2f} | {100 * r['bound']:.2f}", flush=True)  # fmt: skip
     bound = unit_bound(ca, adj, k)
     write_section(Path(args.out), section, render(rows, section, k, what, bound))
     return 0
@@ -149,15 +158,22 @@ def render(
         f"- command: `{shown}`",
         "- measured independently of the engine: max dev = largest |territory total / mean - 1|",
         "",
-        "| seed | max dev % | contiguous | homes respected | cut-edge frac | seconds |",
-        "|---:|---:|---|---|---:|---:|",
+        "- bound: no plan with the draw's homes can have a smaller max deviation (the "
+        "corridor bound, `patchmap.certify.corridors`: a few units are the only links "
+        "between a part of the map and the rest, and at most that many territories can "
+        "cross them); 0 where no such neck was found (which proves nothing either way)",
+        "",
+        "| seed | max dev % | contiguous | homes respected | cut-edge frac | seconds | bound % |",
+        "|---:|---:|---|---|---:|---:|---:|",
         *[
             f"| {r['seed']} | {100 * r['max_dev']:.2f} | {yn[r['contiguous']]} | "
-            f"{yn[r['homes']]} | {r['cut']:.3f} | {r['s']:.2f} |"
+            f"{yn[r['homes']]} | {r['cut']:.3f} | {r['s']:.2f} | {100 * r.get('bound', 0):.2f} |"
             for r in rows
         ],
         "",
         f"- target met in {len(met)} of {len(rows)} draws",
+        *[f"- seed {r['seed']}: the target cannot be met: {r['why']}" for r in rows
+          if r.get("bound", 0) > GOAL],
         *([f"- no plan can do better than {bound[0]:.2%} max deviation, whatever the homes: "
            f"{bound[1]}; draws at that figure are optimal in max deviation"]
           if bound[0] > 0 else []),

@@ -55,6 +55,8 @@ from patchmap.units.adjacency import Adjacency, show_id
 
 __all__ = ["Partitioner", "Settings"]
 
+NOTE_DIRECTIONS, NOTE_STEPS = 6, 24  # the corridor sweeps of a missed rep-home plan's note
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -350,7 +352,7 @@ class Partitioner(BaseEstimator):
             plan.homes = pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))
             plan.reps = rep_report(reps, plan, units)
             if plan.max_deviation > cfg.target + 1e-12:
-                notes.append(_crowded_homes_note(plan, cfg))
+                notes.append(_crowded_homes_note(plan, cfg, problem, home_idx, ids))
         plan.elapsed_s = time.perf_counter() - t0
         if cfg.prove:
             from patchmap.certify import certify_plan
@@ -428,8 +430,14 @@ class Partitioner(BaseEstimator):
         )  # fmt: skip
 
 
-def _crowded_homes_note(plan: Plan, cfg: Settings) -> Note:
-    """Why a plan with rep homes misses the balance target: homes crowding together."""
+def _crowded_homes_note(
+    plan: Plan, cfg: Settings, problem: Problem, homes: np.ndarray, ids: np.ndarray
+) -> Note:
+    """Why a plan with rep homes misses the balance target: a proof when a neck of the map
+    lets too few territories cross (:func:`~patchmap.certify.corridors.corridor_bound`),
+    else the homes' crowding, said as what it is (no proof that the target is out of reach)."""
+    from patchmap.certify.corridors import corridor_bound
+
     dev = plan.territories.set_index("territory")[f"{cfg.balance[0]}_deviation"]
     worst = dev.abs().sort_values(ascending=False).index[:3]
     load = plan.reps.set_index("rep_id")["nearest_load"]
@@ -439,15 +447,25 @@ def _crowded_homes_note(plan: Plan, cfg: Settings) -> Note:
         if load.notna().all()
         else ""
     )
+    off = "(most off: " + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst) + ")"
+    bound = corridor_bound(
+        problem.graph.matrix, problem.xy, problem.weights[:, 0], homes,
+        np.asarray(problem.shares), directions=NOTE_DIRECTIONS, steps=NOTE_STEPS,
+    )  # fmt: skip
+    if bound.deviation > cfg.target:
+        text = f"with these rep homes the balance target cannot be met {off}: " + bound.sentence(
+            ids
+        )
+    else:
+        text = (
+            f"the balance target was not met with these rep homes {off}; reps living close "
+            "together compete for the same units" + spread + ". No proof that it cannot "
+            "be met was found: another seed or a longer search may reach it"
+        )
     return Note(
-        "crowded_homes",
-        "with these rep homes the balance target cannot be met: reps living close "
-        "together compete for the same units (most off: "
-        + ", ".join(f"{t} {dev[t]:+.1%}" for t in worst)
-        + ")"
-        + spread,
-        worst={t: float(dev[t]) for t in worst},
-    )
+        "crowded_homes", text, worst={t: float(dev[t]) for t in worst},
+        bound=float(bound.deviation),
+    )  # fmt: skip
 
 
 def one_unit_each(lock_codes: np.ndarray, k: int) -> np.ndarray:

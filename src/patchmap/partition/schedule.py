@@ -42,6 +42,7 @@ from patchmap.partition.tabu import PAIR_LIMIT, pair_search
 __all__ = [
     "SearchProgress",
     "ANYTIME_MAX_UNITS",
+    "CHAIN_ROUNDS",
     "HOME_STARTS",
     "anytime",
     "default_time_limit",
@@ -104,6 +105,7 @@ def default_time_limit(n: int) -> float:
 
 RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
+CHAIN_ROUNDS = 4  # extra chain rebalancing rounds for the best home start still off
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
@@ -170,7 +172,9 @@ def solve(
     homes (see :func:`~patchmap.partition.seeding.capacity_seed`): recursive bisection
     can trap a rep whose home sits among others' in a pocket it cannot grow out of.
     A home start still off its balance target is rebalanced by re-splitting pairs of
-    territories along chains (:func:`~patchmap.partition.recom.chain_balance`).
+    territories along chains (:func:`~patchmap.partition.recom.chain_balance`), and the
+    best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
+    gain.
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -213,6 +217,18 @@ def solve(
             sc = score(s)
             if best is None or sc < best[0]:
                 best = (sc, s.labels())
+        if best is not None and best[0][0] > 0:
+            # the best start is still off: more rounds while they gain
+            s = SearchState(problem, best[1], np.random.default_rng([seed, 11]))
+            for _ in range(CHAIN_ROUNDS):
+                chain_balance(s, s.rng)
+                improve(s, max_rounds)
+                sc = score(s)
+                if sc >= best[0]:
+                    break
+                best = (sc, s.labels())
+                if sc[0] <= 0:
+                    break
     n_init = n_init if n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
     # restarts; a few more when none has met the primary target yet (an unlucky
     # early split among coarse units is the usual cause, and another seed avoids it)
