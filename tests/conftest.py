@@ -96,3 +96,46 @@ def _bundled_geodata_only():
         os.environ.pop("PATCHMAP_CACHE", None)
     else:
         os.environ["PATCHMAP_CACHE"] = old
+
+
+# ---------------------------------------------------------------- scheduling the suite on xdist
+#
+# `pytest -n 2` runs with `--dist loadscope --no-loadscope-reorder` (pyproject.toml): each
+# test module is one unit of work, so a module's fixtures (a Dask cluster, a whole example
+# run, the California plan) are built once, not once per worker. Modules are handed out
+# longest first (their total duration in the last run, kept in pytest's cache under
+# `patchmap/durations` by the xdist controller), so both workers stay busy to the end and
+# no long module starts when the rest is done. Without a cache (a fresh checkout) the
+# collection order stands.
+
+DURATIONS_KEY = "patchmap/durations"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache = getattr(config, "cache", None)
+    last = cache.get(DURATIONS_KEY, {}) if cache is not None else {}
+    if not last:
+        return
+    total: dict[Path, float] = {}
+    for item in items:
+        total[item.path] = total.get(item.path, 0.0) + float(last.get(item.nodeid, 0.0))
+    items.sort(key=lambda item: -total[item.path])  # stable: a module keeps its order
+
+
+_durations: dict[str, float] = {}
+_called: set[str] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+    if report.when == "call":
+        _called.add(report.nodeid)  # ran (not --setup-plan, --collect-only or skipped)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if hasattr(config, "workerinput") or cache is None or not _called:
+        return  # the xdist controller records, with every worker's reports
+    merged = {**cache.get(DURATIONS_KEY, {}), **{k: _durations[k] for k in _called}}
+    cache.set(DURATIONS_KEY, {k: round(v, 3) for k, v in merged.items()})

@@ -205,11 +205,23 @@ def test_named_owners_and_accounts_checked_with_lines():
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory):
     """examples/segments.toml run through the CLI in a copy of examples/ (its output
-    folder, ../out/segments, then lands in the temporary folder)."""
+    folder, ../out/segments, then lands in the temporary folder), once for every test of
+    the example: with every CRM export (``[export] format = "all"``, the reps given an
+    email) and no anytime search (``effort = 0``: these tests check the outputs' structure;
+    how good the search's plans are is pinned by tests/test_golden.py)."""
     root = tmp_path_factory.mktemp("segments")
     shutil.copytree(REPO / "examples", root / "examples",
                     ignore=shutil.ignore_patterns("accounts_ca.csv"))  # fmt: skip
-    r = run_cli("run", root / "examples" / "segments.toml")
+    ex = root / "examples"
+    for name in ("reps_commercial.csv", "reps_enterprise.csv"):
+        reps = pd.read_csv(ex / name, dtype=str)
+        reps["email"] = [f"{r.lower()}@example.com" for r in reps["rep_id"]]
+        reps.to_csv(ex / name, index=False)
+    toml = (ex / "segments.toml").read_text()
+    assert toml.count("[export]\n") == 1 and toml.count("seed = 0\n") == 1
+    toml = toml.replace("[export]\n", '[export]\nformat = "all"\n')
+    (ex / "segments.toml").write_text(toml.replace("seed = 0\n", "seed = 0\neffort = 0\n"))
+    r = run_cli("run", ex / "segments.toml")
     assert r.returncode == 0, r.stderr[-3000:]
     return r, root / "out" / "segments"
 
@@ -470,24 +482,11 @@ def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys):
     assert code == 2 and "bad.csv: line 2 ('A0001558'): territory 'T09' is not a territory" in err
 
 
-def test_example_crm_exports_carry_the_segment(tmp_path):
+def test_example_crm_exports_carry_the_segment(example_run):
     """[export] format = "all" on the example: Salesforce gets a territory type and a parent
     territory per segment (children named apart, rules on ZIP and segment), HubSpot the
     base segment's owner and an overlay file; every assignment row is associated."""
-    shutil.copytree(REPO / "examples", tmp_path / "examples",
-                    ignore=shutil.ignore_patterns("accounts_ca.csv"))  # fmt: skip
-    ex = tmp_path / "examples"
-    for name in ("reps_commercial.csv", "reps_enterprise.csv"):
-        reps = pd.read_csv(ex / name, dtype=str)
-        reps["email"] = [f"{r.lower()}@example.com" for r in reps["rep_id"]]
-        reps.to_csv(ex / name, index=False)
-    toml = (ex / "segments.toml").read_text()
-    # the exports' structure is tested here, not the plans: no anytime search (effort 0)
-    toml = toml.replace("[export]\n", '[export]\nformat = "all"\n')
-    (ex / "segments.toml").write_text(toml.replace("seed = 0\n", "seed = 0\neffort = 0\n", 1))
-    r = run_cli("run", ex / "segments.toml")
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = tmp_path / "out" / "segments"
+    _, out = example_run
     sf = out / "salesforce"
     types = sorted(p.stem for p in (sf / "territory2Types").glob("*.territory2Type"))
     assert types == ["Patchmap_commercial", "Patchmap_enterprise", "Patchmap_healthcare"]

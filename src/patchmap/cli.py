@@ -223,11 +223,11 @@ def run_cmd(config: str) -> None:
 @main.command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="out/demo", show_default=True)
 @click_options("demo")
-def demo_cmd(out: str, tiles: bool) -> None:
+def demo_cmd(out: str, tiles: bool, effort: float) -> None:
     """Run the whole chain on the bundled California accounts into 20 territories."""
     from patchmap.pipeline import demo_config, run_plan
 
-    result = run_plan(demo_config(out, tiles=tiles), echo=click.echo)
+    result = run_plan(demo_config(out, tiles=tiles, effort=effort), echo=click.echo)
     for name in sorted(result.outputs):
         click.echo(f"{name}: {result.outputs[name]}")
     click.echo(f"map: {Path(result.outputs['map']).resolve()}")

@@ -595,7 +595,7 @@ OPTIONS: tuple[Option, ...] = (
         1.0,
         "Length of the search after the restarts, in multiples of the default (0: none); "
         "the same seed and effort give the same plan.",
-        commands=("partition",),
+        commands=("partition", "demo"),
         table="partition",
         low=0,
         high=1000,

@@ -987,14 +987,18 @@ def _realignment_diff(
     return written
 
 
-def demo_config(out: str | os.PathLike, *, tiles: bool | None = None) -> PlanConfig:
+def demo_config(
+    out: str | os.PathLike, *, tiles: bool | None = None, effort: float | None = None
+) -> PlanConfig:
     """The demo: the bundled California accounts, ZCTA units, 20 territories (``tiles``:
-    a basemap, default as for ``map``)."""
+    a basemap, default as for ``map``; ``effort``: the search's, default as for
+    ``partition``)."""
+    search = {} if effort is None else {"effort": effort}
     return plan_config(
         {
             "accounts": {"path": example_accounts_path()},
             "units": {"units": "zcta", "region": ["CA"]},
-            "partition": {"territories": 20},
+            "partition": {"territories": 20, **search},
             "map": {
                 "title": "patchmap demo: California, 20 territories balanced on revenue potential",
                 "tiles": tiles,
