@@ -124,58 +124,39 @@ def load_instance(name: str):
 def _h3_california():
     """H3 resolution-7 cells over California whose centre lies in a populated ZCTA; each
     ZCTA's 2010 population is shared evenly among its cells."""
-    import geopandas as gpd
-    import h3
-    import shapely
-
     from patchmap import geodata
 
-    zcta = geodata.zcta_polygons(["CA"])
-    region = geodata.region_geometry("CA")
-    cells = sorted(h3.geo_to_cells(region, 7))
-    ll = np.array([h3.cell_to_latlng(c) for c in cells])
-    pts = gpd.GeoDataFrame(
-        {"cell": cells}, geometry=gpd.points_from_xy(ll[:, 1], ll[:, 0]), crs=4326
-    )
-    joined = gpd.sjoin(
-        pts, zcta[["zcta", "population", "geometry"]], how="inner", predicate="within"
-    )
-    joined = joined[~joined.index.duplicated()]
-    share = joined.groupby("zcta")["cell"].transform("size")
-    joined["population"] = joined["population"] / share
-    joined = joined[joined["population"] > 0]
-    polys = [
-        shapely.Polygon([(lon, lat) for lat, lon in h3.cell_to_boundary(c)]) for c in joined["cell"]
-    ]
-    return gpd.GeoDataFrame(
-        {
-            "unit_id": joined["cell"].to_numpy(),
-            "population": joined["population"].round(3).to_numpy(),
-        },
-        geometry=polys,
-        crs=4326,
-    )
+    zcta = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+    units = _r7_cells_sharing(geodata.region_geometry("CA"), zcta)
+    return units[units["population"] > 0].reset_index(drop=True)
 
 
 def _h3_voronoi(state: str):
     """Every H3 resolution-7 cell whose centre lies in ``state`` (a sparse, fine grid as a
     new user draws it); each ZCTA's 2010 population is shared evenly among the cells whose
     centre lies in its Voronoi cell (the bundled polygons cover only a few states)."""
+    from patchmap import geodata
+    from patchmap.units.zcta import zcta_voronoi_units
+
+    return _r7_cells_sharing(geodata.region_geometry(state), zcta_voronoi_units([state]))
+
+
+def _r7_cells_sharing(region, areas):
+    """The H3 resolution-7 cells of ``region`` whose centre lies in one of ``areas``
+    (``unit_id``, ``population``, polygons); each area's population is shared evenly among
+    its cells."""
     import geopandas as gpd
     import h3
 
-    from patchmap import geodata
     from patchmap.units.h3 import cells_to_polygons
-    from patchmap.units.zcta import zcta_voronoi_units
 
-    voronoi = zcta_voronoi_units([state])
-    cells = sorted(h3.geo_to_cells(geodata.region_geometry(state), 7))
+    cells = sorted(h3.geo_to_cells(region, 7))
     ll = np.array([h3.cell_to_latlng(c) for c in cells])
     pts = gpd.GeoDataFrame(
         {"cell": cells}, geometry=gpd.points_from_xy(ll[:, 1], ll[:, 0]), crs=4326
     )
     joined = gpd.sjoin(
-        pts, voronoi[["unit_id", "population", "geometry"]], how="inner", predicate="within"
+        pts, areas[["unit_id", "population", "geometry"]], how="inner", predicate="within"
     )
     joined = joined[~joined.index.duplicated()]
     share = joined.groupby("unit_id")["cell"].transform("size")
