@@ -109,8 +109,7 @@ CHAIN_ROUNDS = 4  # extra chain rebalancing rounds for the best home start still
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
-VCYCLE_SHARE = 0.2  # ... and each V-cycle's coarsest level
-VCYCLE_BANDS = (False,)  # V-cycles after the multilevel solve (True: relaxed coarse bands)
+VCYCLE_SHARE = 0.2  # ... and the V-cycle's coarsest level
 COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
 LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
 
@@ -339,20 +338,25 @@ def multilevel(
         time_limit=None if time_limit is None else COARSE_SHARE * time_limit, report=report,
         levels=False,
     )  # fmt: skip
-    finer = [problem] + [lv.problem for lv in stack[:-1]]
-    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
-        lab = project(lab, level)
-        s = SearchState(fine, lab, rng)
-        improve(s, LEVEL_ROUNDS)
-        lab = s.labels()
+    lab = uncoarsen(problem, stack, lab, rng)
     # one V-cycle in the exact bands: the plan's territories coarsen, and the coarse
     # search moves whole stretches of their boundaries
-    for c, band in enumerate(VCYCLE_BANDS):
-        lab = vcycle(
-            problem, lab, seed=seed + 1 + c, max_rounds=max_rounds, effort=effort,
-            time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit,
-            report=report, band=band,
-        )  # fmt: skip
+    return vcycle(
+        problem, lab, seed=seed + 1, max_rounds=max_rounds, effort=effort,
+        time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit, report=report,
+    )  # fmt: skip
+
+
+def uncoarsen(
+    problem: Problem, stack: list, lab: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A plan of the coarsest level of ``stack`` projected back to ``problem`` level by
+    level, refined by :data:`LEVEL_ROUNDS` rounds on each."""
+    finer = [problem] + [lv.problem for lv in stack[:-1]]
+    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
+        s = SearchState(fine, project(lab, level), rng)
+        improve(s, LEVEL_ROUNDS)
+        lab = s.labels()
     return lab
 
 
@@ -365,13 +369,12 @@ def vcycle(
     effort: float = 0.0,
     time_limit: float | None = None,
     report: Callable | None = None,
-    band: bool = True,
 ) -> np.ndarray:
     """One V-cycle from a plan: coarsen within its territories (so the plan is a plan of
-    every level), search on the coarsest level from it, refine back down; the better of
-    the two plans."""
+    every level) keeping the problem's exact bands, search on the coarsest level from it,
+    refine back down; the better of the two plans."""
     rng = np.random.default_rng([seed, 13])
-    stack = coarsen(problem, rng, labels=lab, band=band)
+    stack = coarsen(problem, rng, labels=lab, band=False)
     if not stack:
         return lab
     coarse = lab
@@ -382,11 +385,7 @@ def vcycle(
         stack[-1].problem, seed=seed, n_init=1, max_rounds=max_rounds, initial=coarse,
         effort=effort, time_limit=time_limit, report=report, levels=False, runs=1,
     )  # fmt: skip
-    finer = [problem] + [lv.problem for lv in stack[:-1]]
-    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
-        s = SearchState(fine, project(new, level), rng)
-        improve(s, LEVEL_ROUNDS)
-        new = s.labels()
+    new = uncoarsen(problem, stack, new, rng)
     old_s = score(SearchState(problem, lab, rng))
     new_s = score(SearchState(problem, new, rng))
     return new if new_s < old_s else lab
