@@ -74,3 +74,19 @@ def test_chain_balance_passes_weight_along_a_path():
     assert max(abs(t[0] - 16) for t in s.tot) <= 1  # 16 units each, give or take one
     assert parts_connected(s)
     assert [s.labn[0], s.labn[9], s.labn[47]] == [0, 1, 2]
+
+
+def test_undo_to_a_mark_takes_back_only_the_later_moves():
+    lab = np.repeat([0, 1], 8)
+    s = grid(4, 4, lab.copy(), [0, 15], np.ones(16))
+    s.begin()
+    s.move(7, 0, 1)
+    mark = len(s.log)
+    s.move(8, 1, 0)
+    s.move(9, 1, 0)
+    s.undo(to=mark)
+    assert s.log == [(7, 0, 1)]  # still recording, the earlier move kept
+    assert s.labn[7] == 1 and s.labn[8] == 1 and s.labn[9] == 1
+    assert [s.tot[t][0] for t in range(2)] == [7.0, 9.0]
+    s.undo()
+    assert (s.labn == lab).all() and s.log is None

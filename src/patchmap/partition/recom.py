@@ -1,17 +1,16 @@
-"""Re-splitting pairs of territories along random spanning trees (recombination).
+"""Re-splitting pairs of territories along shortest-path distances from their homes.
 
 Balancing by boundary moves (:mod:`~patchmap.partition.balance`) passes weight only where
 a territory can give up the units on one side while keeping its locked units (a rep's
 home) joined; homes crowded in one metro with surplus far away leave chains of
 territories where every such move is blocked. :func:`resplit` redraws two neighbouring
-territories at once: their union's units get a random spanning tree, and the tree edge
-whose removal leaves each part its own locked units and the second part closest to the
-wanted total is cut, so both parts are connected and any split the tree allows is
-reachable (the recombination step of ReCom, DeFord, Duchin and Solomon 2021).
+territories at once, in the spirit of the recombination step of ReCom (DeFord, Duchin
+and Solomon 2021): their union's units are ordered by the difference of their distances
+from each territory's locked units and cut at the threshold closest to the wanted total,
+so both parts are connected and keep their locked units for every threshold.
 :func:`chain_balance` passes weight along paths of territories this way, from the
 territory furthest over its goal to the nearest one under (or the reverse), one pair at
-a time from the receiving end.
-"""
+a time from the receiving end."""
 
 from __future__ import annotations
 
@@ -107,16 +106,6 @@ def resplit(
     return True
 
 
-def _take_back(s: SearchState, mark: int) -> None:
-    """Undo the moves logged since position ``mark`` of the move log."""
-    log = s.log
-    while len(log) > mark:
-        u, p, q = log.pop()
-        s.log = None  # the reverse move is not logged
-        s.move(u, q, p)
-        s.log = log
-
-
 def _whole(inq: np.ndarray, ei: np.ndarray, ej: np.ndarray, src_p, src_q) -> bool:
     """Both parts of a split are connected (``inq``: q's units)."""
     n = len(inq)
@@ -162,7 +151,7 @@ def chain_balance(
             if got < 0.5 * want and h > 0:
                 # blocked: cut q from p and the territory upstream together, then split
                 # those two so that the upstream one gives up the amount
-                _take_back(s, s_mark)
+                s.undo(to=s_mark)
                 pp = hops[h - 1][0]
                 pp_before = s.tot[pp][0]
                 if resplit(s, [p, pp], q, before + want, rng, tries=tries, window=window):

@@ -96,11 +96,15 @@ class SearchState:
         """Start recording moves so :meth:`undo` can take them back."""
         self.log = []
 
-    def undo(self) -> None:
-        """Take back every move since :meth:`begin`, newest first."""
+    def undo(self, to: int | None = None) -> None:
+        """Take back every move since :meth:`begin`, newest first (recording stops); with
+        ``to``, only the moves after that position of the log (recording goes on)."""
         log, self.log = self.log or [], None
-        for u, p, q in reversed(log):
+        for u, p, q in reversed(log[to:] if to is not None else log):
             self.move(u, q, p)
+        if to is not None:
+            del log[to:]
+            self.log = log
 
     def move(self, u: int, p: int, q: int) -> None:
         """Move unit ``u`` from territory ``p`` to ``q``, updating every tally."""
