@@ -453,9 +453,7 @@ def _crowded_homes_note(
         np.asarray(problem.shares), directions=NOTE_DIRECTIONS, steps=NOTE_STEPS,
     )  # fmt: skip
     if bound.deviation > cfg.target:
-        text = f"with these rep homes the balance target cannot be met {off}: " + bound.sentence(
-            ids
-        )
+        text = f"with these rep homes the balance target cannot be met {off}: {bound.sentence(ids)}"
     else:
         text = (
             f"the balance target was not met with these rep homes {off}; reps living close "
