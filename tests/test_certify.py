@@ -195,6 +195,32 @@ def test_every_contiguous_plan_is_a_point_of_the_model(county_graph, seed, n, k,
         assert (col <= np.asarray(lp.col_upper_) + 1e-9).all()
 
 
+@pytest.mark.parametrize(("seed", "n", "k", "tol", "fix"), CASES[:6])
+def test_a_feasible_incumbent_is_a_cutoff_and_the_bound_stays_exact(
+    county_graph, seed, n, k, tol, fix
+):
+    # with a plan meeting everything the model only asks for plans beating it: handed the
+    # worst plan it must find the optimum; handed the optimum it proves it (infeasible
+    # below) and reports exactly its cut edges, never more
+    ei, ej, pop = _piece(county_graph, seed, n)
+    fixed = np.full(len(pop), -1)
+    if fix:
+        fixed[np.argmax(pop)] = k - 1
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
+    plans = _feasible_plans(inst)
+    if not plans:
+        return
+    cuts = [int((lab[ei] != lab[ej]).sum()) for lab in plans]
+    best = min(cuts)
+    worst = plans[int(np.argmax(cuts))]
+    res = lower_bound(inst, time_limit=20, incumbent=worst)
+    assert res.status == "optimal" and res.lower_bound == best
+    if max(cuts) > best:
+        assert res.labels is not None and int((res.labels[ei] != res.labels[ej]).sum()) == best
+    res = lower_bound(inst, time_limit=20, incumbent=plans[int(np.argmin(cuts))])
+    assert res.status == "optimal" and res.lower_bound == best
+
+
 def test_two_columns_and_unequal_shares_against_brute_force(county_graph):
     ei, ej, pop = _piece(county_graph, 11, 9)
     area = np.random.default_rng(0).uniform(1, 3, len(pop))
