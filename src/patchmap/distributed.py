@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 
@@ -53,21 +52,20 @@ from patchmap.layers import (
     COUNTED_NOTES,
     MEASURES,
     Clock,
+    LayerSpec,
     LayersResult,
-    check_h3_size,
-    check_kind,
+    Layout,
+    Survey,
+    account_points,
+    apply_chunk,
     check_sums,
-    coordinates,
-    explain_outside,
-    fill_from_zcta,
-    finish_units,
+    decide_units,
+    finish_layers,
     fold_sums,
-    infer_states,
-    place_accounts,
-    point_states,
+    layer_spec,
     prepare_accounts,
-    split_region,
-    unit_contributions,
+    survey_chunk,
+    survey_geometry,
 )
 from patchmap.logs import log, progress
 from patchmap.notes import merge_counts
@@ -84,7 +82,6 @@ from patchmap.scoring import (
     score_columns,
     scoring_config,
 )
-from patchmap.units import h3 as h3u
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -254,16 +251,13 @@ class _Job:
 
     source: str
     column_map: dict[str, str]
-    kind: str
-    resolution: int | None
-    strict: bool
+    spec: LayerSpec
     n_total: int  # rows in the dataset
     cfg: ScoringConfig
     kept: tuple[str, ...]  # measure columns the input already carries
     weights: dict[str, float]  # engagement column -> weight in reach
     need_model: bool
     sample_rows: int
-    bundled: tuple[str, ...]
     n_buckets: int = 8  # a power of two
     columns: frozenset[str] | None = None  # columns the layers pass keeps (None: all)
     sums: tuple[str, ...] = ()  # the user's own numeric columns summed into the units
@@ -403,16 +397,10 @@ def _scoring_notes(scoring: _Scoring) -> list[str]:
 
 
 def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None) -> dict[str, Any]:
-    """Validate a partition; gather training rows, reach percentiles, states, H3 cells."""
-    out: dict[str, Any] = {
-        "n_read": len(part),
-        "n_valid": 0,
-        "train": None,
-        "tops": {},
-        "states": None,
-        "cells": None,
-        "extra": None,
-    }
+    """Validate a partition; gather training rows, reach percentiles and its layers survey
+    (:func:`patchmap.layers.survey_chunk`: states, H3 cells)."""
+    out: dict[str, Any] = {"n_read": len(part), "n_valid": 0, "train": None, "tops": {},
+                           "states": None, "cells": None, "extra": None}  # fmt: skip
     ingest = _ingest(part, offset, job)
     if ingest is None:
         return out
@@ -421,24 +409,10 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
     if job.need_model:
         out["train"] = _training_rows(acc, i, len(part), job)
     out["tops"] = {c: _top_values(engagement(acc, c), job.top_k) for c in job.weights}
-    if job.kind != "zcta":
-        lat, lon = coordinates(acc)
-        acc, lat, lon = fill_from_zcta(acc, lat, lon)
-        located = ~(np.isnan(lat) | np.isnan(lon))
-        if not job.strict:
-            states_of = point_states(lat[located], lon[located])
-            out["states"] = infer_states(lat[located], lon[located], states_of)
-        if job.kind == "h3":
-            import shapely
-
-            cells = np.zeros(len(acc), dtype="uint64")
-            cells[located] = h3u.points_to_int_cells(lat[located], lon[located], job.resolution)
-            inside = located.copy()
-            if job.strict:
-                inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
-            else:  # as build_layers: points in (or within 5 km of) a U.S. state only
-                inside[located] = pd.notna(states_of)
-            out["cells"], out["extra"] = cells, np.unique(cells[inside])
+    if job.spec.needs_survey:
+        _, lat, lon = account_points(acc)
+        survey = survey_chunk(job.spec, lat, lon, region_geom)
+        out.update(states=survey.states, cells=survey.cells, extra=survey.extra)
     return out
 
 
@@ -482,8 +456,7 @@ def _layers_part(
     offset: int,
     job: _Job,
     scoring: _Scoring,
-    units: gpd.GeoDataFrame,
-    land,
+    layout: Layout,
     cells: np.ndarray | None,
 ) -> dict[str, Any]:
     """Ingest, score and place one partition; its per-unit contributions and rejects."""
@@ -504,22 +477,9 @@ def _layers_part(
     if job.columns is not None:
         accounts = accounts[[c for c in accounts.columns if c in job.columns]]
     accounts = scoring.apply(accounts.copy()).reset_index(drop=True)
-    prep = prepare_accounts(accounts, job.kind, job.sums)  # as build_layers does
-    accounts, lat, lon = prep.accounts, prep.lat, prep.lon
-    notes: list[str] = []
-    if job.kind == "h3":
-        placed, rejects = place_accounts(  # strict: the units hold every cell kept
-            accounts, units, "h3", resolution=job.resolution, strict=True, cells=cells
-        )
-    else:
-        placed, rejects = place_accounts(
-            accounts, units, job.kind, region_geometry=land, notes=notes
-        )
-        if job.kind == "zcta" and not job.strict:
-            rejects = explain_outside(rejects, accounts, lat, lon, list(job.bundled))
-    contrib = unit_contributions(
-        placed, pd.Index(units["unit_id"].astype(str)), prep.present, prep.sums
-    )
+    prep = prepare_accounts(accounts, job.spec.kind, job.sums)
+    chunk = apply_chunk(job.spec, layout, prep, cells)
+    placed = chunk.placed
     if job.placements:
         cols = [
             c
@@ -534,12 +494,12 @@ def _layers_part(
     small.update(
         n_placed=len(placed),
         ingest_rejects=ingest.rejects,
-        layer_rejects=rejects,
-        notes=notes,
+        layer_rejects=chunk.rejects,
+        notes=chunk.notes,
         ingest_notes=ingest.notes,
         prep_notes=prep.notes,
     )
-    return {"small": small, "contrib": contrib, "hashes": hashes}
+    return {"small": small, "contrib": chunk.contrib, "hashes": hashes}
 
 
 def _fold(
@@ -692,13 +652,8 @@ def build_layers_dask(
     :func:`patchmap.scoring.score_accounts`.
     Returns the same units as the pandas engine; rejects cover ingest and placement.
     """
-    from patchmap import geodata
-
     clock = Clock()
-    kind = check_kind(units)
-    res = h3u.check_resolution(resolution) if kind == "h3" else None
-    region = sorted(geodata.normalize_states(states)) if states is not None else None
-    bundled = geodata.zcta_states()  # states without polygons get Voronoi cells (units.zcta)
+    spec = layer_spec(units, resolution, states)
     cfg = scoring_config(scoring)
     if sample_rows < 1:
         raise InputError(f"sample_rows must be at least 1, got {sample_rows}")
@@ -718,20 +673,17 @@ def build_layers_dask(
         job = _Job(
             source=source,
             column_map=dict(column_map or {}),
-            kind=kind,
-            resolution=res,
-            strict=region is not None,
+            spec=spec,
             n_total=n_total,
             cfg=cfg,
             kept=kept,
             weights=reach_weights(meta, cfg) if "reach" not in kept else {},
             need_model=not {"score", "potential"} <= set(kept),
             sample_rows=sample_rows,
-            bundled=tuple(bundled),
             storage_options=dict(storage_options or {}),
             sums=sums,
         )
-        engine = _Engine(client, job, parts, lengths, region, clock)
+        engine = _Engine(client, job, parts, lengths, clock)
         return engine.run(placements)
 
 
@@ -744,12 +696,10 @@ class _Engine:
         job: _Job,
         parts: list,
         lengths: list[int],
-        region: list[str] | None,
         clock: Clock,
     ) -> None:
         self.client, self.job, self.parts, self.lengths = client, job, parts, lengths
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
-        self.region = region
         self.clock = clock
         self.notes: list[str] = []
 
@@ -784,11 +734,10 @@ class _Engine:
             rejects = self.client.gather(self._each(_ingest_rejects))
             raise NothingPlaced(job.source, job.n_total, pd.concat(rejects, ignore_index=True))
         scoring, scoring_fut = self._scoring(survey)
-        units_gdf, land, region, minor = self._units(survey)
-        units_gdf = units_gdf.sort_values("unit_id", kind="stable").reset_index(drop=True)
+        layout = self._units(survey)
         cells = (
             [client.submit(operator.getitem, f, "cells", pure=False) for f in survey["futures"]]
-            if job.kind == "h3"
+            if job.spec.kind == "h3"
             else [None] * len(self.parts)
         )
         survey.pop("futures", None)
@@ -798,11 +747,10 @@ class _Engine:
             columns=frozenset(LAYER_COLUMNS) | scoring.columns() | set(job.sums),
             placements=tmp,
         )
-        units_fut = client.scatter(units_gdf, broadcast=True, hash=False)
-        land_fut = client.scatter(land, broadcast=True, hash=False) if land is not None else None
+        layout_fut = client.scatter(layout, broadcast=True, hash=False)
         self.clock("units")
         try:
-            acc, smalls = self._layers(scoring_fut, units_fut, land_fut, cells, len(units_gdf))
+            acc, smalls = self._layers(scoring_fut, layout_fut, cells, len(layout.units))
             if fs is not None:
                 if fs.exists(target):
                     fs.rm(target, recursive=True)
@@ -811,44 +759,22 @@ class _Engine:
             if fs is not None and fs.exists(tmp):
                 fs.rm(tmp, recursive=True)
         self.clock("layers")
-        result = self._finish(units_gdf, acc, smalls, region, minor)
+        result = self._finish(layout, acc, smalls)
         result.placements = os.fspath(placements) if placements is not None else None
         result.model_card, result.scoring_notes = scoring.card, _scoring_notes(scoring)
         return result
 
     def _finish(
-        self,
-        units_gdf: gpd.GeoDataFrame,
-        acc: dict[str, np.ndarray],
-        smalls: list[dict],
-        region: list[str],
-        minor: list[str],
+        self, layout: Layout, acc: dict[str, np.ndarray], smalls: list[dict]
     ) -> DaskLayersResult:
-        """The unit layer (region inferred for ZCTAs), rejects, tally and notes."""
+        """The unit layer (:func:`patchmap.layers.finish_layers`), rejects, tally and notes."""
         job = self.job
-        # the partitions' notes before placement, added up: what load_accounts notes, then
-        # what build_layers notes once
+        # the partitions' notes added up, in build_layers' order: what load_accounts notes,
+        # what the checks before placement note, the region's notes, placement's
         notes = merge_counts([n for s in smalls for n in s["ingest_notes"]], _COUNTED)
         notes += merge_counts([n for s in smalls for n in s["prep_notes"]], _COUNTED)
-        place_notes = merge_counts([n for s in smalls for n in s["notes"]], _COUNTED)
-        keep = np.ones(len(units_gdf), dtype=bool)
-        used = acc["accounts"] > 0
-        if job.kind == "zcta":
-            notes += place_notes
-            if not job.strict:  # as build_layers: the states of the ZCTAs that received accounts
-                counts = pd.Series(acc["accounts"], index=units_gdf["state"].to_numpy())
-                region, minor = split_region(counts.groupby(level=0).sum().astype("int64"), notes)
-                keep = units_gdf["state"].isin(region).to_numpy() | used
-            if not region:
-                raise InputError(
-                    "accounts: no account lies in a state with bundled ZCTA polygons "
-                    f"({', '.join(job.bundled)}); use --units h3 or county"
-                )
-        else:
-            notes += self.notes + place_notes  # region notes of the survey, then placement's
-            if job.kind == "county" and minor:
-                keep = units_gdf["state"].isin(region).to_numpy() | used
-        out = _final_units(units_gdf, acc, keep, region + minor, job.sums)
+        notes += self.notes + merge_counts([n for s in smalls for n in s["notes"]], _COUNTED)
+        out, region = finish_layers(job.spec, layout, acc, notes, job.sums)
         rejects, n_placed = _rejects(smalls)
         n_read = sum(s["n_read"] for s in smalls)
         if n_read != n_placed + len(rejects):
@@ -860,8 +786,8 @@ class _Engine:
             units=out,
             placed=pd.DataFrame({"unit_id": pd.Series(dtype=object)}),
             rejects=rejects,
-            kind=job.kind,
-            resolution=job.resolution,
+            kind=job.spec.kind,
+            resolution=job.spec.resolution,
             states=list(region),
             notes=notes,
             timings=self.clock.laps,
@@ -873,19 +799,11 @@ class _Engine:
     def _survey(self) -> dict[str, Any]:
         """Training rows, reach percentiles, states and H3 cells (only what is needed)."""
         job, client = self.job, self.client
-        needed = (
-            job.need_model
-            or bool(job.weights)  # reach percentiles
-            or job.kind == "h3"
-            or (job.kind == "county" and not job.strict)
-        )
-        if not needed:
+        if not (job.need_model or job.weights or job.spec.needs_survey):  # weights: reach p99
             return {"futures": [], "stats": []}
-        geom = None
-        if job.kind == "h3" and job.strict:
-            from patchmap import geodata
-
-            geom = client.scatter(geodata.region_geometry(self.region), broadcast=True, hash=False)
+        geom = survey_geometry(job.spec)
+        if geom is not None:
+            geom = client.scatter(geom, broadcast=True, hash=False)
         futures = self._each(_survey, geom)
         stats = self._gather(
             [client.submit(_survey_stats, f, pure=False) for f in futures],
@@ -926,63 +844,28 @@ class _Engine:
         self.clock("fit")
         return scoring, future
 
-    def _units(self, survey: dict[str, Any]) -> tuple[gpd.GeoDataFrame, Any, list[str], list[str]]:
-        """Units of the region (all bundled ZCTAs when the region is still to infer)."""
-        from patchmap import geodata
-
-        job = self.job
-        region = list(self.region) if self.region is not None else []
-        minor: list[str] = []
-        if job.kind == "zcta":
-            from patchmap.units.zcta import zcta_units
-
-            units = zcta_units(region if job.strict else None)
-            land = geodata.region_geometry(region if job.strict else list(job.bundled))
-            return units, land, region, minor
-        if not job.strict:
-            counts = [
-                s["states"] for s in survey["stats"] if s["states"] is not None and len(s["states"])
-            ]
-            total = (
-                pd.concat(counts).groupby(level=0).sum().astype("int64")
-                if counts
-                else pd.Series(dtype="int64")
+    def _units(self, survey: dict[str, Any]) -> Layout:
+        """:func:`patchmap.layers.decide_units` from the partitions' surveys (H3: the cells
+        of points in the region come to the client, the cells of every point stay)."""
+        extra = [None] * len(survey["stats"])
+        if self.job.spec.kind == "h3":
+            get = self.client.submit
+            extra = self.client.gather(
+                [get(operator.getitem, f, "extra", pure=False) for f in survey["futures"]]
             )
-            region, minor = split_region(total, self.notes)
-            if not region:
-                raise InputError(
-                    "accounts: no account lies in a U.S. state; give the region (--region STATES)"
-                )
-        if job.kind == "county":
-            from patchmap.units.county import county_units
-
-            return (
-                county_units(region + minor),
-                geodata.region_geometry(region + minor),
-                region,
-                minor,
-            )
-        region_geom = geodata.region_geometry(region)
-        check_h3_size(region_geom, job.resolution, region)
-        extra = self.client.gather(
-            [
-                self.client.submit(operator.getitem, f, "extra", pure=False)
-                for f in survey["futures"]
-            ]
-        )
-        extra = [e for e in extra if e is not None and e.size]
-        cells = np.unique(np.concatenate(extra)) if extra else np.empty(0, "uint64")
-        units = h3u.h3_units(region_geom, job.resolution, extra_cells=h3u.int_cells_to_str(cells))
-        return units, None, region, minor
+        surveys = [
+            Survey(states=s["states"], extra=e) for s, e in zip(survey["stats"], extra, strict=True)
+        ]
+        return decide_units(self.job.spec, surveys, self.notes)
 
     # -- pass 2 ----------------------------------------------------------
-    def _layers(self, scoring_fut, units_fut, land_fut, cells: list, n_units: int):
+    def _layers(self, scoring_fut, layout_fut, cells: list, n_units: int):
         """Place every partition and fold its sums in order; (sums, small results)."""
         client, job = self.client, self.job
         from dask import delayed
 
         tasks = [
-            delayed(_layers_part, pure=False)(p, i, off, job, scoring_fut, units_fut, land_fut, c)
+            delayed(_layers_part, pure=False)(p, i, off, job, scoring_fut, layout_fut, c)
             for i, (p, off, c) in enumerate(zip(self.parts, self.offsets, cells, strict=True))
         ]
         futures = client.compute(tasks)
@@ -1017,15 +900,6 @@ def _placements_dir(placements: str | os.PathLike | None, storage_options: Mappi
     tmp = f"{path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
     fs.makedirs(tmp, exist_ok=True)
     return path, fs.unstrip_protocol(tmp) if "://" in os.fspath(placements) else tmp, fs
-
-
-def _final_units(
-    units_gdf: gpd.GeoDataFrame, acc: dict[str, np.ndarray], keep: np.ndarray, region: list[str],
-    sums: tuple[str, ...] = (),
-) -> gpd.GeoDataFrame:  # fmt: skip
-    """:func:`patchmap.layers.finish_units` of the folded sums, over the units kept."""
-    kept = units_gdf[keep].reset_index(drop=True)
-    return finish_units(kept, {k: v[keep] for k, v in acc.items()}, region, sums)
 
 
 def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:

@@ -31,14 +31,25 @@ __all__ = [
     "COUNTED_NOTES",
     "MEASURES",
     "SUMMED",
+    "Chunk",
+    "LayerSpec",
+    "Layout",
     "Prepared",
+    "Survey",
+    "apply_chunk",
+    "decide_units",
+    "finish_layers",
     "finish_units",
+    "layer_spec",
+    "survey_chunk",
+    "survey_geometry",
     "fold_sums",
     "prepare_accounts",
     "unit_contributions",
     "UNIT_COLUMNS",
     "UNIT_KINDS",
     "LayersResult",
+    "account_points",
     "build_layers",
     "check_sums",
     "local_equal_area_crs",
@@ -482,101 +493,33 @@ def build_layers(
     ``states=None`` infers the region: the states that contain placed accounts (for ZCTAs,
     the states of the bundled ZCTAs they fall in; accounts beyond the bundled coverage are
     rejected with that reason). Units with no account inside the region are kept, with zeros.
-    """
-    from patchmap import geodata
 
+    The stages of :mod:`patchmap.distributed`, on the whole table as one chunk.
+    """
     clock = Clock()
-    kind = check_kind(units)
-    res = h3u.check_resolution(resolution) if kind == "h3" else None
+    spec = layer_spec(units, resolution, states)
     if not isinstance(accounts, pd.DataFrame):
         raise InputError("accounts: expected a table of accounts")
-    prep = prepare_accounts(accounts, kind, sums)
-    accounts, lat, lon, present, sums, notes = (
-        prep.accounts, prep.lat, prep.lon, prep.present, prep.sums, prep.notes
-    )  # fmt: skip
-
+    prep = prepare_accounts(accounts, spec.kind, sums)
+    notes = prep.notes
     clock("validate")
-    strict = states is not None
-    if strict:
-        region = _normalize_states(states)
-
-    minor: list[str] = []
-    if kind == "zcta":
-        from patchmap.units.zcta import zcta_units
-
-        units_gdf = zcta_units(region if strict else None)
-        land = geodata.region_geometry(region if strict else _bundled_zcta_states())
-        clock("units")
-        placed, rejects = place_accounts(
-            accounts, units_gdf, kind, region_geometry=land, notes=notes
-        )
-        clock("place")
-        if not strict:  # the region: states of the bundled ZCTAs that received accounts
-            state_of = pd.Series(
-                units_gdf["state"].to_numpy(), index=units_gdf["unit_id"].to_numpy()
-            )
-            counts = state_of.reindex(placed["unit_id"].to_numpy()).value_counts()
-            region, minor = split_region(counts, notes)
-            used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
-            units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
-            rejects = explain_outside(rejects, accounts, lat, lon, _bundled_zcta_states())
-        if not region:
-            raise InputError(
-                "accounts: no account lies in a state with bundled ZCTA polygons "
-                f"({', '.join(_bundled_zcta_states())}); use --units h3 or county"
-            )
-    else:
-        located = ~(np.isnan(lat) | np.isnan(lon))
-        if not strict:
-            states_of = point_states(lat[located], lon[located])
-            region, minor = split_region(infer_states(lat[located], lon[located], states_of), notes)
-            if not region:
-                raise InputError(
-                    "accounts: no account lies in a U.S. state; give the region (--region STATES)"
-                )
-            clock("region")
-        if kind == "county":
-            from patchmap.units.county import county_units
-
-            units_gdf = county_units(region + minor)
-            land = geodata.region_geometry(region + minor)
-            clock("units")
-            placed, rejects = place_accounts(
-                accounts, units_gdf, kind, region_geometry=land, notes=notes
-            )
-            clock("place")
-            if minor:  # states with few accounts: only the counties that hold some
-                used = units_gdf["unit_id"].isin(placed["unit_id"].unique())
-                units_gdf = units_gdf[units_gdf["state"].isin(region) | used].reset_index(drop=True)
-        else:
-            region_geom = geodata.region_geometry(region)
-            check_h3_size(region_geom, res, region)
-            cells = np.zeros(len(accounts), dtype="uint64")
-            cells[located] = h3u.points_to_int_cells(lat[located], lon[located], res)
-            clock("cells")
-            inside = located.copy()
-            if strict:  # only cells of points inside the region itself
-                inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
-            else:  # the inferred region: points in (or within 5 km of) a U.S. state only
-                inside[located] = pd.notna(states_of)
-            extra = np.unique(cells[inside])
-            units_gdf = h3u.h3_units(region_geom, res, extra_cells=h3u.int_cells_to_str(extra))
-            clock("units")
-            placed, rejects = place_accounts(
-                accounts, units_gdf, kind, resolution=res, strict=True, cells=cells
-            )
-            clock("place")
-
-    rejects = rejects.sort_values("row", kind="stable").reset_index(drop=True)
-    out = aggregate_units(units_gdf, placed, region + minor, present, sums)
+    survey = survey_chunk(spec, prep.lat, prep.lon, survey_geometry(spec))
+    clock("survey")
+    layout = decide_units(spec, [survey], notes)
+    clock("units")
+    chunk = apply_chunk(spec, layout, prep, survey.cells)
+    notes += chunk.notes
+    clock("place")
+    totals = fold_sums(None, chunk.contrib, len(layout.units), prep.sums)
+    out, region = finish_layers(spec, layout, totals, notes, prep.sums)
     clock("aggregate")
     return LayersResult(
         units=out,
-        placed=placed,
-        rejects=rejects,
-        kind=kind,
-        resolution=res,
-        states=list(region),
+        placed=chunk.placed,
+        rejects=chunk.rejects.sort_values("row", kind="stable").reset_index(drop=True),
+        kind=spec.kind,
+        resolution=spec.resolution,
+        states=region,
         notes=notes,
         timings=clock.laps,
     )
@@ -679,6 +622,12 @@ class Clock:
         now = time.perf_counter()
         self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 4)
         self._t = now
+
+
+def account_points(accounts: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(accounts, lat, lon): :func:`coordinates`, ZIP-only rows at their ZCTA's point."""
+    lat, lon = coordinates(accounts)
+    return fill_from_zcta(accounts, lat, lon)
 
 
 def fill_from_zcta(
@@ -788,9 +737,11 @@ def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) ->
 
 
 # ---------------------------------------------------------------- stages both engines run
-# The layers stage is survey -> decide -> apply per chunk -> fold -> finish. The pandas
-# engine (build_layers) runs it on one chunk, the whole table; patchmap.distributed runs the
-# same functions on each partition of a Parquet dataset and only schedules them.
+# The layers stage is prepare and survey per chunk -> decide -> apply per chunk -> fold ->
+# finish: prepare_accounts, survey_chunk, decide_units, apply_chunk, fold_sums (in row order),
+# finish_layers. The pandas engine (build_layers) runs them on one chunk, the whole table;
+# patchmap.distributed runs the same functions on each partition of a Parquet dataset and
+# only schedules them.
 
 #: Per-unit sums every layer has (``accounts`` counts rows; the others add a value per row).
 SUMMED = ("accounts", "customers", *MEASURES, "whitespace")
@@ -814,16 +765,204 @@ def prepare_accounts(
     """The checks and fills before placement, on one chunk of accounts: coordinates (ZIP-only
     rows get their ZCTA's internal point), measure columns numeric, ``sums`` valid; notes
     say what is missing and how many rows were located by ZIP only."""
-    accounts = accounts.reset_index(drop=True)
+    accounts, lat, lon = account_points(accounts.reset_index(drop=True))
     notes: list[str] = []
-    lat, lon = coordinates(accounts)
-    accounts, lat, lon = fill_from_zcta(accounts, lat, lon)
     present = _measures_present(accounts, notes)
     sums = check_sums(accounts, sums)
     by_zip = int(located_by_zip(accounts, np.full(len(accounts), np.nan)).sum())
     if by_zip and kind != "zcta":
         notes.append(zip_only_note(by_zip))
     return Prepared(accounts, lat, lon, present, sums, notes)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What layer is asked for: unit kind, H3 resolution, and the region (None: inferred)."""
+
+    kind: str
+    resolution: int | None = None
+    region: tuple[str, ...] | None = None
+
+    @property
+    def strict(self) -> bool:
+        """True when the region is given (not inferred from the accounts)."""
+        return self.region is not None
+
+    @property
+    def needs_survey(self) -> bool:
+        """True when :func:`decide_units` needs the accounts' states or H3 cells."""
+        return self.kind == "h3" or (self.kind == "county" and not self.strict)
+
+
+def layer_spec(
+    units: str = "zcta", resolution: int | None = 7, states: Sequence[str] | str | None = None
+) -> LayerSpec:
+    """A checked :class:`LayerSpec` (raises in library words on a bad kind or resolution)."""
+    kind = check_kind(units)
+    res = h3u.check_resolution(resolution) if kind == "h3" else None
+    region = tuple(_normalize_states(states)) if states is not None else None
+    return LayerSpec(kind, res, region)
+
+
+def survey_geometry(spec: LayerSpec) -> shapely.Geometry | None:
+    """The given region's outline when :func:`survey_chunk` needs it (H3 cells inside it)."""
+    if spec.kind != "h3" or not spec.strict:
+        return None
+    from patchmap import geodata
+
+    return geodata.region_geometry(list(spec.region))
+
+
+@dataclass
+class Survey:
+    """What one chunk tells before the units exist (see :func:`survey_chunk`)."""
+
+    states: pd.Series | None = None  # located accounts per state (region to infer)
+    cells: np.ndarray | None = None  # H3 cell of each account (0: no location)
+    extra: np.ndarray | None = None  # distinct cells of the points inside the region
+
+
+def survey_chunk(
+    spec: LayerSpec, lat: np.ndarray, lon: np.ndarray, region_geom: shapely.Geometry | None = None
+) -> Survey:
+    """Survey one chunk's points (:func:`prepare_accounts`' ``lat``, ``lon``): accounts per
+    state when the region is inferred (counties, H3) and, for H3, each account's cell and
+    the cells of points inside the region (``region_geom``, from :func:`survey_geometry`)
+    or, inferred, inside (or within 5 km of) a U.S. state."""
+    out = Survey()
+    if not spec.needs_survey:
+        return out
+    located = ~(np.isnan(lat) | np.isnan(lon))
+    if not spec.strict:
+        states_of = point_states(lat[located], lon[located])
+        out.states = infer_states(lat[located], lon[located], states_of)
+    if spec.kind == "h3":
+        cells = np.zeros(len(lat), dtype="uint64")
+        cells[located] = h3u.points_to_int_cells(lat[located], lon[located], spec.resolution)
+        inside = located.copy()
+        if spec.strict:
+            inside[located] = shapely.contains_xy(region_geom, lon[located], lat[located])
+        else:
+            inside[located] = pd.notna(states_of)
+        out.cells, out.extra = cells, np.unique(cells[inside])
+    return out
+
+
+@dataclass
+class Layout:
+    """The units the chunks are placed in (see :func:`decide_units`)."""
+
+    units: gpd.GeoDataFrame  # sorted by unit_id
+    land: shapely.Geometry | None  # the region's land (ZCTAs, counties: gaps join nearest)
+    region: list[str]
+    minor: list[str]  # states with few accounts: only the units holding some are kept
+    bundled: list[str]  # states with ZCTA polygons
+
+    @property
+    def ids(self) -> pd.Index:
+        return pd.Index(self.units["unit_id"].astype(str))
+
+
+def decide_units(spec: LayerSpec, surveys: Sequence[Survey], notes: list[str]) -> Layout:
+    """The region (inferred from the chunks' surveys for counties and H3, noted) and its
+    units; ZCTAs without a region: every bundled ZCTA (the region follows placement, in
+    :func:`finish_layers`)."""
+    from patchmap import geodata
+
+    region = list(spec.region) if spec.strict else []
+    minor: list[str] = []
+    bundled = _bundled_zcta_states()
+    if spec.kind == "zcta":
+        from patchmap.units.zcta import zcta_units
+
+        units = zcta_units(region if spec.strict else None)
+        land = geodata.region_geometry(region if spec.strict else bundled)
+        return Layout(_sorted(units), land, region, minor, bundled)
+    if not spec.strict:
+        counts = [s.states for s in surveys if s.states is not None and len(s.states)]
+        total = (
+            pd.concat(counts).groupby(level=0).sum().astype("int64")
+            if counts
+            else pd.Series(dtype="int64")
+        )
+        region, minor = split_region(total, notes)
+        if not region:
+            raise InputError(
+                "accounts: no account lies in a U.S. state; give the region (--region STATES)"
+            )
+    if spec.kind == "county":
+        from patchmap.units.county import county_units
+
+        land = geodata.region_geometry(region + minor)
+        return Layout(_sorted(county_units(region + minor)), land, region, minor, bundled)
+    region_geom = geodata.region_geometry(region)
+    check_h3_size(region_geom, spec.resolution, region)
+    extra = [s.extra for s in surveys if s.extra is not None and s.extra.size]
+    cells = np.unique(np.concatenate(extra)) if extra else np.empty(0, "uint64")
+    units = h3u.h3_units(region_geom, spec.resolution, extra_cells=h3u.int_cells_to_str(cells))
+    return Layout(_sorted(units), None, region, minor, bundled)
+
+
+def _sorted(units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    return units.sort_values("unit_id", kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class Chunk:
+    """One chunk placed: its placed accounts, rejects, contributions and notes."""
+
+    placed: pd.DataFrame
+    rejects: pd.DataFrame
+    contrib: dict[str, np.ndarray]
+    notes: list[str]
+
+
+def apply_chunk(
+    spec: LayerSpec, layout: Layout, prep: Prepared, cells: np.ndarray | None = None
+) -> Chunk:
+    """Place one prepared chunk in the layout's units (``cells``: its survey's H3 cells);
+    rejects say why (for ZCTAs without a region, which state lacks bundled polygons)."""
+    notes: list[str] = []
+    if spec.kind == "h3":  # strict: the units hold every cell kept
+        placed, rejects = place_accounts(
+            prep.accounts, layout.units, "h3", resolution=spec.resolution, strict=True,
+            cells=cells,
+        )  # fmt: skip
+    else:
+        placed, rejects = place_accounts(
+            prep.accounts, layout.units, spec.kind, region_geometry=layout.land, notes=notes
+        )
+        if spec.kind == "zcta" and not spec.strict:
+            rejects = explain_outside(rejects, prep.accounts, prep.lat, prep.lon, layout.bundled)
+    contrib = unit_contributions(placed, layout.ids, prep.present, prep.sums)
+    return Chunk(placed, rejects, contrib, notes)
+
+
+def finish_layers(
+    spec: LayerSpec, layout: Layout, totals: dict[str, np.ndarray], notes: list[str],
+    sums: Sequence[str] = (),
+) -> tuple[gpd.GeoDataFrame, list[str]]:  # fmt: skip
+    """(unit layer, region) from the folded sums: ZCTAs without a region take the states of
+    the ZCTAs that received accounts (noted); units of minor states only where used."""
+    region, minor = layout.region, layout.minor
+    units = layout.units
+    keep = np.ones(len(units), dtype=bool)
+    used = totals["accounts"] > 0
+    if spec.kind == "zcta":
+        if not spec.strict:
+            counts = pd.Series(totals["accounts"], index=units["state"].to_numpy())
+            region, minor = split_region(counts.groupby(level=0).sum().astype("int64"), notes)
+            keep = units["state"].isin(region).to_numpy() | used
+        if not region:
+            raise InputError(
+                "accounts: no account lies in a state with bundled ZCTA polygons "
+                f"({', '.join(layout.bundled)}); use --units h3 or county"
+            )
+    elif spec.kind == "county" and minor:
+        keep = units["state"].isin(region).to_numpy() | used
+    kept = units[keep].reset_index(drop=True)
+    out = finish_units(kept, {k: v[keep] for k, v in totals.items()}, region + minor, sums)
+    return out, list(region)
 
 
 def unit_contributions(
