@@ -70,17 +70,22 @@ from patchmap.layers import (
 from patchmap.logs import log, progress
 from patchmap.notes import merge_counts
 from patchmap.scoring import (
+    MEASURE_COLUMNS,
     LookalikeScorer,
     ScoringConfig,
+    ScoringPlan,
     engagement,
-    kept_note,
+    finish_card,
+    given_card,
+    given_measures,
     numeric_column,
     parse_outcome,
-    reach,
-    reach_note,
-    reach_weights,
+    reach_top,
     score_columns,
     scoring_config,
+    scoring_notes,
+    scoring_plan,
+    with_measures,
 )
 
 if TYPE_CHECKING:
@@ -107,7 +112,6 @@ MIN_WORKER_MEMORY = 2**30
 DEFAULT_BLOCKSIZE = "64MiB"
 #: Up to this many rows the model trains on the whole table (the pandas engine's model).
 SAMPLE_ROWS = 100_000
-KEPT = ("score", "reach", "p_win", "potential")
 #: Columns placement, aggregation and the placements file read (besides scoring's).
 LAYER_COLUMNS = (
     "account_id",
@@ -119,7 +123,7 @@ LAYER_COLUMNS = (
     "source_row",
     "status",
     "is_customer",
-    *KEPT,
+    *MEASURE_COLUMNS,
 )
 
 Echo = Callable[[str], None]
@@ -254,9 +258,7 @@ class _Job:
     spec: LayerSpec
     n_total: int  # rows in the dataset
     cfg: ScoringConfig
-    kept: tuple[str, ...]  # measure columns the input already carries
-    weights: dict[str, float]  # engagement column -> weight in reach
-    need_model: bool
+    plan: ScoringPlan  # measures the input carries, engagement columns of reach
     sample_rows: int
     n_buckets: int = 8  # a power of two
     columns: frozenset[str] | None = None  # columns the layers pass keeps (None: all)
@@ -320,27 +322,22 @@ def _quantile_from_top(
 class _Scoring:
     """What a partition needs to be scored exactly as ``score_accounts`` scores the table."""
 
-    kept: tuple[str, ...]
-    weights: dict[str, float]
-    tops: dict[str, float]
+    plan: ScoringPlan
+    tops: dict[str, float]  # the whole table's reach normalisers
     scorer: LookalikeScorer | None = None
     card: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def apply(self, accounts: pd.DataFrame) -> pd.DataFrame:
-        """``accounts`` with ``p_win``, ``score``, ``potential`` (unless given) and ``reach``."""
-        df = accounts
-        kept = {c: numeric_column(df, c, "existing") for c in self.kept}
+        """``accounts`` with ``p_win``, ``score``, ``potential`` (unless given) and ``reach``:
+        :func:`patchmap.scoring.with_measures` of this partition."""
+        given = given_measures(accounts, self.plan, self.tops)
+        predicted = None
         if self.scorer is not None:
-            base = df.drop(columns=list(self.kept))
+            base = accounts.drop(columns=list(self.plan.kept))
             p_win = self.scorer.predict_proba(base)
-            for col, values in score_columns(p_win, self.scorer.predict_deal_size(base)).items():
-                df[col] = values
-        for col, values in kept.items():
-            df[col] = values.to_numpy()
-        if "reach" not in self.kept:  # normalized by the whole table's 99th percentiles
-            df["reach"] = reach(df, self.weights, tops=self.tops)
-        return df
+            predicted = score_columns(p_win, self.scorer.predict_deal_size(base))
+        return with_measures(accounts, self.plan, given, predicted)
 
     def __getstate__(self) -> dict[str, Any]:
         # The fitted model travels as one pickled blob: arrays that distributed ships out of
@@ -356,7 +353,7 @@ class _Scoring:
 
     def columns(self) -> set[str]:
         """Input columns scoring reads (features, rules columns, engagement, kept)."""
-        cols = set(self.kept) | set(self.weights)
+        cols = set(self.plan.kept) | set(self.plan.weights)
         if self.scorer is not None:
             cols |= set(self.scorer.features_[0]) | set(self.scorer.features_[1])
             rules = self.scorer.config.rules
@@ -377,20 +374,11 @@ def _fit_scoring(
     train = pd.concat(frames, ignore_index=True) if frames else None
     if train is None:
         raise InputError(f"{job.source}: no rows to score")
-    train = train.drop(columns=list(job.kept))
+    train = train.drop(columns=list(job.plan.kept))
     scorer = LookalikeScorer(job.cfg)
     result = scorer.fit(train)
     card = dict(result.model_card, n_accounts=job.n_total, fit_sample=len(train))
-    return _Scoring(job.kept, job.weights, tops, scorer, card, list(result.notes))
-
-
-def _scoring_notes(scoring: _Scoring) -> list[str]:
-    """The notes ``score_accounts`` gives for the same input."""
-    notes = list(scoring.notes)
-    notes += [kept_note(c) for c in scoring.kept]
-    if "reach" not in scoring.kept:
-        notes.append(reach_note(scoring.weights))
-    return notes
+    return _Scoring(job.plan, tops, scorer, card, list(result.notes))
 
 
 # ---------------------------------------------------------------- pass 1: survey
@@ -406,9 +394,9 @@ def _survey(part: pd.DataFrame, i: int, offset: int, job: _Job, region_geom=None
         return out
     acc = ingest.accounts
     out["n_valid"] = len(acc)
-    if job.need_model:
+    if job.plan.needs_model:
         out["train"] = _training_rows(acc, i, len(part), job)
-    out["tops"] = {c: _top_values(engagement(acc, c), job.top_k) for c in job.weights}
+    out["tops"] = {c: _top_values(engagement(acc, c), job.top_k) for c in job.plan.weights}
     if job.spec.needs_survey:
         _, lat, lon = account_points(acc)
         survey = survey_chunk(job.spec, lat, lon, region_geom)
@@ -476,7 +464,7 @@ def _layers_part(
     accounts = ingest.accounts
     if job.columns is not None:
         accounts = accounts[[c for c in accounts.columns if c in job.columns]]
-    accounts = scoring.apply(accounts.copy()).reset_index(drop=True)
+    accounts = scoring.apply(accounts).reset_index(drop=True)
     prep = prepare_accounts(accounts, job.spec.kind, job.sums)
     chunk = apply_chunk(job.spec, layout, prep, cells)
     placed = chunk.placed
@@ -662,7 +650,6 @@ def build_layers_dask(
     meta = rename_columns(
         ddf._meta.rename(columns=lambda c: str(c).strip()), dict(column_map or {}), source
     )
-    kept = tuple(c for c in KEPT if c in meta.columns)
     sums = tuple(check_sums(meta, sums))  # names and types; values checked per partition
     with dask_client(scheduler, n_workers) as client:
         clock("connect")
@@ -676,9 +663,7 @@ def build_layers_dask(
             spec=spec,
             n_total=n_total,
             cfg=cfg,
-            kept=kept,
-            weights=reach_weights(meta, cfg) if "reach" not in kept else {},
-            need_model=not {"score", "potential"} <= set(kept),
+            plan=scoring_plan(meta, cfg),
             sample_rows=sample_rows,
             storage_options=dict(storage_options or {}),
             sums=sums,
@@ -761,7 +746,8 @@ class _Engine:
         self.clock("layers")
         result = self._finish(layout, acc, smalls)
         result.placements = os.fspath(placements) if placements is not None else None
-        result.model_card, result.scoring_notes = scoring.card, _scoring_notes(scoring)
+        result.scoring_notes = scoring_notes(scoring.notes, job.plan)
+        result.model_card = finish_card(scoring.card, job.plan, result.scoring_notes)
         return result
 
     def _finish(
@@ -799,7 +785,7 @@ class _Engine:
     def _survey(self) -> dict[str, Any]:
         """Training rows, reach percentiles, states and H3 cells (only what is needed)."""
         job, client = self.job, self.client
-        if not (job.need_model or job.weights or job.spec.needs_survey):  # weights: reach p99
+        if not (job.plan.needs_model or job.plan.weights or job.spec.needs_survey):
             return {"futures": [], "stats": []}
         geom = survey_geometry(job.spec)
         if geom is not None:
@@ -816,15 +802,13 @@ class _Engine:
     def _scoring(self, survey: dict[str, Any]) -> tuple[_Scoring, Any]:
         """The fitted scoring (on the client, for notes) and its future (for the workers)."""
         job, client = self.job, self.client
-        tops: dict[str, float] = {}
-        if "reach" not in job.kept and job.weights:
-            n_valid = sum(s["n_valid"] for s in survey["stats"])
-            for col in job.weights:
-                sketches = [s["tops"][col] for s in survey["stats"] if col in s["tops"]]
-                top = _quantile_from_top(sketches, n_valid) if n_valid else 0.0
-                largest = max((float(s[0][-1]) for s in sketches if s[0].size), default=0.0)
-                tops[col] = top if top > 0 else max(largest, 0.0)
-        if job.need_model:
+        tops: dict[str, float] = {}  # reach's normalisers, from the whole table's top 1 %
+        n_valid = sum(s["n_valid"] for s in survey["stats"])
+        for col in job.plan.weights:
+            sketches = [s["tops"][col] for s in survey["stats"] if col in s["tops"]]
+            top = _quantile_from_top(sketches, n_valid) if n_valid else 0.0
+            tops[col] = reach_top(top, max((s[0][-1] for s in sketches if s[0].size), default=0))
+        if job.plan.needs_model:
             train = [
                 client.submit(operator.getitem, f, "train", pure=False) for f in survey["futures"]
             ]
@@ -832,14 +816,9 @@ class _Engine:
             scoring = future.result()
             del train
         else:
-            scoring = _Scoring(
-                job.kept,
-                job.weights,
-                tops,
-                card={"model": "given", "n_accounts": job.n_total, "fallback_reason": None},
-            )
+            scoring = _Scoring(job.plan, tops, card=given_card(job.n_total))
             future = client.scatter(scoring, broadcast=True, hash=False)
-        for note in _scoring_notes(scoring):
+        for note in scoring_notes(scoring.notes, job.plan):
             log.info(note)
         self.clock("fit")
         return scoring, future

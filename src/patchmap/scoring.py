@@ -385,12 +385,17 @@ def reach(
         if tops is not None:
             top = tops[col]
         else:
-            top = float(np.quantile(x, 0.99)) if x.size else 0.0
-            top = top if top > 0 else float(x.max(initial=0.0))
+            top = reach_top(float(np.quantile(x, 0.99)) if x.size else 0.0, x.max(initial=0.0))
         norm = np.clip(np.log1p(x) / math.log1p(top), 0, 1) if top > 0 else np.zeros_like(x)
         total += w * norm
         wsum += w
     return np.round(100 * total / wsum, 2) if wsum > 0 else total
+
+
+def reach_top(p99: float, largest: float) -> float:
+    """The normaliser of one engagement column in :func:`reach`: its 99th percentile, or
+    its largest value when the percentile is 0 (most accounts without any)."""
+    return p99 if p99 > 0 else max(float(largest), 0.0)
 
 
 def _feature_columns(
@@ -934,12 +939,95 @@ def reach_note(weights: Mapping[str, float]) -> Note:
     )
 
 
+#: Measures an accounts table may already carry: kept as given, not rescored.
+MEASURE_COLUMNS = ("score", "reach", "p_win", "potential")
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """What scoring does with a table's columns (see :func:`scoring_plan`)."""
+
+    kept: tuple[str, ...]  # measures the accounts carry, kept as given
+    weights: dict[str, float]  # engagement column -> weight in reach (empty if reach kept)
+
+    @property
+    def needs_model(self) -> bool:
+        """False when both ``score`` and ``potential`` are given: nothing left to learn."""
+        return not {"score", "potential"} <= set(self.kept)
+
+
+def scoring_plan(df: pd.DataFrame, config: ScoringConfig) -> ScoringPlan:
+    """The measures ``df`` carries and the engagement columns of ``reach``, from its
+    columns only (a Dask engine reads them from the dataset's schema)."""
+    kept = tuple(c for c in MEASURE_COLUMNS if c in df.columns)
+    return ScoringPlan(kept, reach_weights(df, config) if "reach" not in kept else {})
+
+
+def given_measures(
+    df: pd.DataFrame, plan: ScoringPlan, tops: Mapping[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """One chunk's measures that need no model, checked: the kept ones as numbers, and
+    ``reach`` unless kept (``tops``: the whole table's normalisers, see :func:`reach`)."""
+    out = {c: numeric_column(df, c, "existing").to_numpy() for c in plan.kept}
+    if "reach" not in plan.kept:
+        out["reach"] = reach(df, plan.weights, tops=tops)
+    return out
+
+
+def with_measures(
+    df: pd.DataFrame, plan: ScoringPlan, given: Mapping[str, np.ndarray],
+    predicted: Mapping[str, np.ndarray] | None,
+) -> pd.DataFrame:  # fmt: skip
+    """One chunk scored: ``predicted`` (:func:`score_columns` of the fitted model; None when
+    no model is needed, and ``p_win`` = score / 100 unless given), then the kept measures
+    and ``reach`` from ``given`` (:func:`given_measures`)."""
+    if predicted is not None:
+        out = df.drop(columns=list(plan.kept))
+        for col, values in predicted.items():
+            out[col] = values
+    else:
+        out = df.copy()
+        if "p_win" not in plan.kept:
+            out["p_win"] = np.clip(given["score"] / 100, 0, 1)
+    for col, values in given.items():
+        out[col] = values
+    return out
+
+
+def given_card(n_accounts: int) -> dict[str, Any]:
+    """The model card when score and potential are given (no model)."""
+    return {"model": "given", "n_accounts": n_accounts, "fallback_reason": None}
+
+
+def scoring_notes(fit_notes: Sequence[str], plan: ScoringPlan) -> list[str]:
+    """The fit's notes, then one per kept measure, then how reach was made."""
+    notes = [*fit_notes, *(kept_note(c) for c in plan.kept)]
+    if "reach" not in plan.kept:
+        notes.append(reach_note(plan.weights))
+    return notes
+
+
+def finish_card(card: Mapping[str, Any], plan: ScoringPlan, notes: Sequence[str]) -> dict:
+    """The model card as written: the fit's, with reach, score and the notes."""
+    card = dict(card)
+    card["reach"] = {
+        "columns": plan.weights,
+        "normalization": "log1p(x)/log1p(p99), clipped to [0,1]",
+        "kept_existing": "reach" in plan.kept,
+    }
+    card["score"] = "100 * p_win" if "score" not in plan.kept else "kept as given"
+    card["kept_columns"] = sorted(plan.kept)
+    card["notes"] = list(notes)
+    return _jsonable(card)
+
+
 def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) -> ScoreResult:
     """Add ``p_win``, ``score``, ``potential`` and ``reach`` to every account.
 
     Existing ``score`` / ``reach`` / ``p_win`` / ``potential`` columns are kept as given
     (validated as numbers), not recomputed; the notes say so. With both ``score`` and
     ``potential`` given no model is trained (``p_win`` = score / 100 if absent).
+    The stages of the Dask engine (plan, fit once, score per chunk) on one chunk.
     """
     if not isinstance(accounts, pd.DataFrame):
         raise InputError("accounts: expected a table of accounts")
@@ -947,42 +1035,18 @@ def score_accounts(accounts: pd.DataFrame, config: ScoringConfig | None = None) 
         raise InputError("accounts: no rows to score")
     cfg = config or ScoringConfig()
     df = accounts.reset_index(drop=True)
-    kept = {
-        c: numeric_column(df, c, "existing")
-        for c in ("score", "reach", "p_win", "potential")
-        if c in df.columns
-    }
-    weights = reach_weights(df, cfg)
-    reach_values = None if "reach" in kept else reach(df, weights)
-    if {"score", "potential"} <= set(kept):  # nothing left to learn
-        out = df.copy()
-        if "p_win" not in kept:
-            out["p_win"] = np.clip(kept["score"].to_numpy() / 100, 0, 1)
-        result = ScoreResult(
-            accounts=out,
-            model_card={"model": "given", "n_accounts": len(df), "fallback_reason": None},
-            notes=[],
-        )
+    plan = scoring_plan(df, cfg)
+    given = given_measures(df, plan)
+    if plan.needs_model:
+        fit = LookalikeScorer(cfg).fit(df.drop(columns=list(plan.kept)))
+        predicted = {c: fit.accounts[c].to_numpy() for c in ("p_win", "score", "potential")}
     else:
-        result = LookalikeScorer(cfg).fit(df.drop(columns=list(kept)))
-    out = result.accounts
-    notes = result.notes
-    for col, values in kept.items():
-        out[col] = values.to_numpy()
-        notes.append(kept_note(col))
-    if reach_values is not None:
-        out["reach"] = reach_values
-        notes.append(reach_note(weights))
-    card = result.model_card
-    card["reach"] = {
-        "columns": weights,
-        "normalization": "log1p(x)/log1p(p99), clipped to [0,1]",
-        "kept_existing": "reach" in kept,
-    }
-    card["score"] = "100 * p_win" if "score" not in kept else "kept as given"
-    card["kept_columns"] = sorted(kept)
-    card["notes"] = list(notes)
-    return ScoreResult(accounts=out, model_card=_jsonable(card), notes=notes, model=result.model)
+        fit = ScoreResult(accounts=df, model_card=given_card(len(df)))
+        predicted = None
+    out = with_measures(df, plan, given, predicted)
+    notes = scoring_notes(fit.notes, plan)
+    card = finish_card(fit.model_card, plan, notes)
+    return ScoreResult(accounts=out, model_card=card, notes=notes, model=fit.model)
 
 
 def model_card_path(out_path: str | os.PathLike) -> Path:
