@@ -222,6 +222,22 @@ def test_partition_row_numbers_are_dataset_row_numbers(scheduler, tmp_path):
     assert str(dask_error.value) == str(pandas_error.value)
 
 
+def test_bad_value_after_ingest_names_the_dataset_row(scheduler, tmp_path):
+    """Text in a given measure in the last partition, found by scoring on a worker: the
+    message names the row of the whole dataset, as the pandas engine does (each partition's
+    rows carry their numbers from ingest, the later stages read them)."""
+    df = sample_accounts(["RI"], n=90, seed=2)
+    df["score"], df["potential"] = "50", "1000.0"  # given: no model to fit
+    df.loc[79, "score"] = "high"
+    src = _write_parts(df, tmp_path / "bad", 3)
+    with pytest.raises(InputError) as pandas_error:
+        score_accounts(load_accounts(src).accounts)
+    assert "(row 80: 'high')" in str(pandas_error.value)
+    with pytest.raises(InputError) as dask_error:
+        build_layers_dask(src, units="zcta", scheduler=scheduler)
+    assert str(dask_error.value) == str(pandas_error.value)
+
+
 def test_cli_engine_dask_matches_pandas(pandas_engine, scheduler, tmp_path):
     """`patchmap layers --engine dask --scheduler ADDRESS` writes what the pandas engine writes
     (on scored input: the model's parity is tested above, this is the command's plumbing)."""

@@ -153,6 +153,21 @@ def _reject_bad_numbers(df: pd.DataFrame, reason: pd.Series) -> None:
         reason[free & ~infinite & ~huge & negative] = f"negative {col}"
 
 
+def duplicate_ids_error(source: str, ids: pd.Series, rows: pd.Series) -> InputError | None:
+    """The error naming repeated account ids (``ids`` in row order, ``rows`` their row
+    numbers), or None when every given id is unique."""
+    ids, rows = ids.reset_index(drop=True), rows.reset_index(drop=True)
+    dup = (ids.duplicated(keep=False) & ids.notna() & (ids != "")).to_numpy(dtype=bool)
+    if not dup.any():
+        return None
+    first = ids[dup].iloc[0]
+    where = rows[(ids == first).fillna(False).to_numpy(dtype=bool)].tolist()[:3]
+    return InputError(
+        f"{source}: column 'account_id' has {int(ids[dup].nunique())} duplicated ids "
+        f"(e.g. {first!r} on rows {', '.join(map(str, where))})"
+    )
+
+
 def validate_accounts(
     df: pd.DataFrame, source: str = "accounts", *, first_row: int = 1
 ) -> IngestResult:
@@ -192,14 +207,9 @@ def validate_accounts(
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
     reason[ids.isna() | (ids == "")] = "missing account_id"
 
-    dup = ids.duplicated(keep=False) & ids.notna() & (ids != "")
-    if dup.any():
-        first_ids = ids[dup].drop_duplicates().head(3).tolist()
-        rows = row[ids == first_ids[0]].tolist()[:3]
-        raise InputError(
-            f"{source}: column 'account_id' has {int(ids[dup].nunique())} duplicated ids "
-            f"(e.g. {first_ids[0]!r} on rows {', '.join(map(str, rows))})"
-        )
+    duplicated = duplicate_ids_error(source, ids, row)
+    if duplicated is not None:
+        raise duplicated
 
     notes: list[str] = []
     lat = pd.Series(np.nan, index=df.index)

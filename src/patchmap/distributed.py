@@ -41,9 +41,9 @@ import pandas as pd
 
 from patchmap.accounts import (
     IngestResult,
+    duplicate_ids_error,
     empty_rejects,
     rename_columns,
-    tally_line,
     validate_accounts,
     zip_fallback_note,
 )
@@ -59,6 +59,7 @@ from patchmap.layers import (
     account_points,
     apply_chunk,
     check_sums,
+    chunk_rejects,
     decide_units,
     finish_layers,
     fold_sums,
@@ -159,11 +160,6 @@ class DaskLayersResult(LayersResult):
     @property
     def n_read(self) -> int:
         return self.n_accounts
-
-    def tally(self) -> str:
-        """One line: ``N read, M placed, R rejected; U units``."""
-        units = f"{len(self.units)} {self.kind} units"
-        return f"{tally_line(self.n_read, self.n_placed, len(self.rejects))}; {units}"
 
 
 #: Note makers of the counted notes partitions send (ingest's and the layers').
@@ -567,15 +563,9 @@ def _check_duplicates(
         )
     )
     rows = pd.concat(found, ignore_index=True).sort_values("row", kind="stable")
-    dup = rows[rows["account_id"].duplicated(keep=False)]
-    if dup.empty:  # 64-bit hash collisions only
-        return
-    first = dup["account_id"].iloc[0]
-    where = dup.loc[dup["account_id"] == first, "row"].tolist()[:3]
-    raise InputError(
-        f"{job.source}: column 'account_id' has {dup['account_id'].nunique()} duplicated ids "
-        f"(e.g. {first!r} on rows {', '.join(map(str, where))})"
-    )
+    duplicated = duplicate_ids_error(job.source, rows["account_id"], rows["row"])
+    if duplicated is not None:  # None: 64-bit hash collisions only
+        raise duplicated
 
 
 # ---------------------------------------------------------------- reading
@@ -884,14 +874,8 @@ def _placements_dir(placements: str | os.PathLike | None, storage_options: Mappi
 def _rejects(smalls: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     """Every rejected row: ingest rejects in row order, then layer rejects in row order."""
     ingest = [s["ingest_rejects"] for s in smalls if s["ingest_rejects"] is not None]
-    layer = [
-        s["layer_rejects"]
-        for s in smalls
-        if s["layer_rejects"] is not None and len(s["layer_rejects"])
-    ]
-    ingest_df = pd.concat(ingest, ignore_index=True) if ingest else empty_rejects()
-    parts = [ingest_df]
-    if layer:
-        parts.append(pd.concat(layer, ignore_index=True).sort_values("row", kind="stable"))
-    rejects = pd.concat(parts, ignore_index=True) if len(parts) > 1 else ingest_df
-    return rejects.reset_index(drop=True), sum(s["n_placed"] for s in smalls)
+    rejects = pd.concat(ingest, ignore_index=True) if ingest else empty_rejects()
+    layer = chunk_rejects([s["layer_rejects"] for s in smalls if s["layer_rejects"] is not None])
+    if len(layer):
+        rejects = pd.concat([rejects, layer], ignore_index=True)
+    return rejects, sum(s["n_placed"] for s in smalls)

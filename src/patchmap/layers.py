@@ -37,6 +37,7 @@ __all__ = [
     "Prepared",
     "Survey",
     "apply_chunk",
+    "chunk_rejects",
     "decide_units",
     "finish_layers",
     "finish_units",
@@ -131,13 +132,17 @@ class LayersResult:
         tag_units(self.units, self.kind, self.resolution)
 
     @property
+    def n_placed(self) -> int:
+        return len(self.placed)
+
+    @property
     def n_read(self) -> int:
-        return len(self.placed) + len(self.rejects)
+        return self.n_placed + len(self.rejects)
 
     def tally(self) -> str:
         """One line: ``N read, M placed, R rejected; U units``."""
         units = f"{len(self.units)} {self.kind} units"
-        return f"{tally_line(self.n_read, len(self.placed), len(self.rejects))}; {units}"
+        return f"{tally_line(self.n_read, self.n_placed, len(self.rejects))}; {units}"
 
 
 # ---------------------------------------------------------------- geometry helpers
@@ -516,7 +521,7 @@ def build_layers(
     return LayersResult(
         units=out,
         placed=chunk.placed,
-        rejects=chunk.rejects.sort_values("row", kind="stable").reset_index(drop=True),
+        rejects=chunk_rejects([chunk.rejects]),
         kind=spec.kind,
         resolution=spec.resolution,
         states=region,
@@ -936,6 +941,16 @@ def apply_chunk(
             rejects = explain_outside(rejects, prep.accounts, prep.lat, prep.lon, layout.bundled)
     contrib = unit_contributions(placed, layout.ids, prep.present, prep.sums)
     return Chunk(placed, rejects, contrib, notes)
+
+
+def chunk_rejects(rejects: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks' rejects as one table, in row order."""
+    given = [r for r in rejects if len(r)]
+    if not given:
+        return _empty_rejects()
+    return (
+        pd.concat(given, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
+    )
 
 
 def finish_layers(
