@@ -350,16 +350,7 @@ class _Scoring:
     def columns(self) -> set[str]:
         """Input columns scoring reads (features, rules columns, engagement, kept)."""
         cols = set(self.plan.kept) | set(self.plan.weights)
-        if self.scorer is not None:
-            cols |= set(self.scorer.features_[0]) | set(self.scorer.features_[1])
-            rules = self.scorer.config.rules
-            cols |= {
-                rules.industry_column,
-                rules.employees_column,
-                rules.revenue_column,
-                *rules.flag_points,
-            }
-        return cols
+        return cols | (self.scorer.input_columns() if self.scorer is not None else set())
 
 
 def _fit_scoring(

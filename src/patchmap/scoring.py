@@ -648,6 +648,15 @@ class LookalikeScorer:
         self.deal_size_ = 1.0
         self.features_: tuple[list[str], list[str]] = ([], [])
 
+    def input_columns(self) -> set[str]:
+        """The account columns the fitted scorer reads: its features and the rules' columns
+        (the rules stand in after a fallback)."""
+        rules = self.config.rules
+        return {
+            *self.features_[0], *self.features_[1], rules.industry_column,
+            rules.employees_column, rules.revenue_column, *rules.flag_points,
+        }  # fmt: skip
+
     def predict_proba(self, accounts: pd.DataFrame) -> np.ndarray:
         """``p_win`` for new accounts with the fitted model (or the rules after a fallback)."""
         if self.pipeline_ is None:
