@@ -12,7 +12,23 @@ import shapely
 from patchmap import geodata
 from patchmap.errors import InputError
 from patchmap.io import read_units
-from patchmap.layers import build_layers, locate_points, place_accounts, write_layers
+from patchmap.layers import (
+    COUNTED_NOTES,
+    apply_chunk,
+    build_layers,
+    chunk_rejects,
+    decide_units,
+    finish_layers,
+    fold_sums,
+    layer_spec,
+    locate_points,
+    place_accounts,
+    prepare_accounts,
+    survey_chunk,
+    survey_geometry,
+    write_layers,
+)
+from patchmap.notes import merge_counts
 from patchmap.units.county import county_units
 from patchmap.units.h3 import cells_to_polygons, h3_units, points_to_cells
 from patchmap.units.zcta import zcta_units
@@ -260,3 +276,29 @@ def test_units_file_records_its_kind_and_resolution(accounts, tmp_path):
     hexes = read_units(tmp_path / "h3.parquet")
     assert h3_resolution(hexes) == 6
     assert len(build_adjacency(hexes, id_col="unit_id").ids) == len(hexes)
+
+
+@pytest.mark.parametrize("kind", ["zcta", "county", "h3"])
+def test_stages_over_chunks_give_the_one_chunk_layer(accounts, kind):
+    """prepare and survey per chunk -> decide -> apply per chunk -> fold in row order ->
+    finish, over three chunks (what the Dask engine schedules, without a cluster), gives
+    build_layers' units, region, notes and rejects exactly."""
+    acc = accounts.assign(source_row=np.arange(1, len(accounts) + 1))
+    acc.loc[[7, 800], ["lat", "lon"]] = [[0.0, 0.0], [40.75, -73.99]]  # the sea; New York
+    ref = build_layers(acc, units=kind, resolution=7)
+    spec = layer_spec(kind, 7, None)
+    preps = [prepare_accounts(acc.iloc[r], kind) for r in np.array_split(np.arange(len(acc)), 3)]
+    surveys = [survey_chunk(spec, p.lat, p.lon, survey_geometry(spec)) for p in preps]
+    notes = merge_counts([n for p in preps for n in p.notes], COUNTED_NOTES)  # added up
+    layout = decide_units(spec, surveys, notes)
+    chunks = [apply_chunk(spec, layout, p, s.cells) for p, s in zip(preps, surveys, strict=True)]
+    totals = None
+    for c in chunks:
+        totals = fold_sums(totals, c.contrib, len(layout.units))
+    notes += merge_counts([n for c in chunks for n in c.notes], COUNTED_NOTES)
+    units, region = finish_layers(spec, layout, totals, notes)
+    pd.testing.assert_frame_equal(units, ref.units, check_exact=True)
+    assert region == ref.states
+    assert notes == ref.notes
+    pd.testing.assert_frame_equal(chunk_rejects([c.rejects for c in chunks]), ref.rejects)
+    assert len(ref.rejects) >= 1 and (kind == "zcta" or "NY" in set(ref.units["state"]))
