@@ -136,6 +136,9 @@ def pair_search(
     best = rank(viol, cut, bw.max_deviation(s.tot))
     best_lab = s.labels()
     tabu = [0] * n
+    # each boundary unit's moves (territories, cut-edge change), kept until the unit or a
+    # neighbour changes territory: a step rebuilds only those around its moved units
+    moves: dict[int, tuple] = {}
     base = max(2, int(round(math.sqrt(n) / TENURE_DIV)))
     base_key, base_lab = best, best_lab
     kicks, flat = 0, 0
@@ -148,15 +151,14 @@ def pair_search(
         for u in bnd:
             if locked[u]:
                 continue
-            p = lab[u]
-            cnt = s.neighbour_territories(u)
-            cp = cnt.get(p, 0)
-            for q, cq in cnt.items():
-                if q != p:
-                    U.append(u)
-                    P.append(p)
-                    Q.append(q)
-                    DC.append(cp - cq)
+            mv = moves.get(u)
+            if mv is None:
+                mv = moves[u] = _unit_moves(s, u)
+            if mv:
+                U.extend(mv[0])
+                P.extend(mv[1])
+                Q.extend(mv[2])
+                DC.extend(mv[3])
         if not U:
             break
         U, P, Q, DC = map(np.asarray, (U, P, Q, DC))
@@ -227,9 +229,12 @@ def pair_search(
             kicks += 1
             if kicks > max_kicks:
                 break
+            before = s.labels()
             s.load(base_lab)
             if rnd.random() >= RECOM_SHARE or not _recombine(s, rnd, gen):
                 _kick(s, rnd, 1 + rnd.randint(0, 1 + k))
+            for x in _around(s, np.flatnonzero(before != s.labn)):
+                moves.pop(x, None)
             bnd = set(s.boundary().tolist())
             cut = s.cut_edges()
             viol = float(violation(np.array(s.tot)).sum())
@@ -240,6 +245,7 @@ def pair_search(
         for u in moved:
             tabu[u] = it + base + rnd.randint(0, base)
             for x in (u, *nbrs[u]):
+                moves.pop(x, None)
                 lx = lab[x]
                 if any(lab[y] != lx for y in nbrs[x]):
                     bnd.add(x)
@@ -254,6 +260,29 @@ def pair_search(
     if s.labels().tolist() != best_lab.tolist():
         s.load(best_lab)
     return best, best_lab
+
+
+def _unit_moves(s: SearchState, u: int) -> tuple:
+    """Unit u's moves to the territories it touches: (units, from, to, cut-edge change)
+    lists, in the order of u's neighbours; empty when it touches no other territory."""
+    p = s.lab[u]
+    cnt = s.neighbour_territories(u)
+    cp = cnt.get(p, 0)
+    qs = [q for q in cnt if q != p]
+    if not qs:
+        return ()
+    return [u] * len(qs), [p] * len(qs), qs, [cp - cnt[q] for q in qs]
+
+
+def _around(s: SearchState, units: np.ndarray) -> list[int]:
+    """The given units and their neighbours (whose moves change when they move)."""
+    if not len(units):
+        return []
+    A = s.g.matrix
+    near = np.zeros(s.g.n, dtype=bool)
+    near[units] = True
+    near[A[units].indices] = True
+    return np.flatnonzero(near).tolist()
 
 
 def _recombine(s: SearchState, rnd: random.Random, gen: np.random.Generator) -> bool:
@@ -310,8 +339,9 @@ def _pair_violation(
     """Band violation after each pair of moves (M+1 x M+1; index M is "no move").
 
     With few territories every territory's totals are formed per pair (M x M x k x m);
-    with many, only the at most four a pair touches (p and q of each move), each counted
-    once, so the cost does not grow with k."""
+    with many, each move's own change is added, and corrected only where two moves change
+    the same territory (the pairs of such entries, not M x M x 4 totals), so the cost
+    does not grow with k."""
     k, m = tot.shape
     M = len(U)
 
@@ -325,21 +355,22 @@ def _pair_violation(
         D[np.arange(M), Q] += w
         T = tot[None, None] + D[:, None] + D[None, :]
         return excess(T, lo, hi, scale).sum(axis=(2, 3))
-    Pn, Qn = np.r_[P, 0], np.r_[Q, 0]
-    wn = np.vstack([Wn[U], np.zeros((1, m))])
+    # violation is a sum over territories: a pair's is the two moves' changes added,
+    # corrected at each territory both moves touch (the only place they interact)
+    w = Wn[U]
     ex_now = excess(tot, lo, hi, scale).sum(axis=1)
-    two = np.stack([Pn, Qn], axis=1)
-    terr = np.concatenate(
-        [np.broadcast_to(two[:, None], (M + 1, M + 1, 2)),
-         np.broadcast_to(two[None, :], (M + 1, M + 1, 2))], axis=2,
-    )  # fmt: skip
-    t4 = terr[..., None]
-    da = (t4 == Qn[:, None, None, None]).astype(float) - (t4 == Pn[:, None, None, None])
-    db = (t4 == Qn[None, :, None, None]).astype(float) - (t4 == Pn[None, :, None, None])
-    new = tot[terr] + da * wn[:, None, None, :] + db * wn[None, :, None, :]
-    exn = excess(new, lo[terr], hi[terr], scale[terr]).sum(axis=3)
-    once = np.ones(terr.shape, dtype=bool)
-    for c in range(1, 4):
-        for d in range(c):
-            once[..., c] &= terr[..., c] != terr[..., d]
-    return ex_now.sum() + ((exn - ex_now[terr]) * once).sum(axis=2)
+    et = np.r_[P, Q]  # one entry per (move, territory it changes)
+    em = np.r_[np.arange(M), np.arange(M)]
+    ed = np.vstack([-w, w])
+    base = tot[et]
+    lo_e, hi_e, sc_e = lo[et], hi[et], scale[et]
+    single = excess(base + ed, lo_e, hi_e, sc_e).sum(axis=1) - ex_now[et]
+    d = np.bincount(em, weights=single, minlength=M)
+    d1 = np.r_[d, 0.0]
+    V = ex_now.sum() + d1[:, None] + d1[None, :]
+    i, j = np.nonzero((et[:, None] == et[None, :]) & (em[:, None] != em[None, :]))
+    both = excess(base[i] + ed[i] + ed[j], lo_e[i], hi_e[i], sc_e[i]).sum(axis=1)
+    corr = both - ex_now[et[i]] - single[i] - single[j]
+    cell = em[i] * (M + 1) + em[j]
+    V += np.bincount(cell, weights=corr, minlength=(M + 1) ** 2).reshape(M + 1, M + 1)
+    return V
