@@ -138,7 +138,7 @@ def pair_search(
     tabu = [0] * n
     # each boundary unit's moves (territories, cut-edge change), kept until the unit or a
     # neighbour changes territory: a step rebuilds only those around its moved units
-    moves: dict[int, tuple] = {}
+    moves: dict[int, list] = {}
     base = max(2, int(round(math.sqrt(n) / TENURE_DIV)))
     base_key, base_lab = best, best_lab
     kicks, flat = 0, 0
@@ -147,21 +147,17 @@ def pair_search(
         if deadline is not None and clock() > deadline:
             break
         lab = s.lab
-        U, P, Q, DC = [], [], [], []
+        rows: list[tuple[int, int, int, int]] = []
         for u in bnd:
             if locked[u]:
                 continue
             mv = moves.get(u)
             if mv is None:
                 mv = moves[u] = _unit_moves(s, u)
-            if mv:
-                U.extend(mv[0])
-                P.extend(mv[1])
-                Q.extend(mv[2])
-                DC.extend(mv[3])
-        if not U:
+            rows += mv
+        if not rows:
             break
-        U, P, Q, DC = map(np.asarray, (U, P, Q, DC))
+        U, P, Q, DC = np.array(rows, dtype=np.int64).T.copy()
         if len(U) > PAIR_LIMIT:
             noise = gen.random(len(U))
             keep = np.argsort(DC + 2.0 * noise, kind="stable")[:PAIR_LIMIT]
@@ -262,16 +258,13 @@ def pair_search(
     return best, best_lab
 
 
-def _unit_moves(s: SearchState, u: int) -> tuple:
-    """Unit u's moves to the territories it touches: (units, from, to, cut-edge change)
-    lists, in the order of u's neighbours; empty when it touches no other territory."""
+def _unit_moves(s: SearchState, u: int) -> list[tuple[int, int, int, int]]:
+    """Unit u's moves to the territories it touches, as (unit, from, to, cut-edge
+    change), in the order of u's neighbours; empty when it touches no other territory."""
     p = s.lab[u]
     cnt = s.neighbour_territories(u)
     cp = cnt.get(p, 0)
-    qs = [q for q in cnt if q != p]
-    if not qs:
-        return ()
-    return [u] * len(qs), [p] * len(qs), qs, [cp - cnt[q] for q in qs]
+    return [(u, p, q, cp - c) for q, c in cnt.items() if q != p]
 
 
 def _around(s: SearchState, units: np.ndarray) -> list[int]:
