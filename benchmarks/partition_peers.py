@@ -72,7 +72,13 @@ INSTANCES: dict[str, tuple[str, int, list[str]]] = {
         200,
         FAST_TOOLS,
     ),
+    "us_h3r7": (
+        "lower-48 H3 res 7 (populated cells: ZCTA Voronoi cells of >= 100 people/km2; islands)",
+        200,
+        FAST_TOOLS,
+    ),
 }
+SETTLED_KM2 = 100.0  # people per km2 of land (gazetteer) for a ZCTA's cells to count as populated
 
 TOOL_NOTES = {
     "patchmap": "patchmap `Partitioner(K, 'population', seed=0)` (defaults: target 0.5%)",
@@ -115,6 +121,8 @@ def load_instance(name: str):
 
         lower48 = sorted(set(geodata.FIPS_TO_STATE.values()) - NOT_LOWER48)
         units = zcta_voronoi_units(lower48)
+    elif name == "us_h3r7":
+        units = _h3_lower48()
     else:
         raise SystemExit(f"unknown instance {name!r} (choose from {', '.join(INSTANCES)})")
     units = units[["unit_id", "population", "geometry"]].reset_index(drop=True)
@@ -139,6 +147,24 @@ def _h3_voronoi(state: str):
     from patchmap.units.zcta import zcta_voronoi_units
 
     return _r7_cells_sharing(geodata.region_geometry(state), zcta_voronoi_units([state]))
+
+
+def _h3_lower48():
+    """H3 resolution-7 cells over the lower 48 whose centre lies in a populated ZCTA (one
+    of at least :data:`SETTLED_KM2` people per km2 of land; its polygon the Voronoi cell of
+    its gazetteer point, the bundled polygons cover only a few states); each ZCTA's 2010
+    population is shared evenly among its cells. Towns and cities far apart make many
+    islands, joined by bridge edges."""
+    import shapely
+
+    from patchmap import geodata
+    from patchmap.units.zcta import zcta_voronoi_units
+
+    lower48 = sorted(set(geodata.FIPS_TO_STATE.values()) - NOT_LOWER48)
+    zcta = zcta_voronoi_units(lower48)
+    dense = zcta["population"] >= SETTLED_KM2 * zcta["land_km2"].clip(lower=1e-9)
+    zcta = zcta[dense & (zcta["population"] > 0)].reset_index(drop=True)
+    return _r7_cells_sharing(shapely.union_all(zcta.geometry.values), zcta)
 
 
 def _r7_cells_sharing(region, areas):
