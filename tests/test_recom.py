@@ -8,7 +8,7 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition.objective import imbalance
 from patchmap.partition.problem import Graph, Problem
-from patchmap.partition.recom import chain_balance, resplit
+from patchmap.partition.recom import chain_balance, flow_balance, flow_plan, give, probe, resplit
 from patchmap.partition.state import SearchState
 
 
@@ -90,3 +90,94 @@ def test_undo_to_a_mark_takes_back_only_the_later_moves():
     assert [s.tot[t][0] for t in range(2)] == [7.0, 9.0]
     s.undo()
     assert (s.labn == lab).all() and s.log is None
+
+
+def grown(nx: int, ny: int, homes: list[int], rng: np.random.Generator) -> np.ndarray:
+    """A random labelling of the grid into connected territories grown from the homes."""
+    n = nx * ny
+    lab = np.full(n, -1)
+    lab[homes] = np.arange(len(homes))
+    nb = lambda u: [v for v in (u - ny, u + ny, u - 1, u + 1)  # noqa: E731
+                    if 0 <= v < n and (abs(v - u) == ny or v // ny == u // ny)]  # fmt: skip
+    while (lab < 0).any():
+        u = int(rng.choice(np.flatnonzero(lab >= 0)))
+        free = [v for v in nb(u) if lab[v] < 0]
+        if free:
+            lab[int(rng.choice(free))] = lab[u]
+    return lab
+
+
+def test_give_keeps_both_parts_whole_and_the_homes():
+    # random pairs of territories on a grid, random weights and amounts: q gains up to
+    # about the amount (never more than twice it), both stay connected, homes stay put
+    for trial in range(30):
+        rng = np.random.default_rng(trial)
+        homes = [int(h) for h in rng.choice(80, size=2, replace=False)]
+        w = rng.uniform(0.2, 3.0, 80)
+        s = grid(10, 8, grown(10, 8, homes, rng), homes, w)
+        amount = float(rng.uniform(0.5, 0.6 * s.tot[0][0]))
+        before = [s.tot[0][0], s.tot[1][0]]
+        moved = give(s, 0, 1, amount)
+        gain = s.tot[1][0] - before[1]
+        assert moved == (gain > 0)
+        assert 0 <= gain <= 2 * amount + 1e-9
+        assert np.isclose(s.tot[0][0], before[0] - gain)
+        assert parts_connected(s)
+        assert s.labn[homes[0]] == 0 and s.labn[homes[1]] == 1
+
+
+def test_give_takes_a_tentacle_and_leaves_the_heavy_body():
+    # p: the two left columns (heavy) plus a tentacle along q's bottom row; the amount
+    # is the tentacle's weight: q takes it from the tip back, p keeps its body and home
+    nx, ny = 6, 3
+    col, row = np.arange(18) // ny, np.arange(18) % ny
+    lab = np.where((col <= 1) | (row == 0), 0, 1)
+    w = np.ones(18)
+    w[[1, 2, 4, 5]] = 5.0
+    s = grid(nx, ny, lab, [0, 17], w)
+    assert give(s, 0, 1, 4.0)
+    assert s.tot[1][0] == 8.0 + 4.0  # q had 8 units of weight 1
+    assert (s.labn[[6, 9, 12, 15]] == 1).all() and (s.labn[:6] == 0).all()
+    assert parts_connected(s)
+
+
+def test_flow_plan_evens_every_territory_out_and_respects_bounds():
+    # four 4 x 4 blocks, one heavy: the plan's flows leave every territory on its goal
+    nx = ny = 8
+    u = np.arange(64)
+    lab = (u // ny >= 4) * 2 + (u % ny >= 4)
+    w = np.where(lab == 0, 3.0, 1.0)
+    s = grid(nx, ny, lab, [0, 7, 56, 63], w)
+    adj = s.territory_graph()
+    goal = np.array([s.bands.goal[t][0] for t in range(4)])
+    left = np.array([s.tot[t][0] for t in range(4)]) - goal
+    plan = flow_plan(s, adj)
+    for p, q, a in plan:
+        assert q in adj[p] and a > 0
+        left[p] -= a
+        left[q] += a
+    assert np.abs(left).max() < 1e-6 * goal.max()
+    # a bound of 0 on the heavy block's pair with its right neighbour: it all goes down
+    cap = {(p, q): 1e9 for p in range(4) for q in adj[p]} | {(0, 1): 0.0}
+    assert all((p, q) != (0, 1) for p, q, _ in flow_plan(s, adj, cap))
+
+
+def test_flow_balance_passes_weight_through_the_middle():
+    # a 3 x 3 block map with all the weight surplus in one corner block and the deficit
+    # in the opposite one: the flow runs through the middle blocks
+    nx = ny = 9
+    u = np.arange(81)
+    lab = (u // ny) // 3 * 3 + (u % ny) // 3
+    w = np.ones(81)
+    w[lab == 0] = 1.5
+    w[lab == 8] = 0.5
+    homes = [int(np.flatnonzero(lab == t)[4]) for t in range(9)]  # block centres
+    s = grid(nx, ny, lab, homes, w)
+    before = imbalance(s)
+    cap = probe(s, s.territory_graph(), 5.0)
+    assert all(v >= 0 for v in cap.values()) and (s.labn == lab).all()  # probing undoes
+    flow_balance(s)
+    assert imbalance(s) < before
+    assert max(abs(t[0] - 9.0) for t in s.tot) < 4.5 - 1.0  # the corners were 4.5 off
+    assert parts_connected(s)
+    assert all(s.labn[h] == t for t, h in enumerate(homes))

@@ -10,9 +10,16 @@ from each territory's locked units and cut at the threshold closest to the wante
 so both parts are connected and keep their locked units for every threshold.
 :func:`chain_balance` passes weight along paths of territories this way, from the
 territory furthest over its goal to the nearest one under (or the reverse), one pair at
-a time from the receiving end."""
+a time from the receiving end. :func:`flow_balance` plans how much each territory must
+pass to each neighbour at once (a flow on the territory graph, a linear programme) and
+realizes it with :func:`give`, which hands a neighbour the giver's units next to it one
+at a time, taking along any piece the unit would cut off from the giver's home (a
+territory whose home sits at the end of a narrow neck cannot pass weight through it:
+the plan routes around such pairs)."""
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 from scipy import sparse
@@ -22,9 +29,12 @@ from patchmap.partition.balance import pick_step
 from patchmap.partition.objective import imbalance
 from patchmap.partition.state import SearchState
 
-__all__ = ["TRIES", "chain_balance", "resplit"]
+__all__ = ["TRIES", "chain_balance", "flow_balance", "flow_plan", "give", "probe", "resplit"]
 
 TRIES = 6  # orderings tried per re-split (plain distances, then stretched edges)
+ATTEMPTS = 6  # plans per round of flow_balance (each bounding the pairs that fell short)
+STEP = 0.5  # share of the planned flows a round of flow_balance passes
+CHECKS = 40  # units give may pass over (their removal would cut the giver) before it stops
 
 
 def resplit(
@@ -106,6 +116,80 @@ def resplit(
     return True
 
 
+def give(
+    s: SearchState, p: int, q: int, amount: float, window: float = 0.0,
+    checks: int = CHECKS,
+) -> bool:  # fmt: skip
+    """Pass about ``amount`` of the primary column from territory p to its neighbour q,
+    one unit of p at a time along their boundary; True when units moved.
+
+    The units of p next to q go first that are furthest from p's locked units and
+    nearest q (``key = d_q - d_p``, shortest-path distances through the pair from q's
+    units and within p from p's locked units); a unit whose removal cuts p takes along
+    the pieces it cuts off from p's locked units (a tentacle of p reaching along q goes
+    whole), and one that would separate p's locked units is passed over. Every unit
+    joins q next to it or next to a unit joining with it, so both stay connected. It
+    stops once q has gained the amount (within ``window``) or no unit can go without
+    overshooting more than it gains. Unlike :func:`resplit`, q keeps all it has, so the
+    pair's other boundaries stay put.
+    """
+    if amount <= 0:
+        return False
+    in_pair = (s.labn == p) | (s.labn == q)
+    idx = np.flatnonzero(in_pair)
+    is_p = s.labn[idx] == p
+    locked = s.lockn[idx] & is_p
+    if not locked.any() or not is_p.any() or is_p.all():
+        return False
+    n = len(idx)
+    m = s.g.matrix[idx][:, idx].tocsr()
+    mc = m.tocoo()
+    length = np.hypot(*(s.xy[idx][mc.row] - s.xy[idx][mc.col]).T) + 1e-6
+    g = sparse.csr_matrix((length, (mc.row, mc.col)), shape=(n, n))
+    dq = dijkstra(g, indices=np.flatnonzero(~is_p), min_only=True)
+    inside = is_p[mc.row] & is_p[mc.col]
+    gp = sparse.csr_matrix((length[inside], (mc.row[inside], mc.col[inside])), shape=(n, n))
+    dp = dijkstra(gp, indices=np.flatnonzero(locked), min_only=True)
+    key = dq - dp
+    w = s.W[idx, 0]
+    mine = is_p.copy()  # p's units left
+    got, moved, bad = 0.0, [], 0
+    heap = sorted(
+        (float(key[i]), i) for i in np.flatnonzero(is_p & ~locked).tolist()
+        if (~is_p[m.indices[m.indptr[i] : m.indptr[i + 1]]]).any()
+    )  # fmt: skip
+    skipped: set[int] = set()
+    heapq.heapify(heap)
+    while heap and got < amount - window:
+        _, i = heapq.heappop(heap)
+        if not mine[i] or i in skipped:
+            continue
+        mine[i] = False
+        rest = np.flatnonzero(mine)
+        _, comp = connected_components(m[rest][:, rest], directed=False)
+        home = np.unique(comp[locked[rest]])
+        take = np.r_[i, rest[comp != home[0]]] if len(home) == 1 else None
+        if take is None or got + w[take].sum() - amount > amount - got:
+            # cuts p's locked units apart, or overshoots more than it gains
+            mine[i] = True
+            skipped.add(i)
+            bad += 1
+            if bad > checks:
+                break
+            continue
+        mine[take] = False
+        got += float(w[take].sum())
+        moved.extend(take.tolist())
+        for u in take.tolist():
+            for j in m.indices[m.indptr[u] : m.indptr[u + 1]].tolist():
+                if mine[j] and not locked[j]:
+                    skipped.discard(j)
+                    heapq.heappush(heap, (float(key[j]), j))
+    for i in moved:
+        s.move(int(idx[i]), p, q)
+    return bool(moved)
+
+
 def _whole(inq: np.ndarray, ei: np.ndarray, ej: np.ndarray, src_p, src_q) -> bool:
     """Both parts of a split are connected (``inq``: q's units)."""
     n = len(inq)
@@ -173,4 +257,127 @@ def chain_balance(
         best = now
         s.log = None
         tried.clear()
+    s.log = None
+
+
+def flow_plan(
+    s: SearchState, adj: list[set[int]], cap: dict | None = None
+) -> list[tuple[int, int, float]]:
+    """How much of the primary column each territory should pass to each neighbour so
+    that the largest deviation left is smallest: a flow on the territory graph, at most
+    ``cap[(p, q)]`` from p to q (what :func:`give` could pass, probed; unbounded when not
+    given), ties broken by the least flow times the distance between the territories'
+    centroids; a linear programme (HiGHS). Returns ``(giver, taker, amount)`` for the
+    arcs carrying flow, ordered so that a territory is filled before it passes its
+    outflow on (givers first)."""
+    from scipy.optimize import linprog
+
+    k = s.k
+    arcs = [(p, q) for p in range(k) for q in sorted(adj[p])]
+    if not arcs:
+        return []
+    na = len(arcs)
+    goal = np.array([s.bands.goal[t][0] for t in range(k)])
+    excess = np.array([s.tot[t][0] for t in range(k)]) - goal
+    sa = np.maximum(np.asarray(s.sa), 1e-300)
+    cx, cy = np.asarray(s.sx) / sa, np.asarray(s.sy) / sa
+    pa, qa = np.array(arcs).T
+    dist = np.hypot(cx[pa] - cx[qa], cy[pa] - cy[qa]) + 1e-3
+    # variables: the arc flows, then t (the largest deviation left, as a share of goal);
+    # excess_i - out_i + in_i within +- t goal_i
+    g = np.maximum(goal, 1e-300)
+    flow = sparse.csr_matrix(
+        (np.r_[np.ones(na), -np.ones(na)], (np.r_[pa, qa], np.r_[np.arange(na), np.arange(na)])),
+        shape=(k, na),
+    )  # fmt: skip
+    tcol = sparse.csr_matrix(-g[:, None])
+    a_ub = sparse.vstack([sparse.hstack([-flow, tcol]), sparse.hstack([flow, tcol])])
+    b_ub = np.r_[-excess, excess]
+    scale = max(np.abs(excess).max(), 1e-300)
+    cost = np.r_[1e-6 * dist / max(dist.max(), 1e-300) / scale, 1.0]
+    hi = [cap.get(a, 0.0) if cap is not None else None for a in arcs]
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, h) for h in hi] + [(0, None)],
+                  method="highs")  # fmt: skip
+    if res.status != 0:
+        return []
+    f = res.x[:na]
+    keep = np.flatnonzero(f > 1e-7 * scale)
+    # order the flow's territories so that every arc runs forwards (a cycle, which the
+    # distance term makes rare, is broken at random), and take the arcs in that order
+    indeg = np.zeros(k, dtype=np.int64)
+    out: list[list[int]] = [[] for _ in range(k)]
+    for i in keep.tolist():
+        out[pa[i]].append(i)
+        indeg[qa[i]] += 1
+    order, ready = [], [t for t in range(k) if indeg[t] == 0]
+    while ready:
+        t = ready.pop()
+        order.append(t)
+        for i in out[t]:
+            indeg[qa[i]] -= 1
+            if indeg[qa[i]] == 0:
+                ready.append(int(qa[i]))
+    rank = np.full(k, k, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    steps = sorted(keep.tolist(), key=lambda i: (rank[pa[i]], rank[qa[i]]))
+    return [(int(pa[i]), int(qa[i]), float(f[i])) for i in steps]
+
+
+def probe(s: SearchState, adj: list[set[int]], most: float) -> dict:
+    """What :func:`give` can pass from each territory to each neighbour, up to ``most``
+    (tried and taken back)."""
+    cap = {}
+    for p in range(s.k):
+        for q in sorted(adj[p]):
+            before = s.tot[q][0]
+            s.begin()
+            give(s, p, q, most)
+            cap[(p, q)] = s.tot[q][0] - before
+            s.undo()
+    return cap
+
+
+def flow_balance(
+    s: SearchState, goal: float = 0.5, max_iter: int | None = None, step: float = STEP,
+    attempts: int = ATTEMPTS,
+) -> None:  # fmt: skip
+    """Even out the primary column along a plan of flows between neighbouring territories
+    (:func:`flow_plan`, bounded by what each pair can pass, :func:`probe`): each round
+    passes ``step`` of every planned amount by handing the taker part of the giver next
+    to it (:func:`give`), givers first, and is kept when it lowers the imbalance. A
+    round that does not is undone, the pairs that passed less than half their amount
+    are bounded by what they passed, and the round is planned again (up to ``attempts``
+    times); the rounds end when no attempt helps."""
+    best = imbalance(s, goal)
+    max_iter = max_iter if max_iter is not None else s.k
+    for _ in range(max_iter):
+        if best[0] <= 0:
+            break
+        adj = s.territory_graph()
+        worst = max(abs(s.tot[t][0] - s.bands.goal[t][0]) for t in range(s.k))
+        cap = probe(s, adj, worst)
+        for _ in range(attempts):
+            plan = flow_plan(s, adj, cap)
+            s.begin()
+            short = {}
+            for p, q, amount in plan:
+                window = 0.25 * goal * s.bands.tol[0] * s.bands.goal[q][0]
+                if amount * step <= window:
+                    continue
+                before = s.tot[q][0]
+                give(s, p, q, amount * step, window=window)
+                if s.tot[q][0] - before < 0.5 * amount * step:
+                    short[(p, q)] = max(s.tot[q][0] - before, 0.0) / step
+            now = imbalance(s, goal)
+            if now < best:
+                break
+            s.undo()
+            if not short:
+                break
+            cap.update(short)
+        if now < best:
+            best = now
+            s.log = None
+            continue
+        break
     s.log = None

@@ -32,7 +32,7 @@ from patchmap.partition.coarsen import COARSEN_MIN_UNITS, coarsen, project
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import score
 from patchmap.partition.problem import MARGIN, Problem
-from patchmap.partition.recom import chain_balance
+from patchmap.partition.recom import chain_balance, flow_balance
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
@@ -170,8 +170,10 @@ def solve(
     territory), three extra starts come first from capacitated assignments of units to
     homes (see :func:`~patchmap.partition.seeding.capacity_seed`): recursive bisection
     can trap a rep whose home sits among others' in a pocket it cannot grow out of.
-    A home start still off its balance target is rebalanced by re-splitting pairs of
-    territories along chains (:func:`~patchmap.partition.recom.chain_balance`), and the
+    A home start still off its balance target is rebalanced along a plan of flows
+    between neighbouring territories (:func:`~patchmap.partition.recom.flow_balance`),
+    then by re-splitting pairs of territories along chains
+    (:func:`~patchmap.partition.recom.chain_balance`), and the
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
     gain.
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
@@ -210,7 +212,8 @@ def solve(
             s = SearchState(problem, lab, rng)
             balance(s, 0.5, max_iter=40 * k, failures=5.0, in_a_row=True)
             improve(s, max_rounds)
-            if score(s)[0] > 0:  # boundary moves are stuck: re-split pairs along chains
+            if score(s)[0] > 0:  # boundary moves are stuck: pass weight along a flow
+                flow_balance(s)  # plan, then re-split pairs along chains
                 chain_balance(s, rng)
                 improve(s, max_rounds)
             sc = score(s)
@@ -220,6 +223,7 @@ def solve(
             # the best start is still off: more rounds while they gain
             s = SearchState(problem, best[1], np.random.default_rng([seed, 11]))
             for _ in range(CHAIN_ROUNDS):
+                flow_balance(s)
                 chain_balance(s, s.rng)
                 improve(s, max_rounds)
                 sc = score(s)
