@@ -223,6 +223,7 @@ def example_run(tmp_path_factory):
     (ex / "segments.toml").write_text(toml.replace("seed = 0\n", "seed = 0\neffort = 0\n"))
     r = run_cli("run", ex / "segments.toml")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "search: best" not in r.stderr  # [partition] effort = 0 reached every segment
     return r, root / "out" / "segments"
 
 
@@ -347,6 +348,30 @@ def test_plan_file_segment_errors_exit_2_naming_the_segment(
     code, err = _cli(capsys, "run", _plan(tmp_path, segments, ri_accounts_csv))
     assert code == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "x").exists()  # the evil rule ran nothing
+
+
+def test_segments_take_the_search_settings_of_partition(tmp_path, ri_accounts_csv):
+    """[partition] target, effort and time_limit reach each segment that leaves them out
+    (in library units: target as a fraction), and a segment's own value wins."""
+    from patchmap.config import load_config
+    from patchmap.segments.segment import segments_from_tables
+
+    p = _plan(
+        tmp_path,
+        '[[segment]]\nname = "a"\nwhere = "employees >= 50"\n'
+        '[[segment]]\nname = "b"\neffort = 0.5\ntarget = 3\ntime_limit = 9',
+        ri_accounts_csv,
+    )
+    p.write_text(
+        p.read_text().replace("territories = 3\n", "territories = 3\neffort = 0\ntarget = 2\n")
+    )
+    a, b = segments_from_tables(load_config(p).segments)
+    assert (a.partition["effort"], a.partition["target"], a.partition["time_limit"]) == (
+        0, pytest.approx(0.02), None,
+    )  # fmt: skip
+    assert (b.partition["effort"], b.partition["target"], b.partition["time_limit"]) == (
+        0.5, pytest.approx(0.03), 9,
+    )  # fmt: skip
 
 
 def test_named_accounts_unknown_ids_exit_2_with_lines(tmp_path, capsys, ri_accounts_csv):

@@ -977,9 +977,9 @@ OPTIONS: tuple[Option, ...] = (
 ARRAY_TABLES: dict[str, dict[str, tuple[str, ...]]] = {
     "segment": {
         "partition": (
-            "balance", "territories", "tolerance", "seed", "reps", "current", "max_moved",
-            "relax", "locked", "within", "regions", "quota", "quota_floor", "quota_cap",
-            "named_mode",
+            "balance", "territories", "tolerance", "seed", "target", "effort", "time_limit",
+            "reps", "current", "max_moved", "relax", "locked", "within", "regions", "quota",
+            "quota_floor", "quota_cap", "named_mode",
         ),
         "export": ("capacity",),
     }
