@@ -37,7 +37,9 @@ def ca() -> gpd.GeoDataFrame:
 
 @pytest.fixture(scope="module")
 def ca_plan(ca) -> Plan:
-    return Partitioner(20, "population", seed=0).fit(ca)
+    """The California plan, with a fifth of the default search (its cut-edge fraction is
+    0.092 at that effort, 0.090 at the default and 0.098 with no anytime search)."""
+    return Partitioner(20, "population", seed=0, effort=0.2).fit(ca)
 
 
 def squares(nx: int, ny: int, x0: float = 0.0, prefix: str = "u") -> gpd.GeoDataFrame:
@@ -243,10 +245,10 @@ def test_bad_parameters(kwargs, message):
 def test_estimator_contract():
     from sklearn.base import clone
 
-    part = Partitioner(4, ["w", "v"], tolerance=0.03, seed=5)
+    part = Partitioner(4, ["w", "v"], tolerance=0.03, seed=5, effort=0)
     params = part.get_params()
     assert params["n_territories"] == 4 and params["balance"] == ["w", "v"]
-    assert params["tolerance"] == 0.03 and params["seed"] == 5
+    assert params["tolerance"] == 0.03 and params["seed"] == 5 and params["effort"] == 0
     copy = clone(part).set_params(n_territories=3, labels="Z{:d}")
     assert copy.get_params()["n_territories"] == 3 and part.n_territories == 4
     plan = copy.fit(squares(6, 6))
