@@ -402,6 +402,26 @@ def test_missing_solver_is_a_clear_exit_2(tmp_path, ri):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_the_solver_banner_never_reaches_stdout():
+    # HiGHS prints a banner on file descriptor 1 the first time it is created in a process;
+    # a caller capturing sys.stdout (a notebook, a test) must not get it on the terminal
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, io, numpy as np\n"
+        "from patchmap.certify import Instance, lower_bound\n"
+        "inst = Instance.from_bands(np.array([0, 1]), np.array([1, 2]), np.ones(3),\n"
+        "    shares=np.full(2, 0.5), tolerances=[0.5])\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    res = lower_bound(inst, time_limit=5)\n"
+        "assert res.lower_bound == 1, res\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == "", r.stdout
+
+
 def test_plan_file_prove_runs_through_to_summary_md(tmp_path, ri):
     from patchmap.config import load_config
 

@@ -119,14 +119,17 @@ def pieces(inst: Instance, labels: np.ndarray, j: int) -> list[np.ndarray]:
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """HiGHS prints a banner to the process's stdout the first time it is created."""
+    """HiGHS prints a banner to the process's stdout the first time it is created: to file
+    descriptor 1, whatever ``sys.stdout`` is (a caller capturing it still sees the banner)."""
+    fd = 1
+    for stream in (sys.stdout, sys.__stdout__):
+        if stream is not None:
+            stream.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
+        saved = os.dup(fd)
+    except OSError:  # no stdout at all
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(fd)
     null = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, fd)
