@@ -25,6 +25,7 @@ NOT_HERE = {
     "patchmap geodata fetch zcta --source": "a national Census archive: tests/test_geofetch.py "
     "registers a one-state archive",
     "patchmap geodata fetch zcta": "downloads from the Census Bureau (network)",
+    "pip install": "installs into the running environment; the test extras include highspy",
 }
 
 
@@ -33,12 +34,16 @@ NOT_HERE = {
 #: every command runs and writes what it names. How good the default search's plans are is
 #: pinned by tests/test_golden.py and checked by tests/test_partition.py.
 QUICK = ("--effort", "0")
+#: ... and a ``--prove`` command proves for 2 s, not the README's minute: its bound is
+#: valid either way (tests/test_certify.py checks bounds against exhaustive enumeration).
+QUICK_PROOF = ("--prove-time-limit", "2")
 
 
 def shell_commands(text: str) -> list[str]:
-    """The commands of every ```sh block: continuation lines joined, comments dropped."""
+    """The commands of every shell block (```sh, ```bash, ```console, ```shell): continuation
+    lines joined, comments dropped."""
     commands: list[str] = []
-    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+    for block in re.findall(r"^```(?:sh|bash|console|shell)\n(.*?)^```", text, flags=re.S | re.M):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             words = shlex.split(line, comments=True)
@@ -57,7 +62,10 @@ def _skipped(command: str) -> str | None:
 def test_readme_commands_parse():
     commands = shell_commands(README.read_text())
     assert len(commands) >= 20
-    assert all(c.split()[0] in ("patchmap", "make") for c in commands), commands
+    assert all(c.split()[0] in ("patchmap", "make", "pip") for c in commands), commands
+    # no other fenced block holds shell commands the runner would not see
+    fences = re.findall(r"^```(\w*)\n", README.read_text(), flags=re.M)
+    assert set(fences) <= {"sh", "toml", "python", ""}, fences
     # the README tells a newcomer how to call the command `make demo` installs
     assert ".venv/bin/patchmap" in README.read_text()
 
@@ -76,6 +84,7 @@ def test_every_readme_shell_command_runs(tmp_path):
             continue
         words = shlex.split(command)
         quick = QUICK if words[1] == "partition" else ()
+        quick += QUICK_PROOF if "--prove" in words else ()
         r = run_cli(*words[1:], *quick, cwd=tmp_path)
         assert r.returncode == 0, f"$ {command}\n{r.stderr[-3000:]}"
         if "--out" in words:
