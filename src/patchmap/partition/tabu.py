@@ -139,6 +139,19 @@ def pair_search(
     # each boundary unit's moves (territories, cut-edge change), kept until the unit or a
     # neighbour changes territory: a step rebuilds only those around its moved units
     moves: dict[int, list] = {}
+    # whether a unit may leave its territory, kept until that territory changes (its
+    # version counts the moves in and out of it)
+    version = [0] * k
+    leaves: dict[int, tuple[int, int, bool]] = {}
+
+    def may_leave(u: int, p: int) -> bool:
+        hit = leaves.get(u)
+        if hit is not None and hit[0] == p and hit[1] == version[p]:
+            return hit[2]
+        ok = can_remove(s, u, p)
+        leaves[u] = (p, version[p], ok)
+        return ok
+
     base = max(2, int(round(math.sqrt(n) / TENURE_DIV)))
     base_key, base_lab = best, best_lab
     kicks, flat = 0, 0
@@ -197,7 +210,7 @@ def pair_search(
                 break
             a, b = divmod(f, M + 1)
             ua, pa, qa = int(U[a]), int(P[a]), int(Q[a])
-            if s.lab[ua] != pa or not can_remove(s, ua, pa):
+            if s.lab[ua] != pa or not may_leave(ua, pa):
                 continue
             s.move(ua, pa, qa)
             if b < M:
@@ -211,8 +224,12 @@ def pair_search(
                     continue
                 s.move(ub, pb, qb)
                 moved = (ua, ub)
+                version[pb] += 1
+                version[qb] += 1
             else:
                 moved = (ua,)
+            version[pa] += 1
+            version[qa] += 1
             cut += int(C[a, b])
             viol = float(V[a, b])
             done = True
@@ -231,6 +248,7 @@ def pair_search(
                 _kick(s, rnd, 1 + rnd.randint(0, 1 + k))
             for x in _around(s, np.flatnonzero(before != s.labn)):
                 moves.pop(x, None)
+            leaves.clear()
             bnd = set(s.boundary().tolist())
             cut = s.cut_edges()
             viol = float(violation(np.array(s.tot)).sum())
