@@ -155,6 +155,19 @@ def test_absurd_capacity_and_quota_are_exit_2(ri_units, tmp_path):
     _exit_2(r, "--quota")
 
 
+def test_a_balance_total_that_overflows_is_exit_2_not_a_100_percent_plan(ri_units, tmp_path):
+    """Every unit at 1e307: the total overflows to inf, which once wrote a plan "100% off"."""
+    import geopandas as gpd
+
+    units = gpd.read_parquet(ri_units / "units.parquet")
+    units["potential"] = 1e307
+    units.to_parquet(tmp_path / "huge.parquet")
+    r = run_cli("partition", tmp_path / "huge.parquet", "--id", "unit_id", "--balance",
+                "potential", "--territories", "2", "--out", tmp_path / "p.csv")  # fmt: skip
+    _exit_2(r, "'potential'", "too large to add up")
+    assert not (tmp_path / "p.csv").exists()
+
+
 # --- item 10: internal errors that were bad input ---------------------------------------------
 
 

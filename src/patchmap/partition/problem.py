@@ -46,6 +46,7 @@ TARGET = default("partition", "target")  # default band of the primary column (0
 TOLERANCE = default("partition", "tolerance")  # default band of the secondary columns
 EFFORT = default("partition", "effort")  # default length of the anytime search
 COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
+MAX_BALANCE_TOTAL = 1e100  # a balance total beyond this overflows the squared deviations
 
 
 class Graph:
@@ -167,7 +168,14 @@ def balance_weights(units: pd.DataFrame, balance: Sequence[str]) -> np.ndarray:
             raise InputError(f"balance column {c!r} has infinite values")
         if (v < 0).any():
             raise InputError(f"balance column {c!r} has negative values (e.g. {v[v < 0][0]:g})")
-        if v.sum() <= 0:
+        with np.errstate(over="ignore"):
+            total = v.sum()
+        if not total <= MAX_BALANCE_TOTAL:  # an overflowing sum made every plan "100% off"
+            raise InputError(
+                f"balance column {c!r} is too large to add up (total beyond "
+                f"{MAX_BALANCE_TOTAL:g}); rescale it, e.g. in thousands"
+            )
+        if total <= 0:
             raise InputError(f"balance column {c!r} sums to zero: nothing to balance")
         cols.append(v)
     return np.column_stack(cols)
