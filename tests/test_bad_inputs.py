@@ -223,6 +223,11 @@ def test_duplicate_columns_na_ids_bare_cr_delimiters_and_encodings(tmp_path):
     r = score("cr.csv", b"account_id,zip,name\r\nA1,02903,Blue\rFoods\r\nA2,02840,x\r\n")
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (2, 2, 0)  # the bare CR stays in the name: no phantom row
+    # and the output quotes it, so Excel or pandas read two rows back, not three
+    back = pd.read_csv(tmp_path / "cr.csv.out.csv", dtype=str)
+    assert back["name"].tolist() == ["Blue\rFoods", "x"]
+    r = run_cli("score", tmp_path / "cr.csv.out.csv", "--out", tmp_path / "again.csv")
+    assert r.returncode == 0 and _tally(r) == (2, 2, 0), r.stderr
     r = score("semi.csv", b"account_id;zip;employees\nA1;02903;5\nA2;02840;7\n")
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (2, 2, 0) and "semicolon-separated" in r.stderr

@@ -423,9 +423,31 @@ def write_csv(
         if safe is df:
             safe = df.copy()
         safe.index = pd.Index(neutralize_formulas(pd.Series(df.index)), name=df.index.name)
+    if "quoting" not in kwargs and _has_carriage_return(safe):
+        # the csv module quotes only the line terminator ("\n"): a field holding a bare CR
+        # would be written bare and read back by Excel or pandas as two rows
+        kwargs["quoting"] = csv.QUOTE_NONNUMERIC
     with atomic_path(path, immediate=immediate) as tmp:
         safe.to_csv(tmp, **kwargs)
     return Path(path)
+
+
+def _has_carriage_return(df: pd.DataFrame) -> bool:
+    """Whether any column name, index label or text cell of ``df`` holds a CR."""
+    names = [*map(str, df.columns), *map(str, df.index.names)]
+    if any("\r" in n for n in names):
+        return True
+    texts = [df.iloc[:, i] for i in range(df.shape[1]) if df.iloc[:, i].dtype.kind == "O"]
+    if df.index.dtype.kind == "O":
+        texts.append(pd.Series(df.index))
+    for col in texts:
+        try:
+            found = col.str.contains("\r", regex=False, na=False).any()
+        except AttributeError:  # no text at all in this column
+            continue
+        if found:
+            return True
+    return False
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
