@@ -189,6 +189,9 @@ def test_k_equal_to_units_and_negative_seed(ri_units, tmp_path):
     assert r.returncode == 0, r.stderr
     assert pd.read_csv(tmp_path / "p.csv")["territory"].nunique() == n
     r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
+                "accounts", "--territories", str(n + 1), "--out", tmp_path / "p1.csv")  # fmt: skip
+    _exit_2(r, f"{n + 1} territories asked for but only {n} units")  # not "n_territories="
+    r = run_cli("partition", ri_units / "units.parquet", "--id", "unit_id", "--balance",
                 "accounts", "--territories", "2", "--seed", "-1", "--out", tmp_path / "q.csv")  # fmt: skip
     _exit_2(r, "--seed")
 

@@ -259,7 +259,7 @@ def test_estimator_contract():
 @pytest.mark.parametrize(
     ("mutate", "k", "message"),
     [
-        (lambda u: u, 40, "n_territories=40 exceeds the number of units \\(36\\)"),
+        (lambda u: u, 40, "40 territories asked for but only 36 units to share"),
         (lambda u: u.assign(w="x"), 3, "balance column 'w' is not numeric"),
         (
             lambda u: u.assign(w=np.where(u.index == 3, -1.0, 1.0)),

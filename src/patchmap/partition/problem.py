@@ -203,7 +203,7 @@ def prepare(
     W = balance_weights(units, balance)
     n = len(units)
     if n_territories > n:
-        raise InputError(f"n_territories={n_territories} exceeds the number of units ({n})")
+        raise InputError(f"{n_territories} territories asked for but only {n} units to share")
     if adjacency is None:
         adjacency = build_adjacency(units, id_col=col)
     else:
