@@ -234,3 +234,23 @@ def test_a_temporary_file_no_block_owns_yet_is_removed_at_exit(tmp_path):
     assert tmp.exists()
     remove_temporary_files()
     assert not tmp.exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_markdown_reports_carry_no_raw_html(chain, tmp_path):
+    """A label ``<img src=x onerror=…>`` reaches summary.md and compare.md as ``&lt;img…``:
+    a Markdown viewer renders it as text, not as an image whose onerror runs."""
+    plan = pd.read_csv(chain / "plan.csv", dtype=str)
+    plan["territory"] = "<img src=x onerror=alert(1)>" + plan["territory"]
+    evil = tmp_path / "<img src=x onerror=alert(2)>.csv"
+    plan.to_csv(evil, index=False)
+    r = run_cli("export", chain / "units.parquet", evil, "--out", tmp_path / "exp")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("compare", chain / "plan.csv", evil, "--units", chain / "units.parquet",
+                "--out", tmp_path / "cmp")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = (tmp_path / "exp" / "summary.md").read_text()
+    compare = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)>T0" in summary
+    assert "&lt;img src=x onerror=alert(2)>" in compare
+    for text in (summary, compare):
+        assert "<" not in text

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
-from patchmap.io import write_csv, write_text
+from patchmap.io import write_csv, write_markdown
 from patchmap.render.common import format_metric
 
 __all__ = ["Comparison", "compare_plans", "format_metric", "plan_homes", "write_comparison"]
@@ -273,7 +273,7 @@ def write_comparison(
         )
     written = {
         "compare_csv": write_csv(t, out / "compare.csv"),
-        "compare_md": write_text(comparison.markdown(), out / "compare.md"),
+        "compare_md": write_markdown(comparison.markdown(), out / "compare.md"),
     }
     if units is not None and isinstance(units, gpd.GeoDataFrame):
         from patchmap.render import render_compare

@@ -21,7 +21,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.io import write_csv, write_text
+from patchmap.io import write_csv, write_markdown
 
 __all__ = ["VACANT", "PlanDiff", "plan_diff", "write_diff"]
 
@@ -324,7 +324,7 @@ def write_diff(diff: PlanDiff, out_dir: str | os.PathLike) -> dict[str, Path]:
         "zip_changes": write_csv(diff.zips.round(2), out / "zip_changes.csv"),
         "account_changes": write_csv(diff.accounts.round(2), out / "account_changes.csv"),
         "off_target": write_csv(diff.off_target.round(6), out / "off_target.csv"),
-        "diff_md": write_text(diff.markdown(), out / "diff.md"),
+        "diff_md": write_markdown(diff.markdown(), out / "diff.md"),
     }
     if len(diff.reps):
         written["rep_totals"] = write_csv(diff.reps.round(2), out / "rep_totals.csv")

@@ -27,7 +27,7 @@ from patchmap.io import (
     check_known_ids,
     listed_lines,
     write_csv,
-    write_text,
+    write_markdown,
     write_units,
 )
 
@@ -1283,7 +1283,7 @@ def export_plan(
         units, labels, measures, tolerance, adjacency=getattr(plan_metrics, "adjacency", None),
         share=summary["target_share"].to_numpy() if "target_share" in summary else None,
     )  # fmt: skip
-    written["summary_md"] = write_text(
+    written["summary_md"] = write_markdown(
         summary_markdown(summary, plan_metrics=plan_metrics, capacity=capacity, off_target=off),
         out / "summary.md",
     )

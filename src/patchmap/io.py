@@ -457,6 +457,13 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def write_markdown(text: str, path: str | os.PathLike) -> Path:
+    """Write a Markdown report atomically with every ``<`` as ``&lt;``: labels, ids and
+    file names in it are the user's, and a Markdown viewer renders a raw ``<img …>`` as
+    HTML. patchmap's reports use no HTML of their own, so nothing else changes."""
+    return write_text(text.replace("<", "&lt;"), path)
+
+
 def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
     """Write a unit GeoDataFrame; the format follows the suffix (GeoParquet by default)."""
     target = Path(path)

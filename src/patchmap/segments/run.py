@@ -44,7 +44,7 @@ def run_segments(config, *, echo: Echo = _quiet):
     :class:`patchmap.pipeline.RunResult` with ``segments`` set to the
     :class:`~patchmap.segments.plan.SegmentedPlan`."""
     from patchmap.accounts import load_accounts, tally_line
-    from patchmap.io import write_csv, write_text, write_units
+    from patchmap.io import write_csv, write_markdown, write_units
     from patchmap.logs import log, progress
     from patchmap.pipeline import RunResult
     from patchmap.scoring import score_accounts, scoring_config, write_scored
@@ -106,7 +106,7 @@ def run_segments(config, *, echo: Echo = _quiet):
         assigned = assignments_table(sp, tables, scored.accounts, sums=sums)
         res.outputs["assignments"] = write_csv(assigned, out / "assignments.csv")
         res.outputs.update(_crm_files(config, segments, out, zips, summary, assigned))
-        res.outputs["summary_md"] = write_text(
+        res.outputs["summary_md"] = write_markdown(
             segments_markdown(per_segment, tables, title=config.map.get("title")),
             out / "summary.md",
         )
