@@ -101,3 +101,24 @@ def test_multilevel_plan_contiguous_and_balanced(monkeypatch, k):
     best = schedule.solve(p, seed=0, effort=0.0)
     rank = [score(SearchState(p, x, np.random.default_rng(0))) for x in (best, lab)]
     assert rank[0] <= rank[1]
+
+
+def test_many_territories_take_the_multilevel_plan(monkeypatch):
+    # below the per-territory gate but above MANY_UNITS: the multilevel plan alone, no
+    # flat restart (one costs more than the whole multilevel solve at K=200, 140k units)
+    p = grid_problem(80, 60, 24)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(schedule, "MANY_UNITS", 4000)
+    seeded = []
+    seed = schedule.recursive_seed
+
+    def spy(graph, *a, **kw):
+        seeded.append(graph.n)
+        return seed(graph, *a, **kw)
+
+    monkeypatch.setattr(schedule, "recursive_seed", spy)
+    lab = schedule.solve(p, seed=0, effort=0.0)
+    assert seeded and p.graph.n not in seeded  # the coarsest level only
+    assert (fine_components(p.graph, lab) == 1).all()
+    tot = np.bincount(lab, weights=p.weights[:, 0], minlength=24)
+    assert np.abs(tot / (tot.sum() / 24) - 1).max() <= 0.005

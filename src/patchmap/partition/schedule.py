@@ -13,10 +13,15 @@ from fresh restarts, for a number of steps set by ``effort`` (deterministic for 
 and never past ``time_limit``.
 
 A map above :data:`~patchmap.partition.coarsen.COARSEN_MIN_UNITS` units (with at least
-:data:`COARSEN_MIN_PER_TERRITORY` per territory) is first solved multilevel
+:data:`COARSEN_MIN_PER_TERRITORY` per territory, or at least :data:`MANY_UNITS` in all)
+is first solved multilevel
 (:func:`multilevel`: coarsen, search the coarsest level, refine level by level, then one
 :func:`vcycle` in the exact bands); that plan and the flat restart compete, and the
 anytime phase refines the winner on the full map, its cap covering the whole solve.
+With many territories (fewer units each than the gate) the multilevel plan goes alone,
+without the V-cycle and the flat restart: on lower-48 H3 r7 cells at K=50 the V-cycle
+cost as much as the rest of the solve and gained nothing, and the flat restart, as
+costly, cut 10% more edges (a restart runs only if the plan misses its target).
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
 VCYCLE_SHARE = 0.2  # ... and the V-cycle's coarsest level
 COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
+MANY_UNITS = 50_000  # ... or with at least this many units (then the multilevel plan alone)
 LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
 
 
@@ -189,14 +195,15 @@ def solve(
     limit = time_limit if time_limit is not None else default_time_limit(n)
     start = clock()
     large = (
-        levels and n > COARSEN_MIN_UNITS and n >= COARSEN_MIN_PER_TERRITORY * k
+        levels and n > COARSEN_MIN_UNITS and n >= min(COARSEN_MIN_PER_TERRITORY * k, MANY_UNITS)
         and initial is None and homes is None
     )  # fmt: skip
+    many = large and n < COARSEN_MIN_PER_TERRITORY * k
     if large:
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
             problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
-            time_limit=time_limit, report=report,
+            time_limit=time_limit, report=report, cycle=not many,
         )  # fmt: skip
         if lab is not None:
             best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
@@ -233,6 +240,8 @@ def solve(
                 if sc[0] <= 0:
                     break
     n_init = n_init if n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
+    if many and best is not None:
+        n_init = 0  # many territories: the multilevel plan alone (restarts only while off)
     # restarts; a few more when none has met the primary target yet (an unlucky
     # early split among coarse units is the usual cause, and another seed avoids it)
     seeds = rng_master.integers(0, 2**31 - 1, size=n_init + RETRIES)
@@ -328,11 +337,12 @@ def multilevel(
     effort: float = 0.0,
     time_limit: float | None = None,
     report: Callable | None = None,
+    cycle: bool = True,
 ) -> np.ndarray | None:
     """A large map solved multilevel (see :mod:`~patchmap.partition.coarsen`): coarsen,
     solve the coarsest level with the full search (restarts and the anytime phase),
-    then project the plan back level by level, balancing and refining on each. None
-    when the map does not coarsen."""
+    then project the plan back level by level, balancing and refining on each, and
+    (with ``cycle``) one V-cycle. None when the map does not coarsen."""
     rng = np.random.default_rng([seed, 11])
     stack = coarsen(problem, rng)
     if not stack:
@@ -343,6 +353,8 @@ def multilevel(
         levels=False,
     )  # fmt: skip
     lab = uncoarsen(problem, stack, lab, rng)
+    if not cycle:
+        return lab
     # one V-cycle in the exact bands: the plan's territories coarsen, and the coarse
     # search moves whole stretches of their boundaries
     return vcycle(
