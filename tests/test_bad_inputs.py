@@ -3,9 +3,7 @@ encodings and delimiters, through the CLI; and a property-based fuzz test of ing
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -196,17 +194,15 @@ def test_k_equal_to_units_and_negative_seed(ri_units, tmp_path):
     _exit_2(r, "--seed")
 
 
-def test_tampered_cache_manifest_is_exit_2(ri_units, tmp_path):
+def test_tampered_cache_manifest_is_exit_2(ri_units, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "manifest.json").write_text('{"format": 1, "entries": {"zcta/2020": 5}}')
-    env = {**os.environ, "PATCHMAP_CACHE": str(cache)}
-    r = subprocess.run(
-        [sys.executable, "-m", "patchmap", "layers", ri_units / "accounts.csv", "--units",
-         "zcta", "--region", "RI", "--out", tmp_path / "u.parquet"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+    monkeypatch.setenv("PATCHMAP_CACHE", str(cache))
+    r = run_cli("layers", ri_units / "accounts.csv", "--units", "zcta", "--region", "RI",
+                "--out", tmp_path / "u.parquet")  # fmt: skip
     _exit_2(r, "manifest.json", "zcta/2020")
+    assert not (tmp_path / "u.parquet").exists()
 
 
 # --- item 12: text files as they arrive -------------------------------------------------------
@@ -356,7 +352,7 @@ def two_states(tmp_path_factory):
                 "--out", d / "units.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "accounts",
-                "--territories", "2", "--out", d / "plan.csv")  # fmt: skip
+                "--territories", "2", "--effort", "0", "--out", d / "plan.csv")  # fmt: skip
     assert r.returncode == 0, r.stderr
     return d
 
@@ -420,7 +416,7 @@ def test_reps_file_mixing_zip_only_and_lat_lon_rows(two_states, tmp_path):
     reps = tmp_path / "reps.csv"
     reps.write_text("rep_id,zip,lat,lon\nana,02903,,\nbob,,39.74,-75.55\n")
     r = run_cli("partition", two_states / "units.parquet", "--id", "unit_id", "--balance",
-                "accounts", "--reps", reps, "--out", tmp_path / "p.csv")  # fmt: skip
+                "accounts", "--reps", reps, "--effort", "0", "--out", tmp_path / "p.csv")  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = pd.read_csv(tmp_path / "p.reps.csv", dtype={"home_unit": str}).set_index("rep_id")
     assert report.loc["ana", "home_unit"] == "44007"  # Providence, by the ZIP
