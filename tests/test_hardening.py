@@ -126,6 +126,7 @@ def test_symlink_fifo_and_device_targets_are_refused(chain, tmp_path):
         r = run_cli("partition", chain / "units.parquet", "--id", "unit_id", "--balance",
                     "potential", "--territories", "3", "--out", target)  # fmt: skip
         _one_line_exit_2(r, str(target), word)
+        assert "search" not in r.stderr, r.stderr  # refused before the work, not after
     assert link.is_symlink() and real.read_text() == "keep me\n"
     assert fifo.is_fifo()
     assert Path("/dev/null").is_char_device()

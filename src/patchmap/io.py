@@ -341,7 +341,11 @@ def writes_outputs(*outputs: str) -> Callable:
                     ins.append(getattr(value, "source", None))
             with one_run(ins):
                 for out in outs:
-                    if isinstance(out, (str, os.PathLike)) and Path(out).suffix:
+                    # a file name (with a suffix), or anything already there but a folder
+                    # (a device such as /dev/null): refused before the work, not after it
+                    if isinstance(out, (str, os.PathLike)) and (
+                        Path(out).suffix or (os.path.lexists(out) and not os.path.isdir(out))
+                    ):
                         check_target(out)
                 return f(*args, **kwargs)
 
