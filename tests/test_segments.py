@@ -481,18 +481,27 @@ def test_plan_without_segments_routes_named_accounts_counted_in_balance(tmp_path
     assert units["accounts"].sum() + 3 == len(a)  # held out of the units
 
 
-def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys):
-    ex = REPO / "examples"
+@pytest.fixture(scope="module")
+def scored_east(tmp_path_factory) -> Path:
+    """examples/accounts_east.csv scored once (layers and export then train no model)."""
+    out = tmp_path_factory.mktemp("scored") / "scored_east.csv"
+    r = run_cli("score", REPO / "examples" / "accounts_east.csv", "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys, scored_east):
+    accounts = scored_east
     named = tmp_path / "named.csv"
     named.write_text("account_id,territory\nA0001558,T01\nA0001220,T02\n")
     units, plan, out = tmp_path / "u.parquet", tmp_path / "plan.csv", tmp_path / "exports"
-    code, err = _cli(capsys, "layers", ex / "accounts_east.csv", "--units", "zcta", "--named",
+    code, err = _cli(capsys, "layers", accounts, "--units", "zcta", "--named",
                      named, "--out", units)  # fmt: skip
     assert code == 0, err
     code, err = _cli(capsys, "partition", units, "--balance", "potential", "--territories", "3",
                      "--effort", "0", "--out", plan)  # fmt: skip
     assert code == 0, err
-    code, err = _cli(capsys, "export", units, plan, "--accounts", ex / "accounts_east.csv",
+    code, err = _cli(capsys, "export", units, plan, "--accounts", accounts,
                      "--named", named, "--out", out)  # fmt: skip
     assert code == 0, err
     a = pd.read_csv(out / "assignments.csv", dtype=str)
@@ -502,7 +511,7 @@ def test_cli_layers_and_export_with_named_accounts(tmp_path, capsys):
     assert s["named_accounts"].to_dict() == {"T01": 1, "T02": 1, "T03": 0}
     bad = tmp_path / "bad.csv"
     bad.write_text("account_id,territory\nA0001558,T09\n")
-    code, err = _cli(capsys, "export", units, plan, "--accounts", ex / "accounts_east.csv",
+    code, err = _cli(capsys, "export", units, plan, "--accounts", accounts,
                      "--named", bad, "--out", tmp_path / "x")  # fmt: skip
     assert code == 2 and "bad.csv: line 2 ('A0001558'): territory 'T09' is not a territory" in err
 
