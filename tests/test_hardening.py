@@ -191,7 +191,7 @@ def test_sigterm_leaves_the_previous_export_whole_and_no_temp_file(chain, tmp_pa
     assert r.returncode == 0, r.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "patchmap", "export", chain / "units.parquet", plan6,
-         "--accounts", chain / "accounts.csv", "--format", "all", "--out", out],
+         "--accounts", chain / "accounts.csv", "--format", "salesforce", "--out", out],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     # wait until the export has written at least one file (held back as a temporary file)
