@@ -140,8 +140,12 @@ def render(
     bound: tuple[float, str] = (0.0, ""),
 ) -> str:  # fmt: skip
     """The ``## Rep home bases`` section of BENCHMARKS.md (markdown)."""
+    args = sys.argv[1:]
+    # an output path outside the repository is the machine's: leave it (and its flag) out
+    drop = {i for i, a in enumerate(args) if os.path.isabs(a)}
+    drop |= {i - 1 for i in drop if i > 0 and args[i - 1] == "--out"}
     shown = " ".join(["python benchmarks/reps.py",
-                      *[a for a in sys.argv[1:] if not os.path.isabs(a)]])  # fmt: skip
+                      *[a for i, a in enumerate(args) if i not in drop]])  # fmt: skip
     met = [r for r in rows if r["max_dev"] <= GOAL and r["contiguous"] and r["homes"]]
     yn = {True: "yes", False: "no"}
     return "\n".join([
