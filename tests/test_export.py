@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -131,6 +133,8 @@ def test_territory_geometries_valid_with_totals(exported, units):
         assert shapely.is_valid(t.geometry.values).all()
         assert set(t.geom_type) <= {"Polygon", "MultiPolygon"}
         assert t["accounts"].sum() == units["accounts"].sum()
+    # the collection is named after the file, not the temporary file it was written to
+    assert json.loads((out / "territories.geojson").read_text())["name"] == "territories"
     t = gpd.read_file(out / "territories.gpkg")
     area = t.to_crs(6933).area.sum()
     assert area == pytest.approx(units.to_crs(6933).area.sum(), rel=1e-6)

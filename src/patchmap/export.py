@@ -1041,6 +1041,7 @@ def _write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
             tmp,
             driver="GeoJSON",
             engine="pyogrio",
+            layer=path.stem,  # the collection's "name" (else the temporary file's name)
             layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": "6"},
         )
     return path

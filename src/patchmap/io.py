@@ -484,7 +484,7 @@ def write_units(units: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
             units.to_file(tmp, driver="GPKG", engine="pyogrio", layer=target.stem)
         else:
             tmp.unlink()
-            units.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+            units.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=target.stem)
     return target
 
 
