@@ -168,15 +168,22 @@ def _feasible_plans(inst: Instance) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize(("seed", "n", "k", "tol", "fix"), CASES[:6])
-def test_every_contiguous_plan_is_a_point_of_the_model(county_graph, seed, n, k, tol, fix):
-    # the model (fixing, anchors, neighbour rows) may only remove labellings no plan
-    # has: every feasible plan, in the model's naming, satisfies every row and bound
+def _case(county_graph, seed, n, k, tol, fix):
+    """A brute-force case: a piece of counties, its instance (the largest unit fixed to the
+    last territory when ``fix``) and its edge ends."""
     ei, ej, pop = _piece(county_graph, seed, n)
     fixed = np.full(len(pop), -1)
     if fix:
         fixed[np.argmax(pop)] = k - 1
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
+    return ei, ej, inst
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol", "fix"), CASES[:6])
+def test_every_contiguous_plan_is_a_point_of_the_model(county_graph, seed, n, k, tol, fix):
+    # the model (fixing, anchors, neighbour rows) may only remove labellings no plan
+    # has: every feasible plan, in the model's naming, satisfies every row and bound
+    ei, ej, inst = _case(county_graph, seed, n, k, tol, fix)
     form = formulate(inst)
     prog = bound_module._Program(form, threads=1, seed=0)
     lp = prog.h.getLp()
@@ -202,11 +209,7 @@ def test_a_feasible_incumbent_is_a_cutoff_and_the_bound_stays_exact(
     # with a plan meeting everything the model only asks for plans beating it: handed the
     # worst plan it must find the optimum; handed the optimum it proves it (infeasible
     # below) and reports exactly its cut edges, never more
-    ei, ej, pop = _piece(county_graph, seed, n)
-    fixed = np.full(len(pop), -1)
-    if fix:
-        fixed[np.argmax(pop)] = k - 1
-    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol], fixed=fixed)
+    ei, ej, inst = _case(county_graph, seed, n, k, tol, fix)
     plans = _feasible_plans(inst)
     if not plans:
         return
