@@ -302,8 +302,8 @@ def flow_plan(
         return []
     f = res.x[:na]
     keep = np.flatnonzero(f > 1e-7 * scale)
-    # order the flow's territories so that every arc runs forwards (a cycle, which the
-    # distance term makes rare, is broken at random), and take the arcs in that order
+    # order the flow's territories so that every arc runs forwards, and take the arcs in
+    # that order (territories on a cycle, which the distance term makes rare, come last)
     indeg = np.zeros(k, dtype=np.int64)
     out: list[list[int]] = [[] for _ in range(k)]
     for i in keep.tolist():
