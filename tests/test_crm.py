@@ -142,6 +142,24 @@ def test_hubspot_needs_one_owner_per_company(ri, tmp_path):
     assert r.returncode == 2 and "line 2" in r.stderr and "not an email address" in r.stderr
 
 
+@pytest.mark.parametrize("fmt", ["hubspot", "all"])
+def test_hubspot_without_rep_emails_is_refused_before_any_file(ri, tmp_path, fmt):
+    plain = tmp_path / "reps.csv"
+    plain.write_text("territory,rep_id,rep_name\nEast,r1,Ann Lee\nWest,r2,Bo Wu\n")
+    out = tmp_path / "o"
+    r = run_cli("export", ri / "units.parquet", ri / "plan.csv", "--reps", plain,
+                "--accounts", ri / "accounts.csv", "--format", fmt, "--out", out)  # fmt: skip
+    assert r.returncode == 2 and "need an email column" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "placed" not in r.stdout, r.stdout  # refused before the accounts are placed
+    assert not out.exists() or not any(out.iterdir())
+    r = run_cli("export", ri / "units.parquet", ri / "plan.csv", "--accounts",
+                ri / "accounts.csv", "--format", fmt, "--out", out)  # fmt: skip
+    assert r.returncode == 2 and "need an email column" in r.stderr, r.stderr
+    assert "placed" not in r.stdout, r.stdout
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_zip_to_rep_xlsx_keeps_zips_as_text(ri):
     from openpyxl import load_workbook
 

@@ -39,6 +39,7 @@ __all__ = [
     "balance_columns",
     "check_rep_coverage",
     "check_reps",
+    "checked_formats",
     "dissolve_territories",
     "export_plan",
     "numeric_or_zero",
@@ -1144,6 +1145,32 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
+def checked_formats(
+    formats: str | Sequence[str], *, reps: pd.DataFrame | None, accounts: bool
+) -> set[str]:
+    """The export formats asked for (``all`` spelled out), refused before any file is
+    written when they cannot be made: HubSpot needs the accounts and the reps' emails."""
+    from patchmap import crm
+
+    wanted = {formats} if isinstance(formats, str) else set(formats)
+    unknown = sorted(wanted - set(crm.FORMATS))
+    if unknown:
+        raise InputError(f"format: expected {', '.join(crm.FORMATS)}, got {unknown[0]!r}")
+    if "all" in wanted:
+        wanted = set(crm.FORMATS)
+    if "hubspot" in wanted and not accounts:
+        raise InputError("format hubspot: needs the accounts (--accounts), one row per company")
+    if "hubspot" in wanted and (reps is None or not {"email", "rep_email"} & set(reps.columns)):
+        raise InputError(_NO_EMAIL)
+    return wanted
+
+
+_NO_EMAIL = (
+    "format hubspot: the reps need an email column (the HubSpot owner), e.g. "
+    "territory,rep_id,rep_name,email (--reps)"
+)
+
+
 def export_plan(
     units: gpd.GeoDataFrame,
     plan: Any,
@@ -1184,14 +1211,7 @@ def export_plan(
     """
     from patchmap import crm
 
-    wanted = {formats} if isinstance(formats, str) else set(formats)
-    unknown = sorted(wanted - set(crm.FORMATS))
-    if unknown:
-        raise InputError(f"format: expected {', '.join(crm.FORMATS)}, got {unknown[0]!r}")
-    if "all" in wanted:
-        wanted = set(crm.FORMATS)
-    if "hubspot" in wanted and accounts is None:
-        raise InputError("format hubspot: needs the accounts (--accounts), one row per company")
+    wanted = checked_formats(formats, reps=reps, accounts=accounts is not None)
     kind = unit_kind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1219,10 +1239,7 @@ def export_plan(
         named_mode=named_mode,
     )
     if "hubspot" in wanted and "rep_email" not in summary.columns:
-        raise InputError(
-            "format hubspot: the reps need an email column (the HubSpot owner), e.g. "
-            "territory,rep_id,rep_name,email (--reps)"
-        )
+        raise InputError(_NO_EMAIL)
     sf_ids = None
     if "salesforce" in wanted and salesforce_territories is not None:
         sf_ids = crm.territory_ids(salesforce_territories, summary["territory"])

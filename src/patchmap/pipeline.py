@@ -578,11 +578,13 @@ def export_file(
     headcount and ``quota`` splits a target across territories by potential, all in
     ``summary.csv``.
     """
-    from patchmap.export import export_plan, read_plan
+    from patchmap.export import checked_formats, export_plan, read_plan
     from patchmap.partition.reps import read_reps
 
     id_col, reps = settings["id_col"], settings["reps"]
     rep_table = read_reps(reps, need_home=False) if reps is not None else None
+    # before any file (rejects.csv, the tables) is written
+    checked_formats(settings["formats"], reps=rep_table, accounts=settings["accounts"] is not None)
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = read_plan(plan_path, units)
     accounts = named = None
