@@ -434,9 +434,10 @@ def _crowded_homes_note(
     plan: Plan, cfg: Settings, problem: Problem, homes: np.ndarray, ids: np.ndarray
 ) -> Note:
     """Why a plan with rep homes misses the balance target: a proof when a neck of the map
-    lets too few territories cross (:func:`~patchmap.certify.corridors.corridor_bound`),
-    else the homes' crowding, said as what it is (no proof that the target is out of reach)."""
+    lets too few territories cross (:func:`~patchmap.certify.corridors.corridor_bound`)
+    or other homes wall a home in (:func:`~patchmap.certify.pockets.pocket_bound`), else the homes' crowding, said as what it is (no proof that the target is out of reach)."""
     from patchmap.certify.corridors import corridor_bound
+    from patchmap.certify.pockets import pocket_bound
 
     dev = plan.territories.set_index("territory")[f"{cfg.balance[0]}_deviation"]
     worst = dev.abs().sort_values(ascending=False).index[:3]
@@ -452,8 +453,14 @@ def _crowded_homes_note(
         problem.graph.matrix, problem.xy, problem.weights[:, 0], homes,
         np.asarray(problem.shares), directions=NOTE_DIRECTIONS, steps=NOTE_STEPS,
     )  # fmt: skip
+    why = bound.sentence(ids)
+    pocket = pocket_bound(
+        problem.graph.matrix, problem.weights[:, 0], homes, np.asarray(problem.shares)
+    )
+    if pocket.deviation > 0 and pocket.deviation >= bound.deviation - 1e-6:
+        bound, why = pocket, pocket.sentence(ids, plan.homes.index.to_numpy())
     if bound.deviation > cfg.target:
-        text = f"with these rep homes the balance target cannot be met {off}: {bound.sentence(ids)}"
+        text = f"with these rep homes the balance target cannot be met {off}: {why}"
     else:
         text = (
             f"the balance target was not met with these rep homes {off}; reps living close "
