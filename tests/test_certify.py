@@ -22,6 +22,7 @@ from conftest import run_cli
 from patchmap import geodata
 from patchmap.certify import Instance, explain, formulate, lower_bound
 from patchmap.certify import bound as bound_module
+from patchmap.errors import InputError
 from patchmap.partition import Partitioner
 from patchmap.units.adjacency import build_adjacency
 
@@ -269,6 +270,37 @@ def test_the_time_limit_covers_the_whole_solve(county_graph):
     assert prog.h.getModelStatus() == prog.hs.HighsModelStatus.kInterrupt
     res = lower_bound(inst, time_limit=0.2)
     assert res.status == "time_limit" and res.lower_bound is not None and res.lower_bound >= 3
+
+
+def _stalled_solve(inst, time_limit, incumbent, threads, seed, t0, send):
+    """A solve that proves a bound of 7 and then never returns (as HiGHS can stall
+    between its clock checks): the forked child runs it."""
+    import time
+
+    send.send(("bound", (7, None, 0)))
+    time.sleep(3600)
+
+
+@pytest.mark.skipif(not bound_module._can_fork(), reason="no fork on this platform")
+def test_a_solve_past_its_deadline_is_killed_and_its_last_bound_kept(county_graph, monkeypatch):
+    ei, ej, pop = _piece(county_graph, 12, 60)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(4, 0.25), tolerances=[0.01])
+    monkeypatch.setattr(bound_module, "_solve", _stalled_solve)
+    res = lower_bound(inst, time_limit=0.5)
+    assert res.status == "time_limit" and res.lower_bound == 7
+
+
+def _failing_solve(inst, time_limit, incumbent, threads, seed, t0, send):
+    raise InputError("the child failed")
+
+
+@pytest.mark.skipif(not bound_module._can_fork(), reason="no fork on this platform")
+def test_an_error_in_the_solve_reaches_the_caller(county_graph, monkeypatch):
+    ei, ej, pop = _piece(county_graph, 12, 20)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(2, 0.5), tolerances=[0.01])
+    monkeypatch.setattr(bound_module, "_solve", _failing_solve)
+    with pytest.raises(InputError, match="the child failed"):
+        lower_bound(inst, time_limit=5)
 
 
 @pytest.mark.skipif(not DISTRICTING.exists(), reason="districting instances not present")

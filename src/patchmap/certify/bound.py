@@ -181,6 +181,8 @@ class _Program:
         # 300-unit graphs overran a 60 s limit by up to 15 s): interrupt it at the deadline
         for event in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
             event.subscribe(self._interrupt)
+        self.on_dual = None  # called with the MIP's dual bound as the search goes (lower_bound)
+        h.cbMipInterrupt.subscribe(self._dual)
         ncol = nx + self.nz
         h.addVars(ncol, np.zeros(ncol), np.ones(ncol))
         h.changeColsIntegrality(
@@ -241,6 +243,11 @@ class _Program:
         """HiGHS's interrupt callbacks: stop the solve once the deadline has passed, or
         once it found a labelling in pieces (``watch``)."""
         event.interrupt(bool(self.stop or time.perf_counter() >= self.deadline))
+
+    def _dual(self, event) -> None:
+        """Pass the MIP's current dual bound (a bound of this round's relaxation) on."""
+        if self.on_dual is not None:
+            self.on_dual(float(event.data_out.mip_dual_bound))
 
     def watch(self) -> None:
         """Stop the solve at its first improving labelling with a territory in pieces,
@@ -361,8 +368,80 @@ def lower_bound(
 ) -> BoundResult:
     """Solve the exact model for at most ``time_limit`` seconds and return the best proven
     lower bound on the cut edges of every plan meeting ``inst`` (see the module docstring).
-    ``incumbent`` (a territory code per unit) warm-starts the solver as an upper bound."""
+    ``incumbent`` (a territory code per unit) warm-starts the solver as an upper bound.
+
+    The limit is a hard one: HiGHS checks its clock (and calls back) only between steps,
+    and at the root of a 300-unit model one step took over 6 s (a 60 s limit ran to
+    62-75 s). So the whole solve (fixing, building, every round) runs in a forked child
+    that reports each better bound as it is proven; at the deadline the child is killed
+    and the last reported bound is the answer. Where fork is not available (or this is a
+    daemonic process, which may not start one) the solve runs here, limit best-effort.
+    """
     t0 = time.perf_counter()
+    require_solver()
+    if not math.isfinite(time_limit) or not _can_fork():
+        return _solve(inst, time_limit, incumbent, threads, seed, t0, None)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_child, args=(send, inst, time_limit, incumbent, threads, seed, t0), daemon=True
+    )
+    best, found, fixings = trivial_bound(inst), None, 0
+    deadline = t0 + time_limit
+    try:
+        proc.start()
+        send.close()
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not recv.poll(left):
+                break
+            try:
+                kind, value = recv.recv()
+            except EOFError:  # the child died without an answer
+                break
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise value
+            best, found, fixings = max(best, value[0]), value[1], value[2]
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    return BoundResult(best, "time_limit", found, time.perf_counter() - t0, 0, fixings)
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+
+    return "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
+
+
+def _child(send, inst, time_limit, incumbent, threads, seed, t0) -> None:
+    """The forked solve: progress and the result go back through ``send``."""
+    try:
+        res = _solve(inst, time_limit, incumbent, threads, seed, t0, send)
+        send.send(("done", res))
+    except BaseException as exc:  # handed to the parent, which raises it
+        send.send(("error", exc))
+    finally:
+        send.close()
+
+
+def _solve(
+    inst: Instance,
+    time_limit: float,
+    incumbent: np.ndarray | None,
+    threads: int,
+    seed: int,
+    t0: float,
+    send,
+) -> BoundResult:
+    """The body of :func:`lower_bound`; ``send`` (a pipe end or None) gets
+    ``("bound", (bound, best plan found, fixings))`` each time the proven bound rises."""
     form = formulate(inst)
     base = trivial_bound(inst)
     if len(form.empty):
@@ -382,6 +461,23 @@ def lower_bound(
         ub = cut_edges(inst, incumbent)
         prog.cutoff(ub - 1)
     prog.watch()
+    sent = [best]
+    found_cut: list[int | None] = [None]
+
+    def report(dual: float) -> None:
+        # what the parent shows if it must stop the child: the bound proven so far, never
+        # past a plan in hand (a cutoff model's bound covers only the plans that beat ub)
+        if send is None or not math.isfinite(dual):
+            return
+        val = max(best, math.ceil(dual - 1e-6))
+        for plan_cut in (ub, found_cut[0]):
+            if plan_cut is not None:
+                val = min(val, plan_cut)
+        if val > sent[0]:
+            sent[0] = val
+            send.send(("bound", (val, found, form.fixings)))
+
+    prog.on_dual = report
     while True:
         left = time_limit - (time.perf_counter() - t0)
         if left <= 0.05:
@@ -405,15 +501,17 @@ def lower_bound(
             return BoundResult(None, "infeasible", None, time.perf_counter() - t0, rounds,
                                form.fixings)  # fmt: skip
         dual = info.mip_dual_bound
-        if math.isfinite(dual):
-            best = max(best, math.ceil(dual - 1e-6))
         added = sum(prog.separate(lab) for lab in prog.bad)
         if info.primal_solution_status >= 2:
             lab = prog.labels(np.asarray(h.getSolution().col_value))
             cut = prog.separate(lab)
             if cut == 0 and _meets(inst, lab):
                 found = _better(inst, found, lab)
+                found_cut[0] = cut_edges(inst, found)
             added += cut
+        if math.isfinite(dual):
+            report(dual)
+            best = max(best, math.ceil(dual - 1e-6))
         if added == 0:
             optimal = ms == hs.HighsModelStatus.kOptimal and found is not None
             status = "optimal" if optimal else "time_limit"
