@@ -18,6 +18,7 @@ import pytest
 from conftest import run_cli
 from patchmap import geodata
 from patchmap.config import load_config
+from patchmap.notes import with_code
 from patchmap.partition import Partitioner
 from patchmap.units.adjacency import edge_adjacency, read_edges
 
@@ -143,7 +144,9 @@ def test_read_edges_without_geometry_in_pieces_is_an_error():
     i, j, notes = read_edges(
         pd.DataFrame({"unit_a": ["a", "b"], "unit_b": ["b", "a"]}), ["a", "b", "c"]
     )
-    assert i.tolist() == [0] and j.tolist() == [1] and "counted once" in notes[0]
+    assert i.tolist() == [0] and j.tolist() == [1]
+    (note,) = with_code(notes, "repeated_edge")
+    assert "counted once" in note and note.data["lines"] == [1]  # the second row
     with pytest.raises(InputError, match="falls apart into 2 pieces"):
         edge_adjacency(units, pd.DataFrame({"unit_a": ["a"], "unit_b": ["b"]}), id_col="unit_id")
 

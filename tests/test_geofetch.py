@@ -28,6 +28,7 @@ import shapely
 from patchmap import geodata, geofetch
 from patchmap.errors import InputError
 from patchmap.geocode import zip_locations
+from patchmap.notes import with_code
 from patchmap.units.custom import load_user_units
 
 ZCTA_2020 = geofetch.VINTAGES[("zcta", 2020)]
@@ -469,8 +470,10 @@ def test_load_user_units(user_units: tuple[gpd.GeoDataFrame, Path]) -> None:
     assert units.crs.to_epsg() == 4326
     assert shapely.is_valid(units.geometry.values).all()
     assert set(shapely.get_type_id(units.geometry.values)) <= {3, 6}
-    assert any("repaired 1 invalid geometries" in n and "103" in n for n in notes)
-    assert any("reprojected from EPSG:3857" in n for n in notes)
+    (repaired,) = with_code(notes, "repaired_geometry")
+    assert repaired.data["count"] == 1 and "103" in repaired
+    (moved,) = with_code(notes, "reprojected")
+    assert moved.data["crs"] == "EPSG:3857" and "reprojected from EPSG:3857" in moved
 
 
 def test_load_user_units_without_crs(user_units: tuple[gpd.GeoDataFrame, Path]) -> None:

@@ -83,3 +83,30 @@ def test_no_import_cycles():
 def test_no_private_names_across_modules():
     _, private = import_graph()
     assert not private, private
+
+
+def _is_text(node: ast.AST) -> bool:
+    """A string literal, an f-string, or text glued together from them."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    return isinstance(node, ast.BinOp) and (_is_text(node.left) or _is_text(node.right))
+
+
+def test_notes_are_typed():
+    """Every note the package adds to a ``notes`` list is a Note (code + message + data) or
+    comes from a function, never bare text that later code would have to parse."""
+    bare = []
+    for path in (SRC / "patchmap").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("append", "insert")
+                and "notes" in ast.unparse(node.func.value)
+            ):
+                continue
+            if node.args and _is_text(node.args[-1]):
+                bare.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not bare, bare

@@ -20,6 +20,7 @@ from conftest import run_cli
 from patchmap import geodata, metrics
 from patchmap.config import load_config
 from patchmap.errors import InputError
+from patchmap.notes import with_code
 from patchmap.partition import Partitioner, split_count
 from patchmap.pipeline import run_plan
 from patchmap.quota import allocate_quota
@@ -104,7 +105,9 @@ def test_california_realignment_within_budget_and_tolerance():
     assert set(plan.moves["unit_id"]) == set(ca["unit_id"][after != was])
     assert (plan.moves["from"] != plan.moves["to"]).all()
     assert plan.constraints["moved<=10.00%"] and plan.constraints["balance:population<=2.00%"]
-    assert plan.relaxed is None and plan.notes[0].startswith("realigned: ")
+    (note,) = with_code(plan.notes, "realigned")
+    assert plan.relaxed is None and note.startswith("realigned: ")
+    assert note.data["moved"] == pytest.approx(moved) and note.data["max_moved"] == 0.10
     # the same assignment measured afresh gives the same figures
     again = Partitioner(20, "population", tolerance=0.02).evaluate(
         grown, plan.assignment, adjacency=adj

@@ -21,6 +21,7 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.io import write_csv, write_markdown
+from patchmap.notes import Note
 from patchmap.render.common import format_metric
 
 __all__ = ["Comparison", "compare_plans", "format_metric", "plan_homes", "write_comparison"]
@@ -168,11 +169,12 @@ def compare_plans(
         if accounts is not None:
             rows += _account_travel_rows(accounts, la, lb, homes)
         centre = "the rep's home where known, else " if reps is not None else ""
-        notes.append(f"travel (km): weighted mean distance of units from {centre}their "
-                     "territory's weighted centroid")  # fmt: skip
+        notes.append(Note("travel", f"travel (km): weighted mean distance of units from "
+                          f"{centre}their territory's weighted centroid"))  # fmt: skip
         if accounts is not None:
-            notes.append(f"account travel (km): great-circle distance of each account from "
-                         f"{centre}its territory's centroid, every account counted once")  # fmt: skip
+            notes.append(Note("account_travel", f"account travel (km): great-circle distance "
+                              f"of each account from {centre}its territory's centroid, every "
+                              "account counted once"))  # fmt: skip
     matching = match_labels(la.to_numpy(), lb.to_numpy(), w)
     matched = any(k != v for k, v in matching.items())
     lb_m = lb.map(matching)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.io import write_csv, write_markdown
+from patchmap.notes import Note
 
 __all__ = ["VACANT", "PlanDiff", "plan_diff", "write_diff"]
 
@@ -196,8 +197,9 @@ def plan_diff(
         matching = match_labels(lo.to_numpy(), ln.to_numpy(), w)
         owner_old, owner_new = lo, ln.map(matching)
         if any(k != v for k, v in matching.items()):
-            notes.append(f"{names[1]}'s territories are matched to {names[0]}'s by overlap: "
-                         "owners are territories (give --reps for reps)")  # fmt: skip
+            notes.append(Note("matched_by_overlap", f"{names[1]}'s territories are matched to "
+                              f"{names[0]}'s by overlap: owners are territories (give --reps "
+                              "for reps)"))  # fmt: skip
     who = {"old": owner_old, "new": owner_new}
 
     # ZIPs
@@ -214,8 +216,8 @@ def plan_diff(
     new_acc = _placed(accounts, ln, who["new"])
     old_acc = _placed(old_accounts if old_accounts is not None else accounts, lo, who["old"])
     if old_accounts is None and accounts is not None:
-        notes.append("accounts: one file for both years, so none is listed as new or lost "
-                     "(give last year's with --old-accounts)")  # fmt: skip
+        notes.append(Note("one_accounts_file", "accounts: one file for both years, so none is "
+                          "listed as new or lost (give last year's with --old-accounts)"))  # fmt: skip
     acc_rows = pd.DataFrame(columns=["change", "account_id", "old_owner", "new_owner"])
     if new_acc is not None and old_acc is not None:
         acc_rows = _account_changes(old_acc, new_acc)

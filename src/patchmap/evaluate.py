@@ -16,6 +16,7 @@ import numpy as np
 from patchmap.errors import InputError
 from patchmap.export import plan_frame
 from patchmap.metrics import cut_edge_fraction, territory_metrics
+from patchmap.notes import Note
 from patchmap.partition.plan import Plan
 
 __all__ = ["evaluate_plan"]
@@ -58,7 +59,9 @@ def evaluate_plan(
     notes = []
     broken = terr.loc[~terr["contiguous"], "territory"].astype(str).tolist()
     if broken:
-        notes.append(f"not one piece: {', '.join(broken)}")
+        notes.append(
+            Note("not_contiguous", f"not one piece: {', '.join(broken)}", territories=broken)
+        )
     if tolerance is not None:
         for c in cols:
             over = terr[terr[f"{c}_deviation"].abs() > tolerance + 1e-12]
@@ -67,7 +70,15 @@ def evaluate_plan(
                     f"{t} {100 * d:+.2f}%"
                     for t, d in zip(over["territory"], over[f"{c}_deviation"], strict=True)
                 )
-                notes.append(f"{c} beyond the {100 * tolerance:g}% tolerance: {worst}")
+                notes.append(
+                    Note(
+                        "beyond_tolerance",
+                        f"{c} beyond the {100 * tolerance:g}% tolerance: {worst}",
+                        column=c,
+                        tolerance=tolerance,
+                        territories=over["territory"].astype(str).tolist(),
+                    )
+                )
     return Plan(
         assignment=pf.set_index("unit_id")["territory"],
         adjacency=adjacency,

@@ -43,6 +43,7 @@ from patchmap import geodata
 from patchmap.errors import InputError
 from patchmap.geodata import FIPS_TO_STATE
 from patchmap.io import atomic_path
+from patchmap.notes import Note
 
 __all__ = [
     "VINTAGES",
@@ -500,11 +501,15 @@ def _fetch(
             if spec is not None and not refresh:
                 raise InputError(f"{message}; refresh to accept the new file")
             warnings.warn(message, GeodataChangedWarning, stacklevel=2)
-            notes.append(message)
+            notes.append(Note("source_changed", message, sha256=digest))
         elif entry is not None:
             hit = _cache_hit(cache, entry, notes)
             if hit is not None:
-                notes.append(f"{origin}: unchanged (sha256 {digest[:12]}...)")
+                notes.append(
+                    Note(
+                        "unchanged", f"{origin}: unchanged (sha256 {digest[:12]}...)", sha256=digest
+                    )
+                )
                 if hit.download is None and entry.get("download") and local.parent == stage:
                     (cache / entry["download"]).parent.mkdir(parents=True, exist_ok=True)
                     os.replace(local, cache / entry["download"])  # restore a deleted download
@@ -657,11 +662,15 @@ def _coverage(
             f"{what}: covers no state whole ({parts} of its 2010 {unit}); a source file "
             f"is used only for states it covers (at least {MIN_COVERAGE:.0%} of their {unit})"
         )
-    notes.append(f"{what}: covers {', '.join(covered)}")
+    notes.append(Note("covers", f"{what}: covers {', '.join(covered)}", states=covered))
     if partial:
         notes.append(
-            f"{what}: holds only part of {parts} of its 2010 {unit}: not used there "
-            "(bundled polygons or ZIP-point cells stay in use for those states)"
+            Note(
+                "covers_part",
+                f"{what}: holds only part of {parts} of its 2010 {unit}: not used there "
+                "(bundled polygons or ZIP-point cells stay in use for those states)",
+                shares=partial,
+            )
         )
     return covered, partial
 
@@ -708,7 +717,7 @@ def _cache_hit(cache: Path, entry: dict[str, Any], notes: list[str]) -> FetchRes
     if download is not None and download.is_file() and sha256_file(download) != entry["sha256"]:
         message = f"{download}: cached download changed on disk since it was recorded"
         warnings.warn(message, GeodataChangedWarning, stacklevel=3)
-        notes.append(message)
+        notes.append(Note("download_changed", message))
     return FetchResult(
         entry["kind"], entry["vintage"], entry["source"], entry["sha256"], entry["units"], paths,
         download if download is not None and download.is_file() else None, cached=True,
@@ -924,7 +933,13 @@ def _simplify_levels(
             "bytes": path.stat().st_size,
         }
         info["_notes"].append(
-            f"{level}: simplified at {tolerance:g} m, neighbour pairs {n_before} -> {n_after}, "
-            f"{path.stat().st_size / 1e6:.1f} MB"
+            Note(
+                "simplified",
+                f"{level}: simplified at {tolerance:g} m, neighbour pairs {n_before} -> "
+                f"{n_after}, {path.stat().st_size / 1e6:.1f} MB",
+                level=level,
+                tolerance_m=tolerance,
+                rook_pairs=[n_before, n_after],
+            )
         )
     return paths, info

@@ -573,7 +573,11 @@ def _measures_present(accounts: pd.DataFrame, notes: list[str]) -> list[str]:
             present.append(col)
         else:
             notes.append(
-                f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)"
+                Note(
+                    "no_measure",
+                    f"accounts have no {col!r} column: {col} summed as 0 (run `patchmap score` first)",
+                    column=col,
+                )
             )
     if customer_flags(accounts) is None:
         notes.append(NO_STATUS_NOTE)
@@ -697,15 +701,20 @@ def split_region(counts: pd.Series, notes: list[str]) -> tuple[list[str], list[s
     minor = sorted(s for s in counts.index.astype(str) if s not in region)
     if len(counts) > 1:
         notes.append(
-            "region inferred from the accounts: "
-            + ", ".join(region)
-            + (
-                f"; only the units holding accounts in {', '.join(minor)} "
-                f"({int(counts[minor].sum()):,} accounts)"
-                if minor
-                else ""
+            Note(
+                "region_inferred",
+                "region inferred from the accounts: "
+                + ", ".join(region)
+                + (
+                    f"; only the units holding accounts in {', '.join(minor)} "
+                    f"({int(counts[minor].sum()):,} accounts)"
+                    if minor
+                    else ""
+                )
+                + "; pass states to choose",
+                region=region,
+                minor=minor,
             )
-            + "; pass states to choose"
         )
     return region, minor
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Note", "merge_counts"]
+__all__ = ["Note", "merge_counts", "with_code"]
 
 
 class Note(str):
@@ -31,6 +31,11 @@ class Note(str):
 
     def __repr__(self) -> str:
         return f"Note({self.code!r}, {str(self)!r}, **{self.data!r})"
+
+
+def with_code(notes: Iterable[str], code: str) -> list[Note]:
+    """The notes whose ``code`` is ``code``, in order (how code and tests pick a note out)."""
+    return [n for n in notes if getattr(n, "code", None) == code]
 
 
 def merge_counts(notes: Iterable[str], makers: dict[str, Callable[..., Note]]) -> list[str]:

@@ -449,7 +449,13 @@ def _feature_columns(
                 and labelled.sum() >= 20
                 and _separates(s[labelled], y[labelled])
             ):
-                notes.append(f"column {col!r} alone separates won from lost: left out as leakage")
+                notes.append(
+                    Note(
+                        "leakage_column",
+                        f"column {col!r} alone separates won from lost: left out as leakage",
+                        column=col,
+                    )
+                )
                 continue
             categorical.append(col)
     return numeric, categorical
@@ -507,7 +513,13 @@ class RulesScorer:
             points += np.where(ind.isna().to_numpy(), 0.0, pts.to_numpy())
             best += max([*table.values(), w.other_industry_points])
         else:
-            notes.append(f"rules: no {w.industry_column!r} column, industry points skipped")
+            notes.append(
+                Note(
+                    "rules_skipped",
+                    f"rules: no {w.industry_column!r} column, industry points skipped",
+                    column=w.industry_column,
+                )
+            )
         for col, bands, what in (
             (w.employees_column, w.employee_bands, "employee"),
             (w.revenue_column, w.revenue_bands, "revenue"),
@@ -517,7 +529,13 @@ class RulesScorer:
                 points += self._bands(x, bands)
                 best += max(p for _, p in bands)
             else:
-                notes.append(f"rules: no {col!r} column, {what} band points skipped")
+                notes.append(
+                    Note(
+                        "rules_skipped",
+                        f"rules: no {col!r} column, {what} band points skipped",
+                        column=col,
+                    )
+                )
         for col, p in w.flag_points.items():
             if col in df.columns:
                 flag = _norm_label(df[col]).isin(["1", "true", "yes", "y"]).to_numpy()
@@ -684,7 +702,13 @@ class LookalikeScorer:
         card: dict[str, Any] = {"seed": cfg.seed, "n_accounts": len(df)}
         y = parse_outcome(df, cfg) if cfg.outcome in df.columns else None
         if y is None:
-            notes.append(f"no {cfg.outcome!r} column: no won/lost history to learn from")
+            notes.append(
+                Note(
+                    "no_outcome",
+                    f"no {cfg.outcome!r} column: no won/lost history to learn from",
+                    column=cfg.outcome,
+                )
+            )
         numeric, categorical = _feature_columns(df, cfg, y, notes)
         self.features_ = (numeric, categorical)
         card["features"] = numeric + categorical
@@ -710,8 +734,12 @@ class LookalikeScorer:
             reason = "no usable feature columns"
         if reason is not None:
             notes.append(
-                f"look-alike model not trained: {reason}; scored with rules instead "
-                "(p_win = rules score / 100: a ranking, not a calibrated probability)"
+                Note(
+                    "rules_fallback",
+                    f"look-alike model not trained: {reason}; scored with rules instead "
+                    "(p_win = rules score / 100: a ranking, not a calibrated probability)",
+                    reason=reason,
+                )
             )
             card.update(
                 {"model": "rules", "fallback_reason": reason, "rules": _jsonable(asdict(cfg.rules))}
@@ -732,7 +760,9 @@ class LookalikeScorer:
         col = cfg.deal_size
         if not col or col not in df.columns:
             what = f"no deal size column {col!r}" if col else "no deal size column configured"
-            notes.append(f"{what}: potential = p_win (expected wins)")
+            notes.append(
+                Note("no_deal_size", f"{what}: potential = p_win (expected wins)", column=col)
+            )
             card["deal_size"] = {"method": "none (1 per account)"}
             return np.ones(len(df))
         size = numeric_column(df, col, "deal size")
@@ -741,7 +771,13 @@ class LookalikeScorer:
             won &= (y == 1).fillna(False)
         n_won = int(won.sum())
         if n_won == 0:
-            notes.append(f"no won deals with a {col!r}: potential = p_win (expected wins)")
+            notes.append(
+                Note(
+                    "no_deal_size",
+                    f"no won deals with a {col!r}: potential = p_win (expected wins)",
+                    column=col,
+                )
+            )
             card["deal_size"] = {"method": "none (1 per account)"}
             return np.ones(len(df))
         median = self.deal_size_ = float(size[won].median())
@@ -775,7 +811,12 @@ class LookalikeScorer:
         }
         if r2.mean() <= 0:
             notes.append(
-                f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won deal used"
+                Note(
+                    "size_model_dropped",
+                    f"deal size model explains nothing (cv R² {r2.mean():.2f}): median won "
+                    "deal used",
+                    cv_r2_log=float(r2.mean()),
+                )
             )
             card["deal_size"]["method"] = "median won deal (size model had no skill)"
             return np.full(len(df), median)
@@ -855,13 +896,21 @@ class LookalikeScorer:
             }
         )
         notes.append(
-            f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
-            f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost rows"
+            Note(
+                "model",
+                f"look-alike model {card['model']}: {cfg.cv_folds}-fold ROC AUC "
+                f"{card['cv_auc_mean']:.3f} ± {card['cv_auc_std']:.3f} on {lab.size} won/lost "
+                "rows",
+                model=card["model"],
+                cv_auc_mean=card["cv_auc_mean"],
+                cv_auc_std=card["cv_auc_std"],
+                n_train=int(lab.size),
+            )
         )
         if card["cv_auc_mean"] >= LEAKAGE_AUC:
             warning = leakage_warning(X.iloc[lab], yl, card["cv_auc_mean"])
             card["leakage_warning"] = warning
-            notes.append(warning)
+            notes.append(Note("leakage_warning", warning, cv_auc_mean=card["cv_auc_mean"]))
         return p_win
 
 

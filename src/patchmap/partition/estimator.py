@@ -345,8 +345,11 @@ class Partitioner(BaseEstimator):
         plan = make_plan(lab, notes)
         if not locked_whole(problem.graph, lab, lock_codes):
             notes.append(
-                "locked units of some territories could not all be joined (other territories' "
-                "locks are in the way): see the contiguous column"
+                Note(
+                    "locked_apart",
+                    "locked units of some territories could not all be joined (other "
+                    "territories' locks are in the way): see the contiguous column",
+                )
             )
         if home_idx is not None:
             plan.homes = pd.Series(ids[home_idx], index=pd.Index(names, name="territory"))

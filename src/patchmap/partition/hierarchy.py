@@ -22,9 +22,18 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.base import clone
 
 from patchmap.errors import InputError, LockError
+from patchmap.notes import Note
 from patchmap.partition.constraints import HomeBases, LockedUnits, Within
 from patchmap.partition.plan import Plan, build_plan, west_east_rank
-from patchmap.partition.problem import COMPACTNESS, TARGET, TOLERANCE, Problem, input_notes, prepare
+from patchmap.partition.problem import (
+    COMPACTNESS,
+    TARGET,
+    TOLERANCE,
+    Problem,
+    input_notes,
+    prepare,
+    within_note,
+)
 from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.schedule import solve
 from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
@@ -312,9 +321,17 @@ def fit_nested(
         avg = gtot[g] / kg[g] / mean - 1
         if abs(avg) > cfg.target and within is not None:
             notes.append(
-                f"{gname} {gnames[g]!r} holds {gtot[g] / gtot.sum():.1%} of {cfg.balance[0]} "
-                f"and gets {kg[g]} of {K} territories: its territories average {avg:+.1%} "
-                "from the overall mean"
+                Note(
+                    "group_off",
+                    f"{gname} {gnames[g]!r} holds {gtot[g] / gtot.sum():.1%} of "
+                    f"{cfg.balance[0]} and gets {kg[g]} of {K} territories: its territories "
+                    f"average {avg:+.1%} from the overall mean",
+                    group=str(gnames[g]),
+                    share=float(gtot[g] / gtot.sum()),
+                    territories=int(kg[g]),
+                    of=K,
+                    average=float(avg),
+                )
             )
     share = np.full(K, 1.0 / K)
     cap = None
@@ -325,7 +342,7 @@ def fit_nested(
     if within is not None:
         # territories cannot trade across groups: each is measured against its group's mean
         share = group_shares(W[:, 0], groups, lab, K, weights=cap)
-        notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
+        notes.append(within_note(gname))
     unit_share = None
     if within is not None:
         # a unit can only join its own group's territories: its largest share

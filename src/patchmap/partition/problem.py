@@ -331,6 +331,13 @@ def input_notes(
     return notes
 
 
+def within_note(group: str) -> Note:
+    """The note of a plan whose territories are measured within their groups."""
+    return Note(
+        "within", f"within {group}: deviations are from each {group}'s own mean", group=group
+    )
+
+
 def bridges_note(adjacency: Adjacency) -> Note:
     """The note of a unit map in several pieces joined by bridge edges."""
     return Note(

@@ -28,7 +28,14 @@ from patchmap.partition.contiguity import can_remove, check_locks, locked_whole,
 from patchmap.partition.hierarchy import group_shares, group_territories, group_values
 from patchmap.partition.objective import cut_gain, violation_delta
 from patchmap.partition.plan import Plan, build_plan
-from patchmap.partition.problem import Graph, Problem, bridges_note, prepare, warm_codes
+from patchmap.partition.problem import (
+    Graph,
+    Problem,
+    bridges_note,
+    prepare,
+    warm_codes,
+    within_note,
+)
 from patchmap.partition.reps import locate_homes, prepare_reps, rep_report, rep_shares
 from patchmap.partition.secondary import secondary
 from patchmap.partition.state import SearchState
@@ -312,7 +319,7 @@ def realign(
         notes.append(bridges_note(adjacency))
     explained = len(notes)
     if within is not None:
-        notes.append(f"within {gname}: deviations are from each {gname}'s own mean")
+        notes.append(within_note(gname))
     plan = build_plan(
         adjacency, lab, W, names, notes, balance=p.balance, target=p.target,
         tolerance=p.tolerance, seed=p.seed, reorder=False, extra=extra, primary_tol=tol,
@@ -325,7 +332,9 @@ def realign(
         if not (getattr(x, "code", None) == "balance_off" and x.data["column"] == col)
     ]
     if (lock >= 0).any() and not locked_whole(graph, lab, lock):
-        notes.append("locked units of some territories could not all be joined")
+        notes.append(
+            Note("locked_apart", "locked units of some territories could not all be joined")
+        )
     plan.moves = moves
     plan.moved_share = float(moved)
     plan.relaxed = relaxed

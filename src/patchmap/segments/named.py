@@ -26,6 +26,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
 from patchmap.layers import measure_values
+from patchmap.notes import Note
 
 __all__ = [
     "MIN_GEO_SHARE", "NAMED_MODES", "NamedAccounts", "account_totals", "add_named_totals",
@@ -309,8 +310,12 @@ def named_shares(
     notes = []
     if over.any():
         notes.append(
-            f"{int(over.sum())} territory(ies) hold more in named accounts than their share: "
-            "they keep a minimal geographic share"
+            Note(
+                "named_over_share",
+                f"{int(over.sum())} territory(ies) hold more in named accounts than their "
+                "share: they keep a minimal geographic share",
+                count=int(over.sum()),
+            )
         )
     geo = np.maximum(geo, floor)
     return geo / geo.sum(), notes

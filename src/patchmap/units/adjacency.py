@@ -26,6 +26,7 @@ from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
 from patchmap.logs import log
 from patchmap.metrics import equal_area_crs
+from patchmap.notes import Note
 from patchmap.units.meta import recorded
 
 __all__ = [
@@ -509,8 +510,12 @@ def read_edges(
     loop = a == b
     if loop.any():
         notes.append(
-            f"{source}: {listed_lines(lines[loop], word)}: a unit paired with itself is no "
-            "edge (ignored)"
+            Note(
+                "self_edge",
+                f"{source}: {listed_lines(lines[loop], word)}: a unit paired with itself is no "
+                "edge (ignored)",
+                lines=[int(x) for x in lines[loop]],
+            )
         )
     a, b, ln = a[~loop], b[~loop], lines[~loop]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -519,7 +524,12 @@ def read_edges(
     if len(first_row) < len(key):
         again = np.setdiff1d(np.arange(len(key)), first_row)
         notes.append(
-            f"{source}: {listed_lines(ln[again], word)} repeat an edge listed before (counted once)"
+            Note(
+                "repeated_edge",
+                f"{source}: {listed_lines(ln[again], word)} repeat an edge listed before "
+                "(counted once)",
+                lines=[int(x) for x in ln[again]],
+            )
         )
     keep = np.sort(first_row)
     return lo[keep].astype(np.int64), hi[keep].astype(np.int64), notes

@@ -13,6 +13,7 @@ import shapely
 from patchmap.errors import InputError
 from patchmap.geofetch import polygonal
 from patchmap.io import read_polygon_file
+from patchmap.notes import Note
 
 __all__ = ["load_user_units"]
 
@@ -82,8 +83,12 @@ def load_user_units(path: str | os.PathLike, id_col: str) -> tuple[gpd.GeoDataFr
         geoms = geoms.copy()
         geoms[invalid] = polygonal(geoms[invalid])
         notes.append(
-            f"{p}: repaired {int(invalid.sum())} invalid geometries with make_valid "
-            f"(ids {_some(ids[invalid])})"
+            Note(
+                "repaired_geometry",
+                f"{p}: repaired {int(invalid.sum())} invalid geometries with make_valid "
+                f"(ids {_some(ids[invalid])})",
+                count=int(invalid.sum()),
+            )
         )
         types = shapely.get_type_id(geoms)
     bad = ~np.isin(types, _POLYGONAL) | shapely.is_empty(geoms)
@@ -100,9 +105,15 @@ def load_user_units(path: str | os.PathLike, id_col: str) -> tuple[gpd.GeoDataFr
         lon_lat = shapely.bounds(geoms)
         if (np.abs(lon_lat[:, [0, 2]]) > 180).any() or (np.abs(lon_lat[:, [1, 3]]) > 90).any():
             raise InputError(f"{p}: no CRS and the coordinates are not longitude/latitude")
-        notes.append(f"{p}: no CRS; assumed EPSG:4326 (longitude/latitude)")
+        notes.append(Note("assumed_crs", f"{p}: no CRS; assumed EPSG:4326 (longitude/latitude)"))
         out = out.set_crs(4326)
     elif not out.crs.equals("EPSG:4326"):
-        notes.append(f"{p}: reprojected from {out.crs.to_string()} to EPSG:4326")
+        notes.append(
+            Note(
+                "reprojected",
+                f"{p}: reprojected from {out.crs.to_string()} to EPSG:4326",
+                crs=out.crs.to_string(),
+            )
+        )
         out = out.to_crs(4326)
     return out, notes
