@@ -40,6 +40,7 @@ class Comparison:
     matching: dict[str, str] = field(default_factory=dict)
     matched: bool = False
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> pd.Series:
@@ -68,8 +69,8 @@ class Comparison:
         for row in self.table.itertuples(index=False):
             cells = [format_metric(v, row[0], signed=i == 2) for i, v in enumerate(row[1:4])]
             lines.append(f"| {row[0]} | " + " | ".join(cells) + " |")
-        if self.notes:
-            lines += ["", *[f"- {n}" for n in self.notes]]
+        if self.notes or self.warnings:
+            lines += ["", *[f"- {n}" for n in [*self.warnings, *self.notes]]]
         return "\n".join(lines) + "\n"
 
 
@@ -119,16 +120,26 @@ def compare_plans(
     la = _labels_of(plan_a, ids, units).reindex(ids)
     lb = _labels_of(plan_b, ids, units).reindex(ids)
     a, b = names
+    notes: list[str] = []
+    warnings: list[str] = []  # reps that could not be linked as given
     rows: list[tuple[str, Any, Any]] = [
         ("territories", int(la.nunique()), int(lb.nunique())),
         ("units", len(ids), len(ids)),
     ]
-    notes: list[str] = []
     w = np.ones(len(ids))
     cols: list[str] = []
     homes = {}
     if geo and reps is not None:
-        homes = {side: plan_homes(reps, units, lab) for side, lab in (("a", la), ("b", lb))}
+        linked = {side: _link_homes(reps, units, lab) for side, lab in (("a", la), ("b", lb))}
+        if all(h is None for h, _ in linked.values()):
+            raise InputError(f"{linked['a'][1]} (--reps matches neither {a} nor {b})")
+        homes = {side: h for side, (h, _) in linked.items()}
+        for side, name in (("a", a), ("b", b)):
+            h, why = linked[side]
+            if h is None:
+                warnings.append(f"{name}: travel is from territory centroids: {why}")
+            elif why:
+                warnings.append(f"{name}: {why}")
     if geo:
         from patchmap.export import balance_columns, numeric_or_zero
 
@@ -185,7 +196,7 @@ def compare_plans(
     table["change"] = pd.Series(
         [_change(x, y) for x, y in zip(table[a], table[b], strict=True)], dtype=object
     )
-    return Comparison(table, names, la, lb, matching, matched, notes)
+    return Comparison(table, names, la, lb, matching, matched, notes, warnings)
 
 
 def _change(x: Any, y: Any) -> Any:
@@ -203,18 +214,40 @@ def plan_homes(
 ) -> pd.DataFrame | None:
     """``territory, lat, lon`` of the reps of a plan (linked as export links them, over the
     units' polygons), or None when this plan's territories cannot be linked to the reps."""
+    return _link_homes(reps, units, labels)[0]
+
+
+def _link_homes(
+    reps: pd.DataFrame, units: gpd.GeoDataFrame, labels: pd.Series
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The plan's rep homes and a note: reps whose ``territory`` column names none of this
+    plan's territories (the other plan's labels, say) are placed by their homes instead
+    (the note says so); None and the reason when neither links them."""
     from patchmap.export import assign_reps
 
     polys = gpd.GeoDataFrame(
         {"territory": labels.reindex(units["unit_id"].astype(str)).to_numpy()},
         geometry=units.geometry.values, crs=units.crs or 4326,
     )  # fmt: skip
+    territories = pd.unique(labels.to_numpy())
+    note = None
     try:
-        link = assign_reps(reps, pd.unique(labels.to_numpy()), polys, shared=True)
-    except InputError:
-        return None
+        link = assign_reps(reps, territories, polys, shared=True)
+    except InputError as exc:
+        if "territory" not in reps.columns:
+            return None, str(exc)
+        by_home = reps.drop(columns="territory")
+        by_home.attrs = dict(reps.attrs)
+        try:
+            link = assign_reps(by_home, territories, polys, shared=True)
+        except InputError:
+            return None, str(exc)
+        note = (f"the reps' territory column does not fit this plan ({exc}); each rep's "
+                "territory is the one holding their home")  # fmt: skip
     link = link.dropna(subset=["lat", "lon"])
-    return link[["territory", "lat", "lon"]] if len(link) else None
+    if not len(link):
+        return None, f"{reps.attrs.get('source', 'reps')}: no rep has a home"
+    return link[["territory", "lat", "lon"]], note
 
 
 def _account_travel_rows(

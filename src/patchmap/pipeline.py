@@ -716,6 +716,8 @@ def compare_file(
         pa, pb, ids, balance=settings["balance"], reps=rep_table, names=names, accounts=accounts
     )
     written = write_comparison(cmp, out_dir, units=units, tiles=settings["tiles"])
+    for warning in cmp.warnings:
+        echo(f"note: {warning}")
     echo(cmp.markdown().split("\n\n", 1)[0].lstrip("# "))
     for row in cmp.table.itertuples(index=False):
         change = format_metric(row[3], row[0], signed=True)
