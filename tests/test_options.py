@@ -8,11 +8,13 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_cli
 from patchmap import options
 from patchmap.cli import main
 from patchmap.config import SECTIONS, load_config, plan_config
@@ -236,3 +238,31 @@ def test_run_on_any_plan_file_is_exit_0_or_a_one_line_exit_2(monkeypatch, plan, 
     if result.exit_code == 2:
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and errors[0].strip() != "error:", result.stderr
+
+
+def test_an_error_names_the_option_as_each_audience_does(tmp_path):
+    """A library function's own keyword to library callers, the flag on the command line, the
+    plan-file key in `patchmap run`; the error survives pickling (a Dask worker's error)."""
+    import pickle
+
+    from patchmap.accounts import validate_accounts
+
+    with pytest.raises(options.OptionError) as err:
+        validate_accounts(pd.DataFrame({"id": ["a"], "zip": ["02903"]}), "a.csv")
+    for exc in (err.value, pickle.loads(pickle.dumps(err.value))):
+        assert str(exc) == (
+            "a.csv: missing required column 'account_id' (map one with column_map account_id=NAME)"
+        )
+        assert exc.worded(CLI).endswith("(map one with --column account_id=NAME)")
+        assert exc.worded(PLAN).endswith("(map one with columns account_id=NAME)")
+        assert exc.table == "accounts"
+
+    pd.DataFrame({"id": ["a"], "zip": ["02903"]}).to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("layers", tmp_path / "a.csv", "--units", "zcta", "--out", tmp_path / "u.parquet")
+    assert r.returncode == 2 and "(map one with --column account_id=NAME)" in r.stderr
+    (tmp_path / "plan.toml").write_text('[accounts]\npath = "a.csv"\n[output]\ndir = "out"\n')
+    r = run_cli("run", tmp_path / "plan.toml")  # plan words need OptionError.table
+    assert r.returncode == 2, r.stderr
+    assert "plan.toml: [accounts] " in r.stderr and r.stderr.strip().endswith(
+        "a.csv: missing required column 'account_id' (map one with columns account_id=NAME)"
+    ), r.stderr

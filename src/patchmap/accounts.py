@@ -18,6 +18,7 @@ from patchmap.errors import InputError
 from patchmap.geocode import normalize_zip, zip_locations
 from patchmap.io import read_table, write_csv
 from patchmap.notes import Note
+from patchmap.options import error
 
 REJECT_COLUMNS = ["row", "account_id", "reason"]
 
@@ -182,8 +183,11 @@ def validate_accounts(
     if n_read == 0:
         raise InputError(f"{source}: no rows")
     if "account_id" not in df.columns:
-        raise InputError(
-            f"{source}: missing required column 'account_id' (map one with --column account_id=NAME)"
+        raise error(
+            "layers",
+            f"{source}: missing required column 'account_id' (map one with {{column_map}} "
+            "account_id=NAME)",
+            column_map="columns",
         )
     has_latlon = {"lat", "lon"} <= set(df.columns)
     if not has_latlon and ("lat" in df.columns or "lon" in df.columns):
@@ -191,8 +195,11 @@ def validate_accounts(
         other = "lon" if present == "lat" else "lat"
         raise InputError(f"{source}: column {present!r} given without {other!r}")
     if not has_latlon and "zip" not in df.columns:
-        raise InputError(
-            f"{source}: no location columns: need 'lat' and 'lon', or 'zip' (map with --column lat=NAME)"
+        raise error(
+            "layers",
+            f"{source}: no location columns: need 'lat' and 'lon', or 'zip' (map with "
+            "{column_map} lat=NAME)",
+            column_map="columns",
         )
 
     df = df.reset_index(drop=True).copy()

@@ -30,6 +30,7 @@ from patchmap.io import (
     write_markdown,
     write_units,
 )
+from patchmap.options import error
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -372,9 +373,11 @@ def check_rep_coverage(
         shown = "; ".join(f"{t!r} ({', '.join(map(str, v))})" for t, v in several[:_MAX_LISTED])
         more = f" and {len(several) - _MAX_LISTED} more" if len(several) > _MAX_LISTED else ""
         parts.append(f"{len(several)} have several reps: {shown}{more}")
-    raise InputError(
+    raise error(
+        "export",
         f"{source}: {'; '.join(parts)} (each territory needs one rep; allow shared or vacant "
-        "territories with --shared-territories)"
+        "territories with {shared})",
+        shared="shared_territories",
     )
 
 
@@ -1159,15 +1162,17 @@ def checked_formats(
     if "all" in wanted:
         wanted = set(crm.FORMATS)
     if "hubspot" in wanted and not accounts:
-        raise InputError("format hubspot: needs the accounts (--accounts), one row per company")
+        raise error(
+            "export", "format hubspot: needs the accounts ({accounts}), one row per company"
+        )
     if "hubspot" in wanted and (reps is None or not {"email", "rep_email"} & set(reps.columns)):
-        raise InputError(_NO_EMAIL)
+        raise error("export", _NO_EMAIL)
     return wanted
 
 
 _NO_EMAIL = (
     "format hubspot: the reps need an email column (the HubSpot owner), e.g. "
-    "territory,rep_id,rep_name,email (--reps)"
+    "territory,rep_id,rep_name,email ({reps})"
 )
 
 
@@ -1239,7 +1244,7 @@ def export_plan(
         named_mode=named_mode,
     )
     if "hubspot" in wanted and "rep_email" not in summary.columns:
-        raise InputError(_NO_EMAIL)
+        raise error("export", _NO_EMAIL)
     sf_ids = None
     if "salesforce" in wanted and salesforce_territories is not None:
         sf_ids = crm.territory_ids(salesforce_territories, summary["territory"])

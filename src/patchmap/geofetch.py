@@ -295,7 +295,7 @@ def simplify_layer(
     )
     if max_lost is not None and lost > max_lost * max(len(before), 1):
         raise InputError(
-            f"simplification lost {lost} of {len(before)} neighbour pairs; lower --tolerance"
+            f"simplification lost {lost} of {len(before)} neighbour pairs; lower tolerance_m"
         )
     out = gdf.copy()
     out.geometry = simple

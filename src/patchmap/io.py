@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.options import error
 
 TABLE_SUFFIXES = {".csv", ".txt", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"}
 
@@ -532,9 +533,10 @@ def read_table(
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: file is empty") from None
     except UnicodeDecodeError as exc:
-        raise InputError(
+        raise error(
+            "layers",
             f"{p}: not {encoding or 'UTF-8'} text (byte 0x{exc.object[exc.start]:02x} at "
-            f"position {exc.start}); give its encoding, e.g. --encoding latin-1 or cp1252"
+            f"position {exc.start}); give its encoding, e.g. {{encoding=latin-1}} or cp1252",
         ) from None
     except LookupError:
         raise InputError(f"{p}: unknown encoding {encoding!r}") from None
@@ -625,9 +627,10 @@ def _read_excel(p: Path, dtype: Any, sheet: str | None) -> pd.DataFrame:
     first = next(iter(cols))
     differ = [n for n in cols if cols[n] != cols[first]]
     if differ:
-        raise InputError(
+        raise error(
+            "layers",
             f"{p}: sheets {first!r} and {differ[0]!r} have different columns; read one with "
-            f"--sheet NAME (sheets with data: {', '.join(full)})"
+            f"{{sheet}} NAME (sheets with data: {', '.join(full)})",
         )
     log.info(
         f"{p}: read {len(full)} sheets with the same columns: "

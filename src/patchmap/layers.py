@@ -23,6 +23,7 @@ from patchmap.accounts import tally_line
 from patchmap.errors import InputError
 from patchmap.io import write_units
 from patchmap.notes import Note
+from patchmap.options import did_you_mean, error
 from patchmap.scoring import blank, text_values
 from patchmap.units import h3 as h3u
 from patchmap.units.meta import h3_resolution, tag_units
@@ -446,8 +447,6 @@ def check_kind(kind: str) -> str:
     """A unit kind (``h3``, ``zcta``, ``county``) in canonical form; anything else raises."""
     k = str(kind).strip().lower()
     if k not in UNIT_KINDS:
-        from patchmap.options import error  # library words here; the CLI says --units
-
         raise error("layers", f"{{units}} must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
     return k
 
@@ -540,8 +539,6 @@ UNIT_COLUMNS = (
 def check_sums(accounts: pd.DataFrame, sums: Sequence[str] | str | None) -> list[str]:
     """The user's own columns to sum into the units, checked: present in the accounts,
     numeric (text raises naming the row), not a built-in unit column, not repeated."""
-    from patchmap.options import did_you_mean, error
-
     if sums is None:
         return []
     names = [sums] if isinstance(sums, str) else [str(c) for c in sums]
@@ -741,8 +738,6 @@ def check_h3_size(region_geom: shapely.Geometry, res: int, region: list[str]) ->
     km2 = float(gpd.GeoSeries([region_geom], crs=4326).to_crs(crs).area.iloc[0]) / 1e6
     n = km2 / h3.average_hexagon_area(res, unit="km^2")
     if n > MAX_H3_CELLS:
-        from patchmap.options import error
-
         raise error(
             "layers",
             f"{{resolution}} {res} over {', '.join(region)} needs about {n:,.0f} H3 cells "
@@ -901,8 +896,10 @@ def decide_units(spec: LayerSpec, surveys: Sequence[Survey], notes: list[str]) -
         )
         region, minor = split_region(total, notes)
         if not region:
-            raise InputError(
-                "accounts: no account lies in a U.S. state; give the region (--region STATES)"
+            raise error(
+                "layers",
+                "accounts: no account lies in a U.S. state; give the region ({states=STATES})",
+                states="region",
             )
     if spec.kind == "county":
         from patchmap.units.county import county_units
@@ -978,9 +975,10 @@ def finish_layers(
             region, minor = split_region(counts.groupby(level=0).sum().astype("int64"), notes)
             keep = units["state"].isin(region).to_numpy() | used
         if not region:
-            raise InputError(
+            raise error(
+                "layers",
                 "accounts: no account lies in a state with bundled ZCTA polygons "
-                f"({', '.join(layout.bundled)}); use --units h3 or county"
+                f"({', '.join(layout.bundled)}); use {{units=h3}} or county",
             )
     elif spec.kind == "county" and minor:
         keep = units["state"].isin(region).to_numpy() | used

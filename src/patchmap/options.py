@@ -159,16 +159,36 @@ class OptionError(InputError):
         self.options = dict(options)
         super().__init__(self.worded(LIBRARY))
 
+    def __reduce__(self):  # pickling (a Dask worker's error reaches the client as itself)
+        index = {id(o): i for i, o in enumerate(OPTIONS)}
+        return _option_error, (self.template, {k: index[id(o)] for k, o in self.options.items()})
+
+    @property
+    def table(self) -> str | None:
+        """The plan-file table of the first option the message names (None: none has one)."""
+        for m in re.finditer(r"\{(\w+)", self.template):
+            opt = self.options.get(m.group(1))
+            if opt is not None and opt.table:
+                return opt.table
+        return None
+
     def worded(self, audience: Audience) -> str:
         def name(m: re.Match) -> str:
-            opt = self.options.get(m.group(1))
+            key, value = m.group(1), m.group(2)
+            opt = self.options.get(key)
             if opt is None:
                 return m.group(0)
-            if m.group(2) is None:
+            if audience.name == "library":  # the caller's keyword, which may differ from opt.name
+                return key if value is None else f"{key}={value!r}"
+            if value is None:
                 return audience.label(opt)
-            return audience.setting(opt, m.group(2))
+            return audience.setting(opt, value)
 
         return re.sub(r"\{(\w+)(?:=([^{}]*))?\}", name, self.template)
+
+
+def _option_error(template: str, indices: Mapping[str, int]) -> OptionError:
+    return OptionError(template, {k: OPTIONS[i] for k, i in indices.items()})
 
 
 # --------------------------------------------------------------------------- kinds
@@ -1032,9 +1052,15 @@ def default(scope: str, name: str) -> Any:
     return option(scope, name).default
 
 
-def error(scope: str, template: str) -> OptionError:
-    """An :class:`OptionError` naming options of ``scope`` as ``{name}`` in ``template``."""
+def error(scope: str, template: str, **aliases: str) -> OptionError:
+    """An :class:`OptionError` naming options of ``scope`` as ``{name}`` in ``template``.
+
+    ``aliases`` map a library function's own keyword to the option it stands for (e.g.
+    ``states="region"``: ``{states}`` reads ``states`` to library callers, ``--region`` on
+    the command line, ``region`` in a plan file).
+    """
     opts = _BY_COMMAND.get(scope) or {o.name: o for o in _BY_TABLE.get(scope, {}).values()}
+    opts = dict(opts) | {alias: opts[name] for alias, name in aliases.items()}
     return OptionError(template, opts)
 
 
