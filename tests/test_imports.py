@@ -3,7 +3,8 @@
 Every import counts, at module level or inside a function (a function-local import hides
 a cycle from Python, not from a reader); only ``if TYPE_CHECKING:`` blocks are left out,
 as they never run. Edges point at modules (``from patchmap.x import y`` is an edge to
-``patchmap.x.y`` when that is a module, else to ``patchmap.x``).
+``patchmap.x.y`` when that is a module, else to ``patchmap.x``), and to the packages an
+import runs on the way (``patchmap.x.y`` runs ``patchmap/x/__init__.py``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ def import_graph() -> tuple[nx.DiGraph, list[tuple[str, str, str]]]:
                 graph.add_edge(name, target)
                 if alias.name.startswith("_") and target != name:
                     private.append((name, target, alias.name))
+    # importing patchmap.a.b runs patchmap/a/__init__.py first: an edge to every package
+    # on the way that the importer is not inside (its own packages are already running)
+    packages = {n for n in files if files[n].name == "__init__.py"}
+    for importer, target in list(graph.edges):
+        parts = target.split(".")
+        for i in range(2, len(parts)):
+            package = ".".join(parts[:i])
+            if package in packages and not importer.startswith(package + "."):
+                graph.add_edge(importer, package)
     graph.remove_edges_from(nx.selfloop_edges(graph))
     return graph, private
 

@@ -426,7 +426,7 @@ def test_layers_sum_a_users_column_and_partition_balances_it(tmp_path, capsys, r
 def test_national_segments_pin_named_accounts_and_reject_the_unmatched():
     """Books need no geography (no unit layer is built); an account no rule takes is a
     reject; a pin naming a segment the account is not in is a conflict naming the line."""
-    from patchmap.segments import plan_segments
+    from patchmap.segments.plan import plan_segments
 
     rng = np.random.default_rng(4)
     acc = pd.DataFrame({

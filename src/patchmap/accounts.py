@@ -17,6 +17,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.geocode import normalize_zip, zip_locations
 from patchmap.io import read_table, write_csv
+from patchmap.logs import log
 from patchmap.notes import Note
 from patchmap.options import error
 
@@ -302,8 +303,6 @@ def load_accounts(
     df = rename_columns(df, column_map, str(path))
     result = validate_accounts(df, source=str(path))
     if result.notes:
-        from patchmap.logs import log
-
         for note in result.notes:
             log.info(note)
     return result

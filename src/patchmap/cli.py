@@ -1,6 +1,9 @@
 """Command-line interface: click commands only, each a thin shell over a library function.
 
 Bad input surfaces as one line ``error: ...`` and exit status 2, never a traceback.
+Each command imports its library function when it runs (the only function-local imports
+of patchmap modules besides the map renderer's): ``patchmap --help`` or a usage error
+then takes ~0.1 s, not the ~2 s of importing geopandas, scikit-learn and the engine.
 """
 
 from __future__ import annotations

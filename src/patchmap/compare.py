@@ -20,9 +20,21 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.export import assign_reps, balance_columns, numeric_or_zero, plan_frame
 from patchmap.io import write_csv, write_markdown
+from patchmap.metrics import (
+    account_distance_km,
+    cut_edge_fraction,
+    disruption,
+    is_contiguous,
+    match_labels,
+    mean_travel_km,
+    polsby_popper_from_parts,
+)
 from patchmap.notes import Note
+from patchmap.partition.reps import home_xy_km
 from patchmap.render.common import format_metric
+from patchmap.units.adjacency import build_adjacency
 
 __all__ = ["Comparison", "compare_plans", "format_metric", "plan_homes", "write_comparison"]
 
@@ -75,8 +87,6 @@ class Comparison:
 
 
 def _labels_of(plan: Any, ids: pd.Index, units: Any) -> pd.Series:
-    from patchmap.export import plan_frame
-
     pf = plan_frame(plan, units)
     return pd.Series(pf["territory"].astype(str).to_numpy(), index=pd.Index(pf["unit_id"]))
 
@@ -102,15 +112,6 @@ def compare_plans(
     weighted centroid. ``accounts`` placed in the units (``unit_id, lat, lon``) add the
     mean and 90th-percentile distance of accounts from their territory's centre.
     """
-    from patchmap.metrics import (
-        cut_edge_fraction,
-        disruption,
-        is_contiguous,
-        match_labels,
-        mean_travel_km,
-        polsby_popper_from_parts,
-    )
-
     geo = isinstance(units, pd.DataFrame)
     ids = (
         pd.Index(units["unit_id"].astype(str))
@@ -141,8 +142,6 @@ def compare_plans(
             elif why:
                 warnings.append(f"{name}: {why}")
     if geo:
-        from patchmap.export import balance_columns, numeric_or_zero
-
         cols = balance_columns(units, balance)
         if cols:
             w = numeric_or_zero(units, cols[0]).to_numpy()
@@ -150,8 +149,6 @@ def compare_plans(
             v = numeric_or_zero(units, c).to_numpy()
             rows.append((f"max deviation {c} (%)", *(100 * _max_dev(v, lab) for lab in (la, lb))))
         if adjacency is None:
-            from patchmap.units.adjacency import build_adjacency
-
             adjacency = build_adjacency(units, id_col="unit_id")
         for name, fn in (
             ("mean Polsby-Popper", "pp"),
@@ -223,8 +220,6 @@ def _link_homes(
     """The plan's rep homes and a note: reps whose ``territory`` column names none of this
     plan's territories (the other plan's labels, say) are placed by their homes instead
     (the note says so); None and the reason when neither links them."""
-    from patchmap.export import assign_reps
-
     polys = gpd.GeoDataFrame(
         {"territory": labels.reindex(units["unit_id"].astype(str)).to_numpy()},
         geometry=units.geometry.values, crs=units.crs or 4326,
@@ -254,8 +249,6 @@ def _account_travel_rows(
     accounts: pd.DataFrame, la: pd.Series, lb: pd.Series, homes: dict
 ) -> list[tuple[str, Any, Any]]:
     """Mean and 90th-percentile account travel (km) under each plan."""
-    from patchmap.metrics import account_distance_km
-
     if not {"unit_id", "lat", "lon"} <= set(accounts.columns):
         return []
     unit = accounts["unit_id"].astype(str)
@@ -281,7 +274,6 @@ def _homes_xy(homes: pd.DataFrame | None, units: gpd.GeoDataFrame) -> pd.DataFra
     rep's home where a territory has several."""
     if homes is None:
         return None
-    from patchmap.partition.reps import home_xy_km
 
     h = homes.drop_duplicates(subset="territory")
     return pd.DataFrame(home_xy_km(h, units), index=h["territory"].to_numpy(), columns=["x", "y"])
@@ -311,7 +303,7 @@ def write_comparison(
         "compare_md": write_markdown(comparison.markdown(), out / "compare.md"),
     }
     if units is not None and isinstance(units, gpd.GeoDataFrame):
-        from patchmap.render import render_compare
+        from patchmap.render import render_compare  # folium: loaded only to draw a map
 
         written["compare_map"] = render_compare(
             units, comparison, out / "compare.html", title=title, tiles=tiles

@@ -24,6 +24,7 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.io import TEMP_MARK, atomic_path, read_table, remove_output, write_csv, write_text
+from patchmap.logs import log
 
 __all__ = [
     "FORMATS",
@@ -226,8 +227,6 @@ def write_salesforce(
                 remove_output(stale)
 
     if not ids:
-        from patchmap.logs import log
-
         log.info(
             "salesforce: Territory2Id is blank in the association files until the model is "
             "deployed: export its territories (Id, DeveloperName) and export again with "

@@ -21,7 +21,17 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from patchmap.export import (
+    assign_reps,
+    balance_columns,
+    numeric_or_zero,
+    off_target_reasons,
+    plan_frame,
+    zip_to_rep,
+)
+from patchmap.geocode import normalize_zip
 from patchmap.io import write_csv, write_markdown
+from patchmap.metrics import match_labels
 from patchmap.notes import Note
 
 __all__ = ["VACANT", "PlanDiff", "plan_diff", "write_diff"]
@@ -124,7 +134,6 @@ def _owners(
     """Territory -> owner (rep ids joined with ``;``, or :data:`VACANT`), or None."""
     if reps is None:
         return None
-    from patchmap.export import assign_reps
 
     polys = gpd.GeoDataFrame(
         {"territory": labels.reindex(units["unit_id"].astype(str)).to_numpy()},
@@ -172,15 +181,6 @@ def plan_diff(
     file). ``balance`` and ``tolerance`` (a fraction) judge which territories of the new
     plan are off target.
     """
-    from patchmap.export import (
-        balance_columns,
-        numeric_or_zero,
-        off_target_reasons,
-        plan_frame,
-        zip_to_rep,
-    )
-    from patchmap.metrics import match_labels
-
     units = units.reset_index(drop=True)
     ids = units["unit_id"].astype(str)
     lo = pd.Series(plan_frame(old_plan, units)["territory"].to_numpy(), index=ids.to_numpy())
@@ -222,8 +222,6 @@ def plan_diff(
     if new_acc is not None and old_acc is not None:
         acc_rows = _account_changes(old_acc, new_acc)
         if "zip" in new_acc.columns:
-            from patchmap.geocode import normalize_zip
-
             per_zip = new_acc.assign(zip5=normalize_zip(new_acc["zip"]).to_numpy())
             g = per_zip.groupby("zip5")
             z["accounts"] = z["zip"].map(g.size()).fillna(0).astype(int).to_numpy()
@@ -250,8 +248,6 @@ def _by_potential(df: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def _account_changes(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """One row per account whose owner changes, new account or lost account."""
-    from patchmap.export import numeric_or_zero
-
     info = [c for c in ("name", "unit_id", "zip", "status") if c in new.columns or c in old.columns]
     o = old.set_index("account_id")
     n = new.set_index("account_id")
@@ -278,8 +274,6 @@ def _account_changes(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def _rep_totals(old: pd.DataFrame | None, new: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     """Per owner: accounts (and potential) before and after, gained, given away, new, lost."""
-    from patchmap.export import numeric_or_zero
-
     has_pot = "potential" in new.columns
 
     def tally(df: pd.DataFrame, owner: pd.Series) -> pd.DataFrame:

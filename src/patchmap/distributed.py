@@ -70,6 +70,7 @@ from patchmap.layers import (
 )
 from patchmap.logs import log, progress
 from patchmap.notes import merge_counts
+from patchmap.options import error
 from patchmap.scoring import (
     MEASURE_COLUMNS,
     LookalikeScorer,
@@ -174,8 +175,6 @@ def _dask():
         import dask.dataframe as dd
         import distributed
     except ImportError:
-        from patchmap.options import error
-
         raise error(
             "layers", "{engine=dask} needs dask and distributed: pip install 'patchmap[dask]'"
         ) from None
@@ -213,8 +212,6 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
         try:
             client = distributed.Client(scheduler, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            from patchmap.options import error
-
             raise error(
                 "layers", f"{{scheduler}} {scheduler}: cannot connect ({_first_line(exc)})"
             ) from None

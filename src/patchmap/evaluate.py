@@ -18,6 +18,8 @@ from patchmap.export import plan_frame
 from patchmap.metrics import cut_edge_fraction, territory_metrics
 from patchmap.notes import Note
 from patchmap.partition.plan import Plan
+from patchmap.partition.problem import resolve_adjacency
+from patchmap.units.adjacency import build_adjacency
 
 __all__ = ["evaluate_plan"]
 
@@ -39,9 +41,6 @@ def evaluate_plan(
     an edge list (``unit_a,unit_b`` file path or DataFrame, as ``partition --adjacency``
     takes), or None for the polygons' graph.
     """
-    from patchmap.partition.problem import resolve_adjacency
-    from patchmap.units.adjacency import build_adjacency
-
     cols = [balance] if isinstance(balance, str) else list(balance)
     if not cols:
         raise InputError("evaluate: no balance column given")

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from patchmap import crm, geodata
 from patchmap.errors import InputError
+from patchmap.geodata import STATE_TO_FIPS
 from patchmap.io import (
     atomic_path,
     check_ids,
@@ -30,7 +32,23 @@ from patchmap.io import (
     write_markdown,
     write_units,
 )
+from patchmap.layers import locate_points
+from patchmap.metrics import (
+    account_distance_km,
+    account_travel,
+    deviation,
+    equal_area_crs,
+    is_contiguous,
+    polsby_popper,
+)
 from patchmap.options import error
+from patchmap.partition.reps import prepare_reps
+from patchmap.quota import Quota
+from patchmap.segments.named import add_named_totals
+from patchmap.units.adjacency import build_adjacency
+from patchmap.units.h3 import points_to_cells
+from patchmap.units.meta import h3_resolution
+from patchmap.units.meta import unit_kind as recorded_kind
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -213,8 +231,6 @@ def _engine_territories(plan_metrics: Any) -> pd.DataFrame | None:
 def unit_kind(units: gpd.GeoDataFrame) -> str:
     """``'h3'``, ``'zcta'`` or ``'polygon'`` (counties and user polygons): as the layer
     records it (:mod:`patchmap.units.meta`), else guessed from the unit ids."""
-    from patchmap.units.meta import unit_kind as recorded_kind
-
     kind = recorded_kind(units)
     return "polygon" if kind == "county" else kind
 
@@ -307,8 +323,6 @@ def assign_reps(
     the nearest) among the polygons of ``dissolved`` (``territory, geometry``: one per
     territory, or the units with their territory). Errors name the lines of the file.
     """
-    from patchmap.partition.reps import prepare_reps
-
     r = prepare_reps(reps, need_home=False)
     source = r.attrs.get("source", "reps")
     lines = r["_line"].to_numpy() if "_line" in r.columns else np.arange(len(r)) + 2
@@ -337,7 +351,6 @@ def assign_reps(
             "(territory,rep_id), label territories by rep_id, or give every rep a home "
             f"(lat/lon or zip; missing on {listed_lines(lines[no_home] if no_home.any() else lines)})"
         )
-    from patchmap.layers import locate_points
 
     geo = dissolved[dissolved["territory"].astype(str).isin(terr)]
     hit = locate_points(
@@ -570,11 +583,7 @@ def numeric_or_zero(df: pd.DataFrame, col: str) -> pd.Series:
 
 def _contiguity(units: gpd.GeoDataFrame, labels: np.ndarray, adjacency: Any | None) -> np.ndarray:
     """Per sorted territory: one connected piece of the unit adjacency (islands bridged)."""
-    from patchmap.metrics import is_contiguous
-
     if adjacency is None:
-        from patchmap.units.adjacency import build_adjacency
-
         adjacency = build_adjacency(units, id_col="unit_id")
     return is_contiguous(adjacency, labels).to_numpy()
 
@@ -582,8 +591,6 @@ def _contiguity(units: gpd.GeoDataFrame, labels: np.ndarray, adjacency: Any | No
 def _target_deviation(totals: np.ndarray, share: np.ndarray | None) -> np.ndarray:
     """Signed deviation of each territory's total from its target: the mean, or the total
     times ``share`` (capacity-weighted targets)."""
-    from patchmap.metrics import deviation
-
     if share is None:
         return deviation(totals)
     target = totals.sum() * share
@@ -623,8 +630,6 @@ def territory_summary(
     the deviations measure the totals with them (see
     :func:`patchmap.segments.named.add_named_totals`).
     """
-    from patchmap.metrics import polsby_popper
-
     units = units.reset_index(drop=True)
     labels = territory_labels(units, plan)
     codes, terr = pd.factorize(pd.Series(labels, dtype=object), sort=True)
@@ -672,8 +677,6 @@ def territory_summary(
         if expected is not None:
             out["expected_revenue"] = total(expected, acodes)
         if link is not None and {"lat", "lon"} <= set(acc.columns) and link["lat"].notna().any():
-            from patchmap.metrics import account_distance_km, account_travel
-
             d = account_distance_km(
                 pd.to_numeric(acc["lat"], errors="coerce"),
                 pd.to_numeric(acc["lon"], errors="coerce"),
@@ -726,14 +729,10 @@ def territory_summary(
         out["contiguous"] = _contiguity(units, labels, adjacency)
     out["contiguous"] = out["contiguous"].astype(bool)
     if named is not None:
-        from patchmap.segments.named import add_named_totals
-
         out = add_named_totals(out, named, balance=cols, count_in_balance=named_mode == "balance")
     if capacity is not None:
         out["recommended_reps"] = recommended_reps(out, capacity)
     if quota is not None:
-        from patchmap.quota import Quota
-
         out["quota"] = Quota.coerce(quota).allocate(out, cols)
     return out
 
@@ -757,8 +756,6 @@ def off_target_reasons(
     them. Anything else is a trade-off the plan made (with the other measures, compactness
     or a move budget). ``share`` gives capacity-weighted targets (fractions summing to 1).
     """
-    from patchmap.units.adjacency import build_adjacency
-
     units = units.reset_index(drop=True)
     codes, terr = pd.factorize(pd.Series(np.asarray(labels, dtype=object)).astype(str), sort=True)
     k = len(terr)
@@ -891,8 +888,6 @@ def zip_to_rep(
     internal point with :func:`locate_zctas`: ZIPs whose ZCTA lies outside the region's
     units are not routed, and no ZIP is routed across a state line.
     """
-    from patchmap import geodata
-
     kind = kind or unit_kind(units)
     xw = geodata.zip_crosswalk() if crosswalk is None else crosswalk.copy()
     for c in ("zip", "zcta"):
@@ -920,8 +915,6 @@ def zip_to_rep(
 def _unit_states(units: gpd.GeoDataFrame) -> np.ndarray | None:
     """Each unit's USPS state from its ``state`` column (ZCTA, county and H3 layers carry
     one), or None when there is no such column of state codes."""
-    from patchmap.geodata import STATE_TO_FIPS
-
     if "state" not in units.columns:
         return None
     st = units["state"].astype("string").str.strip().str.upper()
@@ -932,9 +925,6 @@ def _unit_states(units: gpd.GeoDataFrame) -> np.ndarray | None:
 
 def _overlapping_states(geoms: np.ndarray) -> list[set[str]]:
     """The states covering at least 1% of each polygon (user polygons have no state column)."""
-    from patchmap import geodata
-    from patchmap.metrics import equal_area_crs
-
     st = geodata.states()
     g = gpd.GeoDataFrame(geometry=list(geoms), crs=4326)
     crs = equal_area_crs(g)
@@ -964,9 +954,6 @@ def locate_zctas(
     (coastal points off a simplified shore); for units without states (your own polygons)
     the nearest unit must cover part of the point's state. So no ZIP crosses a state line.
     """
-    from patchmap.layers import locate_points
-    from patchmap.metrics import equal_area_crs
-
     u = units if units.crs is None or units.crs.equals("EPSG:4326") else units.to_crs(4326)
     geoms = np.asarray(u.geometry.values, dtype=object)
     ids = u["unit_id"].astype(str).to_numpy()
@@ -980,9 +967,6 @@ def locate_zctas(
     pstate = near["state"].astype(str).to_numpy(dtype=object)
     if kind == "h3":
         import h3
-
-        from patchmap.units.h3 import points_to_cells
-        from patchmap.units.meta import h3_resolution
 
         cells = points_to_cells(lat, lon, h3_resolution(u) or h3.get_resolution(ids[0]))
         hit = pd.Index(ids).get_indexer(cells)
@@ -1153,8 +1137,6 @@ def checked_formats(
 ) -> set[str]:
     """The export formats asked for (``all`` spelled out), refused before any file is
     written when they cannot be made: HubSpot needs the accounts and the reps' emails."""
-    from patchmap import crm
-
     wanted = {formats} if isinstance(formats, str) else set(formats)
     unknown = sorted(wanted - set(crm.FORMATS))
     if unknown:
@@ -1214,8 +1196,6 @@ def export_plan(
     they sit in, and counted in their owner's totals (``named_mode``: see
     :func:`territory_summary`).
     """
-    from patchmap import crm
-
     wanted = checked_formats(formats, reps=reps, accounts=accounts is not None)
     kind = unit_kind
     out = Path(out_dir)

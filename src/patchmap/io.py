@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.logs import log
 from patchmap.options import error
 
 TABLE_SUFFIXES = {".csv", ".txt", ".tsv", ".parquet", ".pq", ".xlsx", ".xls"}
@@ -577,8 +578,6 @@ def _read_text_table(p: Path, dtype: Any, encoding: str, suffix: str) -> pd.Data
     first_line = text_head.replace("\r\n", "\n").split("\n", 1)[0]
     sep = "\t" if suffix == ".tsv" else _delimiter(first_line)
     if sep != "," and suffix != ".tsv":
-        from patchmap.logs import log
-
         log.info(f"{p}: {DELIMITERS[sep]}-separated")
     header = next(csv.reader([first_line], delimiter=sep), [])
     _check_unique_columns([h.strip() for h in header], p)
@@ -606,8 +605,6 @@ def _delimiter(line: str) -> str:
 
 
 def _read_excel(p: Path, dtype: Any, sheet: str | None) -> pd.DataFrame:
-    from patchmap.logs import log
-
     book = pd.read_excel(p, sheet_name=None, dtype=dtype)
     names = list(book)
     if sheet is not None:

@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from patchmap import geodata
 from patchmap.accounts import tally_line
 from patchmap.errors import InputError
 from patchmap.io import write_units
@@ -26,7 +27,9 @@ from patchmap.notes import Note
 from patchmap.options import did_you_mean, error
 from patchmap.scoring import blank, text_values
 from patchmap.units import h3 as h3u
+from patchmap.units.county import county_units
 from patchmap.units.meta import h3_resolution, tag_units
+from patchmap.units.zcta import zcta_units
 
 __all__ = [
     "COUNTED_NOTES",
@@ -455,14 +458,10 @@ def check_kind(kind: str) -> str:
 
 
 def _normalize_states(states: Sequence[str] | str) -> list[str]:
-    from patchmap import geodata
-
     return sorted(geodata.normalize_states(states))
 
 
 def _bundled_zcta_states() -> list[str]:
-    from patchmap import geodata
-
     return list(geodata.zcta_states())
 
 
@@ -474,8 +473,6 @@ def _point_states(lon: np.ndarray, lat: np.ndarray, states_gdf: gpd.GeoDataFrame
 
 
 def _states_layer() -> gpd.GeoDataFrame:
-    from patchmap import geodata
-
     return geodata.states().reset_index(drop=True)
 
 
@@ -645,7 +642,6 @@ def fill_from_zcta(
     need = (np.isnan(lat) | np.isnan(lon)) & accounts["zcta"].notna().to_numpy()
     if not need.any():
         return accounts, lat, lon
-    from patchmap import geodata
 
     pts = geodata.zcta_points().drop_duplicates("zcta").set_index("zcta")
     keys = text_values(accounts["zcta"])[need]
@@ -817,7 +813,6 @@ def survey_geometry(spec: LayerSpec) -> shapely.Geometry | None:
     """The given region's outline when :func:`survey_chunk` needs it (H3 cells inside it)."""
     if spec.kind != "h3" or not spec.strict:
         return None
-    from patchmap import geodata
 
     return geodata.region_geometry(list(spec.region))
 
@@ -876,14 +871,10 @@ def decide_units(spec: LayerSpec, surveys: Sequence[Survey], notes: list[str]) -
     """The region (inferred from the chunks' surveys for counties and H3, noted) and its
     units; ZCTAs without a region: every bundled ZCTA (the region follows placement, in
     :func:`finish_layers`)."""
-    from patchmap import geodata
-
     region = list(spec.region) if spec.strict else []
     minor: list[str] = []
     bundled = _bundled_zcta_states()
     if spec.kind == "zcta":
-        from patchmap.units.zcta import zcta_units
-
         units = zcta_units(region if spec.strict else None)
         land = geodata.region_geometry(region if spec.strict else bundled)
         return Layout(_sorted(units), land, region, minor, bundled)
@@ -902,8 +893,6 @@ def decide_units(spec: LayerSpec, surveys: Sequence[Survey], notes: list[str]) -
                 states="region",
             )
     if spec.kind == "county":
-        from patchmap.units.county import county_units
-
         land = geodata.region_geometry(region + minor)
         return Layout(_sorted(county_units(region + minor)), land, region, minor, bundled)
     region_geom = geodata.region_geometry(region)
@@ -1036,8 +1025,6 @@ def finish_units(
 ) -> gpd.GeoDataFrame:  # fmt: skip
     """The unit layer from the folded sums (``units_gdf`` sorted by ``unit_id``, ``totals``
     in that order): counts as integers, equal-area ``area_km2``, densities per km², state."""
-    from patchmap import geodata
-
     nu = len(units_gdf)
     cols: dict[str, np.ndarray] = {
         "accounts": totals["accounts"].astype("int64"),

@@ -17,9 +17,23 @@ import pandas as pd
 
 from patchmap import geodata
 from patchmap.accounts import IngestResult, load_accounts, tally_line
+from patchmap.compare import compare_plans, format_metric, write_comparison
 from patchmap.config import PlanConfig, plan_config
+from patchmap.diff import plan_diff, write_diff
+from patchmap.distributed import NothingPlaced, build_layers_dask
 from patchmap.errors import InputError, LockError
+from patchmap.evaluate import evaluate_plan
+from patchmap.export import (
+    assign_reps,
+    checked_formats,
+    dissolve_territories,
+    export_plan,
+    read_plan,
+    recommended_headcount,
+    unit_kind,
+)
 from patchmap.io import (
+    atomic_path,
     check_ids,
     check_known_ids,
     read_table,
@@ -27,12 +41,25 @@ from patchmap.io import (
     write_csv,
     writes_outputs,
 )
-from patchmap.layers import LayersResult, build_layers, write_layers
+from patchmap.layers import (
+    LayersResult,
+    build_layers,
+    build_layers_on_polygons,
+    check_sums,
+    place_accounts,
+    write_layers,
+)
 from patchmap.logs import log, progress
 from patchmap.options import UNIT_KINDS, default, error, takes
-from patchmap.partition import Partitioner, Plan
+from patchmap.partition import Partitioner, Plan, locked_conflicts
+from patchmap.partition.realign import moved_accounts
+from patchmap.partition.reps import account_distance_km, read_reps
 from patchmap.quota import Quota, quota_table
+from patchmap.sample import sample_accounts
 from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_scored
+from patchmap.segments.named import named_rows, owner_shares, read_named
+from patchmap.units.adjacency import build_adjacency, edge_adjacency
+from patchmap.units.custom import load_user_units
 
 Echo = Callable[[str], None]
 TARGET = default("partition", "target")
@@ -140,8 +167,6 @@ def layers_from_accounts(
     ``sums`` the user's own numeric columns summed too; ``named`` the ids of named
     accounts, scored but held out of the units (their owners carry them).
     """
-    from patchmap.layers import build_layers_on_polygons, check_sums
-
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path_for(out))
     check_sums(ingest.accounts, sums)  # before the model is trained
     scored = score_accounts(ingest.accounts, scoring_config(scoring))
@@ -188,7 +213,6 @@ def layers_file(
             raise error("layers", "{engine=dask} takes {units} h3, zcta or county")
         if settings["named"] is not None:
             raise error("layers", "{named} needs {engine=pandas} (the Dask engine holds none out)")
-        from patchmap.distributed import NothingPlaced, build_layers_dask
 
         states = geodata.normalize_states(settings["region"]) if settings["region"] else None
         rejects_path = rejects_path_for(out)
@@ -235,7 +259,6 @@ def _unit_layer(
     """A unit kind as it is, or the user's own polygon file read and checked."""
     if str(units) in UNIT_KINDS:
         return str(units)
-    from patchmap.units.custom import load_user_units
 
     if not unit_id:
         raise error(scope, "{units}: a polygon file needs {unit_id} (its id column)")
@@ -247,8 +270,6 @@ def _unit_layer(
 
 def read_units_with_id(path: str | os.PathLike, id_col: str) -> gpd.GeoDataFrame:
     """Read and validate a unit file (any polygons; ids kept as text, invalid shapes repaired)."""
-    from patchmap.units.custom import load_user_units
-
     units, notes = load_user_units(path, id_col)
     for note in notes:
         log.info(note)
@@ -281,8 +302,6 @@ def read_locked(path: str | os.PathLike, unit_ids: Sequence[str]) -> pd.Series:
 def _check_locked_rows(locked: pd.Series, adjacency) -> None:
     """Conflicting locks (a territory's locked units cut apart by other territories' locks)
     as an InputError naming the lines of the locked file."""
-    from patchmap.partition import locked_conflicts
-
     codes_, names = pd.factorize(locked.to_numpy(), sort=True)
     codes = pd.Series(-1, index=pd.Index(np.asarray(adjacency.ids).astype(str)))
     codes[locked.index] = codes_
@@ -312,10 +331,6 @@ def plan_units(
     fit only: see :meth:`Partitioner.fit`). Returns the plan and the validated reps (or
     None). Raises :class:`InputError` for inconsistent inputs, naming the file and lines.
     """
-    from patchmap.export import read_plan
-    from patchmap.partition.reps import read_reps
-    from patchmap.units.adjacency import build_adjacency, edge_adjacency
-
     x = settings
     ids = units[id_col].astype(str).tolist()
     reps = read_reps(x["reps"]) if x["reps"] is not None else None
@@ -387,8 +402,6 @@ def _locked_lines(locked: pd.Series, exc: LockError) -> str:
 
 def _auto_territories(units: gpd.GeoDataFrame, capacity) -> int:
     """``territories = auto``: the headcount the capacity rule recommends for the units."""
-    from patchmap.export import recommended_headcount
-
     if capacity is None:
         raise error("partition", "{territories=auto} needs {capacity} (e.g. potential=2000000)")
     h = recommended_headcount(units, capacity)
@@ -478,9 +491,6 @@ def evaluate_file(
 ) -> Plan:
     """`patchmap evaluate`: measure PLAN.csv over the units as it is (balance, contiguity,
     cut edges, compactness) and report it the way `partition` reports its own plans."""
-    from patchmap.evaluate import evaluate_plan
-    from patchmap.export import read_plan
-
     id_col = settings["id_col"]
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
     plan = evaluate_plan(
@@ -513,9 +523,7 @@ def map_file(
 ) -> Path:
     """`patchmap map`: units + PLAN.csv → self-contained HTML (or a static PNG/PDF);
     ``reps`` adds the reps' home markers."""
-    from patchmap.export import read_plan
-    from patchmap.partition.reps import read_reps
-    from patchmap.render import render_map, render_static
+    from patchmap.render import render_map, render_static  # folium: only to draw a map
 
     id_col, title, reps = settings["id_col"], settings["title"], settings["reps"]
     units = _units_as_unit_id(read_units_with_id(units_path, id_col), id_col)
@@ -546,9 +554,6 @@ def placed_accounts(
 ) -> pd.DataFrame:
     """Ingest (and score) an accounts file and place it in ``units``; the rows that cannot
     be placed go to ``rejects_path`` with their reason, and the tally is echoed."""
-    from patchmap.export import unit_kind
-    from patchmap.layers import place_accounts
-
     ingest = load_accounts(accounts_path, column_map, **dict(reading or {}))
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
     acc = score_accounts(ingest.accounts).accounts if score else ingest.accounts
@@ -578,9 +583,6 @@ def export_file(
     headcount and ``quota`` splits a target across territories by potential, all in
     ``summary.csv``.
     """
-    from patchmap.export import checked_formats, export_plan, read_plan
-    from patchmap.partition.reps import read_reps
-
     id_col, reps = settings["id_col"], settings["reps"]
     rep_table = read_reps(reps, need_home=False) if reps is not None else None
     # before any file (rejects.csv, the tables) is written
@@ -618,9 +620,6 @@ def _placed_and_named(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """:func:`placed_accounts` with a NAMED.csv: the accounts routed by geography, and the
     named ones with their owner (wherever they are: never a reject for their place)."""
-    from patchmap.export import unit_kind
-    from patchmap.layers import place_accounts
-
     ingest = load_accounts(settings["accounts"], settings["columns"], **_reading(settings))
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
     scored = score_accounts(ingest.accounts).accounts
@@ -645,9 +644,6 @@ def _named_table(
 ) -> pd.DataFrame:  # fmt: skip
     """The named accounts of a NAMED.csv as account rows with their owner's ``territory``
     (a rep's territory from ``reps``, or a territory of ``plan``) and the unit they sit in."""
-    from patchmap.export import assign_reps, dissolve_territories
-    from patchmap.segments.named import named_rows
-
     named = _checked_named(path, ingest)
     territories = pd.unique(plan["territory"].astype(str))
     rep_territory = None
@@ -661,8 +657,6 @@ def _named_table(
 
 def _checked_named(path: str | os.PathLike, ingest: IngestResult):
     """A NAMED.csv read and checked against the accounts read (exit 2 naming lines)."""
-    from patchmap.segments.named import read_named
-
     return read_named(path).check_accounts(
         ingest.accounts["account_id"].astype(str),
         rejected=ingest.rejects["account_id"].astype(str),
@@ -687,10 +681,6 @@ def compare_file(
 ) -> dict[str, Path]:
     """`patchmap compare`: two PLAN.csv files → compare.csv, compare.md (and, with the
     units, balance/compactness/travel rows and compare.html, a map of both plans)."""
-    from patchmap.compare import compare_plans, format_metric, write_comparison
-    from patchmap.export import read_plan
-    from patchmap.partition.reps import read_reps
-
     units_path, id_col, reps = settings["units_path"], settings["id_col"], settings["reps"]
     pa_, pb_ = Path(plan_a), Path(plan_b)
     names = (pa_.stem, pb_.stem)
@@ -743,10 +733,6 @@ def diff_file(
     """`patchmap diff`: what changed for whom between two PLAN.csv files over the same units:
     ``zip_changes.csv``, ``account_changes.csv``, ``rep_totals.csv``, ``off_target.csv``
     and ``diff.md`` (see :func:`patchmap.diff.plan_diff`)."""
-    from patchmap.diff import plan_diff, write_diff
-    from patchmap.export import read_plan
-    from patchmap.partition.reps import read_reps
-
     id_col = settings["id_col"]
     units = _units_as_unit_id(read_units_with_id(settings["units_path"], id_col), id_col)
     old, new = read_plan(old_plan, units), read_plan(new_plan, units)
@@ -819,9 +805,7 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
     """
     if config.segments:
         raise ValueError("run_plan: this plan has [[segment]] tables; call patchmap.run.run_config")
-    from patchmap.export import export_plan
-    from patchmap.partition.reps import read_reps
-    from patchmap.render import render_map
+    from patchmap.render import render_map  # folium: loaded only to draw a map
 
     part, units_cfg = config.partition, config.units
     unit_layer = _unit_layer(units_cfg["units"], units_cfg["unit_id"], "units")
@@ -870,8 +854,6 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
         shares = named_table = None
         by_rep = {r: r for r in rep_file["rep_id"]} if rep_file is not None else None
         if named is not None and part["named_mode"] == "balance":
-            from patchmap.segments.named import named_rows, owner_shares
-
             owners = named.owners(named.table, rep_territory=by_rep, territories=list(by_rep))
             shares, notes = owner_shares(layers.units, named_rows(scored.accounts, owners),
                                          rep_file, part["balance"][0])  # fmt: skip
@@ -882,8 +864,6 @@ def run_plan(config: PlanConfig, *, echo: Echo = _quiet) -> RunResult:
             settings={**part, "capacity": config.export["capacity"]}, shares=shares,
         )  # fmt: skip
         if named is not None:
-            from patchmap.segments.named import named_rows
-
             owners = named.owners(named.table, rep_territory=by_rep, territories=plan.labels)
             named_table = _with_units(named_rows(scored.accounts, owners), layers.placed)
         res.plan = plan
@@ -934,9 +914,6 @@ def _write_whatif(
     """The plan's side files, with the accounts known: which accounts moved
     (``plan.moved_accounts.csv``) and each rep's mean and 90th-percentile distance from home to
     their accounts (``mean_account_km``, ``p90_account_km`` in the reps report)."""
-    from patchmap.partition.realign import moved_accounts
-    from patchmap.partition.reps import account_distance_km
-
     if plan.reps is not None and reps is not None:
         km = account_distance_km(reps, accounts, plan).reindex(plan.reps["rep_id"])
         for col in ("mean_account_km", "p90_account_km"):
@@ -955,8 +932,6 @@ def _realignment_diff(
     """What a realignment changes for whom (``patchmap diff`` of the current plan and the new
     one): with ``current_accounts`` (last year's), new and lost accounts are told apart
     from moved ones, and ``plan.moved_accounts.csv`` lists only accounts that really moved."""
-    from patchmap.diff import plan_diff, write_diff
-
     new = plan.assignment.astype(str)
     old = new.copy()
     old[plan.moves["unit_id"].astype(str).to_numpy()] = plan.moves["from"].astype(str).to_numpy()
@@ -1016,9 +991,6 @@ def demo_config(
 @takes("sample-accounts")
 def sample_file(out: str | os.PathLike, **settings) -> Path:
     """`patchmap sample-accounts`: write synthetic accounts (CSV, Parquet or Excel by suffix)."""
-    from patchmap.io import atomic_path
-    from patchmap.sample import sample_accounts
-
     df = sample_accounts(
         settings["region"], settings["n"], settings["seed"], bad_share=settings["bad_share"]
     )

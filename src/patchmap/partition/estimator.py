@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from patchmap.certify import certify_plan, require_solver
+from patchmap.certify.corridors import corridor_bound
+from patchmap.certify.pockets import pocket_bound
 from patchmap.errors import InputError, LockError
 from patchmap.notes import Note
 from patchmap.partition.constraints import (
@@ -257,8 +260,6 @@ class Partitioner(BaseEstimator):
         """
         cfg = self.settings()
         if cfg.prove:
-            from patchmap.certify import require_solver
-
             require_solver()  # before the search: a missing solver is a quick, clear error
         adjacency = resolve_adjacency(units, adjacency, cfg.id_col)
         if within is not None or regions is not None:
@@ -358,7 +359,6 @@ class Partitioner(BaseEstimator):
                 notes.append(_crowded_homes_note(plan, cfg, problem, home_idx, ids))
         plan.elapsed_s = time.perf_counter() - t0
         if cfg.prove:
-            from patchmap.certify import certify_plan
 
             def rebuild(codes: np.ndarray) -> Plan:
                 new = make_plan(codes, list(fresh))
@@ -439,9 +439,6 @@ def _crowded_homes_note(
     """Why a plan with rep homes misses the balance target: a proof when a neck of the map
     lets too few territories cross (:func:`~patchmap.certify.corridors.corridor_bound`)
     or other homes wall a home in (:func:`~patchmap.certify.pockets.pocket_bound`), else the homes' crowding, said as what it is (no proof that the target is out of reach)."""
-    from patchmap.certify.corridors import corridor_bound
-    from patchmap.certify.pockets import pocket_bound
-
     dev = plan.territories.set_index("territory")[f"{cfg.balance[0]}_deviation"]
     worst = dev.abs().sort_values(ascending=False).index[:3]
     load = plan.reps.set_index("rep_id")["nearest_load"]

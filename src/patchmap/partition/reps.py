@@ -16,7 +16,10 @@ import pandas as pd
 import shapely
 
 from patchmap.errors import InputError
+from patchmap.geocode import normalize_zip, zip_locations
 from patchmap.io import check_ids, listed_lines, read_table
+from patchmap.metrics import account_distance_km as distances
+from patchmap.metrics import account_travel, equal_area_crs, travel_km
 
 if TYPE_CHECKING:
     from patchmap.partition.plan import Plan
@@ -114,7 +117,6 @@ def prepare_reps(
     if need.any():
         if "zip" not in df.columns:
             raise InputError(f"{source}: {_rows(lines[need], rid[need])}: no lat/lon")
-        from patchmap.geocode import normalize_zip, zip_locations
 
         zips = normalize_zip(df["zip"].where(pd.Series(need, index=df.index)))
         missing = need & zips.isna().to_numpy()
@@ -192,8 +194,6 @@ def locate_homes(
     nearest unit. Homes outside the units' area, or two reps in one unit, raise
     :class:`InputError` naming the reps' lines.
     """
-    from patchmap.metrics import equal_area_crs
-
     reps = prepare_reps(reps)
     source = reps.attrs.get("source", "reps")
     geoms = units.geometry
@@ -237,8 +237,6 @@ def locate_homes(
 
 def home_xy_km(reps: pd.DataFrame, units: gpd.GeoDataFrame) -> np.ndarray:
     """Rep homes in the equal-area kilometres of the units' adjacency (``xy_km``)."""
-    from patchmap.metrics import equal_area_crs
-
     crs = equal_area_crs(units.geometry)
     pts = gpd.GeoSeries(_home_points(reps), crs=4326).to_crs(crs)
     return shapely.get_coordinates(np.asarray(pts.values, dtype=object)) / 1000.0
@@ -253,8 +251,6 @@ def rep_report(reps: pd.DataFrame, plan: Plan, units: gpd.GeoDataFrame) -> pd.Da
     other's, over the mean territory total: far from 1 when homes crowd together (or sit
     far apart), which is why balance can then cost long or lopsided territories.
     """
-    from patchmap.metrics import travel_km
-
     reps = prepare_reps(reps)
     col = plan.balance[0]
     labels = plan.assignment.to_numpy(dtype=object)
@@ -292,9 +288,6 @@ def account_distance_km(reps: pd.DataFrame, accounts: pd.DataFrame, plan: Plan) 
     90th-percentile great-circle distance (km) from the rep's home to the accounts of the
     rep's territory, ``mean_account_km`` and ``p90_account_km`` (accounts need
     ``unit_id``, ``lat`` and ``lon``; each account counts once)."""
-    from patchmap.metrics import account_distance_km as distances
-    from patchmap.metrics import account_travel
-
     reps = prepare_reps(reps)
     cols = ["accounts", "mean_account_km", "p90_account_km"]
     if not {"unit_id", "lat", "lon"} <= set(accounts.columns):

@@ -21,6 +21,7 @@ from branca.element import Element
 
 from patchmap.errors import InputError
 from patchmap.io import write_text
+from patchmap.metrics import to_equal_area
 
 #: Density layers: column, name, matplotlib colormap, what the measure means.
 DENSITY_LAYERS = (
@@ -83,8 +84,6 @@ def density(units: gpd.GeoDataFrame, measure: str) -> pd.Series | None:
     if "area_km2" in units.columns:
         area = pd.to_numeric(units["area_km2"], errors="coerce")
     else:
-        from patchmap.metrics import to_equal_area
-
         area = pd.Series(
             shapely.area(to_equal_area(units.geometry).values) / 1e6, index=units.index
         )

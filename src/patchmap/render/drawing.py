@@ -21,6 +21,9 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from patchmap import geodata
+from patchmap.metrics import equal_area_crs
+
 __all__ = ["DRAWING_FILE", "drawing_geometries", "fill_gaps"]
 
 #: Bundled drawing areas (not named ``zcta_*``: that prefix marks analysis polygons).
@@ -51,8 +54,6 @@ def fill_gaps(
     it. A share cut off from its ZCTA goes to the ZCTA it shares most border with (else
     it is left out: it would draw as a piece of its own).
     """
-    from patchmap.metrics import equal_area_crs
-
     crs = equal_area_crs(gpd.GeoSeries([land], crs=4326))
     geoms = np.asarray(gpd.GeoSeries(zctas.values, crs=4326).to_crs(crs).values)
     outline = gpd.GeoSeries([land], crs=4326).to_crs(crs).iloc[0]
@@ -150,8 +151,6 @@ def drawing_geometries(units: gpd.GeoDataFrame, directory: Path | None = None) -
 
 
 def _drawing_table(directory: Path | None) -> gpd.GeoDataFrame | None:
-    from patchmap import geodata
-
     path = (directory or geodata.geodata_dir()) / DRAWING_FILE
     if not path.is_file():
         return None

@@ -32,6 +32,8 @@ from patchmap.export import (
     territory_summary,
     unit_kind,
 )
+from patchmap.metrics import equal_area_crs
+from patchmap.quota import Quota, parse_amount
 from patchmap.render.colors import territory_colors
 from patchmap.render.common import (
     DENSITY_LAYERS,
@@ -46,6 +48,7 @@ from patchmap.render.common import (
 )
 from patchmap.render.drawing import drawing_geometries
 from patchmap.render.topology import grid_step, topology
+from patchmap.units.adjacency import build_adjacency
 
 __all__ = ["map_payload", "render_map", "write_page"]
 
@@ -109,8 +112,6 @@ def unwrap_longitudes(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
 def _label_points(geoms: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per territory: the centre of its largest inscribed circle (lat, lon) and the radius
     in metres, from the drawn polygons in an equal-area projection."""
-    from patchmap.metrics import equal_area_crs
-
     gs = gpd.GeoSeries(geoms, crs=4326)
     crs = equal_area_crs(gs)
     merged = dissolve_territories(gpd.GeoDataFrame(geometry=gs.to_crs(crs).values, crs=crs), codes)
@@ -147,7 +148,6 @@ def _quota_rule(quota: Any, summary: pd.DataFrame, balance_cols: list[str]) -> d
     page re-splits the quota as units move; None without a quota."""
     if quota is None or "quota" not in summary.columns:
         return None
-    from patchmap.quota import Quota, parse_amount
 
     q = Quota.coerce(quota)
     mean = q.total / max(len(summary), 1)
@@ -241,8 +241,6 @@ def map_payload(
 ) -> dict:
     """The page's data for a plan (see :func:`render_map`): units as a topology, the
     territories with their labels, colours and totals, links, reps and density layers."""
-    from patchmap.units.adjacency import build_adjacency
-
     u = prepare_units(units)
     plan_metrics = _as_plan_metrics(plan, plan_metrics)
     labels = territory_labels(u, plan)

@@ -13,6 +13,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.export import check_reps, dissolve_territories, territory_labels
 from patchmap.io import atomic_path
+from patchmap.metrics import equal_area_crs
 from patchmap.render.colors import territory_colors
 from patchmap.render.common import prepare_units, simplify_coverage
 from patchmap.render.drawing import drawing_geometries
@@ -43,7 +44,6 @@ def render_static(
     shown = simplify_coverage(drawing_geometries(u), max_coords=400_000)
     terr = dissolve_territories(gpd.GeoDataFrame(geometry=shown, crs=4326), labels)
     terr["color"] = territory_colors(terr.geometry.values)
-    from patchmap.metrics import equal_area_crs
 
     crs = equal_area_crs(terr.geometry)
     proj = terr.to_crs(crs)

@@ -8,11 +8,14 @@
 - :mod:`~patchmap.segments.plan`: :func:`plan_segments`, one plan per segment;
 - :mod:`~patchmap.segments.report`: the per-territory, per-segment, per-ZIP and
   per-account tables; :mod:`~patchmap.segments.run`: ``patchmap run`` with segments.
+
+The package re-exports the foundations only (rules, segments, named accounts, books):
+export and the pipeline read named accounts, so importing this package must not pull in
+``plan``, ``report`` or ``run``, which sit above them; import those from their modules.
 """
 
 from patchmap.segments.named import NamedAccounts, prepare_named, read_named
 from patchmap.segments.national import AccountBalancer, Books
-from patchmap.segments.plan import SegmentedPlan, SegmentPlan, plan_segments
 from patchmap.segments.rules import Rule, RuleError
 from patchmap.segments.segment import Segment, Segmentation, segment_accounts
 
@@ -23,10 +26,7 @@ __all__ = [
     "Rule",
     "RuleError",
     "Segment",
-    "SegmentPlan",
-    "SegmentedPlan",
     "Segmentation",
-    "plan_segments",
     "prepare_named",
     "read_named",
     "segment_accounts",

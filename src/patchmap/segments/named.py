@@ -26,6 +26,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
 from patchmap.layers import measure_values
+from patchmap.logs import log
 from patchmap.notes import Note
 
 __all__ = [
@@ -65,8 +66,6 @@ class NamedAccounts:
         """The pins of accounts that were read: an id that is not an account of the file is
         an error naming the lines; an account rejected at ingest (it has no location, say)
         is in the rejects with its reason, so its pin is dropped with a warning."""
-        from patchmap.logs import log
-
         known = pd.Index(pd.Series(list(account_ids), dtype=object).astype(str))
         gone = pd.Index(pd.Series(list(rejected), dtype=object).astype(str))
         ids = self.table["account_id"]

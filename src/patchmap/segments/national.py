@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.layers import measure_values
 
 __all__ = ["AccountBalancer", "Books"]
 
@@ -84,8 +85,6 @@ class AccountBalancer:
 
     def weights(self, accounts: pd.DataFrame) -> np.ndarray:
         """The balance columns as an (accounts x measures) array; bad values raise."""
-        from patchmap.layers import measure_values
-
         cols = []
         for c in self.balance:
             if c == "accounts":

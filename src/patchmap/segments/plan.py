@@ -19,8 +19,20 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from patchmap import geodata
 from patchmap.errors import InputError
-from patchmap.layers import MEASURES, UNIT_COLUMNS, LayersResult, aggregate_units
+from patchmap.export import recommended_headcount
+from patchmap.layers import (
+    MEASURES,
+    UNIT_COLUMNS,
+    LayersResult,
+    aggregate_units,
+    build_layers,
+    build_layers_on_polygons,
+)
+from patchmap.options import did_you_mean
+from patchmap.partition.reps import read_reps
+from patchmap.pipeline import plan_units
 from patchmap.segments.named import (
     MIN_GEO_SHARE,
     NamedAccounts,
@@ -115,8 +127,6 @@ def _unit_key(seg: Segment, units: Any, resolution: int) -> tuple:
 
 
 def _layers(accounts, key, units, states, sums) -> LayersResult:
-    from patchmap.layers import build_layers, build_layers_on_polygons
-
     if key[0] == "polygons":
         return build_layers_on_polygons(accounts, units, sums=sums)
     return build_layers(accounts, units=key[0], resolution=key[1] or 7, states=states, sums=sums)
@@ -140,9 +150,6 @@ def plan_segments(
     unit layer (a segment's own balance columns are added); ``named``: named accounts;
     ``rejected_ids``: accounts rejected before this stage (for the messages of named).
     """
-    from patchmap import geodata
-    from patchmap.pipeline import plan_units
-
     accounts = accounts.reset_index(drop=True)
     seg = segment_accounts(accounts, segments)
     ids = accounts["account_id"].astype(str)
@@ -219,8 +226,6 @@ def _own_sums(seg: Segment, accounts: pd.DataFrame) -> list[str]:
         if col in UNIT_COLUMNS:
             continue
         if col not in accounts.columns:
-            from patchmap.options import did_you_mean
-
             raise InputError(
                 f"{seg.label}: balance column {col!r} is neither a unit measure "
                 f"({', '.join(('accounts', 'customers', *MEASURES, 'whitespace'))}) nor an "
@@ -239,8 +244,6 @@ def _rep_territory(reps: pd.DataFrame | None) -> dict[str, str] | None:
 
 
 def _read_reps(settings: Mapping[str, Any]) -> pd.DataFrame | None:
-    from patchmap.partition.reps import read_reps
-
     return read_reps(settings["reps"]) if settings.get("reps") is not None else None
 
 
@@ -250,8 +253,6 @@ def _plan_national(seg: Segment, accounts: pd.DataFrame, pins: pd.DataFrame,
     reps = _read_reps(x)
     k = x.get("territories") or (len(reps) if reps is not None else None)
     if k == "auto":  # the headcount the capacity rule asks for the segment's accounts
-        from patchmap.export import recommended_headcount
-
         if seg.capacity is None:
             raise InputError(f"{seg.label}: territories = auto needs capacity")
         totals = accounts.select_dtypes("number").sum().to_dict() | {"accounts": len(accounts)}

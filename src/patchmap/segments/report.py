@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from patchmap.export import recommended_reps, rep_table, territory_summary, zip_to_rep
+from patchmap.quota import Quota
 from patchmap.segments.named import account_totals, add_named_totals
 from patchmap.segments.plan import SegmentedPlan, SegmentPlan
 
@@ -29,8 +31,6 @@ _REP_COLUMNS = ("rep_id", "rep_name", "rep_email")
 
 
 def _quota(settings: Mapping[str, Any]):
-    from patchmap.quota import Quota
-
     if settings.get("quota") is None:
         return None
     return Quota(settings["quota"], settings.get("quota_floor"), settings.get("quota_cap"))
@@ -43,8 +43,6 @@ def territory_table(p: SegmentPlan, *, sums: Sequence[str] = ()) -> pd.DataFrame
     deviation columns measure what was balanced: with ``named_mode = "balance"`` the
     totals, else the accounts routed by geography (national books: as dealt).
     """
-    from patchmap.export import recommended_reps, rep_table, territory_summary
-
     seg, x = p.segment, p.segment.partition
     balance = list(x["balance"])
     if p.plan is not None:
@@ -128,8 +126,6 @@ def segments_table(sp: SegmentedPlan, territories: Mapping[str, pd.DataFrame]) -
 
 def zip_table(sp: SegmentedPlan, territories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per (ZIP, geographic segment): ``zip, segment, zcta, territory, rep_id...``."""
-    from patchmap.export import zip_to_rep
-
     parts = []
     for name, p in sp.plans.items():
         if p.plan is None:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.options import did_you_mean
 
 __all__ = ["Rule", "RuleError"]
 
@@ -112,8 +113,6 @@ class Rule:
 
     def check_columns(self, available: Iterable[str]) -> None:
         """:class:`RuleError` naming the first column the table does not have."""
-        from patchmap.options import did_you_mean
-
         have = [str(c) for c in available]
         for col in self.columns:
             if col not in have:

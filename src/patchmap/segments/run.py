@@ -14,9 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from patchmap import crm
+from patchmap.accounts import load_accounts, tally_line
 from patchmap.errors import InputError
+from patchmap.io import write_csv, write_markdown, write_units
+from patchmap.logs import log, progress
+from patchmap.options import UNIT_KINDS
+from patchmap.pipeline import RunResult
+from patchmap.scoring import score_accounts, scoring_config, write_scored
+from patchmap.segments.named import read_named
 from patchmap.segments.plan import SegmentedPlan, plan_segments
+from patchmap.segments.report import assignments_table, segments_table, territory_table, zip_table
+from patchmap.segments.rules import RuleError
 from patchmap.segments.segment import Segment, segments_from_tables
+from patchmap.units.custom import load_user_units
 
 __all__ = ["run_segments", "segments_from_config", "segments_markdown"]
 
@@ -43,19 +54,6 @@ def run_segments(config, *, echo: Echo = _quiet):
     """Every stage of a segmented plan file (see the module docstring); a
     :class:`patchmap.pipeline.RunResult` with ``segments`` set to the
     :class:`~patchmap.segments.plan.SegmentedPlan`."""
-    from patchmap.accounts import load_accounts, tally_line
-    from patchmap.io import write_csv, write_markdown, write_units
-    from patchmap.logs import log, progress
-    from patchmap.pipeline import RunResult
-    from patchmap.scoring import score_accounts, scoring_config, write_scored
-    from patchmap.segments.named import read_named
-    from patchmap.segments.report import (
-        assignments_table,
-        segments_table,
-        territory_table,
-        zip_table,
-    )
-
     segments = segments_from_config(config)
     units_cfg = config.units
     units = _units(units_cfg)
@@ -134,8 +132,6 @@ SCORED_COLUMNS = ("score", "reach", "p_win", "potential")
 def _crm_files(config, segments, out: Path, zips, summary, assigned) -> dict[str, Path]:
     """``[export] format``'s CRM files, the segment as the territories' type and top level
     (see :func:`patchmap.crm.write_salesforce_segments`, :func:`~patchmap.crm.write_hubspot_segments`)."""
-    from patchmap import crm
-
     formats = config.export.get("formats") or "csv"
     wanted = {formats} if isinstance(formats, str) else set(formats)
     if "all" in wanted:
@@ -155,8 +151,6 @@ def _crm_files(config, segments, out: Path, zips, summary, assigned) -> dict[str
 
 def _check_rule_columns(segments, columns, source) -> None:
     """Unknown columns in the rules, before the model is trained."""
-    from patchmap.segments.rules import RuleError
-
     have = [*map(str, columns), *SCORED_COLUMNS]
     for seg in segments:
         try:
@@ -167,12 +161,9 @@ def _check_rule_columns(segments, columns, source) -> None:
 
 def _units(units_cfg):
     """The run's unit kind, or the user's own polygons read and checked."""
-    from patchmap.options import UNIT_KINDS
-
     kind = units_cfg["units"]
     if str(kind) in UNIT_KINDS:
         return str(kind)
-    from patchmap.units.custom import load_user_units
 
     layer, _ = load_user_units(kind, units_cfg["unit_id"])
     return layer
@@ -257,7 +248,7 @@ def segments_markdown(
 
 
 def _render(sp: SegmentedPlan, tables, out_path: Path, map_cfg) -> Path:
-    from patchmap.render import render_segments
+    from patchmap.render import render_segments  # folium: loaded only to draw a map
 
     return render_segments(sp, tables, out_path, title=map_cfg.get("title"),
                            tiles=map_cfg.get("tiles", False))  # fmt: skip

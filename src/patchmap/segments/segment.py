@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from patchmap.errors import InputError
+from patchmap.options import ARRAY_TABLES, LIBRARY, OptionError, for_table, resolve
 from patchmap.segments.rules import Rule, RuleError
 
 __all__ = ["BASE_LAYER", "NATIONAL", "Segment", "Segmentation", "segment_accounts"]
@@ -93,8 +94,6 @@ class Segment:
 
 def _partition_settings(given: Mapping[str, Any], label: str) -> dict[str, Any]:
     """Partition options by library name, checked, the ones not given at their defaults."""
-    from patchmap.options import LIBRARY, OptionError, for_table, resolve
-
     opts = {o.name: o for o in for_table("partition").values()}
     unknown = sorted(set(given) - set(opts))
     if unknown:
@@ -202,8 +201,6 @@ def segment_accounts(accounts: pd.DataFrame, segments: Sequence[Segment]) -> Seg
 def segments_from_tables(tables: Sequence[Mapping[str, Any]]) -> list[Segment]:
     """:class:`Segment` objects from checked ``[[segment]]`` tables (library names, complete:
     the keys a table left out already hold the ``[partition]``/``[export]`` values)."""
-    from patchmap.options import ARRAY_TABLES, for_table
-
     keys = [for_table("partition")[k].name for k in ARRAY_TABLES["segment"]["partition"]]
     return check_segments(
         [

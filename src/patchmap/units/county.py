@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 import geopandas as gpd
 
+from patchmap import geodata
+from patchmap.logs import log
+
 __all__ = ["county_units"]
 
 
@@ -17,9 +20,6 @@ def county_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
     collapsed to nothing at 1:10m (Falls Church city, VA, 51610) are left out with a note:
     a unit without area cannot border anything, and their accounts join the nearest county.
     """
-    from patchmap import geodata  # imported late: loading geodata is not free
-    from patchmap.logs import log
-
     gdf = geodata.counties(states)
     empty = gdf.geometry.is_empty | gdf.geometry.isna()
     if empty.any():

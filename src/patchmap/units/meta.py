@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from patchmap import geodata
+
 __all__ = ["KINDS", "META_KEY", "h3_resolution", "recorded", "tag_units", "unit_kind"]
 
 #: Key of the record in ``attrs`` (and so in the GeoParquet file's metadata).
@@ -78,8 +80,6 @@ def _guess_kind(ids: pd.Series) -> str:
     except (TypeError, ValueError):
         pass
     if len(sample) and sample.str.fullmatch(r"\d{5}").all():
-        from patchmap import geodata
-
         if ids.isin(geodata.zcta_points()["zcta"]).mean() >= 0.9:
             return "zcta"
     return "polygon"

@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from patchmap import geodata
+from patchmap.logs import log
+
 __all__ = ["zcta_units", "zcta_voronoi_units"]
 
 _COLUMNS = ["unit_id", "state", "population", "land_km2"]
@@ -25,9 +28,6 @@ def zcta_units(states: Sequence[str] | str | None = None) -> gpd.GeoDataFrame:
     geometry (EPSG:4326); sorted by ``unit_id``. States without polygons (neither bundled
     nor fetched with ``patchmap geodata fetch zcta``) get Voronoi cells, with a note.
     """
-    from patchmap import geodata  # imported late: loading geodata is not free
-    from patchmap.logs import log
-
     wanted = None if states is None else geodata.normalize_states(states)
     have = set(geodata.zcta_states())
     with_polygons = None if wanted is None else [s for s in wanted if s in have]
@@ -61,8 +61,6 @@ def zcta_voronoi_units(states: Sequence[str] | str) -> gpd.GeoDataFrame:
     Cells never cross a state line, tile each state without gaps or overlaps, and give
     every ZCTA of the gazetteer a unit (a small disc where the clipped cell is empty).
     """
-    from patchmap import geodata
-
     wanted = geodata.normalize_states(states)
     points = geodata.zcta_points()
     points = points[points["state"].isin(wanted)].reset_index(drop=True)
