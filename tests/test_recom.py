@@ -8,7 +8,15 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition.objective import imbalance
 from patchmap.partition.problem import Graph, Problem
-from patchmap.partition.recom import chain_balance, flow_balance, flow_plan, give, probe, resplit
+from patchmap.partition.recom import (
+    chain_balance,
+    flow_balance,
+    flow_plan,
+    give,
+    probe,
+    resplit,
+    transplants,
+)
 from patchmap.partition.state import SearchState
 
 
@@ -181,3 +189,22 @@ def test_flow_balance_passes_weight_through_the_middle():
     assert max(abs(t[0] - 9.0) for t in s.tot) < 4.5 - 1.0  # the corners were 4.5 off
     assert parts_connected(s)
     assert all(s.labn[h] == t for t, h in enumerate(homes))
+
+
+def test_transplants_hand_a_heavy_unit_to_the_territory_nearest_it():
+    # a row of 9 units: p's home at 0, q's at 8; p holds 0..6 with the heavy unit 6
+    # (10 of 18); q's path to it (8, 7, 6) is lighter than all p holds
+    w = np.ones(9)
+    w[6] = 10.0
+    lab = np.r_[np.zeros(7, dtype=int), np.ones(2, dtype=int)]
+    s = grid(9, 1, lab, [0, 8], w)
+    plans = transplants(s)
+    assert len(plans) == 1
+    new = plans[0]
+    assert list(new) == [0] * 6 + [1] * 3  # the unit and the path to it go to q, whole
+    assert s.labn[6] == 0  # the state itself is left as it was
+    # a unit below the heavy share, or a taker whose path is no lighter: no plan
+    assert transplants(grid(9, 1, lab, [0, 8], np.ones(9))) == []
+    w2 = w.copy()
+    w2[7] = 9.0  # q's path now weighs 20 > p's 16
+    assert transplants(grid(9, 1, lab, [0, 8], w2)) == []

@@ -26,15 +26,28 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from patchmap.partition.balance import pick_step
+from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import imbalance
 from patchmap.partition.state import SearchState
 
-__all__ = ["TRIES", "chain_balance", "flow_balance", "flow_plan", "give", "probe", "resplit"]
+__all__ = [
+    "TRIES",
+    "chain_balance",
+    "flow_balance",
+    "flow_plan",
+    "give",
+    "probe",
+    "resplit",
+    "transplants",
+]
 
 TRIES = 6  # orderings tried per re-split (plain distances, then stretched edges)
 ATTEMPTS = 6  # plans per round of flow_balance (each bounding the pairs that fell short)
 STEP = 0.5  # share of the planned flows a round of flow_balance passes
 CHECKS = 40  # units give may pass over (their removal would cut the giver) before it stops
+HEAVY = 0.2  # a unit above this share of a mean goal is heavy (see transplants)
+HEAVY_UNITS = 2  # heavy units tried by transplants
+HEAVY_TAKERS = 2  # territories each is offered to
 
 
 def resplit(
@@ -381,3 +394,57 @@ def flow_balance(
             continue
         break
     s.log = None
+
+
+def transplants(
+    s: SearchState, heavy: float = HEAVY, units: int = HEAVY_UNITS, per_unit: int = HEAVY_TAKERS
+) -> list[np.ndarray]:  # fmt: skip
+    """Plans that hand a heavy unit of a territory off its target to another territory,
+    with the lightest path to it from that territory's locked units (a path passing no
+    other territory's locked units; the pieces it cuts off join their neighbours,
+    :func:`~patchmap.partition.contiguity.settle_locks`). A unit that makes a quarter of
+    a territory's goal cannot be passed by boundary moves: the territory holding it
+    (Los Angeles County, no rep living in it, held by a rep in Kansas along a thread of
+    counties through San Bernardino) keeps its whole path to it however the others
+    balance. Takers: the ``per_unit`` territories whose path to the unit is lightest
+    against their goal, when lighter than the holder's total; ``units``: the heaviest
+    such units of off-target territories, ``heavy``: the least weight (share of a mean
+    goal)."""
+    k, w = s.k, s.W[:, 0]
+    goal = np.array([s.bands.goal[t][0] for t in range(k)])
+    tot = np.array([s.tot[t][0] for t in range(k)])
+    off = np.abs(tot / np.maximum(goal, 1e-300) - 1) > s.bands.tol[0]
+    locked = np.asarray(s.problem.locked)
+    cand = np.flatnonzero((w > heavy * goal.mean()) & (locked < 0) & off[s.labn])
+    cand = cand[np.argsort(-w[cand], kind="stable")][:units]
+    if not len(cand):
+        return []
+    m = s.g.matrix.tocoo()
+    step = 1e-9 * max(float(w.max()), 1.0)
+    plans = []
+    paths = []
+    for h in range(k):
+        src = np.flatnonzero(locked == h)
+        if not len(src):
+            paths.append(None)
+            continue
+        keep = ((locked[m.row] < 0) | (locked[m.row] == h)) & (
+            (locked[m.col] < 0) | (locked[m.col] == h)
+        )
+        g = sparse.csr_matrix((w[m.col[keep]] + step, (m.row[keep], m.col[keep])), shape=m.shape)
+        d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
+        paths.append((d + w[src].min(), pred))
+    for u in cand.tolist():
+        t = int(s.labn[u])
+        cost = np.array([p[0][u] / max(goal[h], 1e-300) if p is not None and h != t else np.inf
+                         for h, p in enumerate(paths)])  # fmt: skip
+        for h in np.argsort(cost, kind="stable")[:per_unit].tolist():
+            if not np.isfinite(cost[h]) or cost[h] >= tot[t] / max(goal[t], 1e-300):
+                continue
+            new = s.labels()
+            v, pred = u, paths[h][1]
+            while v >= 0 and locked[v] != h:
+                new[v] = h
+                v = int(pred[v])
+            plans.append(settle_locks(s.g, new, w, k, locked))
+    return plans

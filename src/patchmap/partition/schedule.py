@@ -37,7 +37,7 @@ from patchmap.partition.coarsen import COARSEN_MIN_UNITS, coarsen, project
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import score
 from patchmap.partition.problem import MARGIN, Problem
-from patchmap.partition.recom import chain_balance, flow_balance
+from patchmap.partition.recom import chain_balance, flow_balance, transplants
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
@@ -181,7 +181,9 @@ def solve(
     then by re-splitting pairs of territories along chains
     (:func:`~patchmap.partition.recom.chain_balance`), and the
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
-    gain.
+    gain; then, still off, a heavy unit of an off-target territory is offered to the
+    territories nearest it along their lightest paths
+    (:func:`~patchmap.partition.recom.transplants`), each searched on.
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -239,6 +241,20 @@ def solve(
                 best = (sc, s.labels())
                 if sc[0] <= 0:
                     break
+        if best is not None and best[0][0] > 0:
+            # a heavy unit held along a long path: offer it to the territories whose own
+            # path to it is lightest, and search on from each
+            start = SearchState(problem, best[1], np.random.default_rng([seed, 12]))
+            for lab in transplants(start):
+                s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
+                improve(s, max_rounds)
+                if score(s)[0] > 0:
+                    flow_balance(s)
+                    chain_balance(s, s.rng)
+                    improve(s, max_rounds)
+                sc = score(s)
+                if sc < best[0]:
+                    best = (sc, s.labels())
     n_init = n_init if n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
     if many and best is not None:
         n_init = 0  # many territories: the multilevel plan alone (restarts only while off)
