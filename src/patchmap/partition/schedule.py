@@ -53,6 +53,7 @@ __all__ = [
     "default_time_limit",
     "improve",
     "multilevel",
+    "transplanted",
     "solve",
 ]
 
@@ -181,9 +182,7 @@ def solve(
     then by re-splitting pairs of territories along chains
     (:func:`~patchmap.partition.recom.chain_balance`), and the
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
-    gain; then, still off, a heavy unit of an off-target territory is offered to the
-    territories nearest it along their lightest paths
-    (:func:`~patchmap.partition.recom.transplants`), each searched on.
+    gain. A rep-home plan still off at the end goes to :func:`transplanted`.
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -241,20 +240,6 @@ def solve(
                 best = (sc, s.labels())
                 if sc[0] <= 0:
                     break
-        if best is not None and best[0][0] > 0:
-            # a heavy unit held along a long path: offer it to the territories whose own
-            # path to it is lightest, and search on from each
-            start = SearchState(problem, best[1], np.random.default_rng([seed, 12]))
-            for lab in transplants(start):
-                s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
-                improve(s, max_rounds)
-                if score(s)[0] > 0:
-                    flow_balance(s)
-                    chain_balance(s, s.rng)
-                    improve(s, max_rounds)
-                sc = score(s)
-                if sc < best[0]:
-                    best = (sc, s.labels())
     n_init = n_init if n_init != "auto" else (3 if n <= 1000 else 2 if n <= 5000 else 1)
     if many and best is not None:
         n_init = 0  # many territories: the multilevel plan alone (restarts only while off)
@@ -281,14 +266,43 @@ def solve(
         if best is None or sc < best[0]:
             best = (sc, s.labels())
     if effort <= 0 or (n > ANYTIME_MAX_UNITS and not large) or n <= k:
-        return best[1]
-    # after a multilevel solve the cap covers the whole solve, and one run refines the
-    # best plan (a fresh restart costs more than it wins on a large map)
-    deadline = (start if large else clock()) + limit
-    return anytime(
-        problem, best[1], seed=seed, effort=effort, deadline=deadline, max_rounds=max_rounds,
-        report=report, clock=clock, runs=1 if large else runs or RUNS,
-    )  # fmt: skip
+        lab = best[1]
+    else:
+        # after a multilevel solve the cap covers the whole solve, and one run refines
+        # the best plan (a fresh restart costs more than it wins on a large map)
+        deadline = (start if large else clock()) + limit
+        lab = anytime(
+            problem, best[1], seed=seed, effort=effort, deadline=deadline,
+            max_rounds=max_rounds, report=report, clock=clock,
+            runs=1 if large else runs or RUNS,
+        )  # fmt: skip
+    if homes is not None and initial is None:
+        lab = transplanted(problem, lab, seed=seed, max_rounds=max_rounds)
+    return lab
+
+
+def transplanted(
+    problem: Problem, lab: np.ndarray, *, seed: int, max_rounds: int = 6
+) -> np.ndarray:
+    """A rep-home plan still off target after the search: a heavy unit held along a long
+    path is offered to the territories whose own path to it is lightest
+    (:func:`~patchmap.partition.recom.transplants`), the search goes on from each
+    (refinement, flow and chain balance), and the best plan by :func:`score` wins."""
+    s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
+    best = (score(s), lab)
+    if best[0][0] <= 0:
+        return lab
+    for new in transplants(s):
+        t = SearchState(problem, new, np.random.default_rng([seed, 12]))
+        improve(t, max_rounds)
+        if score(t)[0] > 0:
+            flow_balance(t)
+            chain_balance(t, t.rng)
+            improve(t, max_rounds)
+        sc = score(t)
+        if sc < best[0]:
+            best = (sc, t.labels())
+    return best[1]
 
 
 def anytime(
