@@ -230,7 +230,7 @@ def write_salesforce(
         log.info(
             "salesforce: Territory2Id is blank in the association files until the model is "
             "deployed: export its territories (Id, DeveloperName) and export again with "
-            "--salesforce-territories FILE"
+            "that file as the Salesforce territories file"
         )
     if accounts is not None and len(accounts):
         acc = accounts[accounts["territory"].notna()]

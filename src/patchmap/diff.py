@@ -198,8 +198,8 @@ def plan_diff(
         owner_old, owner_new = lo, ln.map(matching)
         if any(k != v for k, v in matching.items()):
             notes.append(Note("matched_by_overlap", f"{names[1]}'s territories are matched to "
-                              f"{names[0]}'s by overlap: owners are territories (give --reps "
-                              "for reps)"))  # fmt: skip
+                              f"{names[0]}'s by overlap: owners are territories (give the reps "
+                              "table to name reps)"))  # fmt: skip
     who = {"old": owner_old, "new": owner_new}
 
     # ZIPs
@@ -217,7 +217,7 @@ def plan_diff(
     old_acc = _placed(old_accounts if old_accounts is not None else accounts, lo, who["old"])
     if old_accounts is None and accounts is not None:
         notes.append(Note("one_accounts_file", "accounts: one file for both years, so none is "
-                          "listed as new or lost (give last year's with --old-accounts)"))  # fmt: skip
+                          "listed as new or lost (give last year's accounts to list them)"))  # fmt: skip
     acc_rows = pd.DataFrame(columns=["change", "account_id", "old_owner", "new_owner"])
     if new_acc is not None and old_acc is not None:
         acc_rows = _account_changes(old_acc, new_acc)

@@ -821,7 +821,7 @@ def off_target_reasons(
                 else:
                     why = ("no single unit or neighbour blocks it: a trade-off the plan made with "
                            "the other measures, compactness or a move budget; re-partitioning "
-                           "(or a larger --max-moved) can bring it in")  # fmt: skip
+                           "(or a larger move budget) can bring it in")  # fmt: skip
             rows.append((names[t], col, float(dev[t]), why))
     return pd.DataFrame(rows, columns=["territory", "measure", "deviation", "why"])
 
