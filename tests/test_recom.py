@@ -17,6 +17,7 @@ from patchmap.partition.recom import (
     resplit,
     transplants,
 )
+from patchmap.partition.schedule import steadier
 from patchmap.partition.state import SearchState
 
 
@@ -208,3 +209,23 @@ def test_transplants_hand_a_heavy_unit_to_the_territory_nearest_it():
     w2 = w.copy()
     w2[7] = 9.0  # q's path now weighs 20 > p's 16
     assert transplants(grid(9, 1, lab, [0, 8], w2)) == []
+
+
+def test_steadier_keeps_the_start_when_the_search_worsens_the_worst_territory():
+    # a row of 4 units, two territories with homes at the ends: with unit weights a 2 + 2
+    # split is exact and 1 + 3 or 3 + 1 are 50% off; with weights 1, 1, 2, 1 the split
+    # 2 | 2 is 20% off and 3 | 1 is 60% off
+    w = np.ones(4)
+    pb = grid(4, 1, np.array([0, 1, 1, 1]), [0, 3], w).problem
+    exact = np.array([0, 0, 1, 1])
+    off = np.array([0, 1, 1, 1])
+    worse = np.array([0, 0, 0, 1])
+    w5 = np.array([1.0, 1.0, 2.0, 1.0])
+    pb5 = grid(4, 1, off, [0, 3], w5).problem
+    # inside the band: the search's plan stays
+    assert list(steadier(pb, off, exact)) == list(exact)
+    # off the band and no better than the start: the start
+    assert list(steadier(pb5, exact, worse)) == list(exact)
+    # off the band but better than the start: the search's plan
+    assert list(steadier(pb5, worse, exact)) == list(exact)
+    assert list(steadier(pb, off, worse)) == list(worse)  # equal worst: the found plan
