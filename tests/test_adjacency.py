@@ -182,3 +182,44 @@ def test_bridges_are_geodesic_across_the_antimeridian():
     assert 3000 < far < 4500
     # the nearest points in lon/lat differ a little from those in the projection
     assert far == pytest.approx(d / 1000, rel=0.05)
+
+
+def test_many_islands_join_by_a_shortest_spanning_tree():
+    """Forty scattered clusters of squares: the bridges form a shortest tree joining the
+    clusters, checked against every pair of units measured directly."""
+    from pyproj import Geod
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    rng = np.random.default_rng(7)
+    geoms, names = [], []
+    for c in range(40):
+        x0, y0 = rng.uniform(0, 2.0, size=2)
+        for k in range(int(rng.integers(1, 4))):
+            s = rng.uniform(0.005, 0.02)
+            geoms.append(shapely.box(x0 + k * s, y0, x0 + (k + 1) * s, y0 + s))
+            names.append(f"c{c}_{k}")
+    gdf = gpd.GeoDataFrame({"unit_id": names}, geometry=geoms, crs=4326)
+    adj = build_adjacency(gdf, id_col="unit_id")
+    assert connected_components(adj.matrix, directed=False)[0] == 1
+    ncomp = adj.n_components_before
+    assert len(adj.bridges) == ncomp - 1
+    # the same tree from all pairs of units, gaps measured on the ellipsoid
+    rook = adj.matrix.copy().tolil()
+    ids = list(adj.ids)
+    for a, b in zip(adj.bridges["unit_a"], adj.bridges["unit_b"], strict=True):
+        rook[ids.index(a), ids.index(b)] = rook[ids.index(b), ids.index(a)] = 0
+    _, comp = connected_components(rook.tocsr(), directed=False)
+    n = len(geoms)
+    gap = np.full((ncomp, ncomp), np.inf)
+    ii, jj = np.triu_indices(n, k=1)
+    ii, jj = ii[comp[ii] != comp[jj]], jj[comp[ii] != comp[jj]]
+    pts = shapely.get_coordinates(
+        shapely.shortest_line(np.asarray(geoms)[ii], np.asarray(geoms)[jj])
+    ).reshape(-1, 4)
+    _, _, d = Geod(ellps="WGS84").inv(pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3])
+    np.minimum.at(gap, (comp[ii], comp[jj]), d / 1000)
+    gap = np.minimum(gap, gap.T)
+    # (a gap of 0, overlapping squares, is an edge: shifted off scipy's 'no edge')
+    tree = minimum_spanning_tree(np.where(np.isinf(gap), 0, gap + 1e-6))
+    assert tree.nnz == ncomp - 1
+    assert adj.bridges["distance_km"].sum() == pytest.approx(tree.sum(), rel=1e-3)

@@ -19,8 +19,10 @@ import h3
 import numpy as np
 import pandas as pd
 import shapely
+from h3.api import basic_int as h3_int
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import Delaunay, QhullError
 
 from patchmap.errors import InputError
 from patchmap.io import listed_lines, read_table
@@ -235,96 +237,131 @@ def _root(parent: np.ndarray, x: int) -> int:
     return x
 
 
-def _bridge(
-    geoms: np.ndarray, i: np.ndarray, j: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Join connected components by their shortest gaps (Boruvka rounds) until one remains.
+def _expand(rows: np.ndarray, ptr: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each ``k`` of ``rows`` paired with every value of CSR row ``rows[k]`` (``ptr``,
+    ``values``): the positions in ``rows`` and the values, row after row."""
+    count = ptr[rows + 1] - ptr[rows]
+    at = np.repeat(np.arange(len(rows)), count)
+    start = np.repeat(ptr[rows] - np.cumsum(count) + count, count)
+    return at, values[start + np.arange(len(at))]
 
-    Each round, every component but the largest finds the nearest unit of any other
-    component exactly: an STRtree query whose radius grows fourfold until the
-    component has a candidate (bounding boxes find the pairs, convex hulls bound their
-    distance from below, so few pairs are measured exactly and the nearest found is the
-    true nearest). A union-find keeps only the edges that join.
-    Returns bridge endpoints, their distances (projection units) and the starting count.
+
+def _rim_points(
+    geoms: np.ndarray, comp: np.ndarray, outer: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary vertices of the components and the unit each belongs to.
+
+    A ring segment shared by exactly two units of one component lies inside it and is
+    left out; every other segment (coast, a gap, a boundary with another component)
+    gives its two ends. ``outer`` (unit indices), when given, holds every unit that can
+    touch a component's boundary (the others are not looked at). A component without
+    such segments (no polygon parts left) contributes its units' centroids, so every
+    component has points.
+    """
+    if outer is None:
+        owner, seg = _ring_segments(geoms)
+    else:
+        owner, seg = _ring_segments(geoms[outer])
+        owner = outer[owner]
+    if len(seg):
+        order = np.lexsort((seg[:, 3], seg[:, 2], seg[:, 1], seg[:, 0]))
+        seg, owner = seg[order], owner[order]
+        start = np.flatnonzero(np.r_[True, np.any(seg[1:] != seg[:-1], axis=1)])
+        size = np.diff(np.r_[start, len(seg)])
+        c = comp[owner]
+        one = np.minimum.reduceat(c, start) == np.maximum.reduceat(c, start)
+        inside = np.repeat((size == 2) & one, size)
+        seg, owner = seg[~inside], owner[~inside]
+    xy = np.concatenate([seg[:, :2], seg[:, 2:]])
+    who = np.concatenate([owner, owner])
+    bare = np.flatnonzero(~np.isin(comp, np.unique(comp[who])))
+    if len(bare):
+        xy = np.concatenate([xy, shapely.get_coordinates(shapely.centroid(geoms[bare]))])
+        who = np.concatenate([who, bare])
+    return xy, who
+
+
+def _near_pairs(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of distinct points among which lies, for any split of the points in two
+    sets, the closest pair between them: the edges of a Delaunay triangulation (the
+    closest such pair is a Gabriel edge; an edge may come twice), or every pair for a
+    handful of points."""
+    n = len(xy)
+    if n < 16:
+        p, q = np.triu_indices(n, k=1)
+        return p.astype(np.int64), q.astype(np.int64)
+    try:
+        tri = Delaunay(xy)
+    except QhullError:  # all points on a line: joggled, they triangulate
+        tri = Delaunay(xy, qhull_options="QJ")
+    s = tri.simplices.astype(np.int64)
+    return np.concatenate([s[:, 0], s[:, 1], s[:, 2]]), np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
+
+
+def _bridge(
+    geoms: np.ndarray, i: np.ndarray, j: np.ndarray, crs=None, outer: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Join connected components by their shortest gaps: a minimum spanning tree of the
+    components, each edge between the two nearest units of two components.
+
+    Candidate gaps come in bulk from one Delaunay triangulation of the components'
+    boundary vertices (a pair of components' nearest vertices are joined by one of its
+    edges); the units at either end of a candidate are measured exactly (nearest points
+    of the polygons), and the nearest pair of units of two components is their gap. With
+    ``crs`` (the projection of ``geoms``) the gaps compared and returned are geodesic
+    lengths, so a projection centred far away does not stretch or shrink them.
+    ``outer`` is passed to :func:`_rim_points`. Returns bridge endpoints (``lo < hi``),
+    their lengths (metres, or projection units without ``crs``) and the number of
+    components before bridging.
     """
     n = len(geoms)
-    bi: list[np.ndarray] = []
-    bj: list[np.ndarray] = []
-    bd: list[np.ndarray] = []
-    tree = shapely.STRtree(geoms)
-    hulls = shapely.convex_hull(geoms)
-
-    def components() -> tuple[int, np.ndarray]:
-        ii = np.concatenate([i, *bi]).astype(np.int64)
-        jj = np.concatenate([j, *bj]).astype(np.int64)
-        g = sparse.coo_matrix((np.ones(len(ii)), (ii, jj)), shape=(n, n))
-        return connected_components(g, directed=False)
-
-    ncomp, comp = components()
-    before = ncomp
-    while ncomp > 1:
-        biggest = int(np.argmax(np.bincount(comp, minlength=ncomp)))
-        need = np.ones(ncomp, dtype=bool)
-        need[biggest] = False
-        best_d = np.full(ncomp, np.inf)
-        best_a = np.full(ncomp, -1)
-        best_b = np.full(ncomp, -1)
-        radius = 1000.0  # metres
-        while need.any():
-            ask = np.flatnonzero(need[comp])
-            x0, y0, x1, y1 = shapely.bounds(geoms[ask]).T
-            boxes = shapely.box(x0 - radius, y0 - radius, x1 + radius, y1 + radius)
-            qi, qj = tree.query(boxes)
-            a, b = ask[qi], qj
-            other = comp[a] != comp[b]
-            a, b = a[other], b[other]
-            if len(a):
-                # convex hulls bound the true distance from below: measure exactly only
-                # the pairs whose hull distance could still beat the best exact one
-                lower = shapely.distance(hulls[a], hulls[b])
-                near = lower <= radius
-                a, b, lower = a[near], b[near], lower[near]
-            if len(a):
-                ca = comp[a]
-                order = np.lexsort((b, a, lower, ca))
-                a, b, lower, ca = a[order], b[order], lower[order], ca[order]
-                rank = np.arange(len(a)) - np.searchsorted(ca, ca)
-                exact = np.full(len(a), np.inf)
-                head = rank < 4
-                exact[head] = shapely.distance(geoms[a[head]], geoms[b[head]])
-                bound = np.full(ncomp, np.inf)
-                np.minimum.at(bound, ca[head], exact[head])
-                more = ~head & (lower < bound[ca])
-                exact[more] = shapely.distance(geoms[a[more]], geoms[b[more]])
-                order = np.lexsort((b, a, exact, ca))
-                first = order[np.r_[True, ca[order][1:] != ca[order][:-1]]]
-                c = ca[first]
-                better = exact[first] < best_d[c]
-                cb, fb = c[better], first[better]
-                best_d[cb], best_a[cb], best_b[cb] = exact[fb], a[fb], b[fb]
-                # only a gap within the searched radius is surely the nearest
-                need[c[best_d[c] <= radius]] = False
-            radius *= 4.0
-        found = np.flatnonzero(best_a >= 0)
-        lo = np.minimum(best_a[found], best_b[found])
-        hi = np.maximum(best_a[found], best_b[found])
-        dd = best_d[found]
-        parent = np.arange(ncomp)
-        keep = []
-        for r in np.lexsort((hi, lo, dd)).tolist():
-            ra, rb = _root(parent, comp[lo[r]]), _root(parent, comp[hi[r]])
-            if ra != rb:
-                parent[ra] = rb
-                keep.append(r)
-        keep = np.asarray(keep, dtype=np.int64)
-        bi.append(lo[keep])
-        bj.append(hi[keep])
-        bd.append(dd[keep])
-        ncomp, comp = components()
-    if not bi:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0), before
-    return np.concatenate(bi), np.concatenate(bj), np.concatenate(bd), before
+    g = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    ncomp, comp = connected_components(g, directed=False)
+    empty = np.zeros(0, dtype=np.int64)
+    if ncomp == 1:
+        return empty, empty, np.zeros(0), 1
+    xy, who = _rim_points(geoms, comp, outer)
+    flat, at = np.unique(np.ascontiguousarray(xy).view(np.complex128).ravel(), return_inverse=True)
+    pts = np.column_stack([flat.real, flat.imag])
+    # the units at each distinct point (CSR by point)
+    key = np.unique(at.astype(np.int64) * n + who)
+    point, unit = key // n, key % n
+    ptr = np.r_[0, np.cumsum(np.bincount(point, minlength=len(pts)))]
+    cmin = np.minimum.reduceat(comp[unit], ptr[:-1])
+    cmax = np.maximum.reduceat(comp[unit], ptr[:-1])
+    p, q = _near_pairs(pts)
+    # a triangle edge inside one component is no gap; a point shared by components is one
+    cross = ~((cmin[p] == cmax[p]) & (cmin[q] == cmax[q]) & (cmin[p] == cmin[q]))
+    shared = np.flatnonzero(cmin != cmax)
+    p, q = np.r_[p[cross], shared], np.r_[q[cross], shared]
+    e, a = _expand(p, ptr, unit)
+    e, b = _expand(q[e], ptr, unit)
+    a = a[e]
+    other = comp[a] != comp[b]
+    lo, hi = np.minimum(a[other], b[other]), np.maximum(a[other], b[other])
+    pair = np.unique(lo * n + hi)
+    lo, hi = pair // n, pair % n
+    gap = shapely.distance(geoms[lo], geoms[hi])
+    # the nearest pair of units of each pair of components
+    ca, cb = np.minimum(comp[lo], comp[hi]), np.maximum(comp[lo], comp[hi])
+    order = np.lexsort((hi, lo, gap, cb, ca))
+    first = order[
+        np.r_[True, (ca[order][1:] != ca[order][:-1]) | (cb[order][1:] != cb[order][:-1])]
+    ]
+    lo, hi, gap, ca, cb = lo[first], hi[first], gap[first], ca[first], cb[first]
+    if crs is not None:
+        gap = _geodesic_gap_m(geoms[lo], geoms[hi], crs)
+    parent = np.arange(ncomp)
+    keep = []
+    for r in np.lexsort((hi, lo, gap)).tolist():
+        ra, rb = _root(parent, int(ca[r])), _root(parent, int(cb[r]))
+        if ra != rb:
+            parent[ra] = rb
+            keep.append(r)
+            if len(keep) == ncomp - 1:
+                break
+    keep = np.asarray(keep, dtype=np.int64)
+    return lo[keep], hi[keep], gap[keep], ncomp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,16 +388,18 @@ def _assemble(
     j: np.ndarray,
     shared_m: np.ndarray,
     crs=None,
+    outer: np.ndarray | None = None,
 ) -> Adjacency:
     """Bridge components, then pack the graph and geometry facts into an Adjacency.
 
-    ``crs`` is the projection of ``geoms``: with it a bridge's length is the geodesic
-    distance between the two units' nearest points (a projection centred far away
-    stretches or shrinks long gaps, such as Kauai to Kodiak)."""
+    ``crs`` is the projection of ``geoms``: with it bridges are chosen and measured by
+    the geodesic distance between the two units' nearest points (a projection centred
+    far away stretches or shrinks long gaps, such as Kauai to Kodiak). ``outer`` (units
+    that can lie on a component's boundary) only saves work (see :func:`_rim_points`)."""
     n = len(ids)
     centroids = shapely.centroid(geoms)
     xy = shapely.get_coordinates(centroids)
-    bi, bj, bd, before = _bridge(geoms, i, j)
+    bi, bj, bd, before = _bridge(geoms, i, j, crs, outer)
     ii = np.concatenate([i, bi]).astype(np.int64)
     jj = np.concatenate([j, bj]).astype(np.int64)
     data = np.ones(len(ii) * 2)
@@ -370,8 +409,6 @@ def _assemble(
     shared = sparse.csr_matrix(
         (np.r_[shared_m, shared_m] / 1000.0, (np.r_[i, j], np.r_[j, i])), shape=(n, n)
     )
-    if crs is not None and len(bi):
-        bd = _geodesic_gap_m(geoms[bi], geoms[bj], crs)
     bridges = pd.DataFrame(
         {"unit_a": ids[bi], "unit_b": ids[bj], "distance_km": np.round(bd / 1000.0, 3)},
         columns=BRIDGE_COLUMNS,
@@ -405,13 +442,15 @@ def h3_adjacency(
     dup = pd.Index(ids).duplicated()
     if dup.any():
         raise InputError(f"duplicate H3 cell {show_id(ids[dup][0])}")
-    index = pd.Index(ids)
-    disks = [h3.grid_ring(c, 1) for c in ids]
-    counts = np.fromiter((len(d) for d in disks), dtype=np.int64, count=len(ids))
+    # neighbours as 64-bit cell numbers, found among the cells by a sorted search
+    cells = np.fromiter((h3.str_to_int(c) for c in ids), dtype=np.uint64, count=len(ids))
+    rings = [h3_int.grid_ring(c, 1) for c in cells.tolist()]
+    counts = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(ids))
     src = np.repeat(np.arange(len(ids)), counts)
-    dst = index.get_indexer(
-        np.fromiter((c for d in disks for c in d), dtype=object, count=int(counts.sum()))
-    )
+    ring = np.fromiter((c for r in rings for c in r), dtype=np.uint64, count=int(counts.sum()))
+    order = np.argsort(cells)
+    at = np.minimum(np.searchsorted(cells[order], ring), len(ids) - 1)
+    dst = np.where(cells[order][at] == ring, order[at], -1)
     ok = (dst >= 0) & (src < dst)
     i, j = src[ok], dst[ok]
     if geometry is None:
@@ -423,7 +462,10 @@ def h3_adjacency(
     geoms = np.asarray(geometry.to_crs(crs).values)
     perim = shapely.length(geoms)
     shared = (perim[i] + perim[j]) / 12.0  # a hexagon edge is a sixth of its perimeter
-    return _assemble(ids, geoms, i, j, shared, crs)
+    # a cell with all six neighbours present lies inside its cluster
+    degree = np.bincount(np.r_[i, j], minlength=len(ids))
+    outer = np.flatnonzero(degree < 6)
+    return _assemble(ids, geoms, i, j, shared, crs, outer)
 
 
 def build_adjacency(
