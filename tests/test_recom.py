@@ -14,6 +14,7 @@ from patchmap.partition.recom import (
     flow_plan,
     give,
     probe,
+    relocations,
     resplit,
     transplants,
 )
@@ -229,3 +230,23 @@ def test_steadier_keeps_the_start_when_the_search_worsens_the_worst_territory():
     # off the band but better than the start: the search's plan
     assert list(steadier(pb5, worse, exact)) == list(exact)
     assert list(steadier(pb, off, worse)) == list(worse)  # equal worst: the found plan
+
+
+def test_relocations_move_a_short_territory_next_to_the_surplus():
+    # an 8 x 2 grid of unit weights: t (home (0, 0)) holds 2 units behind p's home at
+    # (1, 0); p holds 6, q 8 (goal 16 / 3 each): t is short, p and q over
+    lab = np.r_[[0, 0], [1] * 6, [2] * 8]
+    s = grid(8, 2, lab, [0, 2, 14], np.ones(16))
+    plans = relocations(s)
+    assert plans
+    for new in plans:
+        t = grid(8, 2, new, [0, 2, 14], np.ones(16))
+        assert parts_connected(t)
+        assert [t.labn[h] for h in (0, 2, 14)] == [0, 1, 2]
+        assert abs(t.tot[0][0] - 16 / 3) < abs(s.tot[0][0] - 16 / 3)  # t gained
+        assert (t.labn[[1, 3]] == 0).all()  # by its path around p's home
+    assert list(s.labn) == list(lab)  # the state itself is left as it was
+    # every territory on its goal (the last unit weighs 0): no plan
+    w = np.r_[np.ones(15), 0.0]
+    even = np.array([0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    assert relocations(grid(8, 2, even, [0, 2, 14], w)) == []

@@ -37,6 +37,7 @@ __all__ = [
     "flow_plan",
     "give",
     "probe",
+    "relocations",
     "resplit",
     "transplants",
 ]
@@ -48,6 +49,8 @@ CHECKS = 40  # units give may pass over (their removal would cut the giver) befo
 HEAVY = 0.2  # a unit above this share of a mean goal is heavy (see transplants)
 HEAVY_UNITS = 2  # heavy units tried by transplants
 HEAVY_TAKERS = 2  # territories each is offered to
+RELOCATE = 3  # short territories tried by relocations
+RELOCATE_SIDES = 0.5  # ... only when the shortest and the most over are this close in size
 
 
 def resplit(
@@ -448,3 +451,85 @@ def transplants(
                 v = int(pred[v])
             plans.append(settle_locks(s.g, new, w, k, locked))
     return plans
+
+
+def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
+    """Plans that move a short territory next to the surplus: its units (all but the
+    locked ones) go to its neighbours, it takes the lightest path from its locked units
+    to the nearest unit of a territory over its band (passing no other territory's
+    locked units; the pieces the path cuts off join their neighbours,
+    :func:`~patchmap.partition.contiguity.settle_locks`), and that territory hands it
+    about its goal along their new boundary (:func:`give`).
+
+    With rep homes crowded in one metro and surplus elsewhere, the territories reaching
+    out of the metro (each holding a corridor from its home) carry the surplus in; when
+    too few reach out, every one of them and every territory beyond is over, the metro's
+    are all short, and boundary moves, flows and re-splits only even out each side: one
+    more territory must reach out, a change no step of those makes. Tried for the
+    ``most`` short territories whose path is lightest against their goal, and only when
+    the plan is off on both sides alike (the shortest territory and the most over within
+    :data:`RELOCATE_SIDES` of each other in size): one territory far over with the rest
+    near their goals is a heavy unit's doing (:func:`transplants`), not a divide."""
+    k, w = s.k, s.W[:, 0]
+    goal = np.array([s.bands.goal[t][0] for t in range(k)])
+    tot = np.array([s.tot[t][0] for t in range(k)])
+    dev = tot / np.maximum(goal, 1e-300) - 1
+    tol = s.bands.tol[0]
+    locked = np.asarray(s.problem.locked)
+    landing = np.flatnonzero((dev[s.labn] > tol) & (locked < 0))
+    if not len(landing) or min(-dev.min(), dev.max()) < RELOCATE_SIDES * np.abs(dev).max():
+        return []
+    m = s.g.matrix.tocoo()
+    csr = s.g.matrix.tocsr()
+    step = 1e-9 * max(float(w.max()), 1.0)
+    cands = []
+    for t in np.flatnonzero(dev < -tol).tolist():
+        src = np.flatnonzero(locked == t)
+        if not len(src):
+            continue
+        keep = ((locked[m.row] < 0) | (locked[m.row] == t)) & (
+            (locked[m.col] < 0) | (locked[m.col] == t)
+        )
+        g = sparse.csr_matrix((w[m.col[keep]] + step, (m.row[keep], m.col[keep])), shape=m.shape)
+        d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
+        u = int(landing[np.argmin(d[landing])])
+        if np.isfinite(d[u]):
+            cands.append((float(d[u]) / max(goal[t], 1e-300), t, u, pred))
+    cands.sort(key=lambda c: (c[0], c[1]))
+    plans = []
+    for _, t, u, pred in cands[:most]:
+        new = s.labels()
+        new[(new == t) & (locked < 0)] = -1
+        _dissolve(csr, new, t)
+        v = u
+        while v >= 0 and locked[v] != t:
+            new[v] = t
+            v = int(pred[v])
+        new = settle_locks(s.g, new, w, k, locked)
+        o = int(s.labn[u]) if new[u] == t else -1
+        st = SearchState(s.problem, new, s.rng)
+        if o >= 0 and o != t:
+            give(st, o, t, goal[t] - st.tot[t][0])
+        plans.append(st.labels())
+    return plans
+
+
+def _dissolve(csr: sparse.csr_matrix, lab: np.ndarray, t: int) -> None:
+    """Units labelled -1 join a neighbouring territory other than t (the one most of
+    their labelled neighbours are in, lowest first on a tie), nearest ones first; any
+    left with no such neighbour go back to t."""
+    while True:
+        todo = np.flatnonzero(lab == -1)
+        if not len(todo):
+            return
+        got = {}
+        for x in todo.tolist():
+            nb = lab[csr.indices[csr.indptr[x] : csr.indptr[x + 1]]]
+            nb = nb[(nb >= 0) & (nb != t)]
+            if len(nb):
+                got[x] = int(np.argmax(np.bincount(nb)))
+        if not got:
+            lab[todo] = t
+            return
+        for x, q in got.items():
+            lab[x] = q

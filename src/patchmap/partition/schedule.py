@@ -37,7 +37,7 @@ from patchmap.partition.coarsen import COARSEN_MIN_UNITS, coarsen, project
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import max_deviation, score
 from patchmap.partition.problem import MARGIN, Problem
-from patchmap.partition.recom import chain_balance, flow_balance, transplants
+from patchmap.partition.recom import chain_balance, flow_balance, relocations, transplants
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
@@ -113,6 +113,8 @@ def default_time_limit(n: int) -> float:
 RETRIES = 4  # extra restarts allowed while no plan meets the primary target
 HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
 CHAIN_ROUNDS = 4  # extra chain rebalancing rounds for the best home start still off
+SETTLE_ROUNDS = 2  # flow and chain balance rounds after a transplant or relocation
+RELOCATE_ROUNDS = 2  # rounds of relocations, each from the best plan the last one found
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
@@ -304,22 +306,38 @@ def transplanted(
 ) -> np.ndarray:
     """A rep-home plan still off target after the search: a heavy unit held along a long
     path is offered to the territories whose own path to it is lightest
-    (:func:`~patchmap.partition.recom.transplants`), the search goes on from each
-    (refinement, flow and chain balance), and the best plan by :func:`score` wins."""
+    (:func:`~patchmap.partition.recom.transplants`), and short territories move next to
+    the surplus, keeping a path to their homes
+    (:func:`~patchmap.partition.recom.relocations`); the search goes on from each
+    (refinement, then flow and chain balance for up to :data:`SETTLE_ROUNDS` rounds while
+    they gain), and the best plan by :func:`score` wins. Relocations start again from a
+    plan they improved, up to :data:`RELOCATE_ROUNDS` times."""
     s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
     best = (score(s), lab)
     if best[0][0] <= 0:
         return lab
-    for new in transplants(s):
-        t = SearchState(problem, new, np.random.default_rng([seed, 12]))
-        improve(t, max_rounds)
-        if score(t)[0] > 0:
-            flow_balance(t)
-            chain_balance(t, t.rng)
+    plans = transplants(s) + relocations(s)
+    for r in range(RELOCATE_ROUNDS):
+        start = best[0]
+        for new in plans:
+            t = SearchState(problem, new, np.random.default_rng([seed, 12]))
             improve(t, max_rounds)
-        sc = score(t)
-        if sc < best[0]:
-            best = (sc, t.labels())
+            sc = score(t)
+            for _ in range(SETTLE_ROUNDS):
+                if sc[0] <= 0:
+                    break
+                flow_balance(t)
+                chain_balance(t, t.rng)
+                improve(t, max_rounds)
+                now = score(t)
+                if now >= sc:
+                    break
+                sc = now
+            if sc < best[0]:
+                best = (sc, t.labels())
+        if best[0] >= start or best[0][0] <= 0 or r + 1 == RELOCATE_ROUNDS:
+            break
+        plans = relocations(SearchState(problem, best[1], np.random.default_rng([seed, 12, r])))
     return best[1]
 
 
