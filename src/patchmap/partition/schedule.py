@@ -304,7 +304,7 @@ def steadier(problem: Problem, start: np.ndarray, found: np.ndarray) -> np.ndarr
 def transplanted(
     problem: Problem, lab: np.ndarray, *, seed: int, max_rounds: int = 6
 ) -> np.ndarray:
-    """A rep-home plan still off target after the search: a heavy unit held along a long
+    """A rep-home plan still off its exact band after the search: a heavy unit held along a long
     path is offered to the territories whose own path to it is lightest
     (:func:`~patchmap.partition.recom.transplants`), and short territories move next to
     the surplus, keeping a path to their homes
@@ -314,8 +314,8 @@ def transplanted(
     plan they improved, up to :data:`RELOCATE_ROUNDS` times."""
     s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
     best = (score(s), lab)
-    if best[0][0] <= 0:
-        return lab
+    if max_deviation(s) <= problem.tol[0] / MARGIN:
+        return lab  # inside the exact band (if not the search's narrower one)
     plans = transplants(s) + relocations(s)
     for r in range(RELOCATE_ROUNDS):
         start = best[0]
