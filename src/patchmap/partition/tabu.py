@@ -19,10 +19,12 @@ and a step count.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
 from collections.abc import Callable
+from itertools import chain
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from patchmap.partition.state import SearchState
 __all__ = ["Bandwidth", "pair_search", "rank"]
 
 SECONDARY = 1000.0  # a secondary column's violation weighs 1/SECONDARY of the primary's
-FULL_K = 8  # up to this many territories, pairs are scored over every territory at once
+FULL_K = 3  # up to this many territories, pairs are scored over every territory at once
 TENURE_DIV = 3.0  # a moved unit stays put for sqrt(n) / TENURE_DIV steps (up to twice that)
 Report = Callable[[tuple, int], None]
 
@@ -123,7 +125,6 @@ def pair_search(
     k, n = s.k, s.g.n
     lo, hi = np.array(bw.lo), np.array(bw.hi)
     scale = np.array(bw.scale)
-    A = s.g.matrix
     nbrs, locked = s.nbrs, s.locked
     Wn = np.asarray(s.W, dtype=float)
     bnd = set(s.boundary().tolist())
@@ -160,17 +161,14 @@ def pair_search(
         if deadline is not None and clock() > deadline:
             break
         lab = s.lab
-        rows: list[tuple[int, int, int, int]] = []
-        for u in bnd:
-            if locked[u]:
-                continue
-            mv = moves.get(u)
-            if mv is None:
-                mv = moves[u] = _unit_moves(s, u)
-            rows += mv
+        # every boundary unit's moves (flat, four numbers each), in the boundary set's
+        # order (a locked unit has none)
+        for u in bnd - moves.keys():
+            moves[u] = [] if locked[u] else _unit_moves(s, u)
+        rows = list(chain.from_iterable(map(moves.__getitem__, bnd)))
         if not rows:
             break
-        U, P, Q, DC = np.array(rows, dtype=np.int64).T.copy()
+        U, P, Q, DC = np.array(rows, dtype=np.int64).reshape(-1, 4).T.copy()
         if len(U) > PAIR_LIMIT:
             noise = gen.random(len(U))
             keep = np.argsort(DC + 2.0 * noise, kind="stable")[:PAIR_LIMIT]
@@ -180,17 +178,27 @@ def pair_search(
         C = np.r_[DC, 0][:, None] + np.r_[DC, 0][None, :]
         # pairs of neighbouring units: the edge between them was counted as if the other
         # stayed put
-        sub = A[U][:, U].tocoo()
-        i, j = sub.row, sub.col
+        # (a neighbour list repeats a neighbour once per fine edge on a coarse level, so
+        # a pair of coarse nodes is corrected once per edge between them)
+        Ul = U.tolist()
+        at: dict[int, list[int]] = {}
+        for x, u in enumerate(Ul):
+            at.setdefault(u, []).append(x)
+        pi: list[int] = []
+        pj: list[int] = []
+        for x, u in enumerate(Ul):
+            for v in nbrs[u]:
+                hit = at.get(v)
+                if hit is not None:
+                    pi += [x] * len(hit)
+                    pj += hit
+        i, j = np.array(pi, dtype=np.int64), np.array(pj, dtype=np.int64)
         fix = (Q[i] != Q[j]).astype(int) - (Q[i] != P[j]) - (P[i] != Q[j]) + (P[i] != P[j])
-        C[i, j] += fix * np.rint(sub.data).astype(int) if s.g.weighted else fix
-        same = U[:, None] == U[None, :]
-        bad = np.zeros((M + 1, M + 1), dtype=bool)
-        bad[:M, :M] = same
-        bad[M, :] = True  # the null move comes second only
-        bad[np.tril_indices(M + 1, -1)] |= True  # each unordered pair once (i < j or j null)
-        bad[np.arange(M), M] = False
-        tabu_m = np.array([tabu[u] > it for u in U.tolist()] + [False])
+        np.add.at(C, (i, j), fix)
+        # each unordered pair once (a < b, or b the null move), of two different units
+        bad = _lower(M + 1).copy()
+        bad[:M, :M] |= U[:, None] == U[None, :]
+        tabu_m = np.array([tabu[u] > it for u in Ul] + [False])
         tb = tabu_m[:, None] | tabu_m[None, :]
         newv = np.round(V, 9)
         # descent: a pair must lower the violation, or keep it and cut no more edges
@@ -276,13 +284,26 @@ def pair_search(
     return best, best_lab
 
 
-def _unit_moves(s: SearchState, u: int) -> list[tuple[int, int, int, int]]:
-    """Unit u's moves to the territories it touches, as (unit, from, to, cut-edge
-    change), in the order of u's neighbours; empty when it touches no other territory."""
+@functools.cache
+def _lower(size: int) -> np.ndarray:
+    """True on and below the diagonal of a size x size matrix (read only)."""
+    out = ~np.triu(np.ones((size, size), dtype=bool), 1)
+    out.flags.writeable = False
+    return out
+
+
+def _unit_moves(s: SearchState, u: int) -> list[int]:
+    """Unit u's moves to the territories it touches, flat: unit, from, to, cut-edge
+    change for each, in the order of u's neighbours; empty when it touches no other
+    territory."""
     p = s.lab[u]
     cnt = s.neighbour_territories(u)
     cp = cnt.get(p, 0)
-    return [(u, p, q, cp - c) for q, c in cnt.items() if q != p]
+    out: list[int] = []
+    for q, c in cnt.items():
+        if q != p:
+            out += (u, p, q, cp - c)
+    return out
 
 
 def _around(s: SearchState, units: np.ndarray) -> list[int]:
@@ -349,10 +370,12 @@ def _pair_violation(
 ) -> np.ndarray:  # fmt: skip
     """Band violation after each pair of moves (M+1 x M+1; index M is "no move").
 
-    With few territories every territory's totals are formed per pair (M x M x k x m);
-    with many, each move's own change is added, and corrected only where two moves change
-    the same territory (the pairs of such entries, not M x M x 4 totals), so the cost
-    does not grow with k."""
+    With very few territories (most pairs of moves share one) every territory's totals
+    are formed per pair (M x M x k x m); with more, each move's own change is added, and
+    corrected only where two moves change the same territory (the pairs of such entries,
+    grouped by territory, not M x M x k totals), so the cost does not grow with k. That
+    way is exact above the diagonal (pairs ``a < b``, the null move last: the only pairs
+    the search takes) and leaves the other entries approximate."""
     k, m = tot.shape
     M = len(U)
 
@@ -379,7 +402,22 @@ def _pair_violation(
     d = np.bincount(em, weights=single, minlength=M)
     d1 = np.r_[d, 0.0]
     V = ex_now.sum() + d1[:, None] + d1[None, :]
-    i, j = np.nonzero((et[:, None] == et[None, :]) & (em[:, None] != em[None, :]))
+    # the pairs of entries of the same territory (the two entries of one move name
+    # different territories, so a pair is always of two moves)
+    order = np.argsort(et, kind="stable")
+    st = np.flatnonzero(np.r_[True, et[order][1:] != et[order][:-1]])
+    size = np.diff(np.r_[st, len(et)])
+    start = np.repeat(st, size)
+    count = np.repeat(size, size)
+    ii = np.repeat(np.arange(len(et)), count)
+    jj = (
+        np.repeat(start, count)
+        + np.arange(int(count.sum()))
+        - np.repeat(np.cumsum(count) - count, count)
+    )
+    i, j = order[ii], order[jj]
+    keep = em[i] < em[j]  # each unordered pair once, in the upper triangle
+    i, j = i[keep], j[keep]
     both = excess(base[i] + ed[i] + ed[j], lo_e[i], hi_e[i], sc_e[i]).sum(axis=1)
     corr = both - ex_now[et[i]] - single[i] - single[j]
     cell = em[i] * (M + 1) + em[j]
