@@ -80,6 +80,7 @@ def _guess_kind(ids: pd.Series) -> str:
     except (TypeError, ValueError):
         pass
     if len(sample) and sample.str.fullmatch(r"\d{5}").all():
-        if ids.isin(geodata.zcta_points()["zcta"]).mean() >= 0.9:
+        known = pd.Index(geodata.zcta_points()["zcta"])  # unique; not isin (slow on str)
+        if (known.get_indexer(ids) >= 0).mean() >= 0.9:
             return "zcta"
     return "polygon"
