@@ -43,6 +43,17 @@ def small_adj(small):
 
 
 @pytest.fixture(scope="module")
+def ca() -> gpd.GeoDataFrame:
+    """California's 1,769 ZCTAs (the three California tests read them, never change them)."""
+    return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+
+
+@pytest.fixture(scope="module")
+def ca_adj(ca):
+    return build_adjacency(ca, id_col="unit_id")
+
+
+@pytest.fixture(scope="module")
 def files(tmp_path_factory, small):
     """Units (today's and after a year of growth), a 4-territory plan and reps, as files."""
     d = tmp_path_factory.mktemp("whatif")
@@ -77,11 +88,10 @@ def _cli_error(r) -> str:
 # --- realignment: the California target -----------------------------------------------------
 
 
-def test_california_realignment_within_budget_and_tolerance():
+def test_california_realignment_within_budget_and_tolerance(ca, ca_adj):
     """20 CA territories, every unit's population grown by lognormal(0, 0.3): realign with
     at most 10% of the population moved and every territory within 2%, all contiguous."""
-    ca = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
-    adj = build_adjacency(ca, id_col="unit_id")
+    adj = ca_adj
     before = Partitioner(20, "population", seed=0, effort=0).fit(ca, adjacency=adj)
     grown = ca.copy()
     grown["population"] = ca["population"] * np.random.default_rng(11).lognormal(0, 0.3, len(ca))
@@ -231,11 +241,10 @@ def test_realign_follows_a_capacity_change(small, small_adj, files):
 
 
 @pytest.mark.parametrize("seed", [0, 2])
-def test_clustered_rep_homes_in_california(seed):
+def test_clustered_rep_homes_in_california(seed, ca, ca_adj):
     """20 reps drawn by population (several in one metro): every territory within 2%,
     contiguous, each home in its rep's territory."""
-    ca = geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
-    adj = build_adjacency(ca, id_col="unit_id")
+    adj = ca_adj
     w = ca["population"].to_numpy(dtype=float)
     pts = ca.geometry.representative_point()
     rng = np.random.default_rng(seed)
