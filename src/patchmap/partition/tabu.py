@@ -306,6 +306,32 @@ def _unit_moves(s: SearchState, u: int) -> list[int]:
     return out
 
 
+def _row_entries(A, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the rows ``idx`` of the CSR matrix ``A`` (in that order): each stored entry's
+    position in ``idx`` and its index into ``A.indices``/``A.data``, in stored order."""
+    starts = A.indptr[idx].astype(np.int64)
+    lengths = A.indptr[idx + 1] - starts
+    rows = np.repeat(np.arange(len(idx)), lengths)
+    flat = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+    return rows, flat
+
+
+def induced(A, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``A[idx][:, idx].tocoo()``'s row, col and data arrays for a CSR matrix ``A`` (``idx``
+    may repeat a unit: every copy is a row and a column), in the same order when ``idx``
+    has no repeats. Plain array indexing: scipy's fancy indexing, called at every step of
+    the search, spent most of its time building and checking intermediate matrices."""
+    idx = np.asarray(idx, dtype=np.int64)
+    rows, flat = _row_entries(A, idx)
+    cols, data = A.indices[flat], A.data[flat]
+    order = np.argsort(idx, kind="stable")
+    sidx = idx[order]
+    lo = np.searchsorted(sidx, cols, "left")
+    cnt = np.searchsorted(sidx, cols, "right") - lo
+    k = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt) + np.arange(cnt.sum())
+    return np.repeat(rows, cnt), order[k], np.repeat(data, cnt)
+
+
 def _around(s: SearchState, units: np.ndarray) -> list[int]:
     """The given units and their neighbours (whose moves change when they move)."""
     if not len(units):
@@ -313,7 +339,7 @@ def _around(s: SearchState, units: np.ndarray) -> list[int]:
     A = s.g.matrix
     near = np.zeros(s.g.n, dtype=bool)
     near[units] = True
-    near[A[units].indices] = True
+    near[A.indices[_row_entries(A, np.asarray(units))[1]]] = True
     return np.flatnonzero(near).tolist()
 
 
@@ -334,12 +360,12 @@ def _recombine(s: SearchState, rnd: random.Random, gen: np.random.Generator) -> 
     idx = np.flatnonzero((lab == p) | (lab == q))
     if s.lockn[idx].any():
         return False
-    sub = s.g.matrix[idx][:, idx].tocoo()
-    keep = sub.row < sub.col
+    row, col, _ = induced(s.g.matrix, idx)
+    keep = row < col
     w = gen.random(int(keep.sum())) + 0.01
     from scipy import sparse
 
-    g = sparse.coo_matrix((w, (sub.row[keep], sub.col[keep])), shape=(len(idx), len(idx)))
+    g = sparse.coo_matrix((w, (row[keep], col[keep])), shape=(len(idx), len(idx)))
     tree = minimum_spanning_tree(g)
     order, pred = breadth_first_order(tree, 0, directed=False)
     if len(order) < len(idx):
