@@ -282,3 +282,26 @@ def test_bad_units(mutate, k, message):
     with pytest.raises(InputError, match=message) as err:
         Partitioner(k, "w").fit(units)
     assert "\n" not in str(err.value)
+
+
+def test_induced_pairs_are_scipys_submatrix(small_adj):
+    """The search's induced subgraph (partition.tabu.induced) holds the entries of scipy's
+    ``A[idx][:, idx]``: as a set when ``idx`` repeats units, in scipy's order when not
+    (the ReCom kick draws one random weight per edge in that order)."""
+    from patchmap.partition.tabu import induced
+
+    A = small_adj.matrix.copy()
+    rng = np.random.default_rng(0)
+    A.data = rng.integers(1, 5, A.nnz).astype(float)  # weighted, as a coarse graph's
+    n = A.shape[0]
+    for trial in range(200):
+        m = int(rng.integers(0, 60))
+        repeats = trial % 2 == 1
+        idx = rng.integers(0, n, m) if repeats else rng.choice(n, m, replace=False)
+        want = A[idx][:, idx].tocoo()
+        row, col, data = induced(A, idx)
+        got = list(zip(row.tolist(), col.tolist(), data.tolist(), strict=True))
+        ref = list(zip(want.row.tolist(), want.col.tolist(), want.data.tolist(), strict=True))
+        if repeats:
+            got, ref = sorted(got), sorted(ref)
+        assert got == ref, trial
