@@ -10,6 +10,7 @@ import runs on the way (``patchmap.x.y`` runs ``patchmap/x/__init__.py``).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -20,6 +21,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def _module(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """A source file parsed once for the four tests (they only read the trees)."""
+    return ast.parse(path.read_text(), str(path))
 
 
 def _runtime_imports(tree: ast.AST):
@@ -36,14 +43,16 @@ def _runtime_imports(tree: ast.AST):
             todo.append(child)
 
 
+@functools.cache
 def import_graph() -> tuple[nx.DiGraph, list[tuple[str, str, str]]]:
-    """(module -> imported module graph, [(importer, module, private name)])."""
+    """(module -> imported module graph, [(importer, module, private name)]), built once
+    (the tests only read it)."""
     files = {_module(p): p for p in (SRC / "patchmap").rglob("*.py")}
     graph, private = nx.DiGraph(), []
     for name, path in files.items():
         graph.add_node(name)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_imports(_tree(path)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith("patchmap"):
@@ -109,7 +118,7 @@ def test_notes_are_typed():
     comes from a function, never bare text that later code would have to parse."""
     bare = []
     for path in (SRC / "patchmap").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(_tree(path)):
             if not (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
