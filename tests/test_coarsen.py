@@ -122,3 +122,36 @@ def test_many_territories_take_the_multilevel_plan(monkeypatch):
     assert (fine_components(p.graph, lab) == 1).all()
     tot = np.bincount(lab, weights=p.weights[:, 0], minlength=24)
     assert np.abs(tot / (tot.sum() / 24) - 1).max() <= 0.005
+
+
+def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
+    # a V-cycle searches every level of a coarsening within the plan's territories in
+    # the exact band: never a worse plan, always contiguous and inside the band
+    p = grid_problem(80, 60, 5)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = schedule.multilevel(p, seed=0, effort=0.0)
+
+    def cut(lab):
+        return int((lab[p.graph.ei] != lab[p.graph.ej]).sum())
+
+    searched = []
+    real = schedule.pair_search
+
+    def spy(s, *a, **kw):
+        searched.append(s.g.n)
+        return real(s, *a, **kw)
+
+    monkeypatch.setattr(schedule, "pair_search", spy)
+    key, lab = schedule.vcycle(p, start, seed=0, steps=60)
+    assert len(searched) >= 3 and searched[-1] == p.graph.n  # coarse levels, then the map
+    assert searched == sorted(searched)
+    assert key[0] == 0 and key[1] == cut(lab) <= cut(start)
+    assert (fine_components(p.graph, lab) == 1).all()
+    tot = np.bincount(lab, weights=p.weights[:, 0], minlength=5)
+    assert np.abs(tot / (tot.sum() / 5) - 1).max() <= 0.005 + 1e-12
+    # more cycles only while they gain (the first is the one above); none at effort 0
+    assert schedule.vcycles(p, start, seed=0, effort=0.0) is start
+    more = schedule.vcycles(p, start, seed=0, effort=0.6)
+    assert cut(more) <= cut(lab)
+    assert (fine_components(p.graph, more) == 1).all()

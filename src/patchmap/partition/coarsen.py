@@ -137,14 +137,16 @@ def level_tolerance(problem: Problem, n_nodes: int) -> list[float]:
 
 def coarsen(
     problem: Problem, rng: np.random.Generator, labels: np.ndarray | None = None,
-    band: bool = True,
+    band: bool = True, target: int | None = None,
 ) -> list[Level]:  # fmt: skip
     """Levels from the first coarse one to the coarsest (empty when the map is small
-    already or does not shrink): matching and contraction until about
-    :data:`NODES_PER_TERRITORY` nodes per territory are left. With ``labels`` (a plan)
-    nodes merge only within a territory, so the plan carries to every level; ``band``
-    False keeps the problem's bands on every level."""
-    target = max(NODES_PER_TERRITORY * problem.k, MIN_NODES)
+    already or does not shrink): matching and contraction until about ``target`` nodes
+    are left (by default :data:`NODES_PER_TERRITORY` per territory, at least
+    :data:`MIN_NODES`). With ``labels`` (a plan) nodes merge only within a territory, so
+    the plan carries to every level; ``band`` False keeps the problem's bands on every
+    level."""
+    if target is None:
+        target = max(NODES_PER_TERRITORY * problem.k, MIN_NODES)
     w0 = problem.weights[:, 0]
     cap = MAX_SHARE * float(np.min(problem.shares)) * float(w0.sum())
     mean_w = max(float(w0.mean()), 1e-12)

@@ -15,11 +15,13 @@ and never past ``time_limit``.
 A map above :data:`~patchmap.partition.coarsen.COARSEN_MIN_UNITS` units (with at least
 :data:`COARSEN_MIN_PER_TERRITORY` per territory, or at least :data:`MANY_UNITS` in all)
 is first solved multilevel
-(:func:`multilevel`: coarsen, search the coarsest level, refine level by level, then one
-:func:`vcycle` in the exact bands); that plan and the flat restart compete, and the
-anytime phase refines the winner on the full map, its cap covering the whole solve.
+(:func:`multilevel`: coarsen, search the coarsest level, refine level by level); that
+plan and the flat restart compete, and the winner goes through V-cycles
+(:func:`vcycles`: the map coarsened within the plan's territories, a tabu search inside
+the exact bands on every level from the coarsest up, again while a cycle cuts fewer
+edges): the anytime phase of a large map, its cap covering the whole solve.
 With many territories (fewer units each than the gate) the multilevel plan goes alone,
-without the V-cycle and the flat restart: on lower-48 H3 r7 cells at K=50 the V-cycle
+without the V-cycles and the flat restart: on lower-48 H3 r7 cells at K=50 a V-cycle
 cost as much as the rest of the solve and gained nothing, and the flat restart, as
 costly, cut 10% more edges (a restart runs only if the plan misses its target).
 """
@@ -33,7 +35,7 @@ import numpy as np
 
 from patchmap.logs import log, progress
 from patchmap.partition.balance import balance, settle
-from patchmap.partition.coarsen import COARSEN_MIN_UNITS, coarsen, project
+from patchmap.partition.coarsen import COARSEN_MIN_UNITS, MIN_NODES, coarsen, project
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.objective import max_deviation, score
 from patchmap.partition.problem import MARGIN, Problem
@@ -56,6 +58,8 @@ __all__ = [
     "transplanted",
     "solve",
     "steadier",
+    "vcycle",
+    "vcycles",
 ]
 
 ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase runs only after a multilevel solve
@@ -118,7 +122,10 @@ RELOCATE_ROUNDS = 2  # rounds of relocations, each from the best plan the last o
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
-VCYCLE_SHARE = 0.2  # ... and the V-cycle's coarsest level
+VCYCLES = 16  # most V-cycles on the best plan of a large map (they stop when one gains nothing)
+VCYCLE_STEPS = 100  # most tabu steps on each level of a V-cycle at effort 1
+VCYCLE_WORK = 5_000_000  # ... and at most this many units x steps per level (a cycle's
+# coarsening, states and kicks grow with the map: about the same work on every large map)
 COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
 MANY_UNITS = 50_000  # ... or with at least this many units (then the multilevel plan alone)
 LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
@@ -209,7 +216,7 @@ def solve(
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
             problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
-            time_limit=time_limit, report=report, cycle=not many,
+            time_limit=time_limit, report=report,
         )  # fmt: skip
         if lab is not None:
             best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
@@ -276,11 +283,20 @@ def solve(
         # after a multilevel solve the cap covers the whole solve, and one run refines
         # the best plan (a fresh restart costs more than it wins on a large map)
         deadline = (start if large else clock()) + limit
-        lab = anytime(
-            problem, best[1], seed=seed, effort=effort, deadline=deadline,
-            max_rounds=max_rounds, report=report, clock=clock,
-            runs=1 if large else runs or RUNS,
-        )  # fmt: skip
+        if large and not many:
+            # V-cycles on the best plan (the multilevel one or the flat restart): each
+            # ends in a tabu search on the full map, and they stop when one gains
+            # nothing, so no anytime run follows
+            lab = vcycles(
+                problem, best[1], seed=seed + 1, effort=effort, deadline=deadline,
+                clock=clock, report=report,
+            )  # fmt: skip
+        else:
+            lab = anytime(
+                problem, best[1], seed=seed, effort=effort, deadline=deadline,
+                max_rounds=max_rounds, report=report, clock=clock,
+                runs=1 if large else runs or RUNS,
+            )  # fmt: skip
         lab = steadier(problem, best[1], lab)
     if homes is not None and initial is None:
         lab = transplanted(problem, lab, seed=seed, max_rounds=max_rounds)
@@ -403,12 +419,11 @@ def multilevel(
     effort: float = 0.0,
     time_limit: float | None = None,
     report: Callable | None = None,
-    cycle: bool = True,
 ) -> np.ndarray | None:
     """A large map solved multilevel (see :mod:`~patchmap.partition.coarsen`): coarsen,
     solve the coarsest level with the full search (restarts and the anytime phase),
-    then project the plan back level by level, balancing and refining on each, and
-    (with ``cycle``) one V-cycle. None when the map does not coarsen."""
+    then project the plan back level by level, balancing and refining on each. None
+    when the map does not coarsen."""
     rng = np.random.default_rng([seed, 11])
     stack = coarsen(problem, rng)
     if not stack:
@@ -418,15 +433,7 @@ def multilevel(
         time_limit=None if time_limit is None else COARSE_SHARE * time_limit, report=report,
         levels=False,
     )  # fmt: skip
-    lab = uncoarsen(problem, stack, lab, rng)
-    if not cycle:
-        return lab
-    # one V-cycle in the exact bands: the plan's territories coarsen, and the coarse
-    # search moves whole stretches of their boundaries
-    return vcycle(
-        problem, lab, seed=seed + 1, max_rounds=max_rounds, effort=effort,
-        time_limit=None if time_limit is None else VCYCLE_SHARE * time_limit, report=report,
-    )  # fmt: skip
+    return uncoarsen(problem, stack, lab, rng)
 
 
 def uncoarsen(
@@ -447,27 +454,69 @@ def vcycle(
     lab: np.ndarray,
     *,
     seed: int,
-    max_rounds: int = 6,
-    effort: float = 0.0,
-    time_limit: float | None = None,
+    steps: int,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    report: Callable | None = None,
+) -> tuple[tuple, np.ndarray]:
+    """One V-cycle from a plan inside the exact bands, in the manner of KaHIP's: the map
+    coarsens within the plan's territories (so the plan is a plan of every level, with
+    the same cut edges and totals), down to the level whose mean node still fits in the
+    lightest territory's band (coarser, no move keeps the band); then from the coarsest
+    level up, a tabu search of ``steps`` steps inside the exact bands
+    (:func:`~patchmap.partition.tabu.pair_search`) on each level, its plan projected to
+    the next. A coarse move carries a whole stretch of boundary, a fine one a unit. No
+    level returns a plan worse than it was given, so neither does the cycle: the rank
+    (:func:`~patchmap.partition.tabu.rank`) and plan of the finest level's search."""
+    tol = [problem.tol[0] / MARGIN] + list(problem.tol[1:])
+    lightest = float(np.min(problem.shares))
+    floor = int(np.ceil(1.0 / (2.0 * tol[0] * lightest)))
+    rng = np.random.default_rng([seed, 13])
+    stack = coarsen(problem, rng, labels=lab, band=False, target=max(floor, MIN_NODES))
+    problems = [problem] + [level.problem for level in stack]
+    cur = np.asarray(lab)
+    for level in stack:  # the plan of each level (its nodes lie within one territory)
+        cur = np.rint(np.bincount(level.parent, weights=cur) / np.bincount(level.parent))
+        cur = cur.astype(np.int64)
+    key = None
+    for i in range(len(stack), -1, -1):
+        if i < len(stack):
+            cur = project(cur, stack[i])
+        s = SearchState(problems[i], cur, rng)
+        key, cur = pair_search(
+            s, tol, steps, deadline=deadline, seed=int(rng.integers(2**31)),
+            report=report if i == 0 else None, clock=clock,
+        )  # fmt: skip
+    return key, cur
+
+
+def vcycles(
+    problem: Problem,
+    lab: np.ndarray,
+    *,
+    seed: int,
+    effort: float,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
     report: Callable | None = None,
 ) -> np.ndarray:
-    """One V-cycle from a plan: coarsen within its territories (so the plan is a plan of
-    every level) keeping the problem's exact bands, search on the coarsest level from it,
-    refine back down; the better of the two plans."""
-    rng = np.random.default_rng([seed, 13])
-    stack = coarsen(problem, rng, labels=lab, band=False)
-    if not stack:
+    """Up to :data:`VCYCLES` V-cycles (:func:`vcycle`, each with a different matching)
+    while they cut fewer edges, and never past ``deadline``. Each level's search takes
+    :data:`VCYCLE_STEPS` steps at ``effort`` 1, fewer on a map of more than
+    :data:`VCYCLE_WORK` / :data:`VCYCLE_STEPS` units (units x steps at most
+    :data:`VCYCLE_WORK`)."""
+    steps = int(round(effort * min(VCYCLE_STEPS, VCYCLE_WORK / problem.graph.n)))
+    if steps <= 0:
         return lab
-    coarse = lab
-    for level in stack:
-        coarse = np.bincount(level.parent, weights=coarse) / np.bincount(level.parent)
-        coarse = np.rint(coarse).astype(np.int64)
-    new = solve(
-        stack[-1].problem, seed=seed, n_init=1, max_rounds=max_rounds, initial=coarse,
-        effort=effort, time_limit=time_limit, report=report, levels=False, runs=1,
-    )  # fmt: skip
-    new = uncoarsen(problem, stack, new, rng)
-    old_s = score(SearchState(problem, lab, rng))
-    new_s = score(SearchState(problem, new, rng))
-    return new if new_s < old_s else lab
+    best = None
+    for c in range(VCYCLES):
+        if c and deadline is not None and clock() > deadline:
+            break
+        key, new = vcycle(
+            problem, lab, seed=seed + c, steps=steps, deadline=deadline, clock=clock,
+            report=report,
+        )  # fmt: skip
+        if best is not None and key[:2] >= best[:2]:
+            break  # no fewer cut edges (a tighter balance alone does not count)
+        best, lab = key, new
+    return lab
