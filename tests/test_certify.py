@@ -303,6 +303,24 @@ def test_an_error_in_the_solve_reaches_the_caller(county_graph, monkeypatch):
         lower_bound(inst, time_limit=5)
 
 
+@pytest.mark.skipif(not bound_module._can_fork(), reason="no fork on this platform")
+def test_a_solve_after_highs_ran_here_is_still_exact(county_graph):
+    # HiGHS's thread pool is made once per process, by the first solve: after a one-thread
+    # solve here the forked child's two-thread solve failed at once (bound 1 instead of
+    # the proven 2)
+    hs = bound_module.require_solver()
+    h = hs.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.addVars(2, np.zeros(2), np.ones(2))
+    h.changeColsIntegrality(2, np.arange(2, dtype=np.int32), np.ones(2, dtype=np.uint8))
+    h.run()
+    ei, ej, pop = _piece(county_graph, 1, 9)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(2, 0.5), tolerances=[0.1])
+    res = lower_bound(inst, time_limit=20)
+    assert res.status == "optimal" and res.lower_bound == _brute(inst)
+
+
 @pytest.mark.skipif(not DISTRICTING.exists(), reason="districting instances not present")
 @pytest.mark.parametrize("state", ["NM", "ID", "ME"])
 def test_bound_never_above_the_proven_optimum(state):

@@ -428,12 +428,21 @@ def _can_fork() -> bool:
 def _child(send, inst, time_limit, incumbent, threads, seed, t0) -> None:
     """The forked solve: progress and the result go back through ``send``."""
     try:
+        _fresh_scheduler()
         res = _solve(inst, time_limit, incumbent, threads, seed, t0, send)
         send.send(("done", res))
     except BaseException as exc:  # handed to the parent, which raises it
         send.send(("error", exc))
     finally:
         send.close()
+
+
+def _fresh_scheduler() -> None:
+    """HiGHS makes its thread pool once per process, at the first solve, and a fork
+    copies it: after a one-thread solve in the parent, the child's two-thread solve
+    failed at once (bound 1 where 2 was proven on a 9-unit case). The pool is made
+    afresh here."""
+    require_solver().Highs.resetGlobalScheduler(True)
 
 
 def _solve(
