@@ -1,0 +1,69 @@
+"""The set-partitioning (column generation) bound of patchmap.certify.columns is a true
+bound: never above the fewest cut edges found by exhaustive enumeration, and
+equal to it where the set-partitioning relaxation is exact on these small pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from patchmap.certify import Instance
+from patchmap.certify.columns import column_bound
+from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece, county_graph  # noqa: F401  (the fixture)
+
+pytest.importorskip("highspy")
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "k", "tol"),
+    [(1, 9, 2, 0.10), (3, 9, 3, 0.30), (7, 11, 2, 0.02), (13, 10, 3, 0.20), (14, 8, 4, 0.30)],
+)
+def test_never_above_brute_force(county_graph, seed, n, k, tol):  # noqa: F811
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    best = _brute(inst)
+    res = column_bound(inst, time_limit=20)
+    assert best is not None
+    assert res.lower_bound is not None and res.lower_bound <= best
+    # at convergence the bound is the master's value, counted once per cut edge
+    assert res.lp_optimal and abs(res.lp - best) < 1e-6 and res.lower_bound == best
+
+
+def test_bound_counts_each_cut_edge_once():
+    # a path a-b-c-d, weights 1 each, two territories of exactly 2: the only plan cuts
+    # 1 edge, its two sets' boundaries sum to 2
+    ei, ej = np.array([0, 1, 2]), np.array([1, 2, 3])
+    inst = Instance.from_bands(ei, ej, np.ones(4), shares=np.full(2, 0.5), tolerances=[0.0])
+    res = column_bound(inst, time_limit=20)
+    assert res.lower_bound == 1 and abs(res.lp - 1) < 1e-9
+
+
+def test_no_set_in_the_band_is_no_plan():
+    ei, ej = np.array([0, 1]), np.array([1, 2])
+    inst = Instance.from_bands(ei, ej, np.array([5.0, 1.0, 5.0]), shares=np.full(2, 0.5),
+                               tolerances=[0.01])  # fmt: skip
+    assert column_bound(inst, time_limit=20).infeasible
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
+def test_with_a_plan_in_hand(county_graph, seed, n, k, tol):  # noqa: F811
+    # the optimal plan is proven optimal; a worse plan is never "proven"
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    plans = _feasible_plans(inst)
+    cuts = [int((p[ei] != p[ej]).sum()) for p in plans]
+    best = min(cuts)
+    res = column_bound(inst, time_limit=20, incumbent=plans[int(np.argmin(cuts))])
+    assert res.optimal and res.lower_bound == best
+    worse = [p for p, c in zip(plans, cuts, strict=True) if c > best]
+    assert worse
+    res = column_bound(inst, time_limit=20, incumbent=worse[0])
+    assert not res.optimal and res.lower_bound is not None and res.lower_bound <= best
+
+
+@pytest.mark.skipif(not DISTRICTING.exists(), reason="districting instances not present")
+@pytest.mark.parametrize("state", ["AR", "MS", "IA"])
+def test_never_above_the_published_optimum(state):
+    inst, opt = _districting(state)
+    res = column_bound(inst, time_limit=3)
+    assert res.lower_bound is None or res.lower_bound <= opt
