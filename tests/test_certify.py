@@ -286,6 +286,7 @@ def test_a_solve_past_its_deadline_is_killed_and_its_last_bound_kept(county_grap
     ei, ej, pop = _piece(county_graph, 12, 60)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(4, 0.25), tolerances=[0.01])
     monkeypatch.setattr(bound_module, "_solve", _stalled_solve)
+    monkeypatch.setattr(bound_module, "COLUMNS", False)  # only the model's bound here
     res = lower_bound(inst, time_limit=0.5)
     assert res.status == "time_limit" and res.lower_bound == 7
 
@@ -299,6 +300,7 @@ def test_an_error_in_the_solve_reaches_the_caller(county_graph, monkeypatch):
     ei, ej, pop = _piece(county_graph, 12, 20)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(2, 0.5), tolerances=[0.01])
     monkeypatch.setattr(bound_module, "_solve", _failing_solve)
+    monkeypatch.setattr(bound_module, "COLUMNS", False)
     with pytest.raises(InputError, match="the child failed"):
         lower_bound(inst, time_limit=5)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patchmap.certify import Instance
+from patchmap.certify import Instance, lower_bound
+from patchmap.certify import bound as bound_module
 from patchmap.certify.columns import column_bound
 from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece, county_graph  # noqa: F401  (the fixture)
 
@@ -67,3 +68,23 @@ def test_never_above_the_published_optimum(state):
     inst, opt = _districting(state)
     res = column_bound(inst, time_limit=3)
     assert res.lower_bound is None or res.lower_bound <= opt
+
+
+@pytest.mark.skipif(not bound_module._can_fork(), reason="no fork on this platform")
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
+def test_beside_the_model_in_lower_bound(county_graph, monkeypatch, seed, n, k, tol):  # noqa: F811
+    # with the set-partitioning child on, lower_bound stays exact: the optimal plan is
+    # proven, a worse plan is not passed, no plan at all still gets the optimum
+    monkeypatch.setattr(bound_module, "COLUMNS", True)
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    plans = _feasible_plans(inst)
+    cuts = [int((p[ei] != p[ej]).sum()) for p in plans]
+    best = min(cuts)
+    res = lower_bound(inst, time_limit=20, incumbent=plans[int(np.argmin(cuts))])
+    assert res.status == "optimal" and res.lower_bound == best
+    worse = plans[int(np.argmax(cuts))]
+    res = lower_bound(inst, time_limit=20, incumbent=worse)
+    assert res.lower_bound == best and res.labels is not None
+    res = lower_bound(inst, time_limit=20)
+    assert res.status == "optimal" and res.lower_bound == best

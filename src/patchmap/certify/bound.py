@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
+from patchmap.certify.columns import applies as columns_apply
+from patchmap.certify.columns import column_bound
 from patchmap.certify.model import MAX_CELLS, Formulation, Instance, formulate
 from patchmap.errors import InputError
 
@@ -52,6 +54,13 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install 'patchmap[exact]'"
+# the set-partitioning bound (.columns) in a second child beside the model, where it
+# applies. Off: on the county instances it proved none of the open states in 60 s and
+# took a core from the model (load 7-11 on 2 cores, model -> both: KS 19 -> 17, AR 18 -> 14
+# and 13 -> 13, MS 17 -> 28 and 11 -> 26); at low load, where the model's proofs of WV,
+# OK and KS need most of the 60 s, it was not measured
+COLUMNS = False
+COLUMN_UNITS = 500  # and only up to this many units (not measured beyond)
 ORBITOPE = False  # orbitope rows: measured no better than HiGHS's own symmetry handling, and
 # they stall its root on 300+ units (diagonal fixing and anchors stay)
 
@@ -387,6 +396,7 @@ def lower_bound(
     if not math.isfinite(time_limit) or not _can_fork():
         return _solve(inst, time_limit, incumbent, threads, seed, t0, None)
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
@@ -394,29 +404,90 @@ def lower_bound(
         target=_child, args=(send, inst, time_limit, incumbent, threads, seed, t0), daemon=True
     )
     best, found, fixings = trivial_bound(inst), None, 0
+    ub = None
+    if incumbent is not None and _meets(inst, np.asarray(incumbent, dtype=np.int64)):
+        ub = cut_edges(inst, incumbent)
+    # the set-partitioning bound runs beside the exact model, on one thread of its own
+    side = COLUMNS and inst.n <= COLUMN_UNITS and columns_apply(inst)
+    procs = [proc]
+    sources = {recv: "model"}
+    ends = [recv]
+    if side:
+        crecv, csend = ctx.Pipe(duplex=False)
+        plan = None if ub is None else np.asarray(incumbent, dtype=np.int64)
+        procs.append(
+            ctx.Process(target=_column_child, args=(csend, inst, time_limit, plan, t0),
+                        daemon=True)
+        )  # fmt: skip
+        sources[crecv] = "columns"
+        ends.append(crecv)
     deadline = t0 + time_limit
     try:
-        proc.start()
-        send.close()
-        while True:
+        for p_, end in zip(procs, [send] + ([csend] if side else []), strict=True):
+            p_.start()
+            end.close()
+        while sources:
             left = deadline - time.perf_counter()
-            if left <= 0 or not recv.poll(left):
+            if left <= 0:
                 break
-            try:
-                kind, value = recv.recv()
-            except EOFError:  # the child died without an answer
+            ready = wait(list(sources), timeout=left)
+            if not ready:
                 break
-            if kind == "done":
-                return value
-            if kind == "error":
-                raise value
-            best, found, fixings = max(best, value[0]), value[1], value[2]
+            for conn in ready:
+                try:
+                    kind, value = conn.recv()
+                except EOFError:  # the child died without an answer
+                    del sources[conn]
+                    continue
+                if kind == "error":
+                    raise value
+                if sources[conn] == "columns":
+                    if kind == "done":
+                        del sources[conn]
+                        continue
+                    # never past the plan in hand: reaching it proves that plan optimal
+                    value = value if ub is None else min(value, ub)
+                    best = max(best, value)
+                    if ub is not None and best >= ub:
+                        return BoundResult(ub, "optimal", found, time.perf_counter() - t0, 0,
+                                           fixings)  # fmt: skip
+                    continue
+                if kind == "done":
+                    if value.status == "time_limit" and value.lower_bound is not None:
+                        value.lower_bound = max(value.lower_bound, best)
+                    return value
+                best, found, fixings = max(best, value[0]), value[1], value[2]
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
-        recv.close()
+        for p_ in procs:
+            if p_.is_alive():
+                p_.kill()
+            p_.join()
+        for conn in ends:
+            conn.close()
     return BoundResult(best, "time_limit", found, time.perf_counter() - t0, 0, fixings)
+
+
+def _fresh_scheduler() -> None:
+    """HiGHS makes its thread pool once per process, at the first solve, and a fork
+    copies it: after a one-thread solve in the parent, the child's two-thread solve
+    failed at once (bound 1 where 2 was proven on a 9-unit case). The pool is made
+    afresh here."""
+    require_solver().Highs.resetGlobalScheduler(True)
+
+
+def _column_child(send, inst, time_limit, plan, t0) -> None:
+    """The forked set-partitioning bound: each better bound goes back through ``send``."""
+    try:
+        _fresh_scheduler()
+        left = time_limit - (time.perf_counter() - t0)
+        with _quiet_stdout():
+            column_bound(inst, time_limit=left, incumbent=plan, threads=1,
+                         on_bound=lambda v: send.send(("bound", int(v))))  # fmt: skip
+        send.send(("done", None))
+    except BaseException as exc:  # handed to the parent, which raises it
+        send.send(("error", exc))
+    finally:
+        send.close()
 
 
 def _can_fork() -> bool:
@@ -435,14 +506,6 @@ def _child(send, inst, time_limit, incumbent, threads, seed, t0) -> None:
         send.send(("error", exc))
     finally:
         send.close()
-
-
-def _fresh_scheduler() -> None:
-    """HiGHS makes its thread pool once per process, at the first solve, and a fork
-    copies it: after a one-thread solve in the parent, the child's two-thread solve
-    failed at once (bound 1 where 2 was proven on a 9-unit case). The pool is made
-    afresh here."""
-    require_solver().Highs.resetGlobalScheduler(True)
 
 
 def _solve(
