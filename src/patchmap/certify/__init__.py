@@ -11,8 +11,9 @@ the bands, the plan's guesses about why are replaced by a proven reason
 returned instead (and the notes say so).
 
 The parts, one module per stage: ``model`` (instance, fixing, symmetry), ``bound`` (the
-HiGHS program and its contiguity rounds), ``infeasible`` (reasons), ``report``
-(certificate, ``<plan stem>.bound.json``).
+HiGHS program and its contiguity rounds), ``columns`` (the set-partitioning bound by
+column generation, beside the model when ``bound.COLUMNS`` is on), ``infeasible``
+(reasons), ``report`` (certificate, ``<plan stem>.bound.json``).
 """
 
 from __future__ import annotations
