@@ -7,19 +7,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from patchmap import geodata
 from patchmap.certify import Instance, lower_bound
 from patchmap.certify import bound as bound_module
 from patchmap.certify.columns import column_bound
-from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece, county_graph  # noqa: F401  (the fixture)
+from patchmap.units.adjacency import build_adjacency
+from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece
 
 pytest.importorskip("highspy")
+
+
+@pytest.fixture(scope="module")
+def county_graph():
+    """Counties of a few north-eastern states with their rook graph (as test_certify's;
+    a fixture of this module, so pytest keeps each file's tests together)."""
+    units = geodata.counties(["NY", "PA", "NJ"]).rename(columns={"county": "unit_id"})
+    return units, build_adjacency(units, id_col="unit_id")
 
 
 @pytest.mark.parametrize(
     ("seed", "n", "k", "tol"),
     [(1, 9, 2, 0.10), (3, 9, 3, 0.30), (7, 11, 2, 0.02), (13, 10, 3, 0.20), (14, 8, 4, 0.30)],
 )
-def test_never_above_brute_force(county_graph, seed, n, k, tol):  # noqa: F811
+def test_never_above_brute_force(county_graph, seed, n, k, tol):
     ei, ej, pop = _piece(county_graph, seed, n)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
     best = _brute(inst)
@@ -47,7 +57,7 @@ def test_no_set_in_the_band_is_no_plan():
 
 
 @pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
-def test_with_a_plan_in_hand(county_graph, seed, n, k, tol):  # noqa: F811
+def test_with_a_plan_in_hand(county_graph, seed, n, k, tol):
     # the optimal plan is proven optimal; a worse plan is never "proven"
     ei, ej, pop = _piece(county_graph, seed, n)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
@@ -72,7 +82,7 @@ def test_never_above_the_published_optimum(state):
 
 @pytest.mark.skipif(not bound_module._can_fork(), reason="no fork on this platform")
 @pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
-def test_beside_the_model_in_lower_bound(county_graph, monkeypatch, seed, n, k, tol):  # noqa: F811
+def test_beside_the_model_in_lower_bound(county_graph, monkeypatch, seed, n, k, tol):
     # with the set-partitioning child on, lower_bound stays exact: the optimal plan is
     # proven, a worse plan is not passed, no plan at all still gets the optimum
     monkeypatch.setattr(bound_module, "COLUMNS", True)

@@ -176,6 +176,7 @@ class _Program:
         zcol = nx + np.arange(len(eu))
         self.nx, self.nz = nx, len(eu)
         self.eu, self.ej_, self.zj = u[eu], v[eu], jj
+        _fresh_scheduler()
         with _quiet_stdout():
             h = hs.Highs()
         h.setOptionValue("output_flag", False)
@@ -468,17 +469,17 @@ def lower_bound(
 
 
 def _fresh_scheduler() -> None:
-    """HiGHS makes its thread pool once per process, at the first solve, and a fork
-    copies it: after a one-thread solve in the parent, the child's two-thread solve
-    failed at once (bound 1 where 2 was proven on a 9-unit case). The pool is made
-    afresh here."""
+    """HiGHS makes its thread pool once per process, at the first solve, and refuses a
+    later solve asking for another number of threads (a fork copies the pool too): after
+    a one-thread solve in the parent, the child's two-thread solve failed at once (bound 1
+    where 2 was proven on a 9-unit case). Every program here starts with a fresh pool (not
+    safe beside another HiGHS solve running in this process)."""
     require_solver().Highs.resetGlobalScheduler(True)
 
 
 def _column_child(send, inst, time_limit, plan, t0) -> None:
     """The forked set-partitioning bound: each better bound goes back through ``send``."""
     try:
-        _fresh_scheduler()
         left = time_limit - (time.perf_counter() - t0)
         with _quiet_stdout():
             column_bound(inst, time_limit=left, incumbent=plan, threads=1,
@@ -499,7 +500,6 @@ def _can_fork() -> bool:
 def _child(send, inst, time_limit, incumbent, threads, seed, t0) -> None:
     """The forked solve: progress and the result go back through ``send``."""
     try:
-        _fresh_scheduler()
         res = _solve(inst, time_limit, incumbent, threads, seed, t0, send)
         send.send(("done", res))
     except BaseException as exc:  # handed to the parent, which raises it

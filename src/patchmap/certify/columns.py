@@ -347,6 +347,9 @@ def column_bound(
         import highspy as hs  # the optional solver (bound.require_solver checks it first)
     if not applies(inst):
         return ColumnBound(None, None, False, None, False, 0, 0.0)
+    # HiGHS refuses a solve asking for another number of threads than its pool's (made at
+    # the first solve in the process): start with a fresh pool
+    hs.Highs.resetGlobalScheduler(True)
     n, k, m = inst.n, inst.k, len(inst.ei)
     master = _Master(inst, hs, big=float(2 * m + 1))
     ub = None
