@@ -155,3 +155,27 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     more = schedule.vcycles(p, start, seed=0, effort=0.6)
     assert cut(more) <= cut(lab)
     assert (fine_components(p.graph, more) == 1).all()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_can_remove_on_a_coarse_graph_with_repeated_neighbours(weighted):
+    """A coarse graph lists a neighbour once per fine edge: the unit whose neighbours in
+    its territory meet only around the far side of a ring can still leave it."""
+    from patchmap.partition.contiguity import can_remove
+
+    # ring 0-1-2-3-4-5-0 in territory 0 (6 hangs off 3, territory 1): 1's neighbours 0
+    # and 2 meet only around the ring, via 3-4-5
+    ring = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (3, 6)]
+    weight = {(0, 1): 3.0} if weighted else {}
+    rows, cols = zip(*ring, strict=True)
+    data = [weight.get(e, 1.0) for e in ring]
+    m = sparse.coo_matrix((data + data, (rows + cols, cols + rows)), shape=(7, 7)).tocsr()
+    xy = np.c_[np.cos(np.arange(7)), np.sin(np.arange(7))]
+    problem = Problem(
+        Graph(m, weighted=weighted), np.ones((7, 1)), xy, np.ones(7), [0.5, 0.5], [0.1],
+        np.full(7, -1), 0.5,
+    )  # fmt: skip
+    s = SearchState(problem, np.array([0, 0, 0, 0, 0, 0, 1]), np.random.default_rng(0))
+    assert can_remove(s, 1, 0)
+    s.load(np.array([0, 0, 0, 0, 1, 0, 1]))  # 4 taken out: 1 is now a cut vertex of the rest
+    assert not can_remove(s, 1, 0)

@@ -131,7 +131,7 @@ GOLDEN: dict[str, tuple[int, float, bool, str]] = {
     "ri_regions": (50, 0.007684, True, "74ac1c7cc945"),
     "ri_reps": (30, 0.004666, True, "a4dda44a91bb"),
     "ri_within": (30, 0.006118, True, "3c64067d486c"),
-    "us_counties_k3": (132, 0.004293, True, "a3ef1b5df847"),
+    "us_counties_k3": (132, 0.003924, True, "6693943fd23b"),
     "wv_counties_k3": (23, 0.003614, True, "4dc92f697105"),
 }
 

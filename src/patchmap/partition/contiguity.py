@@ -64,7 +64,7 @@ def can_remove(s: SearchState, u: int, p: int) -> bool:
                 stack.append(y)
     if len(reached) == len(ring):
         return True
-    targets = set(same[1:])
+    targets = ring - {same[0]}  # (a coarse graph lists a neighbour once per fine edge)
     seen = {u, same[0]}
     queue = deque([same[0]])
     budget = BFS_BUDGET
