@@ -179,3 +179,15 @@ def test_can_remove_on_a_coarse_graph_with_repeated_neighbours(weighted):
     assert can_remove(s, 1, 0)
     s.load(np.array([0, 0, 0, 0, 1, 0, 1]))  # 4 taken out: 1 is now a cut vertex of the rest
     assert not can_remove(s, 1, 0)
+
+
+def test_a_split_off_its_ratio_takes_the_territory_count_its_weight_fits():
+    from patchmap.partition.seeding import fitting_count
+
+    equal = np.full(10, 0.1)
+    assert fitting_count(equal, 0.5) == 5
+    assert fitting_count(equal, 0.37) == 4  # 0.37 of the weight: 4 of 10 (7.5% light)
+    assert fitting_count(equal, 0.02) == 1  # every side keeps at least one territory
+    assert fitting_count(equal, 0.99) == 9
+    # unequal shares: the count whose cumulative share the weight matches
+    assert fitting_count(np.array([0.5, 0.1, 0.1, 0.3]), 0.6) == 2

@@ -12,6 +12,7 @@ homes: a capacitated assignment of units to homes solved as a linear program.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from scipy import sparse
@@ -19,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition.balance import settle
 from patchmap.partition.contiguity import settle_locks
+from patchmap.partition.objective import imbalance
 from patchmap.partition.problem import Graph, Problem
 from patchmap.partition.refine import refine
 from patchmap.partition.secondary import secondary
@@ -218,10 +220,30 @@ def recursive_seed(
         refine(s, passes=3)
         settle(s, 0.5)
         secondary(s)
+        if imbalance(s, 0.5)[0] > 0 and not (lk >= 0).any():
+            # the balancing could not bring the split to its ratio (few links between the
+            # sides, islands): each side takes the number of territories its weight fits
+            n1 = fitting_count(shares[codes], float(s.tot[0][0]) / float(wt[idx].sum()))
+            if n1 != len(firsts):
+                firsts, seconds = codes[:n1], codes[n1:]
+                frac = float(shares[firsts].sum() / shares[codes].sum())
+                part = replace(part, shares=[frac, 1 - frac])
+                s = SearchState(part, s.labels(), rng)
+                settle(s, 0.5)
+                secondary(s)
         left = s.labels() == 0
         stack.append((idx[~left], seconds))
         stack.append((idx[left], firsts))
     return lab
+
+
+def fitting_count(shares: np.ndarray, got: float) -> int:
+    """How many of the territories (``shares``, in order) a first side holding ``got``
+    of the total should take: the count from 1 to all but one whose worse side deviates
+    least from its share."""
+    cum = np.cumsum(shares)[:-1] / shares.sum()
+    worst = np.maximum(np.abs(got / cum - 1), np.abs((1 - got) / (1 - cum) - 1))
+    return int(np.argmin(worst)) + 1
 
 
 def capacity_seed(
