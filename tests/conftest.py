@@ -110,13 +110,20 @@ def _bundled_geodata_only():
 
 DURATIONS_KEY = "patchmap/durations"
 
-#: Seconds per module in one serial run (issue 18; a rough weight, only for the order of a
-#: run without a cache: in collection order the long ones came late and one worker idled).
+#: Seconds per module, summed over its tests' setup, call and teardown in one `-n 2` run
+#: (issue 18; a rough weight, only for the order of a run without a cache: in collection
+#: order the long ones came late and one worker idled; with stale weights a long module
+#: was handed out behind shorter ones).
 FRESH_ORDER = {
-    "test_distributed.py": 50, "test_golden.py": 43, "test_render.py": 30,
-    "test_segments.py": 27, "test_hardening.py": 20, "test_readme.py": 20,
-    "test_realign.py": 19, "test_bad_inputs.py": 19, "test_notebook.py": 13,
-    "test_geofetch.py": 12, "test_scoring.py": 10, "test_certify.py": 9, "test_demo.py": 8,
+    "test_distributed.py": 62, "test_realign.py": 50, "test_golden.py": 45,
+    "test_render.py": 44, "test_bad_inputs.py": 42, "test_readme.py": 33,
+    "test_hardening.py": 26, "test_certify.py": 24, "test_segments.py": 23,
+    "test_demo.py": 22, "test_colgen_bound.py": 18, "test_notebook.py": 15,
+    "test_geofetch.py": 14, "test_partition.py": 13, "test_cli.py": 12,
+    "test_coarsen.py": 10, "test_scoring.py": 10, "test_corridors.py": 8,
+    "test_geodata.py": 7, "test_edge_file.py": 6, "test_routing.py": 5,
+    "test_run_config.py": 4, "test_options.py": 4, "test_adjacency.py": 4,
+    "test_diff.py": 4,
 }  # fmt: skip
 
 
