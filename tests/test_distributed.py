@@ -324,10 +324,17 @@ def world(tmp_path_factory) -> Path:
     return _write_parts(df, tmp_path_factory.mktemp("world") / "accounts", 2)
 
 
-@pytest.mark.parametrize("kind", ["h3", "zcta"])
-def test_points_outside_the_states_and_zip_fallback_as_pandas(scheduler, world, kind):
+@pytest.fixture(scope="module")
+def world_pandas(world):
+    """The pandas engine's ingest and scoring of ``world``, once for both unit kinds."""
     ingest = load_accounts(world)
-    ref = build_layers(score_accounts(ingest.accounts).accounts, units=kind, resolution=6)
+    return ingest, score_accounts(ingest.accounts)
+
+
+@pytest.mark.parametrize("kind", ["h3", "zcta"])
+def test_points_outside_the_states_and_zip_fallback_as_pandas(scheduler, world, world_pandas, kind):
+    ingest, scored = world_pandas
+    ref = build_layers(scored.accounts, units=kind, resolution=6)
     result = build_layers_dask(world, units=kind, resolution=6, scheduler=scheduler)
     _assert_same(result, ref, ingest)
     assert sorted(result.rejects["row"]) == [1, 2, 3, 4]
