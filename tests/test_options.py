@@ -146,6 +146,16 @@ def test_plan_loader_fuzz_gives_a_config_or_an_input_error(tmp_path, entries):
         assert "\n" not in str(exc) and str(exc)
 
 
+def test_a_missing_file_with_a_newline_in_its_name_is_a_one_line_error(tmp_path):
+    """Found by the fuzz test above: ``adjacency = "\\n"`` printed the path as it is."""
+    (tmp_path / "a.csv").write_text("account_id,zip\n1,02903\n")
+    path = tmp_path / "plan.toml"
+    path.write_text('[accounts]\npath = "a.csv"\n[partition]\nadjacency = "\\n"\n')
+    with pytest.raises(InputError, match="adjacency: file not found") as exc:
+        load_config(path)
+    assert "\n" not in str(exc.value)
+
+
 # ---------------------------------------------------------------- `patchmap run` on any plan file
 
 _scalars = st.one_of(

@@ -154,7 +154,8 @@ def load_config(path: str | os.PathLike) -> PlanConfig:
     config = PlanConfig(values, scoring=dict(raw.get("scoring", {})), source=p, segments=segments)
     for table, key, file in config.input_files():
         if not file.is_file():
-            raise InputError(f"{p}: [{table}] {key}: file not found: {file}")
+            shown = str(file) if str(file).isprintable() else repr(str(file))  # one line
+            raise InputError(f"{p}: [{table}] {key}: file not found: {shown}")
     return config
 
 
