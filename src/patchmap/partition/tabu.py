@@ -178,27 +178,13 @@ def pair_search(
         C = np.r_[DC, 0][:, None] + np.r_[DC, 0][None, :]
         # pairs of neighbouring units: the edge between them was counted as if the other
         # stayed put
-        # (a neighbour list repeats a neighbour once per fine edge on a coarse level, so
-        # a pair of coarse nodes is corrected once per edge between them)
-        Ul = U.tolist()
-        at: dict[int, list[int]] = {}
-        for x, u in enumerate(Ul):
-            at.setdefault(u, []).append(x)
-        pi: list[int] = []
-        pj: list[int] = []
-        for x, u in enumerate(Ul):
-            for v in nbrs[u]:
-                hit = at.get(v)
-                if hit is not None:
-                    pi += [x] * len(hit)
-                    pj += hit
-        i, j = np.array(pi, dtype=np.int64), np.array(pj, dtype=np.int64)
+        i, j, data = induced(s.g.matrix, U)
         fix = (Q[i] != Q[j]).astype(int) - (Q[i] != P[j]) - (P[i] != Q[j]) + (P[i] != P[j])
-        np.add.at(C, (i, j), fix)
+        C[i, j] += fix * np.rint(data).astype(int) if s.g.weighted else fix  # (i, j) unique
         # each unordered pair once (a < b, or b the null move), of two different units
         bad = _lower(M + 1).copy()
         bad[:M, :M] |= U[:, None] == U[None, :]
-        tabu_m = np.array([tabu[u] > it for u in Ul] + [False])
+        tabu_m = np.array([tabu[u] > it for u in U.tolist()] + [False])
         tb = tabu_m[:, None] | tabu_m[None, :]
         newv = np.round(V, 9)
         # descent: a pair must lower the violation, or keep it and cut no more edges
