@@ -56,14 +56,19 @@ def test_no_set_in_the_band_is_no_plan():
     assert column_bound(inst, time_limit=20).infeasible
 
 
-@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
-def test_with_a_plan_in_hand(county_graph, seed, n, k, tol):
-    # the optimal plan is proven optimal; a worse plan is never "proven"
+def _plans_of_a_piece(county_graph, seed, n, k, tol):
+    """A county piece's instance, every feasible plan, their cut edges and the least."""
     ei, ej, pop = _piece(county_graph, seed, n)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
     plans = _feasible_plans(inst)
     cuts = [int((p[ei] != p[ej]).sum()) for p in plans]
-    best = min(cuts)
+    return inst, plans, cuts, min(cuts)
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(3, 9, 3, 0.30), (13, 10, 3, 0.20)])
+def test_with_a_plan_in_hand(county_graph, seed, n, k, tol):
+    # the optimal plan is proven optimal; a worse plan is never "proven"
+    inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
     res = column_bound(inst, time_limit=20, incumbent=plans[int(np.argmin(cuts))])
     assert res.optimal and res.lower_bound == best
     worse = [p for p, c in zip(plans, cuts, strict=True) if c > best]
@@ -86,11 +91,7 @@ def test_beside_the_model_in_lower_bound(county_graph, monkeypatch, seed, n, k, 
     # with the set-partitioning child on, lower_bound stays exact: the optimal plan is
     # proven, a worse plan is not passed, no plan at all still gets the optimum
     monkeypatch.setattr(bound_module, "COLUMNS", True)
-    ei, ej, pop = _piece(county_graph, seed, n)
-    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
-    plans = _feasible_plans(inst)
-    cuts = [int((p[ei] != p[ej]).sum()) for p in plans]
-    best = min(cuts)
+    inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
     res = lower_bound(inst, time_limit=20, incumbent=plans[int(np.argmin(cuts))])
     assert res.status == "optimal" and res.lower_bound == best
     worse = plans[int(np.argmax(cuts))]

@@ -40,7 +40,7 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.certify.columns import applies as columns_apply
 from patchmap.certify.columns import column_bound
-from patchmap.certify.model import MAX_CELLS, Formulation, Instance, formulate
+from patchmap.certify.model import MAX_CELLS, Formulation, Instance, add_rows, formulate
 from patchmap.errors import InputError
 
 __all__ = [
@@ -247,7 +247,7 @@ class _Program:
                                      np.array([1.0, -1.0])))  # fmt: skip
         if inst.contiguous:
             rows += self._neighbour_rows()
-        self._add_rows(rows)
+        add_rows(self.h, rows)
 
     def _interrupt(self, event) -> None:
         """HiGHS's interrupt callbacks: stop the solve once the deadline has passed, or
@@ -306,16 +306,6 @@ class _Program:
             rows.append((-inf, 0.0, np.r_[xcol[i, j], c], np.r_[1.0, -np.ones(len(c))]))
         return rows
 
-    def _add_rows(self, rows) -> None:
-        if not rows:
-            return
-        lo = np.array([r[0] for r in rows], dtype=float)
-        hi = np.array([r[1] for r in rows], dtype=float)
-        starts = np.cumsum([0] + [len(r[2]) for r in rows[:-1]]).astype(np.int32)
-        idx = np.concatenate([r[2] for r in rows]).astype(np.int32)
-        val = np.concatenate([r[3] for r in rows]).astype(float)
-        self.h.addRows(len(rows), lo, hi, len(idx), starts, idx, val)
-
     def columns(self, labels: np.ndarray) -> np.ndarray | None:
         """The column values of a labelling (None when the model does not allow it)."""
         inst = self.form.instance
@@ -369,7 +359,7 @@ class _Program:
                     cols = np.r_[self.xcol[a, j], self.xcol[b, j], bcols]
                     vals = np.r_[1.0, 1.0, -np.ones(len(bcols))]
                     rows.append((-inf, 1.0, cols, vals))
-        self._add_rows(rows)
+        add_rows(self.h, rows)
         return len(rows)
 
 

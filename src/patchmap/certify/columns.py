@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
-from patchmap.certify.model import Instance, weighted_distances
+from patchmap.certify.model import Instance, add_rows, weighted_distances
 
 __all__ = ["ColumnBound", "applies", "boundary", "column_bound"]
 
@@ -50,8 +50,8 @@ class ColumnBound:
     """What the column generation proved: ``lower_bound`` on the cut edges of every plan
     (an integer, None when nothing was proven), ``lp`` (the last master value, in cut
     edges), whether the master was solved to optimality (``lp_optimal``), ``labels`` (the
-    best plan built from the generated sets, or None), ``optimal`` (the bound meets a plan
-    in hand: that plan is optimal), ``iterations`` and ``seconds``."""
+    plan in hand, or None), ``optimal`` (the bound meets that plan: it is optimal),
+    ``iterations`` and ``seconds``."""
 
     lower_bound: int | None
     lp: float | None
@@ -129,7 +129,7 @@ class _Pricer:
             nb = mat.indices[mat.indptr[v] : mat.indptr[v + 1]].tolist()
             rows.append((-inf, 0.0, [v, *nb], [1.0, *([-1.0] * len(nb))]))
         self.h = h
-        self._flush(rows)
+        add_rows(self.h, rows)
         self.found: list[np.ndarray] = []
         self.pi = np.zeros(n)
         for event in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
@@ -146,16 +146,6 @@ class _Pricer:
             lb = float(event.data_out.mip_dual_bound)
             if math.isfinite(lb):
                 self.on_dual(min(lb, self.limit))
-
-    def _flush(self, rows) -> None:
-        if not rows:
-            return
-        lo = np.array([r[0] for r in rows], dtype=float)
-        hi = np.array([r[1] for r in rows], dtype=float)
-        starts = np.cumsum([0] + [len(r[2]) for r in rows[:-1]]).astype(np.int32)
-        idx = np.concatenate([np.asarray(r[2]) for r in rows]).astype(np.int32)
-        val = np.concatenate([np.asarray(r[3], dtype=float) for r in rows])
-        self.h.addRows(len(rows), lo, hi, len(idx), starts, idx, val)
 
     def _seen(self, event) -> None:
         x = np.asarray(event.data_out.mip_solution)[: self.inst.n] > 0.5
@@ -180,7 +170,7 @@ class _Pricer:
             for a in part.tolist():
                 rows.append((-self.hs.kHighsInf, 1.0, [a, b, *border.tolist()],
                              [1.0, 1.0, *([-1.0] * len(border))]))  # fmt: skip
-        self._flush(rows)
+        add_rows(self.h, rows)
         return len(rows)
 
     def price(self, pi: np.ndarray, limit: float = math.inf, sols: int = 0):
@@ -332,7 +322,6 @@ def column_bound(
     threads: int = 1,
     hs=None,
     on_bound=None,
-    smoothing: float = 0.0,
     grow: int = 200,
     seed_sets: int = 2000,
     sols: int = 5,
@@ -375,71 +364,53 @@ def column_bound(
     history: list[tuple[float, float]] = []
     it = 0
     lp, lp_opt = None, False
-    centre: tuple[np.ndarray, float] | None = None  # the multipliers of the best bound
-    done = False
-    while not done and time.perf_counter() < deadline:
+    while time.perf_counter() < deadline:
         val, pi, mu, _lam = master.solve()
         lp = val / 2
-        # Wentges smoothing: price at a point between the best multipliers so far and
-        # the master's duals; a mispricing (nothing entering) prices at the duals
-        alpha = smoothing if centre is not None else 0.0
-        while time.perf_counter() < deadline:
-            it += 1
-            if alpha > 0:
-                pi_s = alpha * centre[0] + (1 - alpha) * pi
-                mu_s = alpha * centre[1] + (1 - alpha) * mu
-            else:
-                pi_s, mu_s = pi, mu
-            cheap = _grow(inst, nbrs, deg, pi, rng, grow)
-            enter = [x for x in cheap if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
-            if alpha == 0.0 and sum(master.add(x) for x in enter):
-                break
-            tot, mu_now = float(pi_s.sum()), float(mu_s)
+        if time.perf_counter() >= deadline:
+            break
+        it += 1
+        cheap = _grow(inst, nbrs, deg, pi, rng, grow)
+        enter = [x for x in cheap if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
+        if sum(master.add(x) for x in enter):
+            continue
+        tot, mu_now = float(pi.sum()), float(mu)
 
-            def running(r, tot=tot, mu_now=mu_now):
-                # the bound the pricing has proven so far, passed on as it rises
-                nonlocal best
-                lag = (tot + k * mu_now + k * min(0.0, r - mu_now)) / 2
-                if lag > best:
-                    best = lag
-                    if on_bound is not None:
-                        on_bound(math.ceil(best - _SAFE))
+        def running(r, tot=tot, mu_now=mu_now):
+            # the bound the pricing has proven so far, passed on as it rises
+            nonlocal best
+            lag = (tot + k * mu_now + k * min(0.0, r - mu_now)) / 2
+            if lag > best:
+                best = lag
+                if on_bound is not None:
+                    on_bound(math.ceil(best - _SAFE))
 
-            pricer.on_dual = running
-            if ub is not None and alpha == 0.0:
-                # only sets of reduced cost below what keeps the bound under ub matter:
-                # none of them proves the plan optimal (HiGHS prunes on the limit)
-                goal = ub - 1 + 2 * _SAFE
-                r_goal = (2 * goal - float(pi.sum()) - k * mu) / k
-                limit = mu + min(r_goal, -_TOL)
-                sets, rmin = pricer.price(pi, limit=limit, sols=sols)
-            else:
-                sets, rmin = pricer.price(pi_s)
-            if rmin == math.inf:  # not one set meets the band: no plan at all
-                return ColumnBound(None, None, False, None, False, it,
-                                   time.perf_counter() - t0, infeasible=True)  # fmt: skip
-            if rmin is not None:
-                # any multipliers give a bound: every plan cuts at least this many edges
-                lag = (float(pi_s.sum()) + k * mu_s + k * min(0.0, rmin - mu_s)) / 2
-                if lag > best:
-                    best = lag
-                    centre = (pi_s.copy(), float(mu_s))
-                    if on_bound is not None:
-                        on_bound(math.ceil(best - _SAFE))
-                history.append((time.perf_counter() - t0, best))
-            if ub is not None and math.ceil(best - _SAFE) >= ub:
-                done = True
-                break
-            enter = [x for x in sets if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
-            for x in enter:
-                master.add(x)
-            if enter:
-                break
-            if alpha == 0.0:
-                lp_opt = rmin is not None and rmin - mu >= -_TOL - 2e-6
-                done = True
-                break
-            alpha = 0.0
+        pricer.on_dual = running
+        if ub is not None:
+            # only sets of reduced cost below what keeps the bound under ub matter:
+            # none of them proves the plan optimal (HiGHS prunes on the limit)
+            goal = ub - 1 + 2 * _SAFE
+            r_goal = (2 * goal - float(pi.sum()) - k * mu) / k
+            limit = mu + min(r_goal, -_TOL)
+            sets, rmin = pricer.price(pi, limit=limit, sols=sols)
+        else:
+            sets, rmin = pricer.price(pi)
+        if rmin == math.inf:  # not one set meets the band: no plan at all
+            return ColumnBound(None, None, False, None, False, it,
+                               time.perf_counter() - t0, infeasible=True)  # fmt: skip
+        if rmin is not None:
+            # any multipliers give a bound: every plan cuts at least this many edges
+            running(rmin)
+            history.append((time.perf_counter() - t0, best))
+        if ub is not None and math.ceil(best - _SAFE) >= ub:
+            break
+        enter = [x for x in sets if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
+        for x in enter:
+            master.add(x)
+        if enter:
+            continue
+        lp_opt = rmin is not None and rmin - mu >= -_TOL - 2e-6
+        break
     lbv = None if best == -math.inf else max(0, math.ceil(best - _SAFE))
     optimal = ub is not None and lbv is not None and lbv >= ub
     return ColumnBound(

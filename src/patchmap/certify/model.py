@@ -27,7 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-__all__ = ["MAX_CELLS", "Formulation", "Instance", "formulate"]
+__all__ = ["MAX_CELLS", "Formulation", "Instance", "add_rows", "formulate"]
 
 MAX_CELLS = 400_000  # unit x territory pairs beyond which no exact model is built
 _DIST_UNITS = 2_000  # all-pairs distances up to this many units, from anchors only beyond
@@ -151,6 +151,19 @@ class Formulation:
         for old, new in rename.items():
             out[lab == old] = new
         return out
+
+
+def add_rows(h, rows) -> None:
+    """Add ``rows`` (``(lower, upper, columns, values)`` each) to the HiGHS program ``h``
+    in one call (the exact model and the column bound's pricing both build rows so)."""
+    if not rows:
+        return
+    lo = np.array([r[0] for r in rows], dtype=float)
+    hi = np.array([r[1] for r in rows], dtype=float)
+    starts = np.cumsum([0] + [len(r[2]) for r in rows[:-1]]).astype(np.int32)
+    idx = np.concatenate([np.asarray(r[2]) for r in rows]).astype(np.int32)
+    val = np.concatenate([np.asarray(r[3], dtype=float) for r in rows])
+    h.addRows(len(rows), lo, hi, len(idx), starts, idx, val)
 
 
 def weighted_distances(
