@@ -84,6 +84,14 @@ def ri_accounts_csv(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def ca():
+    """California's 1,769 ZCTAs with ``unit_id`` (once per module; tests read, never change them)."""
+    from patchmap import geodata
+
+    return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _bundled_geodata_only():
     """Tests read the committed geodata, never a developer's national cache."""

@@ -31,11 +31,6 @@ def small_plan(small, small_adj) -> Plan:
 
 
 @pytest.fixture(scope="module")
-def ca() -> gpd.GeoDataFrame:
-    return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
-
-
-@pytest.fixture(scope="module")
 def ca_plan(ca) -> Plan:
     """The California plan, with a fifth of the default search (its cut-edge fraction is
     0.092 at that effort, 0.090 at the default and 0.098 with no anytime search)."""

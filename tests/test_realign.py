@@ -43,12 +43,6 @@ def small_adj(small):
 
 
 @pytest.fixture(scope="module")
-def ca() -> gpd.GeoDataFrame:
-    """California's 1,769 ZCTAs (the three California tests read them, never change them)."""
-    return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
-
-
-@pytest.fixture(scope="module")
 def ca_adj(ca):
     return build_adjacency(ca, id_col="unit_id")
 
