@@ -9,8 +9,10 @@ from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition import coarsen as co
 from patchmap.partition import schedule
+from patchmap.partition.contiguity import can_remove
 from patchmap.partition.objective import score
 from patchmap.partition.problem import Graph, Problem
+from patchmap.partition.seeding import fitting_count
 from patchmap.partition.state import SearchState
 
 
@@ -161,8 +163,6 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
 def test_can_remove_on_a_coarse_graph_with_repeated_neighbours(weighted):
     """A coarse graph lists a neighbour once per fine edge: the unit whose neighbours in
     its territory meet only around the far side of a ring can still leave it."""
-    from patchmap.partition.contiguity import can_remove
-
     # ring 0-1-2-3-4-5-0 in territory 0 (6 hangs off 3, territory 1): 1's neighbours 0
     # and 2 meet only around the ring, via 3-4-5
     ring = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (3, 6)]
@@ -182,8 +182,6 @@ def test_can_remove_on_a_coarse_graph_with_repeated_neighbours(weighted):
 
 
 def test_a_split_off_its_ratio_takes_the_territory_count_its_weight_fits():
-    from patchmap.partition.seeding import fitting_count
-
     equal = np.full(10, 0.1)
     assert fitting_count(equal, 0.5) == 5
     assert fitting_count(equal, 0.37) == 4  # 0.37 of the weight: 4 of 10 (7.5% light)

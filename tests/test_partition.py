@@ -11,6 +11,7 @@ import shapely
 from patchmap import geodata, metrics
 from patchmap.errors import InputError
 from patchmap.partition import BalanceTolerance, Contiguity, Partitioner, Plan
+from patchmap.partition.tabu import induced
 from patchmap.units import build_adjacency
 
 
@@ -283,8 +284,6 @@ def test_induced_pairs_are_scipys_submatrix(small_adj):
     """The search's induced subgraph (partition.tabu.induced) holds the entries of scipy's
     ``A[idx][:, idx]``: as a set when ``idx`` repeats units, in scipy's order when not
     (the ReCom kick draws one random weight per edge in that order)."""
-    from patchmap.partition.tabu import induced
-
     A = small_adj.matrix.copy()
     rng = np.random.default_rng(0)
     A.data = rng.integers(1, 5, A.nnz).astype(float)  # weighted, as a coarse graph's
