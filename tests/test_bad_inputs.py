@@ -14,6 +14,10 @@ from conftest import run_cli
 from patchmap.accounts import load_accounts
 from patchmap.errors import InputError
 
+#: Scoring is not the subject here (ingest, rejects, files): the rules score, no model fit
+#: (the look-alike model's fits were most of this module's time).
+RULES = ("--model", "rules")
+
 
 def _exit_2(r: subprocess.CompletedProcess, *words: str) -> str:
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
@@ -43,8 +47,8 @@ def accounts() -> pd.DataFrame:
 def ri_units(tmp_path_factory, accounts):
     d = tmp_path_factory.mktemp("ri")
     accounts.to_csv(d / "accounts.csv", index=False)
-    r = run_cli("layers", d / "accounts.csv", "--units", "county", "--region", "RI", "--out",
-                d / "units.parquet")  # fmt: skip
+    r = run_cli("layers", d / "accounts.csv", *RULES, "--units", "county", "--region", "RI",
+                "--out", d / "units.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     return d
 
@@ -59,11 +63,11 @@ def test_excel_reads_every_sheet_with_the_same_columns_and_says_so(tmp_path, acc
         accounts.assign(account_id=accounts["account_id"] + "b").to_excel(
             w, sheet_name="West", index=False
         )
-    r = run_cli("score", x, "--out", tmp_path / "s.csv")
+    r = run_cli("score", x, *RULES, "--out", tmp_path / "s.csv")
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (300, 300, 0)
     assert "'East' (150 rows)" in r.stderr and "'West' (150 rows)" in r.stderr
-    r = run_cli("score", x, "--sheet", "West", "--out", tmp_path / "w.csv")
+    r = run_cli("score", x, *RULES, "--sheet", "West", "--out", tmp_path / "w.csv")
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (150, 150, 0)
     _exit_2(run_cli("score", x, "--sheet", "North", "--out", tmp_path / "n.csv"), "East, West")
@@ -80,7 +84,7 @@ def test_excel_sheets_with_other_columns_need_sheet_and_empty_first_sheet(tmp_pa
     with pd.ExcelWriter(y) as w:
         pd.DataFrame().to_excel(w, sheet_name="Cover", index=False)
         accounts.to_excel(w, sheet_name="Accounts", index=False)
-    r = run_cli("score", y, "--out", tmp_path / "s.csv")
+    r = run_cli("score", y, *RULES, "--out", tmp_path / "s.csv")
     assert r.returncode == 0, r.stderr
     assert "read sheet 'Accounts'" in r.stderr
     z = tmp_path / "empty.xlsx"
@@ -104,7 +108,7 @@ def test_bad_numbers_are_rejects_with_a_reason_not_a_crash(tmp_path, accounts):
     df.loc[3, "potential"] = float("inf")
     df.loc[4, "potential"] = -1.0
     df.to_csv(tmp_path / "a.csv", index=False)
-    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "s.csv")
+    r = run_cli("score", tmp_path / "a.csv", *RULES, "--out", tmp_path / "s.csv")
     assert r.returncode == 0, r.stderr
     assert _tally(r) == (150, 145, 5)
     reasons = pd.read_csv(tmp_path / "s.rejects.csv").set_index("row")["reason"].to_dict()
@@ -115,8 +119,8 @@ def test_bad_numbers_are_rejects_with_a_reason_not_a_crash(tmp_path, accounts):
         4: "potential is not a finite number",
         5: "negative potential",
     }
-    r = run_cli("layers", tmp_path / "a.csv", "--units", "county", "--region", "RI", "--out",
-                tmp_path / "u.parquet")  # fmt: skip
+    r = run_cli("layers", tmp_path / "a.csv", *RULES, "--units", "county", "--region", "RI",
+                "--out", tmp_path / "u.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     units = pd.read_parquet(tmp_path / "u.parquet")
     assert units["potential"].max() < 1e9 and units["potential"].min() >= 0
@@ -135,8 +139,8 @@ def test_all_rows_invalid_names_the_file_and_writes_the_rejects(tmp_path, accoun
 
 def test_no_account_in_the_region_is_exit_2(tmp_path, accounts):
     accounts.to_csv(tmp_path / "a.csv", index=False)
-    r = run_cli("layers", tmp_path / "a.csv", "--units", "county", "--region", "DE", "--out",
-                tmp_path / "u.parquet")  # fmt: skip
+    r = run_cli("layers", tmp_path / "a.csv", *RULES, "--units", "county", "--region", "DE",
+                "--out", tmp_path / "u.parquet")  # fmt: skip
     _exit_2(r, "none of the 150 rows")
 
 
@@ -175,7 +179,7 @@ def test_output_locations_that_cannot_be_written(ri_units, tmp_path):
             "--territories", "2", "--out")  # fmt: skip
     _exit_2(run_cli(*base, tmp_path / "file" / "plan.csv"), "is a file, not a folder")
     _exit_2(run_cli(*base, tmp_path), "directory")
-    r = run_cli("score", ri_units / "accounts.csv", "--out", tmp_path / "scored")
+    r = run_cli("score", ri_units / "accounts.csv", *RULES, "--out", tmp_path / "scored")
     assert r.returncode == 0, r.stderr  # no suffix: a CSV named as asked
     assert (tmp_path / "scored.rejects.csv").exists() and (tmp_path / "scored").is_file()
 
@@ -199,8 +203,8 @@ def test_tampered_cache_manifest_is_exit_2(ri_units, tmp_path, monkeypatch):
     cache.mkdir()
     (cache / "manifest.json").write_text('{"format": 1, "entries": {"zcta/2020": 5}}')
     monkeypatch.setenv("PATCHMAP_CACHE", str(cache))
-    r = run_cli("layers", ri_units / "accounts.csv", "--units", "zcta", "--region", "RI",
-                "--out", tmp_path / "u.parquet")  # fmt: skip
+    r = run_cli("layers", ri_units / "accounts.csv", *RULES, "--units", "zcta", "--region",
+                "RI", "--out", tmp_path / "u.parquet")  # fmt: skip
     _exit_2(r, "manifest.json", "zcta/2020")
     assert not (tmp_path / "u.parquet").exists()
 
@@ -311,7 +315,7 @@ def test_h3_without_region_rejects_points_outside_the_states(tmp_path, accounts)
 
 def test_layers_reads_the_output_of_score(tmp_path, accounts):
     accounts.to_csv(tmp_path / "a.csv", index=False)
-    r = run_cli("score", tmp_path / "a.csv", "--out", tmp_path / "scored.parquet")
+    r = run_cli("score", tmp_path / "a.csv", *RULES, "--out", tmp_path / "scored.parquet")
     assert r.returncode == 0, r.stderr
     r = run_cli("layers", tmp_path / "scored.parquet", "--units", "county", "--region", "RI",
                 "--out", tmp_path / "u.parquet")  # fmt: skip
@@ -348,8 +352,8 @@ def two_states(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("ri_de")
     sample_accounts(["RI", "DE"], n=200, seed=4).to_csv(d / "accounts.csv", index=False)
-    r = run_cli("layers", d / "accounts.csv", "--units", "county", "--region", "RI,DE",
-                "--out", d / "units.parquet")  # fmt: skip
+    r = run_cli("layers", d / "accounts.csv", *RULES, "--units", "county", "--region",
+                "RI,DE", "--out", d / "units.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "accounts",
                 "--territories", "2", "--effort", "0", "--out", d / "plan.csv")  # fmt: skip

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from patchmap.errors import InputError
 from patchmap.sample import sample_accounts
 from patchmap.scoring import (
@@ -205,3 +206,30 @@ def test_scoring_config_from_a_plan_table():
     assert scoring_config(None) == ScoringConfig() == scoring_config({})
     with pytest.raises(InputError, match=r"^\[scoring\]: .*'colour'"):
         scoring_config({"colour": "red"})
+
+
+def test_the_model_option_scores_with_rules_without_history_through_the_cli(tmp_path):
+    """``--model rules`` (score, layers): the rules, not a model, on a file with history;
+    the same scores as the rules scorer; a model name it does not know is exit 2."""
+    accounts = sample_accounts(["RI"], n=150, seed=2)
+    accounts.to_csv(tmp_path / "a.csv", index=False)
+    r = run_cli("score", tmp_path / "a.csv", "--model", "rules", "--out", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "s.model.json").read_text())
+    assert (
+        card["model"] == "rules" and card["fallback_reason"] == "rules chosen in the configuration"
+    )
+    assert card["class_balance"]["won"] > 0 and card["class_balance"]["lost"] > 0  # had history
+    out = pd.read_csv(tmp_path / "s.csv", dtype={"zip": str})
+    rules = score_accounts(accounts, ScoringConfig(model="rules")).accounts
+    assert np.allclose(out["score"], rules["score"]) and np.allclose(
+        out["potential"], rules["potential"]
+    )
+    r = run_cli("layers", tmp_path / "a.csv", "--model", "rules", "--units", "county", "--region",
+                "RI", "--out", tmp_path / "u.parquet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    units = pd.read_parquet(tmp_path / "u.parquet")
+    assert np.isclose(units["score"].sum(), rules["score"].sum())
+    r = run_cli("score", tmp_path / "a.csv", "--model", "forest", "--out", tmp_path / "f.csv")
+    assert r.returncode == 2 and "--model" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not (tmp_path / "f.csv").exists()

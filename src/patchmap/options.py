@@ -83,6 +83,7 @@ __all__ = [
     "LIBRARY",
     "OPTIONS",
     "PLAN",
+    "SCORING_MODELS",
     "Audience",
     "Kind",
     "Option",
@@ -421,6 +422,9 @@ class Option:
 
 
 UNIT_KINDS = ("h3", "zcta", "county")
+#: How accounts are scored (``model``; :class:`patchmap.scoring.ScoringConfig` checks
+#: a plan file's ``[scoring] model`` against the same names).
+SCORING_MODELS = ("auto", "gbm", "logistic", "rules")
 
 #: Every option, grouped by stage; see the module docstring to add one.
 OPTIONS: tuple[Option, ...] = (
@@ -481,6 +485,18 @@ OPTIONS: tuple[Option, ...] = (
         "owner, out of geographic routing.",
         commands=("layers", "export"),
         table="accounts",
+    ),
+    # --- scoring (score, layers, export, diff; a plan file's [scoring] table is
+    # patchmap.scoring.ScoringConfig's fields)
+    Option(
+        "model",
+        TEXT,
+        None,
+        "How accounts are scored: auto (the better cross-validated of gbm and logistic, "
+        "learnt from won/lost history), gbm, logistic, or rules (documented points, no "
+        "history needed). Default: auto.",
+        commands=("score", "layers", "export", "diff"),
+        choices=SCORING_MODELS,
     ),
     # --- [units]: layers
     Option(

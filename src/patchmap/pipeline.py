@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -56,7 +56,13 @@ from patchmap.partition.realign import moved_accounts
 from patchmap.partition.reps import account_distance_km, read_reps
 from patchmap.quota import Quota, quota_table
 from patchmap.sample import sample_accounts
-from patchmap.scoring import ScoreResult, score_accounts, scoring_config, write_scored
+from patchmap.scoring import (
+    ScoreResult,
+    ScoringConfig,
+    score_accounts,
+    scoring_config,
+    write_scored,
+)
 from patchmap.segments.named import named_rows, owner_shares, read_named
 from patchmap.units.adjacency import build_adjacency, edge_adjacency
 from patchmap.units.custom import load_user_units
@@ -90,6 +96,13 @@ def example_accounts_path() -> Path:
         if c.exists():
             return c
     raise InputError("bundled example accounts not found (examples/accounts_ca.csv)")
+
+
+def _scoring(scoring: ScoringConfig | Mapping | None, model: str | None) -> ScoringConfig:
+    """The scoring settings (a plan file's ``[scoring]`` table), the ``model`` option over
+    their model when given."""
+    cfg = scoring_config(scoring)
+    return cfg if model is None else replace(cfg, model=model)
 
 
 def _combined_rejects(ingest: IngestResult, *more: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +153,7 @@ def score_file(
     ingest = load_accounts(accounts_path, settings["columns"], **_reading(settings))
     rejects_path = rejects_path_for(out)
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
-    result = score_accounts(ingest.accounts, scoring_config(scoring))
+    result = score_accounts(ingest.accounts, _scoring(scoring, settings["model"]))
     write_scored(result, out)
     write_csv(ingest.rejects, rejects_path)
     for note in result.notes:
@@ -156,7 +169,7 @@ def layers_from_accounts(
     units: str | gpd.GeoDataFrame,
     resolution: int,
     region: Sequence[str] | str | None,
-    scoring: Mapping | None = None,
+    scoring: ScoringConfig | Mapping | None = None,
     sums: Sequence[str] | None = None,
     named: Sequence[str] = (),
     echo: Echo = _quiet,
@@ -225,6 +238,7 @@ def layers_file(
                 column_map=settings["columns"],
                 scheduler=settings["scheduler"],
                 sums=settings["sums"],
+                scoring=_scoring(None, settings["model"]),
             )
         except NothingPlaced as none:  # as the pandas engine: the rejects say why
             empty = IngestResult(pd.DataFrame(), none.rejects, none.n_read, none.source)
@@ -243,7 +257,8 @@ def layers_file(
     named = _named_ids(settings["named"], ingest)
     result, _ = layers_from_accounts(
         ingest, out, units=unit_layer, resolution=settings["resolution"],
-        region=settings["region"], sums=settings["sums"], named=named, echo=echo,
+        region=settings["region"], sums=settings["sums"], named=named,
+        scoring=_scoring(None, settings["model"]), echo=echo,
     )  # fmt: skip
     return result
 
@@ -549,14 +564,20 @@ def placed_accounts(
     *,
     column_map: Mapping[str, str] | None = None,
     score: bool = True,
+    scoring: ScoringConfig | Mapping | None = None,
     reading: Mapping | None = None,
     echo: Echo = _quiet,
 ) -> pd.DataFrame:
-    """Ingest (and score) an accounts file and place it in ``units``; the rows that cannot
-    be placed go to ``rejects_path`` with their reason, and the tally is echoed."""
+    """Ingest (and score, with ``scoring``) an accounts file and place it in ``units``; the
+    rows that cannot be placed go to ``rejects_path`` with their reason, and the tally is
+    echoed."""
     ingest = load_accounts(accounts_path, column_map, **dict(reading or {}))
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
-    acc = score_accounts(ingest.accounts).accounts if score else ingest.accounts
+    acc = (
+        score_accounts(ingest.accounts, scoring_config(scoring)).accounts
+        if score
+        else ingest.accounts
+    )
     placed, rejects = place_accounts(acc, units, _layer_kind(unit_kind(units)))
     rejects = _combined_rejects(ingest, rejects)
     require_placed(ingest, len(placed), rejects, rejects_path)
@@ -595,7 +616,7 @@ def export_file(
         if settings["named"] is None:
             accounts = placed_accounts(
                 settings["accounts"], units, rejects_path, column_map=settings["columns"],
-                reading=_reading(settings),
+                scoring=_scoring(None, settings["model"]), reading=_reading(settings),
                 echo=echo,
             )  # fmt: skip
         else:
@@ -622,7 +643,7 @@ def _placed_and_named(
     named ones with their owner (wherever they are: never a reject for their place)."""
     ingest = load_accounts(settings["accounts"], settings["columns"], **_reading(settings))
     require_placed(ingest, ingest.n_placed, ingest.rejects, rejects_path)
-    scored = score_accounts(ingest.accounts).accounts
+    scored = score_accounts(ingest.accounts, _scoring(None, settings["model"])).accounts
     placed, rejects = place_accounts(scored, units, _layer_kind(unit_kind(units)))
     named = _named_table(settings["named"], ingest, scored, placed, plan, reps, units)
     pinned = placed["account_id"].astype(str).isin(named["account_id"])
@@ -743,13 +764,14 @@ def diff_file(
     if settings["accounts"] is not None:
         accounts = placed_accounts(
             settings["accounts"], units, out / "rejects.csv", column_map=settings["columns"],
-            reading=_reading(settings),
+            scoring=_scoring(None, settings["model"]), reading=_reading(settings),
             echo=echo,
         )  # fmt: skip
     if settings["old_accounts"] is not None:
         old_accounts = placed_accounts(
             settings["old_accounts"], units, out / "old_accounts.rejects.csv",
-            column_map=settings["columns"], reading=_reading(settings), echo=echo,
+            column_map=settings["columns"], scoring=_scoring(None, settings["model"]),
+            reading=_reading(settings), echo=echo,
         )  # fmt: skip
     names = (Path(old_plan).stem, Path(new_plan).stem)
     if names[0] == names[1]:

@@ -32,6 +32,7 @@ import pandas as pd
 from patchmap.errors import InputError
 from patchmap.io import atomic_path, write_csv, write_text
 from patchmap.notes import Note
+from patchmap.options import SCORING_MODELS
 
 __all__ = [
     "DEFAULT_REACH_WEIGHTS",
@@ -215,9 +216,10 @@ class ScoringConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.model not in ("auto", "gbm", "logistic", "rules"):
+        if self.model not in SCORING_MODELS:
+            *first, last = (repr(m) for m in SCORING_MODELS)
             raise InputError(
-                f"scoring: model must be 'auto', 'gbm', 'logistic' or 'rules', got {self.model!r}"
+                f"scoring: model must be {', '.join(first)} or {last}, got {self.model!r}"
             )
         if self.cv_folds < 2:
             raise InputError(f"scoring: cv_folds must be at least 2, got {self.cv_folds}")
@@ -937,7 +939,7 @@ def leakage_warning(X: pd.DataFrame, y: np.ndarray, auc: float) -> str:
     )
     return (
         f"probable leakage: ROC AUC {auc:.3f} is near perfect{which}. Drop such columns "
-        '(or [scoring] model = "rules") before trusting the scores'
+        "(or score with the rules model) before trusting the scores"
     )
 
 
