@@ -33,6 +33,7 @@ from patchmap.geocode import normalize_zip
 from patchmap.io import write_csv, write_markdown
 from patchmap.metrics import match_labels
 from patchmap.notes import Note
+from patchmap.options import TOLERANCE
 
 __all__ = ["VACANT", "PlanDiff", "plan_diff", "write_diff"]
 
@@ -169,7 +170,7 @@ def plan_diff(
     reps: pd.DataFrame | None = None,
     old_reps: pd.DataFrame | None = None,
     balance: str | Sequence[str] | None = None,
-    tolerance: float = 0.05,
+    tolerance: float = TOLERANCE,
     names: tuple[str, str] = ("old", "new"),
 ) -> PlanDiff:
     """Owner changes from ``old_plan`` to ``new_plan`` over the same ``units``.

@@ -41,7 +41,7 @@ from patchmap.metrics import (
     is_contiguous,
     polsby_popper,
 )
-from patchmap.options import error
+from patchmap.options import TOLERANCE, error
 from patchmap.partition.reps import prepare_reps
 from patchmap.quota import Quota
 from patchmap.segments.named import add_named_totals
@@ -741,7 +741,7 @@ def off_target_reasons(
     units: gpd.GeoDataFrame,
     labels: Sequence[str] | np.ndarray,
     balance: Sequence[str],
-    tolerance: float = 0.05,
+    tolerance: float = TOLERANCE,
     *,
     adjacency: Any = None,
     share: np.ndarray | None = None,
@@ -1174,7 +1174,7 @@ def export_plan(
     formats: str | Sequence[str] = "csv",
     salesforce_model: str = "Patchmap",
     salesforce_territories: str | os.PathLike | None = None,
-    tolerance: float = 0.05,
+    tolerance: float = TOLERANCE,
     named: pd.DataFrame | None = None,
     named_mode: str = "exclude",
 ) -> dict[str, Path]:

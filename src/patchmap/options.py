@@ -79,6 +79,7 @@ __all__ = [
     "NAMES",
     "NUMBER",
     "TEXT",
+    "TOLERANCE",
     "UNIT_KINDS",
     "LIBRARY",
     "OPTIONS",
@@ -422,6 +423,9 @@ class Option:
 
 
 UNIT_KINDS = ("h3", "zcta", "county")
+#: The default band around the mean (a fraction; users type 5): ``tolerance`` of partition
+#: and evaluate, and of the off-target explanations of export, diff and the map.
+TOLERANCE = 0.05
 #: How accounts are scored (``model``; :class:`patchmap.scoring.ScoringConfig` checks
 #: a plan file's ``[scoring] model`` against the same names).
 SCORING_MODELS = ("auto", "gbm", "logistic", "rules")
@@ -593,7 +597,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "tolerance",
         NUMBER,
-        0.05,
+        TOLERANCE,
         "Allowed deviation from the mean (secondary measures; with --current every measure).",
         commands=("partition", "evaluate"),
         table="partition",
@@ -898,7 +902,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "tolerance",
         NUMBER,
-        0.05,
+        TOLERANCE,
         "A territory further than this from target is explained: why it stays off target "
         "(export: summary.md, diff: diff.md).",
         commands=("export", "diff"),

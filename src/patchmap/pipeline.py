@@ -70,6 +70,7 @@ from patchmap.units.custom import load_user_units
 Echo = Callable[[str], None]
 TARGET = default("partition", "target")
 EFFORT = default("partition", "effort")
+PROVE_TIME_LIMIT = default("partition", "prove_time_limit")
 
 
 def _quiet(_: str) -> None:
@@ -381,7 +382,7 @@ def plan_units(
     part = Partitioner(
         k, list(x["balance"]), tolerance=x["tolerance"], target=x.get("target", TARGET),
         id_col=id_col, seed=x["seed"], prove=bool(x.get("prove", False)),
-        prove_time_limit=x.get("prove_time_limit") or 60.0, effort=x.get("effort", EFFORT),
+        prove_time_limit=x.get("prove_time_limit") or PROVE_TIME_LIMIT, effort=x.get("effort", EFFORT),
         time_limit=x.get("time_limit"),
     )  # fmt: skip
     common = dict(adjacency=adjacency, locked=locked, reps=reps, within=x["within"],

@@ -33,6 +33,7 @@ from patchmap.export import (
     unit_kind,
 )
 from patchmap.metrics import equal_area_crs
+from patchmap.options import TOLERANCE
 from patchmap.quota import Quota, parse_amount
 from patchmap.render.colors import territory_colors
 from patchmap.render.common import (
@@ -206,7 +207,7 @@ def render_map(
     plan_metrics: Any = None,
     balance: str | Sequence[str] | None = None,
     quota: Any = None,
-    tolerance: float = 0.05,
+    tolerance: float = TOLERANCE,
     max_coords: int = MAX_COORDS,
 ) -> Path:
     """Write a self-contained interactive HTML map of a plan; return its path.
@@ -236,7 +237,7 @@ def map_payload(
     plan_metrics: Any = None,
     balance: str | Sequence[str] | None = None,
     quota: Any = None,
-    tolerance: float = 0.05,
+    tolerance: float = TOLERANCE,
     max_coords: int = MAX_COORDS,
 ) -> dict:
     """The page's data for a plan (see :func:`render_map`): units as a topology, the

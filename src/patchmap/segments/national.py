@@ -27,6 +27,7 @@ import pandas as pd
 
 from patchmap.errors import InputError
 from patchmap.layers import measure_values
+from patchmap.options import TOLERANCE
 
 __all__ = ["AccountBalancer", "Books"]
 
@@ -66,7 +67,7 @@ class AccountBalancer:
         n_territories: int,
         balance: str | Sequence[str],
         *,
-        tolerance: float = 0.05,
+        tolerance: float = TOLERANCE,
         labels: str = "T{:02d}",
         max_moves: int | None = None,
     ) -> None:
