@@ -28,7 +28,8 @@ class _Group(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except Terminated as exc:  # temporary files are gone: the finally blocks ran
-            click.echo(f"terminated (signal {exc.signum}): nothing written", err=True)
+            done = "its outputs were written first" if exc.written else "nothing written"
+            click.echo(f"terminated (signal {exc.signum}): {done}", err=True)
             sys.exit(128 + exc.signum)
         except OptionError as exc:  # library words -> flags
             click.echo(f"error: {exc.worded(CLI)}", err=True)
@@ -65,6 +66,9 @@ def _handle_termination() -> dict:
     politely removes its temporary files and leaves its outputs as they were."""
 
     def raise_terminated(signum, _frame):
+        io = sys.modules.get("patchmap.io")  # not imported: nothing is being written
+        if io is not None and io.defer_signal(signum):
+            return  # raised when the held block (a commit, a temporary file's birth) ends
         raise Terminated(signum)
 
     previous = {}

@@ -20,6 +20,7 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"terminated by signal {signum}")
         self.signum = signum
+        self.written = False  # True: it arrived while the outputs were put in place, after
 
 
 class LockError(InputError):

@@ -24,7 +24,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from patchmap.errors import InputError
+from patchmap.errors import InputError, Terminated
 from patchmap.logs import log
 from patchmap.options import error
 
@@ -50,10 +50,13 @@ class _Run:
     stale: list[Path] = field(default_factory=list)  # a previous run's files to remove
     made_dirs: list[Path] = field(default_factory=list)
     swept: set[Path] = field(default_factory=set)
+    committed: bool = False  # every pending file put in place
 
 
 _RUN: _Run | None = None
 _LIVE: set[Path] = set()  # this process's temporary files not yet put in place or removed
+_HOLDING = 0  # depth of the _signals_held blocks running
+_DEFERRED: int | None = None  # a termination signal that arrived inside one
 
 
 def _file_key(path: Path) -> tuple[int, int] | None:
@@ -259,7 +262,11 @@ def one_run(inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[None]:
     finally:
         _RUN = None
         if ok:
-            _commit(run)
+            try:
+                _commit(run)
+            except Terminated as exc:  # arrived during the commit, held until it was done
+                exc.written = run.committed
+                raise
         else:
             _discard(run)
 
@@ -275,17 +282,39 @@ def remove_output(path: str | os.PathLike) -> None:
         _RUN.stale.append(p)
 
 
+def defer_signal(signum: int) -> bool:
+    """For a termination signal's handler: True when a held block is running (the signal
+    is kept, and raised as :class:`Terminated` when the block ends), False when the
+    handler should act at once.
+
+    The mask of :func:`_signals_held` holds a signal sent to the main thread, but the
+    kernel may hand a process-directed SIGTERM to any thread that does not block it (the
+    OpenMP and BLAS workers of a model fit): Python then runs the handler in the main
+    thread anyway, in the middle of the block. This catches that case.
+    """
+    global _DEFERRED
+    if _HOLDING:
+        _DEFERRED = _DEFERRED or signum
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """Hold SIGTERM, SIGINT and SIGHUP until the block is done (then they arrive)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    global _HOLDING, _DEFERRED
+    masked = hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS) if masked else None
+    _HOLDING += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _HOLDING -= 1
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if not _HOLDING and _DEFERRED is not None:
+            signum, _DEFERRED = _DEFERRED, None
+            raise Terminated(signum)
 
 
 def _commit(run: _Run) -> None:
@@ -302,6 +331,7 @@ def _commit(run: _Run) -> None:
                 raise _cannot_write(target, exc) from None
             run.pending.pop(target)
             _LIVE.discard(tmp)
+        run.committed = True
         for p in run.stale:
             if p not in written and os.path.isfile(p) and not os.path.islink(p):
                 with contextlib.suppress(OSError):
