@@ -32,6 +32,7 @@ from patchmap.metrics import (
     polsby_popper_from_parts,
 )
 from patchmap.notes import Note
+from patchmap.options import error
 from patchmap.partition.reps import home_xy_km
 from patchmap.render.common import format_metric
 from patchmap.units.adjacency import build_adjacency
@@ -133,7 +134,7 @@ def compare_plans(
     if geo and reps is not None:
         linked = {side: _link_homes(reps, units, lab) for side, lab in (("a", la), ("b", lb))}
         if all(h is None for h, _ in linked.values()):
-            raise InputError(f"{linked['a'][1]} (--reps matches neither {a} nor {b})")
+            raise error("compare", f"{linked['a'][1]} ({{reps}} matches neither {a} nor {b})")
         homes = {side: h for side, (h, _) in linked.items()}
         for side, name in (("a", a), ("b", b)):
             h, why = linked[side]
