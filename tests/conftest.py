@@ -63,14 +63,25 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def run_cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m patchmap ARGS`` in a subprocess (the real entry point, real exit status)."""
+def run_cli_process(
+    *args: str, cwd: Path | None = None, one_core: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``python -m patchmap ARGS`` in a subprocess (the real entry point, real exit status).
+
+    ``one_core``: the process may run on one CPU only (where the platform can say so), as
+    on a one-core machine: e.g. the Dask engine's own local cluster then has one worker.
+    """
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
     return subprocess.run(
         [sys.executable, "-m", "patchmap", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=600,
+        preexec_fn=pin if one_core and hasattr(os, "sched_setaffinity") else None,
     )
 
 

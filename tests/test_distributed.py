@@ -367,7 +367,8 @@ def test_cli_dask_nothing_placed_is_exit_2_with_the_rejects(scheduler, tmp_path)
 
 def test_cli_dask_error_on_a_worker_is_one_line(tmp_path):
     """A partition's bad input raised on a worker of the CLI's own cluster: one line on
-    stderr, no worker traceback, no warning about the port another cluster holds."""
+    stderr, no worker traceback, no warning about the port another cluster holds. (On one
+    core, so that cluster has one worker: the module's cluster covers two.)"""
     import socket
 
     from conftest import run_cli_process
@@ -382,7 +383,7 @@ def test_cli_dask_error_on_a_worker_is_one_line(tmp_path):
         except OSError:
             pass  # taken already: the case itself
         r = run_cli_process("-q", "layers", src, "--units", "zcta", "--engine", "dask",
-                            "--out", tmp_path / "u.parquet")  # fmt: skip
+                            "--out", tmp_path / "u.parquet", one_core=True)  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"error: {src}: column 'account_id' has 1 duplicated ids (e.g. 'A0000046' on rows 46, 56)"
