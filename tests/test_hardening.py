@@ -21,6 +21,9 @@ from patchmap import cli
 from patchmap.errors import Terminated
 from patchmap.io import TEMP_MARK, atomic_path, one_run, remove_temporary_files
 
+#: How the accounts are scored is not the subject here: the rules, no model fit (the SIGTERM
+#: test's interrupted export keeps the default, whose model fit runs native threads).
+RULES = ("--model", "rules")
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx"]
 
 
@@ -48,7 +51,8 @@ def chain(tmp_path_factory):
     acc.loc[20, "zip"] = "ABCDE"
     acc.loc[20, ["lat", "lon"]] = None
     acc.to_csv(d / "accounts.csv", index=False)
-    r = run_cli("layers", d / "accounts.csv", "--units", "zcta", "--out", d / "units.parquet")
+    r = run_cli("layers", d / "accounts.csv", *RULES, "--units", "zcta", "--out",
+                d / "units.parquet")  # fmt: skip
     assert r.returncode == 0, r.stderr
     r = run_cli("partition", d / "units.parquet", "--id", "unit_id", "--balance", "potential",
                 "--territories", "4", "--effort", "0", "--out", d / "plan.csv")  # fmt: skip
@@ -62,7 +66,7 @@ def exported(chain, tmp_path_factory) -> Path:
     SIGTERM test interrupts an export over a copy of it)."""
     out = tmp_path_factory.mktemp("exported") / "exports"
     r = run_cli("export", chain / "units.parquet", chain / "plan.csv", "--accounts",
-                chain / "accounts.csv", "--out", out)  # fmt: skip
+                chain / "accounts.csv", *RULES, "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return out
 
@@ -231,7 +235,7 @@ def test_sigterm_leaves_the_previous_export_whole_and_no_temp_file(chain, export
         assert pd.read_csv(out / "summary.csv")["territory"].nunique() == 6
     # and the same export run to the end replaces the folder's files together
     r = run_cli("export", chain / "units.parquet", plan6, "--accounts", chain / "accounts.csv",
-                "--out", out)  # fmt: skip
+                *RULES, "--out", out)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert pd.read_csv(out / "summary.csv")["territory"].nunique() == 6
     assert pd.read_csv(out / "zip_to_rep.csv")["territory"].nunique() == 6
@@ -274,7 +278,7 @@ def test_a_failing_command_writes_nothing(chain, tmp_path):
     bad.write_text("rep_id,territory\nana,T99\n")
     out = tmp_path / "exports"
     r = run_cli("export", chain / "units.parquet", chain / "plan.csv", "--reps", bad,
-                "--accounts", chain / "accounts.csv", "--out", out)  # fmt: skip
+                "--accounts", chain / "accounts.csv", *RULES, "--out", out)  # fmt: skip
     _one_line_exit_2(r)
     assert not out.exists() or not any(out.iterdir())
 
