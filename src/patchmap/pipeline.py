@@ -762,17 +762,18 @@ def diff_file(
     old_reps = read_reps(settings["old_reps"], need_home=False) if settings["old_reps"] else None
     out = Path(out_dir)
     accounts = old_accounts = None
+    scoring = _scoring(None, settings["model"])
     if settings["accounts"] is not None:
         accounts = placed_accounts(
             settings["accounts"], units, out / "rejects.csv", column_map=settings["columns"],
-            scoring=_scoring(None, settings["model"]), reading=_reading(settings),
+            scoring=scoring, reading=_reading(settings),
             echo=echo,
         )  # fmt: skip
     if settings["old_accounts"] is not None:
         old_accounts = placed_accounts(
             settings["old_accounts"], units, out / "old_accounts.rejects.csv",
-            column_map=settings["columns"], scoring=_scoring(None, settings["model"]),
-            reading=_reading(settings), echo=echo,
+            column_map=settings["columns"], scoring=scoring, reading=_reading(settings),
+            echo=echo,
         )  # fmt: skip
     names = (Path(old_plan).stem, Path(new_plan).stem)
     if names[0] == names[1]:

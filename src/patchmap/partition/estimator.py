@@ -42,6 +42,7 @@ from patchmap.partition.plan import Plan, build_plan
 from patchmap.partition.problem import (
     COMPACTNESS,
     EFFORT,
+    PROVE_TIME_LIMIT,
     TARGET,
     TOLERANCE,
     Problem,
@@ -78,7 +79,7 @@ class Settings:
     effort: float
     time_limit: float | None
     prove: bool = False
-    prove_time_limit: float = 60.0
+    prove_time_limit: float = PROVE_TIME_LIMIT
 
 
 class Partitioner(BaseEstimator):
@@ -144,7 +145,7 @@ class Partitioner(BaseEstimator):
         n_init: int | str = "auto",
         max_rounds: int = 6,
         prove: bool = False,
-        prove_time_limit: float = 60.0,
+        prove_time_limit: float = PROVE_TIME_LIMIT,
         effort: float = EFFORT,
         time_limit: float | None = None,
     ) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "COMPACTNESS",
     "EFFORT",
     "MARGIN",
+    "PROVE_TIME_LIMIT",
     "TARGET",
     "TOLERANCE",
     "Graph",
@@ -45,6 +46,7 @@ MARGIN = 0.9  # share of the primary target the search holds deviations within
 TARGET = default("partition", "target")  # default band of the primary column (0.5%)
 TOLERANCE = default("partition", "tolerance")  # default band of the secondary columns
 EFFORT = default("partition", "effort")  # default length of the anytime search
+PROVE_TIME_LIMIT = default("partition", "prove_time_limit")  # default budget of the proof
 COMPACTNESS = 0.5  # default weight of the compactness term against one cut edge
 MAX_BALANCE_TOTAL = 1e100  # a balance total beyond this overflows the squared deviations
 
