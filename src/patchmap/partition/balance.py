@@ -17,7 +17,7 @@ import numpy as np
 
 from patchmap.partition.contiguity import can_remove, removable_blocks, subtree_nodes
 from patchmap.partition.objective import compactness_gain, cut_gain, imbalance, violation_delta
-from patchmap.partition.state import SearchState
+from patchmap.partition.state import SearchState, incidence
 
 __all__ = [
     "MAX_FAILURES",
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
+SMALL_BLOCK = 200  # blocks up to this many units have their cut counted over the lists
 
 
 def push(s: SearchState, p: int, q: int, amount: float, j: int) -> float:
@@ -127,7 +128,7 @@ def move_block(
     blocks = removable_blocks(s, p, q, [j])
     if blocks is None:
         return False
-    roots, w, children = blocks
+    roots, w, tree = blocks
     err = np.abs(w[:, 0] - amount)
     ok = np.flatnonzero(err < limit)
     if len(ok) == 0:
@@ -135,19 +136,30 @@ def move_block(
     ok = ok[np.argsort(err[ok], kind="stable")][:6]
     if err[ok[0]] <= window:
         ok = ok[err[ok] <= window]
+    ptr, eid = incidence(s.g)
+    ei, ej, labn = s.g.ei, s.g.ej, s.labn
     lab, nbrs = s.lab, s.nbrs
     best = None
     for i in ok.tolist():
-        nodes = subtree_nodes(roots[i], children)
-        inside = set(nodes)
-        gain = 0
-        for u in nodes:
-            for v in nbrs[u]:
-                lv = lab[v]
-                if lv == q:
-                    gain += 1
-                elif lv == p and v not in inside:
-                    gain -= 1
+        nodes = subtree_nodes(roots[i], tree)
+        # the block's edges: to q no longer cut, to the rest of p cut from now on
+        if len(nodes) <= SMALL_BLOCK:
+            inside = set(nodes)
+            gain = 0
+            for u in nodes:
+                for v in nbrs[u]:
+                    lv = lab[v]
+                    if lv == q:
+                        gain += 1
+                    elif lv == p and v not in inside:
+                        gain -= 1
+        else:
+            at = np.asarray(nodes)
+            lens = ptr[at + 1] - ptr[at]
+            e = eid[np.repeat(ptr[at] - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))]
+            other = ei[e] + ej[e] - np.repeat(at, lens)
+            lo = labn[other]
+            gain = int((lo == q).sum()) - int(((lo == p) & ~np.isin(other, at)).sum())
         key = (-gain, err[i]) if err[ok[0]] <= window else (err[i], -gain)
         if best is None or key < best[0]:
             best = (key, nodes)

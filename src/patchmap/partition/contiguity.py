@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from patchmap.errors import LockError
 from patchmap.units.adjacency import Adjacency, show_id
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BFS_BUDGET",
+    "SMALL_TERRITORY",
+    "Blocks",
     "can_remove",
     "check_locks",
     "connect_locked",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 BFS_BUDGET = 400  # units a contiguity check may visit before it declines the move
+SMALL_TERRITORY = 1500  # up to this many units a block tree grows over the neighbour lists
 
 
 def can_remove(s: SearchState, u: int, p: int) -> bool:
@@ -64,9 +67,21 @@ def can_remove(s: SearchState, u: int, p: int) -> bool:
                 stack.append(y)
     if len(reached) == len(ring):
         return True
-    targets = ring - {same[0]}  # (a coarse graph lists a neighbour once per fine edge)
-    seen = {u, same[0]}
-    queue = deque([same[0]])
+    # the search's answer depends on the labels alone: a step that was undone leaves
+    # them (and the state's version) as they were, and the answer found then holds
+    memo = s.memo.get(u)
+    if memo is not None and memo[0] == s.version and memo[1] == p:
+        return memo[2]
+    ok = _joined(nbrs, lab, u, p, same[0], ring - {same[0]})
+    s.memo[u] = (s.version, p, ok)
+    return ok
+
+
+def _joined(nbrs, lab, u: int, p: int, start: int, targets: set[int]) -> bool:
+    """True when a breadth-first search of p from ``start`` around u reaches every unit
+    of ``targets`` within :data:`BFS_BUDGET` units visited."""
+    seen = {u, start}
+    queue = deque([start])
     budget = BFS_BUDGET
     while queue:
         x = queue.popleft()
@@ -101,15 +116,47 @@ def is_connected(s: SearchState, p: int) -> bool:
     return len(seen) == s.cnt[p]
 
 
+class Blocks:
+    """A breadth-first spanning tree of one territory as flat arrays (see
+    :func:`removable_blocks`): ``order`` its units in breadth-first order and, per
+    position in it, ``parent`` (the position of the unit's tree parent, -1 at the root)
+    and ``kids``/``first`` the children's positions in CSR form (the children of the
+    unit at position i are ``kids[first[i]:first[i + 1]]``, in breadth-first order)."""
+
+    def __init__(self, order: np.ndarray, parent: np.ndarray) -> None:
+        self.order = order
+        self.parent = parent
+        by = np.argsort(parent[1:], kind="stable") + 1
+        self.kids = by
+        self.first = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(parent[1:], minlength=len(order)), out=self.first[1:])
+
+    def subtree(self, i: int) -> np.ndarray:
+        """Positions of the subtree at position ``i``, in breadth-first order."""
+        kids, first = self.kids, self.first
+        out = [np.array([i], dtype=np.int64)]
+        level = out[0]
+        while True:
+            lens = first[level + 1] - first[level]
+            total = int(lens.sum())
+            if not total:
+                break
+            start = np.repeat(first[level] - np.cumsum(lens) + lens, lens)
+            level = kids[start + np.arange(total)]
+            out.append(level)
+        return np.concatenate(out)
+
+
 def removable_blocks(s: SearchState, p: int, q: int, cols: list[int]):
-    """Blocks of p that can join q whole, as (roots, weights per column, children).
+    """Blocks of p that can join q whole, as (roots, weights per column, tree).
 
     The blocks are the subtrees of a breadth-first spanning tree of p rooted far from
     q: cutting a subtree off leaves the rest of p connected, and a subtree holding a
     unit that touches q joins q in one piece. Subtree weights span every scale from a
-    single unit to most of the territory. None when p has no such block.
+    single unit to most of the territory. ``roots`` are units; the tree
+    (:class:`Blocks`) gives each block's units (:func:`subtree_nodes`). None when p has
+    no such block.
     """
-    lab, nbrs, rows, locked = s.lab, s.nbrs, s.rows, s.locked
     edge = s.boundary_of(p, q)
     if not edge:
         return None
@@ -122,48 +169,100 @@ def removable_blocks(s: SearchState, p: int, q: int, cols: list[int]):
     pinned = s.lockn[members]
     if pinned.any():
         d = np.where(pinned, d, -1.0)
-    root = int(members[int(np.argmax(d))])
+    root = int(np.argmax(d))
+    if s.cnt[p] <= SMALL_TERRITORY:
+        order, parent, at = _tree_by_lists(s.nbrs, s.lab, p, int(members[root]))
+        if len(order) < s.cnt[p]:
+            return None
+        tree = Blocks(np.array(order, dtype=np.int64), np.array(parent, dtype=np.int64))
+        edge_at = [at[u] for u in edge]
+    else:
+        tree = _tree_by_csgraph(s, p, members, root)
+        if tree is None:
+            return None
+        parent = tree.parent.tolist()
+        at = np.empty(s.g.n, dtype=np.int64)
+        at[tree.order] = np.arange(len(tree.order))
+        edge_at = at[edge].tolist()
+    # each parent adds its children's totals in reverse breadth-first order, so every
+    # subtree total is complete before it is added on
+    par = parent
+    wsub = []
+    for c in cols:
+        w = s.W[tree.order, c].tolist()
+        for i in range(len(par) - 1, 0, -1):
+            w[par[i]] += w[i]
+        wsub.append(w)
+    touch = [False] * len(par)
+    for i in edge_at:
+        touch[i] = True
+    blocked = s.lockn[tree.order].tolist()
+    for i in range(len(par) - 1, 0, -1):
+        if touch[i]:
+            touch[par[i]] = True
+        if blocked[i]:
+            blocked[par[i]] = True
+    touch = np.array(touch)
+    blocked = np.array(blocked)
+    wsub = np.array(wsub, dtype=float).T
+    ok = np.flatnonzero(touch[1:] & ~blocked[1:]) + 1
+    if not len(ok):
+        return None
+    return tree.order[ok].tolist(), wsub[ok], tree
+
+
+def _tree_by_lists(nbrs, lab, p: int, root: int) -> tuple[list[int], list[int], dict[int, int]]:
+    """Breadth-first order of p from ``root`` over the neighbour lists, each unit's
+    parent position in it, and each unit's position (a small territory: the lists are
+    faster than building its graph)."""
     order = [root]
-    pred = {root: -1}
+    parent = [-1]
+    at = {root: 0}
     i = 0
     while i < len(order):
-        x = order[i]
-        i += 1
-        for y in nbrs[x]:
-            if y not in pred and lab[y] == p:
-                pred[y] = x
+        for y in nbrs[order[i]]:
+            if y not in at and lab[y] == p:
+                at[y] = len(order)
                 order.append(y)
+                parent.append(i)
+        i += 1
+    return order, parent, at
+
+
+def _tree_by_csgraph(s: SearchState, p: int, members: np.ndarray, root: int) -> Blocks | None:
+    """The same tree for a large territory: p's own graph (its members' neighbour lists
+    in their order, so the search grows the same tree) searched by
+    :func:`scipy.sparse.csgraph.breadth_first_order` from member ``root``. None when p is
+    not connected."""
+    ptr, ind = s.g.matrix.indptr, s.g.matrix.indices
+    lens = ptr[members + 1] - ptr[members]
+    start = np.repeat(ptr[members] - np.cumsum(lens) + lens, lens)
+    nb = ind[start + np.arange(int(lens.sum()))]
+    keep = s.labn[nb] == p
+    loc = np.empty(s.g.n, dtype=np.int64)
+    loc[members] = np.arange(len(members))
+    local = loc[nb[keep]]
+    owner = np.repeat(np.arange(len(members)), lens)[keep]
+    row_ptr = np.zeros(len(members) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(members)), out=row_ptr[1:])
+    sub = sparse.csr_matrix(
+        (np.ones(len(local)), local, row_ptr), shape=(len(members), len(members))
+    )
+    order, pred = breadth_first_order(sub, root, directed=True, return_predecessors=True)
     if len(order) < s.cnt[p]:
         return None
-    wsub = {u: [rows[u][c] for c in cols] for u in order}
-    touch = dict.fromkeys(order, False)
-    for u in edge:
-        touch[u] = True
-    blocked = {u: locked[u] for u in order}
-    for x in reversed(order[1:]):
-        px = pred[x]
-        wp, wx = wsub[px], wsub[x]
-        for c in range(len(cols)):
-            wp[c] += wx[c]
-        if touch[x]:
-            touch[px] = True
-        if blocked[x]:
-            blocked[px] = True
-    roots = [x for x in order[1:] if touch[x] and not blocked[x]]
-    if not roots:
-        return None
-    children: dict[int, list[int]] = {}
-    for x in order[1:]:
-        children.setdefault(pred[x], []).append(x)
-    return roots, np.array([wsub[x] for x in roots], dtype=float), children
+    pos = np.empty(len(members), dtype=np.int64)
+    pos[order] = np.arange(len(order))
+    parent = np.full(len(order), -1, dtype=np.int64)
+    parent[1:] = pos[pred[order[1:]]]
+    return Blocks(members[order], parent)
 
 
-def subtree_nodes(root: int, children: dict[int, list[int]]) -> list[int]:
-    """The units of the block rooted at ``root`` (see :func:`removable_blocks`)."""
-    nodes = [root]
-    for x in nodes:
-        nodes.extend(children.get(x, ()))
-    return nodes
+def subtree_nodes(root: int, tree: Blocks) -> list[int]:
+    """The units of the block rooted at unit ``root`` (see :func:`removable_blocks`), in
+    breadth-first order."""
+    i = int(np.flatnonzero(tree.order == root)[0])
+    return tree.order[tree.subtree(i)].tolist()
 
 
 # ---------------------------------------------------------------------------------------------

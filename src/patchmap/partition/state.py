@@ -8,16 +8,44 @@ writes on them are several times faster than on numpy arrays from Python code); 
 mirrors the labels as a numpy array for whole-plan vector queries (boundaries, cut
 edges). Moves can be recorded and undone, and a realignment's moved weight (the primary
 column away from its original territory) can be counted against a budget.
+
+The plan's cut structure (cut edges, each unit's cut edges, the territory graph with the
+number of edges between each pair of territories, each territory's boundary units) is
+kept incrementally: a move only notes the unit, and the next query re-counts the edges
+at the units moved since the last one (flat arrays and the graph's unit-to-edge index),
+so a query after a few moves costs a few vector operations, not a pass over the map.
 """
 
 from __future__ import annotations
+
+import itertools
+import weakref
 
 import numpy as np
 
 from patchmap.partition.objective import Bands
 from patchmap.partition.problem import Problem
 
-__all__ = ["SearchState"]
+__all__ = ["SearchState", "incidence"]
+
+_INCIDENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_VERSIONS = itertools.count(1)  # labelling versions, never reused
+
+
+def incidence(graph) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's edges at each unit as CSR arrays ``(ptr, eid)``: the positions in
+    ``graph.ei``/``graph.ej`` of the edges at unit u are ``eid[ptr[u]:ptr[u + 1]]``
+    (built once per graph)."""
+    got = _INCIDENCE.get(graph)
+    if got is None:
+        ends = np.concatenate([graph.ei, graph.ej])
+        eid = np.tile(np.arange(len(graph.ei), dtype=np.int64), 2)
+        order = np.argsort(ends, kind="stable")
+        ptr = np.zeros(graph.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ends, minlength=graph.n), out=ptr[1:])
+        got = (ptr, eid[order])
+        _INCIDENCE[graph] = got
+    return got
 
 
 class SearchState:
@@ -27,7 +55,11 @@ class SearchState:
     unit counts; ``sa``, ``sx``, ``sy`` area and area-weighted coordinate sums;
     ``bands`` the balance bands (:class:`~patchmap.partition.objective.Bands`);
     ``locked`` per unit (list, with the numpy mirror ``lockn``); ``rng`` the random
-    generator every random choice uses.
+    generator every random choice uses. ``version`` names the labelling: every move
+    makes a new one, and :meth:`undo` back to :meth:`begin` restores the version of
+    that labelling, so a result computed from the labels alone (``memo``: unit ->
+    (version, ...), see :func:`~patchmap.partition.contiguity.can_remove`) still holds
+    when the version matches.
     """
 
     def __init__(self, problem: Problem, lab: np.ndarray, rng: np.random.Generator) -> None:
@@ -63,6 +95,9 @@ class SearchState:
         self.lab = lab.tolist()
         self.labn = np.array(lab, dtype=np.int64)  # numpy mirror of lab for vector queries
         self.log: list[tuple[int, int, int]] | None = None
+        self.version = next(_VERSIONS)
+        self._begun = self.version
+        self.memo: dict[int, tuple] = {}
         self.tot = np.stack(
             [np.bincount(lab, weights=W[:, j], minlength=k) for j in range(self.m)], axis=1
         ).tolist()
@@ -72,6 +107,108 @@ class SearchState:
         self.sy = np.bincount(lab, weights=a * xy[:, 1], minlength=k).tolist()
         if self.origin is not None:
             self.moved = float(self.W[np.asarray(lab) != self.origin, 0].sum())
+        self._seen: np.ndarray | None = None  # the labels the cut tallies count (None: none yet)
+        self._dirty: list[int] = []  # units moved since
+
+    # --- the cut structure, kept incrementally -----------------------------------------------
+    def _tally(self) -> None:
+        """Count the cut structure from scratch (the first query after a load)."""
+        lab, k, n = self.labn, self.k, self.g.n
+        ei, ej = self.g.ei, self.g.ej
+        a, b = lab[ei], lab[ej]
+        cut = a != b
+        self._ncut = int(cut.sum())
+        self._nfor = np.bincount(ei[cut], minlength=n) + np.bincount(ej[cut], minlength=n)
+        lo, hi = np.minimum(a[cut], b[cut]), np.maximum(a[cut], b[cut])
+        codes, counts = np.unique(lo * k + hi, return_counts=True)
+        self._pairs = dict(zip(codes.tolist(), counts.tolist(), strict=True))
+        self._adj: list[set[int]] = [set() for _ in range(k)]
+        for code in self._pairs:
+            x, y = divmod(code, k)
+            self._adj[x].add(y)
+            self._adj[y].add(x)
+        self._seen = lab.copy()
+        self._dirty = []
+        self._bnd: list[set[int] | None] = [None] * k
+        self._nbnd = 0  # territories with a boundary set
+
+    def _sync(self) -> None:
+        """Bring the cut tallies up to date with the moves since the last query."""
+        if self._seen is None:
+            self._tally()
+            return
+        if not self._dirty:
+            return
+        old, lab = self._seen, self.labn
+        moved = np.unique(np.array(self._dirty, dtype=np.int64))
+        self._dirty = []
+        moved = moved[old[moved] != lab[moved]]
+        if not len(moved):
+            return
+        ptr, eid = incidence(self.g)
+        lens = ptr[moved + 1] - ptr[moved]
+        start = np.repeat(ptr[moved] - np.cumsum(lens) + lens, lens)
+        e = np.unique(eid[start + np.arange(int(lens.sum()))])
+        ei, ej = self.g.ei[e], self.g.ej[e]
+        a0, b0, a1, b1 = old[ei], old[ej], lab[ei], lab[ej]
+        c0, c1 = a0 != b0, a1 != b1
+        self._ncut += int(c1.sum()) - int(c0.sum())
+        d = c1.astype(np.int64) - c0
+        nfor = self._nfor
+        np.add.at(nfor, ei, d)
+        np.add.at(nfor, ej, d)
+        k = self.k
+        code = np.concatenate(
+            [
+                (np.minimum(a0, b0) * k + np.maximum(a0, b0))[c0],
+                (np.minimum(a1, b1) * k + np.maximum(a1, b1))[c1],
+            ]
+        )
+        sign = np.concatenate([-np.ones(int(c0.sum()), np.int64), np.ones(int(c1.sum()), np.int64)])
+        codes, inv = np.unique(code, return_inverse=True)
+        net = np.bincount(inv, weights=sign, minlength=len(codes))
+        pairs, adj = self._pairs, self._adj
+        for c, dn in zip(codes.tolist(), net.tolist(), strict=True):
+            if dn == 0:
+                continue
+            was = pairs.get(c, 0)
+            now = was + int(dn)
+            x, y = divmod(c, k)
+            if now:
+                pairs[c] = now
+                if not was:
+                    adj[x].add(y)
+                    adj[y].add(x)
+            else:
+                del pairs[c]
+                adj[x].discard(y)
+                adj[y].discard(x)
+        if self._nbnd:
+            bnd = self._bnd
+            ends = np.unique(np.concatenate([ei, ej]))
+            for u, t0, t1, f in zip(
+                ends.tolist(), old[ends].tolist(), lab[ends].tolist(), nfor[ends].tolist(),
+                strict=True,
+            ):  # fmt: skip
+                b0 = bnd[t0]
+                if b0 is not None:
+                    b0.discard(u)
+                if f > 0:
+                    b1 = bnd[t1]
+                    if b1 is not None:
+                        b1.add(u)
+        old[moved] = lab[moved]
+
+    def _boundary_set(self, t: int) -> set[int]:
+        """Boundary units of territory t (up to date; found on the first request after a
+        load, then kept)."""
+        self._sync()
+        got = self._bnd[t]
+        if got is None:
+            got = set(np.flatnonzero((self.labn == t) & (self._nfor > 0)).tolist())
+            self._bnd[t] = got
+            self._nbnd += 1
+        return got
 
     # --- moved weight against a budget (realignment) -----------------------------------------
     def track_moves(self, origin: np.ndarray, budget: float) -> None:
@@ -95,21 +232,28 @@ class SearchState:
     def begin(self) -> None:
         """Start recording moves so :meth:`undo` can take them back."""
         self.log = []
+        self._begun = self.version
 
     def undo(self, to: int | None = None) -> None:
         """Take back every move since :meth:`begin`, newest first (recording stops); with
         ``to``, only the moves after that position of the log (recording goes on)."""
+        started = self.log is not None
         log, self.log = self.log or [], None
         for u, p, q in reversed(log[to:] if to is not None else log):
             self.move(u, q, p)
         if to is not None:
             del log[to:]
             self.log = log
+        elif started:
+            self.version = self._begun  # the labels are those at begin() again
 
     def move(self, u: int, p: int, q: int) -> None:
         """Move unit ``u`` from territory ``p`` to ``q``, updating every tally."""
         self.lab[u] = q
         self.labn[u] = q
+        self.version = next(_VERSIONS)
+        if self._seen is not None:
+            self._dirty.append(u)
         if self.log is not None:
             self.log.append((u, p, q))
         row = self.rows[u]
@@ -143,8 +287,8 @@ class SearchState:
     # --- queries -----------------------------------------------------------------------------
     def cut_edges(self) -> int:
         """Number of edges between different territories."""
-        lab = self.labn
-        return int((lab[self.g.ei] != lab[self.g.ej]).sum())
+        self._sync()
+        return self._ncut
 
     def neighbour_territories(self, u: int) -> dict[int, int]:
         """``{territory: number of u's neighbours in it}``, u's own territory included."""
@@ -157,28 +301,22 @@ class SearchState:
 
     def boundary(self) -> np.ndarray:
         """Units with a neighbour in another territory."""
-        lab = self.labn
-        cut = lab[self.g.ei] != lab[self.g.ej]
-        b = np.zeros(self.g.n, dtype=bool)
-        b[self.g.ei[cut]] = True
-        b[self.g.ej[cut]] = True
-        return np.flatnonzero(b)
+        self._sync()
+        return np.flatnonzero(self._nfor > 0)
 
     def boundary_of(self, p: int, q: int) -> list[int]:
-        """Units of p that touch q, in index order: a pass over p's members and their
-        neighbours (the graph's CSR arrays), not over every edge of the map."""
-        lab = self.labn
-        mem = np.flatnonzero(lab == p)
-        ptr, ind = self.g.matrix.indptr, self.g.matrix.indices
-        lens = ptr[mem + 1] - ptr[mem]
-        if not len(mem) or not lens.sum():
+        """Units of p that touch q, in index order: a pass over p's boundary units (kept
+        up to date), not over p or the map."""
+        if p == q:
             return []
-        owner = np.repeat(np.arange(len(mem)), lens)
-        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-        hit = lab[ind[ptr[mem][owner] + pos]] == q
-        touch = np.zeros(len(mem), dtype=bool)
-        touch[owner[hit]] = True
-        return mem[touch].tolist()
+        lab, nbrs = self.lab, self.nbrs
+        out = []
+        for u in sorted(self._boundary_set(p)):
+            for v in nbrs[u]:
+                if lab[v] == q:
+                    out.append(u)
+                    break
+        return out
 
     def all_boundaries(self) -> dict[tuple[int, int], list[int]]:
         """(p, q) -> units of p touching q, for every pair of neighbouring territories."""
@@ -210,13 +348,11 @@ class SearchState:
         return np.flatnonzero(self.labn == p).tolist()
 
     def territory_graph(self) -> list[set[int]]:
-        """Neighbouring territories of each territory."""
-        lab = self.labn
-        a, b = lab[self.g.ei], lab[self.g.ej]
-        cut = a != b
-        adj: list[set[int]] = [set() for _ in range(self.k)]
-        for code in np.unique(a[cut] * self.k + b[cut]).tolist():
-            x, y = divmod(code, self.k)
-            adj[x].add(y)
-            adj[y].add(x)
-        return adj
+        """Neighbouring territories of each territory (fresh sets, kept up to date)."""
+        self._sync()
+        return [set(a) for a in self._adj]
+
+    def shared_edges(self, p: int, q: int) -> int:
+        """Number of edges between territories p and q (0 when they do not touch)."""
+        self._sync()
+        return self._pairs.get(min(p, q) * self.k + max(p, q), 0) if p != q else 0
