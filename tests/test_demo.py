@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from conftest import run_cli_process
+from conftest import run_cli
 from patchmap import geodata
 
 
 def test_demo_writes_the_five_outputs(tmp_path):
     out = tmp_path / "demo"
-    # the real console entry point, end to end; the outputs are checked here, the default
-    # search's plans by tests/test_golden.py and test_partition.py: no anytime search
-    r = run_cli_process("demo", "--out", out, "--effort", "0")
+    # the CLI's `main` in this process (tests/test_cli.py runs `python -m patchmap` in a
+    # subprocess); the outputs are checked here, the default search's plans by
+    # tests/test_golden.py and test_partition.py: no anytime search
+    r = run_cli("demo", "--out", out, "--effort", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     for name in [
         "map.html",
