@@ -13,7 +13,8 @@ from patchmap import geodata
 def small_chain(tmp_path_factory, ri_accounts_csv):
     out = tmp_path_factory.mktemp("chain")
     units = out / "units.parquet"
-    r = run_cli("layers", ri_accounts_csv, "--units", "zcta", "--out", units)
+    # rules scoring: these tests check the CLI contract; tests/test_scoring.py the model
+    r = run_cli("layers", ri_accounts_csv, "--units", "zcta", "--model", "rules", "--out", units)
     assert r.returncode == 0, r.stderr
     plan = out / "plan.csv"
     r2 = run_cli(
@@ -66,7 +67,10 @@ def test_plan_has_every_unit_once_and_is_contiguous(small_chain):
 
 def test_export_lookup_covers_every_zcta_once(small_chain, tmp_path, ri_accounts_csv):
     _, units_path, plan_path, _ = small_chain
-    r = run_cli("export", units_path, plan_path, "--accounts", ri_accounts_csv, "--out", tmp_path)
+    r = run_cli(
+        "export", units_path, plan_path, "--accounts", ri_accounts_csv, "--model", "rules",
+        "--out", tmp_path,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     z2r = pd.read_csv(tmp_path / "zip_to_rep.csv", dtype=str)
     assert not z2r["zip"].duplicated().any()

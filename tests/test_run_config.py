@@ -18,6 +18,8 @@ def test_run_h3_plan_from_config(tmp_path, ri_accounts_csv):
         f"""
 [accounts]
 path = "{ri_accounts_csv.as_posix()}"
+[scoring]
+model = "rules"
 [units]
 kind = "h3"
 resolution = 6

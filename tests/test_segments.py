@@ -464,7 +464,8 @@ def test_plan_without_segments_routes_named_accounts_counted_in_balance(tmp_path
     plan = tmp_path / "plan.toml"
     plan.write_text(
         f'[accounts]\npath = "{(ex / "accounts_east.csv").as_posix()}"\n'
-        f'named = "{named.as_posix()}"\n[units]\nregion = ["RI", "DE", "DC"]\n'
+        f'named = "{named.as_posix()}"\n[scoring]\nmodel = "rules"\n'
+        '[units]\nregion = ["RI", "DE", "DC"]\n'
         f'[partition]\nreps = "{(ex / "reps_commercial.csv").as_posix()}"\n'
         'balance = ["potential"]\nnamed_mode = "balance"\neffort = 0\n[output]\ndir = "out"\n'
     )
@@ -483,9 +484,10 @@ def test_plan_without_segments_routes_named_accounts_counted_in_balance(tmp_path
 
 @pytest.fixture(scope="module")
 def scored_east(tmp_path_factory) -> Path:
-    """examples/accounts_east.csv scored once (layers and export then train no model)."""
+    """examples/accounts_east.csv scored once, by the rules (layers and export then train no
+    model; the named-account tests do not test the model)."""
     out = tmp_path_factory.mktemp("scored") / "scored_east.csv"
-    r = run_cli("score", REPO / "examples" / "accounts_east.csv", "--out", out)
+    r = run_cli("score", REPO / "examples" / "accounts_east.csv", "--model", "rules", "--out", out)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 

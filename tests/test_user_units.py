@@ -17,8 +17,9 @@ def test_layers_and_partition_on_user_polygons(tmp_path, ri_accounts_csv):
     areas.to_file(path, driver="GPKG")
     units = tmp_path / "units.parquet"
     r = run_cli(
-        "layers", ri_accounts_csv, "--units", path, "--unit-id", "area_code", "--out", units
-    )
+        "layers", ri_accounts_csv, "--units", path, "--unit-id", "area_code",
+        "--model", "rules", "--out", units,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     out = gpd.read_parquet(units)
     assert sorted(out["unit_id"]) == sorted(areas["area_code"]) and "name" in out.columns
