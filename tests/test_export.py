@@ -12,7 +12,13 @@ import shapely
 
 from patchmap import geodata
 from patchmap.errors import InputError
-from patchmap.export import export_plan, read_plan, territory_summary, zip_to_rep
+from patchmap.export import (
+    export_plan,
+    is_valid_coverage,
+    read_plan,
+    territory_summary,
+    zip_to_rep,
+)
 
 K = 5
 
@@ -263,3 +269,19 @@ def test_read_plan_errors_name_the_lines(units, plan, tmp_path):
         read_plan(_write(tmp_path, ""), units)
     with pytest.raises(InputError, match="file not found"):
         read_plan(tmp_path / "nope.csv", units)
+
+
+def test_coverage_answer_is_kept_by_content_only():
+    """The remembered coverage check answers as shapely does for each input: the same
+    polygons again, an overlapping copy of them, a gap, and a missing geometry."""
+    grid = np.array([shapely.box(x, y, x + 1, y + 1) for x in range(3) for y in range(3)])
+    overlap = grid.copy()
+    overlap[4] = shapely.box(0.5, 0.5, 2.5, 2.5)  # the middle square grown over its neighbours
+    gap = grid.copy()
+    gap[4] = shapely.box(1.2, 1.2, 1.8, 1.8)  # interior ring left open: still a coverage
+    missing = grid.astype(object)
+    missing[0] = None
+    for geoms in (grid, overlap, grid, gap, overlap, missing, grid):
+        assert is_valid_coverage(geoms) == bool(shapely.coverage_is_valid(geoms))
+    assert is_valid_coverage(grid) and not is_valid_coverage(overlap)
+    assert is_valid_coverage(list(grid))  # any sequence of geometries

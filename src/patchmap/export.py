@@ -8,8 +8,11 @@ re-run overwrites cleanly and an interrupted one leaves the previous file in pla
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,7 @@ __all__ = [
     "checked_formats",
     "dissolve_territories",
     "export_plan",
+    "is_valid_coverage",
     "numeric_or_zero",
     "off_target_reasons",
     "plan_frame",
@@ -251,6 +255,35 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
     return out
 
 
+_COVERAGE_ANSWERS: OrderedDict[bytes, bool] = OrderedDict()
+_COVERAGE_LOCK = threading.Lock()
+_COVERAGE_KEPT = 8
+
+
+def is_valid_coverage(geoms: Sequence[Any] | np.ndarray) -> bool:
+    """``shapely.coverage_is_valid(geoms)``, remembered for the last few distinct inputs.
+
+    The answer is kept by a digest of the geometries' WKB (exact coordinates and structure,
+    in order): one run checks the same units for its map and for its export, and the check
+    takes 0.3 s on California's 1,769 ZCTAs where the digest takes 0.02 s.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    digest = hashlib.blake2b(digest_size=16)
+    for wkb in shapely.to_wkb(geoms).tolist():
+        digest.update(b"N" if wkb is None else wkb)  # WKB starts with 0 or 1: no clash
+    key = digest.digest()
+    with _COVERAGE_LOCK:
+        if key in _COVERAGE_ANSWERS:
+            _COVERAGE_ANSWERS.move_to_end(key)
+            return _COVERAGE_ANSWERS[key]
+    answer = bool(shapely.coverage_is_valid(geoms))
+    with _COVERAGE_LOCK:
+        _COVERAGE_ANSWERS[key] = answer
+        while len(_COVERAGE_ANSWERS) > _COVERAGE_KEPT:
+            _COVERAGE_ANSWERS.popitem(last=False)
+    return answer
+
+
 def dissolve_territories(
     units: gpd.GeoDataFrame, labels: Sequence[str] | np.ndarray, *, coverage: bool | None = None
 ) -> gpd.GeoDataFrame:
@@ -262,7 +295,7 @@ def dissolve_territories(
     """
     geoms = np.asarray(units.geometry.values, dtype=object)
     if coverage is None:
-        coverage = bool(shapely.coverage_is_valid(geoms))
+        coverage = is_valid_coverage(geoms)
     geo = gpd.GeoDataFrame(
         {"territory": np.asarray(labels, dtype=object)}, geometry=geoms, crs=units.crs or 4326
     )

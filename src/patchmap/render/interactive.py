@@ -28,6 +28,7 @@ from folium.template import Template
 from patchmap.export import (
     check_reps,
     dissolve_territories,
+    is_valid_coverage,
     territory_labels,
     territory_summary,
     unit_kind,
@@ -249,7 +250,7 @@ def map_payload(
     adjacency = getattr(plan_metrics, "adjacency", None)
     if adjacency is None or list(adjacency.ids) != u["unit_id"].tolist():
         adjacency = build_adjacency(u, id_col="unit_id")
-    is_coverage = bool(shapely.coverage_is_valid(u.geometry.values))
+    is_coverage = is_valid_coverage(u.geometry.values)
     exact = dissolve_territories(u, labels, coverage=is_coverage)
     summary = territory_summary(
         u, pf, reps=reps, balance=balance, plan_metrics=plan_metrics, dissolved=exact,
