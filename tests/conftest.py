@@ -129,20 +129,22 @@ def _bundled_geodata_only():
 
 DURATIONS_KEY = "patchmap/durations"
 
-#: Seconds per module, summed over its tests' setup, call and teardown in one `-n 2` run
-#: (issue 18; a rough weight, only for the order of a run without a cache: in collection
-#: order the long ones came late and one worker idled; with stale weights a long module
-#: was handed out behind shorter ones).
+#: Seconds per module, summed over its tests' setup, call and teardown: the mean of two
+#: `-n 2` runs of a fresh clone (issue 18; load 2-3, so the small modules' weights are
+#: high). A rough weight, only for the order of a run without a cache: in collection order
+#: the long ones came late and one worker idled; with stale weights a long module was
+#: handed out behind shorter ones.
 FRESH_ORDER = {
-    "test_distributed.py": 62, "test_realign.py": 50, "test_golden.py": 45,
-    "test_render.py": 44, "test_bad_inputs.py": 42, "test_readme.py": 33,
-    "test_hardening.py": 26, "test_certify.py": 24, "test_segments.py": 23,
-    "test_demo.py": 22, "test_colgen_bound.py": 18, "test_notebook.py": 15,
-    "test_geofetch.py": 14, "test_partition.py": 13, "test_cli.py": 12,
-    "test_coarsen.py": 10, "test_scoring.py": 10, "test_corridors.py": 8,
-    "test_geodata.py": 7, "test_edge_file.py": 6, "test_routing.py": 5,
-    "test_run_config.py": 4, "test_options.py": 4, "test_adjacency.py": 4,
-    "test_diff.py": 4,
+    "test_distributed.py": 56, "test_realign.py": 55, "test_golden.py": 37,
+    "test_render.py": 36, "test_readme.py": 33, "test_certify.py": 26,
+    "test_segments.py": 20, "test_demo.py": 19, "test_bad_inputs.py": 19,
+    "test_colgen_bound.py": 16, "test_hardening.py": 14, "test_notebook.py": 11,
+    "test_geofetch.py": 11, "test_scoring.py": 10, "test_cli.py": 9,
+    "test_coarsen.py": 8, "test_partition.py": 6, "test_run_config.py": 5,
+    "test_corridors.py": 5, "test_geodata.py": 5, "test_edge_file.py": 4,
+    "test_adjacency.py": 4, "test_options.py": 4, "test_diff.py": 4,
+    "test_imports.py": 3, "test_export.py": 3, "test_routing.py": 3,
+    "test_user_units.py": 3,
 }  # fmt: skip
 
 
