@@ -261,6 +261,11 @@ def solve(
     for r, sd in enumerate(seeds):
         if r >= n_init and best is not None and best[0][0] == 0:
             break
+        if r >= n_init and large and 2 * (clock() - start) > limit:
+            # a restart on a large map costs about what the multilevel solve did: one
+            # runs only while the time left covers that (lower-48 H3 r7 cells, K=200:
+            # 4 restarts took 420 s CPU and never beat the multilevel plan)
+            break
         rng = np.random.default_rng(int(sd))
         if initial is not None and r == 0:
             lab = initial.copy()
