@@ -189,3 +189,74 @@ def test_a_split_off_its_ratio_takes_the_territory_count_its_weight_fits():
     assert fitting_count(equal, 0.99) == 9
     # unequal shares: the count whose cumulative share the weight matches
     assert fitting_count(np.array([0.5, 0.1, 0.1, 0.3]), 0.6) == 2
+
+
+def necks_problem(k: int = 5) -> tuple[Problem, int, int, float]:
+    """A 30x30 grid and two towns (4x4 grids) each of 0.6 territory, hanging off two
+    neighbouring bridge ends x and y of almost no weight: (problem, x, y, territory)."""
+    side, town = 30, 4
+    edges, w = [], [1.0] * (side * side)
+
+    def grid(start: int, m: int) -> None:
+        for r in range(m):
+            for c in range(m):
+                u = start + r * m + c
+                if c + 1 < m:
+                    edges.append((u, u + 1))
+                if r + 1 < m:
+                    edges.append((u, u + m))
+
+    grid(0, side)
+    heavy = 0.6 * side * side / (k - 0.6 * 2) / (town * town)  # each town 0.6 of a territory
+    a0 = len(w)
+    w += [heavy] * (town * town)
+    grid(a0, town)
+    b0 = len(w)
+    w += [heavy] * (town * town)
+    grid(b0, town)
+    x, y = len(w), len(w) + 1
+    w += [1e-6, 1e-6]
+    edges += [(x, 0), (y, 1), (x, y), (x, a0), (y, b0)]
+    n = len(w)
+    i, j = np.array(edges).T
+    m = sparse.coo_matrix((np.ones(2 * len(i)), (np.r_[i, j], np.r_[j, i])), shape=(n, n))
+    xy = np.zeros((n, 2))
+    xy[: side * side] = np.column_stack(
+        [np.repeat(np.arange(side), side), np.tile(np.arange(side), side)]
+    )
+    xy[a0:b0] = [-3.0, 0.0]
+    xy[b0:x] = [-3.0, 3.0]
+    xy[x:] = [-1.0, 0.0]
+    wa = np.asarray(w)
+    p = Problem(
+        Graph(m.tocsr()), wa[:, None], xy, np.ones(n), [1 / k] * k, [0.0045], np.full(n, -1), 0.5
+    )
+    return p, x, y, float(wa.sum()) / k
+
+
+def test_coarsening_keeps_room_at_necks():
+    p, x, y, unit = necks_problem()
+    tol = p.tol[0]
+    need = co.neck_need(p.graph, p.weights[:, 0], unit, tol)
+    # each town is lighter than a territory: all of it goes with its bridge end, and
+    # the rest of the map (4.4 territories) gives that territory what four cannot hold
+    rest = co.least_through(np.array([4.4 * unit]), unit, tol)[0]
+    assert rest > 0
+    assert need[x] == pytest.approx(0.6 * unit + rest, rel=1e-4)
+    assert need[y] == pytest.approx(need[x], rel=1e-4)
+    levels = co.coarsen(p, np.random.default_rng(0))
+    assert levels
+    # x and y (each other's best match) stay apart: one node would hold both towns,
+    # 1.2 territories that only its own territory could take
+    assert levels[0].parent[x] != levels[0].parent[y]
+    for lv in levels:
+        w = lv.problem.weights[:, 0]
+        need = co.neck_need(lv.problem.graph, w, unit, tol)
+        assert need is None or (need + w <= (1 - tol) * unit + 1e-9).all()
+
+
+def test_least_through():
+    unit, tol = 100.0, 0.005
+    got = co.least_through(np.array([60.0, 100.0, 130.0, 199.0, 250.0]), unit, tol)
+    # lighter than a territory: all; one territory fits: none; more: what is left over
+    assert got == pytest.approx([60.0, 0.0, 29.5, 0.0, 49.0])
