@@ -6,7 +6,9 @@ passed along the path between them (:func:`shift`): single boundary units (fewes
 edges first, :func:`push`), then whole blocks that leave the donor connected and reach
 amounts no single unit can (:func:`move_block`), then one-for-one exchanges
 (:func:`swap`). A step that does not reduce the imbalance is undone (:func:`balance`);
-:func:`settle` adds random kicks when the descent is stuck.
+a pair of territories that passed nothing is avoided, and a territory whose steps keep
+failing is passed over, until a step changes either. :func:`settle` adds random kicks
+when the descent is stuck.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from patchmap.partition.state import SearchState, incidence
 
 __all__ = [
     "MAX_FAILURES",
+    "SOURCE_FAILURES",
     "balance",
     "kick",
     "move_block",
@@ -32,6 +35,7 @@ __all__ = [
 ]
 
 MAX_FAILURES = 0.5  # failed balancing steps allowed per territory before giving up
+SOURCE_FAILURES = 8  # failed steps from one territory before balance passes it over
 SMALL_BLOCK = 200  # blocks up to this many units have their cut counted over the lists
 
 
@@ -168,7 +172,9 @@ def move_block(
     return True
 
 
-def shift(s: SearchState, path: list[int], amount: float, j: int, window: float) -> None:
+def shift(
+    s: SearchState, path: list[int], amount: float, j: int, window: float
+) -> tuple[int, int] | None:
     """Pass about ``amount`` of column j along a path of territories.
 
     Hops run from the receiving end back to the donor, and each passes on what the hop
@@ -176,13 +182,15 @@ def shift(s: SearchState, path: list[int], amount: float, j: int, window: float)
     less than asked (it only has to improve the receiver), and the hops upstream, usually
     with finer choice, make up exactly that. Under a move budget every hop moves about
     ``amount`` (often more), so it asks for at most half what the budget has left.
+    Returns the hop (giver, taker) that passed nothing, if one did (the rest of the path
+    then stays as it was).
     """
     room = 0.5 * (s.budget - s.moved) / max(len(path) - 1, 1)
     if j == 0 and room < amount:
         amount = max(room, 0.0)
         window = min(window, 0.5 * amount)
     if amount <= 0:
-        return
+        return None
     hops = list(zip(path[:-1], path[1:], strict=False))
     want = amount
     # the receiver improves with anything below twice its shortfall
@@ -204,7 +212,8 @@ def shift(s: SearchState, path: list[int], amount: float, j: int, window: float)
             s.pin(guard, False)
         want = s.tot[q][j] - before
         if want <= 0:
-            break
+            return p, q
+    return None
 
 
 def balance(
@@ -225,23 +234,29 @@ def balance(
     best = imbalance(s, goal)
     max_iter = max_iter if max_iter is not None else 4 * s.k + 8
     tried: set[tuple[int, int, int]] = set()
+    stuck: dict[int, int] = {}  # failed steps from each source since it or a neighbour changed
+    blocked: set[tuple[int, int]] = set()  # pairs that passed nothing since either changed
     n_failed = 0
     for _ in range(max_iter):
         if best[0] <= 0:
             break
         adj = s.territory_graph()
-        step = pick_step(s, adj, tried)
+        passed = {t for t, f in stuck.items() if f >= SOURCE_FAILURES}
+        step = pick_step(s, adj, tried, passed, blocked)
         if step is None:
             break
         key, path, amount = step
         j = key[0]
         s.begin()
         window = 0.5 * goal * s.bands.tol[j] * s.bands.goal[path[0]][j]
-        shift(s, path, amount, j, window)
+        stop = shift(s, path, amount, j, window)
         now = imbalance(s, goal)
         if now >= best:
             s.undo()
             tried.add(key)
+            if stop is not None:
+                blocked.add(stop)
+            stuck[key[1]] = stuck.get(key[1], 0) + 1
             n_failed += 1
             if n_failed > failures * s.k:
                 break
@@ -249,18 +264,28 @@ def balance(
         best = now
         s.log = None
         tried.clear()
+        for t in path:  # a source next to what changed may move again
+            stuck.pop(t, None)
+            for x in adj[t]:
+                stuck.pop(x, None)
+        on = set(path)
+        blocked = {(p, q) for p, q in blocked if p not in on and q not in on}
         if in_a_row:
             n_failed = 0
     s.log = None
 
 
 def pick_step(
-    s: SearchState, adj: list[set[int]], tried: set
-) -> tuple[tuple, list[int], float] | None:
+    s: SearchState, adj: list[set[int]], tried: set, passed: set[int] | frozenset = frozenset(),
+    blocked: set[tuple[int, int]] | frozenset = frozenset(),
+) -> tuple[tuple, list[int], float] | None:  # fmt: skip
     """Next balancing step: (key, territory path from donor to receiver, amount).
 
-    The most deviating territory is paired with the nearest territory (fewest hops,
-    then largest deviation) deviating the other way that has not failed already.
+    The most deviating territory (not ``passed`` over) is paired with the nearest
+    territory (fewest hops, then largest deviation) deviating the other way that has not
+    failed already, over paths that avoid the ``blocked`` pairs (giver, taker): a pair
+    joined by a neck (an island bridge whose ends neither can give up) passes nothing,
+    and every path through it would fail the same way.
     """
     j = 0
     goal = s.bands.goal
@@ -270,7 +295,7 @@ def pick_step(
     )
     for _, src in devs:
         es = s.tot[src][j] - goal[src][j]
-        if es == 0:
+        if es == 0 or src in passed:
             continue
         prev = {src: -1}
         hops = {src: 0}
@@ -280,6 +305,8 @@ def pick_step(
             nxt = []
             for x in frontier:
                 for y in sorted(adj[x]):
+                    if blocked and ((x, y) if es > 0 else (y, x)) in blocked:
+                        continue
                     if y not in prev:
                         prev[y] = x
                         hops[y] = hops[x] + 1
