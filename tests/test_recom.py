@@ -13,6 +13,7 @@ from patchmap.partition.recom import (
     flow_balance,
     flow_plan,
     give,
+    hanging,
     probe,
     relocations,
     resplit,
@@ -250,3 +251,29 @@ def test_relocations_move_a_short_territory_next_to_the_surplus():
     w = np.r_[np.ones(15), 0.0]
     even = np.array([0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 2, 2, 2, 2, 2])
     assert relocations(grid(8, 2, even, [0, 2, 14], w)) == []
+
+
+def test_hanging_is_what_a_units_removal_cuts_off_from_its_home():
+    # a row of 6 units: territory 0 (home 0) holds 0..3, territory 1 (home 5) holds 4, 5;
+    # removing 1 cuts off 2 and 3, removing 2 cuts off 3; the ends cut nothing off
+    w = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    s = grid(6, 1, np.array([0, 0, 0, 0, 1, 1]), [0, 5], w)
+    csr = s.g.matrix.tocsr()
+    locked = np.asarray(s.problem.locked)
+    assert list(hanging(csr, s.labn, locked, w)) == [0.0, 7.0, 4.0, 0.0, 0.0, 0.0]
+    # on a grid with a ring and a tail, every unit's figure matches removing it
+    lab = np.r_[[0] * 9, [1] * 7]
+    s = grid(4, 4, lab, [0, 15], np.arange(1.0, 17.0))
+    csr = s.g.matrix.tocsr()
+    w = s.W[:, 0]
+    got = hanging(csr, s.labn, np.asarray(s.problem.locked), w)
+    for u in range(16):
+        if u in (0, 15):
+            assert got[u] == 0.0
+            continue
+        t = s.labn[u]
+        idx = np.flatnonzero(s.labn == t)
+        idx = idx[idx != u]
+        _, comp = connected_components(csr[idx][:, idx], directed=False)
+        home = comp[list(idx).index(0 if t == 0 else 15)]
+        assert got[u] == w[idx[comp != home]].sum()

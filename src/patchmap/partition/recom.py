@@ -36,6 +36,7 @@ __all__ = [
     "flow_balance",
     "flow_plan",
     "give",
+    "hanging",
     "probe",
     "relocations",
     "resplit",
@@ -465,7 +466,10 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
     out of the metro (each holding a corridor from its home) carry the surplus in; when
     too few reach out, every one of them and every territory beyond is over, the metro's
     are all short, and boundary moves, flows and re-splits only even out each side: one
-    more territory must reach out, a change no step of those makes. Tried for the
+    more territory must reach out, a change no step of those makes. Each unit the path
+    enters costs its weight plus what its removal cuts off from its territory's locked
+    units (:func:`hanging`): the path goes around another territory's corridor instead of
+    cutting it, which would only swap which territory reaches out. Tried for the
     ``most`` short territories whose path is lightest against their goal, and only when
     the plan is off on both sides alike (the shortest territory and the most over within
     :data:`RELOCATE_SIDES` of each other in size): one territory far over with the rest
@@ -482,6 +486,8 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
     m = s.g.matrix.tocoo()
     csr = s.g.matrix.tocsr()
     step = 1e-9 * max(float(w.max()), 1.0)
+    lab = s.labn
+    hang = hanging(csr, lab, locked, w)
     cands = []
     for t in np.flatnonzero(dev < -tol).tolist():
         src = np.flatnonzero(locked == t)
@@ -490,7 +496,11 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
         keep = ((locked[m.row] < 0) | (locked[m.row] == t)) & (
             (locked[m.col] < 0) | (locked[m.col] == t)
         )
-        g = sparse.csr_matrix((w[m.col[keep]] + step, (m.row[keep], m.col[keep])), shape=m.shape)
+        # entering a unit costs its weight and what its removal cuts off from its
+        # territory's home (t's own units go anyway)
+        cost = w + np.where(lab == t, 0.0, hang)
+        g = sparse.csr_matrix((cost[m.col[keep]] + step, (m.row[keep], m.col[keep])),
+                              shape=m.shape)  # fmt: skip
         d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
         u = int(landing[np.argmin(d[landing])])
         if np.isfinite(d[u]):
@@ -512,6 +522,53 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
             give(st, o, t, goal[t] - st.tot[t][0])
         plans.append(st.labels())
     return plans
+
+
+def hanging(
+    csr: sparse.csr_matrix, lab: np.ndarray, locked: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """What each unit's removal alone cuts off from its territory's locked units (the
+    weight of the pieces left without them; 0 for a unit whose territory has none, and
+    for locked units): a depth-first search of each territory from its locked units
+    (Tarjan's cut vertices, the locked units together as the root)."""
+    n = len(lab)
+    out = np.zeros(n)
+    ip, ix = csr.indptr, csr.indices
+    disc = np.full(n, -1, dtype=np.int64)
+    low = np.zeros(n, dtype=np.int64)
+    sub = np.zeros(n)
+    clock = 0
+    for t in np.unique(lab[locked >= 0]).tolist():
+        roots = np.flatnonzero((lab == t) & (locked >= 0)).tolist()
+        disc[roots] = clock  # one root: a piece is cut off only when no locked unit holds it
+        low[roots] = clock
+        clock += 1
+        rootset = set(roots)
+        for r in roots:
+            sub[r] = w[r]
+            stack = [(r, -1, iter(ix[ip[r] : ip[r + 1]].tolist()))]
+            while stack:
+                u, parent, it = stack[-1]
+                for v in it:
+                    if lab[v] != t:
+                        continue
+                    if disc[v] < 0:
+                        disc[v] = low[v] = clock
+                        clock += 1
+                        sub[v] = w[v]
+                        stack.append((v, u, iter(ix[ip[v] : ip[v + 1]].tolist())))
+                        break
+                    if v != parent:
+                        low[u] = min(low[u], disc[v])
+                else:
+                    stack.pop()
+                    if stack:
+                        p = stack[-1][0]
+                        low[p] = min(low[p], low[u])
+                        sub[p] += sub[u]
+                        if low[u] >= disc[p] and p not in rootset:
+                            out[p] += sub[u]
+    return out
 
 
 def _dissolve(csr: sparse.csr_matrix, lab: np.ndarray, t: int) -> None:
