@@ -7,7 +7,9 @@ value below ``optimum - 1`` means the LP alone cannot prove that optimum) and ho
 exact pricings finished. Measured (60 s, load 7-9 on 2 cores): NM proven in 1.5 s;
 ME 15/16 (its LP is 15); AR 27-29/33, MS 28/34, IA 28/33 (the labelling model: 16-23,
 15-20, 16-21 at similar loads); AL 32-34/55 (master 53.04: the LP is below 54); LA no
-exact pricing finished within 60 s. Every exact pricing takes 5-60 s.
+exact pricing finished within 60 s; every exact pricing took 5-60 s. With the local
+search, the smoothing and the early stop of the exact pricing (load 3-4): AR 30-32,
+MS 29-30 (master 32.92-33.00: its LP cannot prove 34), IA 31-32; none proven in 60 s.
 
     python benchmarks/colgen.py [--states LA,AR] [--time-limit 60] [--trace]
 """

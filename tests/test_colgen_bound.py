@@ -10,6 +10,7 @@ import pytest
 from patchmap import geodata
 from patchmap.certify import Instance, lower_bound
 from patchmap.certify import bound as bound_module
+from patchmap.certify import columns as columns_module
 from patchmap.certify.columns import column_bound
 from patchmap.units.adjacency import build_adjacency
 from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece
@@ -99,3 +100,40 @@ def test_beside_the_model_in_lower_bound(county_graph, monkeypatch, seed, n, k, 
     assert res.lower_bound == best and res.labels is not None
     res = lower_bound(inst, time_limit=20)
     assert res.status == "optimal" and res.lower_bound == best
+
+
+@pytest.mark.parametrize(
+    ("seed", "n", "k", "tol"), [(1, 9, 2, 0.10), (7, 11, 2, 0.02), (14, 8, 4, 0.30)]
+)
+def test_local_search_keeps_a_connected_set_in_the_band(county_graph, seed, n, k, tol):
+    # the cheap pricing's moves never leave the band nor split the set, and never raise
+    # c(S) - pi(S); started from every territory of every plan, with random multipliers
+    inst, plans, _cuts, _best = _plans_of_a_piece(county_graph, seed, n, k, tol)
+    mat = inst.matrix
+    nbrs = [mat.indices[mat.indptr[v] : mat.indptr[v + 1]] for v in range(inst.n)]
+    deg = np.diff(mat.indptr).astype(float)
+    rng = np.random.default_rng(seed)
+    pop = inst.weights[:, 0]
+    moved = 0
+    for plan in plans[:20]:
+        pi = rng.uniform(0, 6, inst.n)
+        for j in range(k):
+            start = plan == j
+            out = columns_module._improve(inst, nbrs, deg, pi, start)
+            assert inst.lo[0, 0] <= pop[out].sum() <= inst.hi[0, 0]
+            assert columns_module._is_connected(nbrs, out)
+            value = columns_module.boundary(inst, out) - pi[out].sum()
+            assert value <= columns_module.boundary(inst, start) - pi[start].sum() + 1e-9
+            moved += int((out != start).any())
+    assert moved  # the search does move somewhere
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(1, 9, 2, 0.10), (7, 11, 2, 0.02)])
+def test_every_plan_in_hand_keeps_the_bound_true(county_graph, seed, n, k, tol):
+    # whatever plan seeds the master and the smoothed pricing, the bound stays at most the
+    # brute-force optimum, and it is "optimal" only for a plan at that optimum
+    inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
+    for i in np.argsort(cuts)[::-1][:6]:
+        res = column_bound(inst, time_limit=20, incumbent=plans[i])
+        assert res.lower_bound is not None and res.lower_bound <= best
+        assert res.optimal == (cuts[i] == best)

@@ -14,7 +14,14 @@ reduced cost ``c(S) - pi(S) - mu`` (``pi``, ``mu``: the master's duals): a small
 mixed-integer program (``x[v]`` binary, ``y[e] >= |x[u] - x[v]|``, the band on ``x``, two
 units too far apart never together, a unit of a set of two or more has a neighbour in it),
 contiguity added lazily as separator rows (a relaxation until then: still valid). Cheap
-columns come first from sets grown greedily from random seeds.
+columns come first: sets grown greedily from random seeds, and local search (add, drop or
+swap a unit) from the known sets of least reduced cost; the exact pricing runs only when
+they find nothing, and stops once it has run on as long again as it took to meet its
+first set below the limit. With a plan in hand, the exact pricing prices at smoothed
+duals (Wentges): between the last priced ones and the master's, as far toward the former
+as no known set falls below the limit there. The master's optimum is highly degenerate
+and its duals jump between vertices; at the smoothed point the same pricing proves more
+(the bound holds at any multipliers, below).
 
 The bound (Lagrangian, Farley's): for any multipliers ``pi``, ``mu`` and any plan
 ``S_1..S_K``, ``sum c(S_j) = sum (c(S_j) - pi(S_j) - mu) + sum pi + K mu >=
@@ -43,6 +50,8 @@ __all__ = ["ColumnBound", "applies", "boundary", "column_bound"]
 
 _TOL = 1e-6  # reduced costs below -_TOL enter the master
 _SAFE = 1e-5  # margin taken off every bound before rounding (solver tolerances)
+SMOOTHING = 0.7  # weight of the last priced duals in the next exact pricing (Wentges)
+_STARTS = 40  # known sets of least reduced cost the local search starts from
 
 
 @dataclass
@@ -133,9 +142,11 @@ class _Pricer:
         self.found: list[np.ndarray] = []
         self.pi = np.zeros(n)
         for event in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
-            event.subscribe(lambda e: e.interrupt(time.perf_counter() >= self.deadline))
+            event.subscribe(self._interrupt)
         h.cbMipImprovingSolution.subscribe(self._seen)
         self.limit = math.inf
+        self.grace = False  # stop a solve some time after its first set (see _interrupt)
+        self.start, self.first = 0.0, None
         self.on_dual = None  # called with each lower bound on the least value, mid-solve
         h.cbMipInterrupt.subscribe(self._dual)
 
@@ -147,9 +158,21 @@ class _Pricer:
             if math.isfinite(lb):
                 self.on_dual(min(lb, self.limit))
 
+    def _interrupt(self, event) -> None:
+        """Stop at the deadline, or once the search has run on as long again as it took
+        to meet its first connected set below the limit (later sets are only columns)."""
+        now = time.perf_counter()
+        late = self.first is not None and now - self.first >= self.first - self.start
+        event.interrupt(bool(now >= self.deadline or late))
+
     def _seen(self, event) -> None:
         x = np.asarray(event.data_out.mip_solution)[: self.inst.n] > 0.5
         self.found.append(x)
+        if self.grace and self.first is None and len(_connected(self.inst, x)) == 1:
+            # HiGHS reports sets above the limit too: only one below it counts
+            value = boundary(self.inst, x) - float(self.pi[x].sum())
+            if value < self.limit:
+                self.first = time.perf_counter()
 
     def separate(self, members: np.ndarray) -> int:
         """Separator rows for a set in pieces (any connected set holding ``a`` in piece
@@ -184,6 +207,8 @@ class _Pricer:
         h.changeColsCost(n, np.arange(n, dtype=np.int32), -np.asarray(pi, dtype=float))
         h.setOptionValue("objective_bound", float(limit))
         self.limit = float(limit)
+        self.pi = np.asarray(pi, dtype=float)
+        self.grace = math.isfinite(limit)
         h.setOptionValue("mip_max_improving_sols", int(sols) if sols else 2_147_483_647)
         best_lb = None
         while True:
@@ -192,6 +217,7 @@ class _Pricer:
                 return self._keep(), best_lb
             h.setOptionValue("time_limit", float(left))
             self.found = []
+            self.start, self.first = time.perf_counter(), None
             h.run()
             ms = h.getModelStatus()
             if ms == self.hs.HighsModelStatus.kInfeasible:
@@ -204,8 +230,10 @@ class _Pricer:
             kept = self._keep()
             if ms == self.hs.HighsModelStatus.kOptimal:
                 x = np.asarray(h.getSolution().col_value)[:n] > 0.5
-                if not self.separate(x):
-                    return self._keep(), best_lb
+                # a least set in pieces gets its rows; with sets in hand those are enough
+                # (they are columns), else the solve runs again
+                if not self.separate(x) or kept:
+                    return kept, best_lb
             elif kept or ms != self.hs.HighsModelStatus.kSolutionLimit:
                 return kept, best_lb
             else:  # stopped at sets in pieces only: cut them off and look again
@@ -263,6 +291,83 @@ def _grow(
             if ((w >= inst.lo[0]) & (w <= inst.hi[0])).all():
                 out.append(inside)
     return out
+
+
+def _is_connected(nbrs: list[np.ndarray], members: np.ndarray) -> bool:
+    units = np.flatnonzero(members)
+    if len(units) <= 1:
+        return True
+    seen = np.zeros(len(members), dtype=bool)
+    seen[units[0]] = True
+    stack, count = [int(units[0])], 1
+    while stack:
+        for w in nbrs[stack.pop()]:
+            if members[w] and not seen[w]:
+                seen[w] = True
+                stack.append(int(w))
+                count += 1
+    return count == len(units)
+
+
+def _improve(
+    inst: Instance,
+    nbrs: list[np.ndarray],
+    deg: np.ndarray,
+    pi: np.ndarray,
+    start: np.ndarray,
+    steps: int = 300,
+) -> np.ndarray:
+    """Cheap pricing: local search from a connected set in the band, each step the move
+    of least ``c(S) - pi(S)`` among adding a bordering unit, dropping one, or swapping one
+    for a bordering unit, keeping the set connected and in the primary band (a found set
+    is only a column: the bound never relies on it)."""
+    p = inst.weights[:, 0]
+    lo, hi = float(inst.lo[0, 0]), float(inst.hi[0, 0])
+    mat = inst.matrix
+    s = start.copy()
+    inn = mat @ s.astype(float)  # neighbours inside
+    tot = float(p[s].sum())
+    for _ in range(steps):
+        inside = np.flatnonzero(s)
+        front = np.flatnonzero((inn > 0) & ~s)
+        dadd = deg[front] - 2 * inn[front] - pi[front]
+        drop = pi[inside] - (deg[inside] - 2 * inn[inside])
+        moves: list[tuple[float, int, int]] = []
+        ok = (tot + p[front] >= lo) & (tot + p[front] <= hi) & (dadd < -1e-9)
+        moves += [(float(dadd[i]), int(front[i]), -1) for i in np.flatnonzero(ok)]
+        ok = (tot - p[inside] >= lo) & (tot - p[inside] <= hi) & (drop < -1e-9)
+        moves += [(float(drop[i]), -1, int(inside[i])) for i in np.flatnonzero(ok)]
+        # a swap: the dropped unit next to the added one no longer counts as inside
+        d = dadd[:, None] + drop[None, :] + 2 * mat[front][:, inside].toarray()
+        t = tot + p[front][:, None] - p[inside][None, :]
+        ia, ir = np.nonzero((t >= lo) & (t <= hi) & (d < -1e-9))
+        moves += [
+            (float(d[a, r]), int(front[a]), int(inside[r])) for a, r in zip(ia, ir, strict=True)
+        ]
+        moves.sort()
+        for _gain, a, r in moves[:60]:
+            nxt = s.copy()
+            if a >= 0:
+                nxt[a] = True
+            if r >= 0:
+                nxt[r] = False
+                if not _is_connected(nbrs, nxt):
+                    continue
+            s = nxt
+            if a >= 0:
+                inn[nbrs[a]] += 1
+                tot += p[a]
+            if r >= 0:
+                inn[nbrs[r]] -= 1
+                tot -= p[r]
+            break
+        else:
+            break
+    if inst.weights.shape[1] > 1:
+        w = inst.weights[s].sum(axis=0)
+        if not ((w >= inst.lo[0]) & (w <= inst.hi[0])).all():
+            return start
+    return s
 
 
 class _Master:
@@ -364,17 +469,59 @@ def column_bound(
     history: list[tuple[float, float]] = []
     it = 0
     lp, lp_opt = None, False
+    centre = None  # the duals of the last exact pricing (the smoothing's centre)
+
+    def reduced(pi: np.ndarray, mu: float) -> np.ndarray:
+        if not master.sets:
+            return np.zeros(0)
+        sets = np.asarray(master.sets, dtype=float)
+        return np.asarray(master.costs, dtype=float) - sets @ pi - mu
+
+    def cheap(pi: np.ndarray, mu: float) -> list[np.ndarray]:
+        # grown sets, and local search from the known sets of least reduced cost
+        grown = _grow(inst, nbrs, deg, pi, rng, grow)
+        starts = [master.sets[i] for i in np.argsort(reduced(pi, mu))[:_STARTS]]
+        found = grown + [_improve(inst, nbrs, deg, pi, x) for x in starts + grown[:10]]
+        return [x for x in found if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
+
     while time.perf_counter() < deadline:
         val, pi, mu, _lam = master.solve()
         lp = val / 2
         if time.perf_counter() >= deadline:
             break
         it += 1
-        cheap = _grow(inst, nbrs, deg, pi, rng, grow)
-        enter = [x for x in cheap if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
-        if sum(master.add(x) for x in enter):
+        if sum(master.add(x) for x in cheap(pi, mu)):
             continue
-        tot, mu_now = float(pi.sum()), float(mu)
+        spi, smu, weight = pi, mu, 0.0
+        limit = math.inf
+        goal = None
+        if ub is not None:
+            # the restricted master is at least the LP, whose value no bound here passes:
+            # aim at the plan's cut, or at the most the LP can give
+            goal = min(ub, math.ceil(lp - _SAFE))
+
+            def aim(qi, qu, goal=goal):
+                # reduced costs below this keep the bound under goal: none of them proves
+                # it (HiGHS prunes on the limit)
+                r_goal = (2 * (goal - 1 + 2 * _SAFE) - float(qi.sum()) - k * qu) / k
+                return qu + min(r_goal, -_TOL)
+
+            limit = aim(pi, mu)
+            if centre is not None:
+                # Wentges smoothing: price between the last priced duals and the master's
+                # (the master's jump between the vertices of a degenerate optimum), as far
+                # toward the centre as no known set falls below the limit there
+                for weight in (SMOOTHING, SMOOTHING / 2, SMOOTHING / 4, 0.0):
+                    qi = weight * centre[0] + (1 - weight) * pi
+                    qu = weight * centre[1] + (1 - weight) * mu
+                    if weight == 0.0 or (reduced(qi, qu) >= aim(qi, qu)).all():
+                        break
+                spi, smu = qi, qu
+                limit = aim(spi, smu)
+                if weight > 0 and sum(master.add(x) for x in cheap(spi, smu)):
+                    continue
+            centre = (spi, smu)
+        tot, mu_now = float(spi.sum()), float(smu)
 
         def running(r, tot=tot, mu_now=mu_now):
             # the bound the pricing has proven so far, passed on as it rises
@@ -386,13 +533,8 @@ def column_bound(
                     on_bound(math.ceil(best - _SAFE))
 
         pricer.on_dual = running
-        if ub is not None:
-            # only sets of reduced cost below what keeps the bound under ub matter:
-            # none of them proves the plan optimal (HiGHS prunes on the limit)
-            goal = ub - 1 + 2 * _SAFE
-            r_goal = (2 * goal - float(pi.sum()) - k * mu) / k
-            limit = mu + min(r_goal, -_TOL)
-            sets, rmin = pricer.price(pi, limit=limit, sols=sols)
+        if goal is not None:
+            sets, rmin = pricer.price(spi, limit=limit, sols=sols)
         else:
             sets, rmin = pricer.price(pi)
         if rmin == math.inf:  # not one set meets the band: no plan at all
@@ -402,14 +544,15 @@ def column_bound(
             # any multipliers give a bound: every plan cuts at least this many edges
             running(rmin)
             history.append((time.perf_counter() - t0, best))
-        if ub is not None and math.ceil(best - _SAFE) >= ub:
-            break
-        enter = [x for x in sets if boundary(inst, x) - float(pi[x].sum()) - mu < -_TOL]
-        for x in enter:
-            master.add(x)
-        if enter:
+        if goal is not None and math.ceil(best - _SAFE) >= goal:
+            break  # the plan is proven optimal, or the bound is all the LP can give
+        enter = [x for x in sets if boundary(inst, x) - float(spi[x].sum()) - smu < -_TOL]
+        if sum(master.add(x) for x in enter):
             continue
-        lp_opt = rmin is not None and rmin - mu >= -_TOL - 2e-6
+        if weight > 0:  # nothing new at the smoothed duals: price at the master's next
+            centre = None
+            continue
+        lp_opt = weight == 0.0 and rmin is not None and rmin - mu >= -_TOL - 2e-6
         break
     lbv = None if best == -math.inf else max(0, math.ceil(best - _SAFE))
     optimal = ub is not None and lbv is not None and lbv >= ub
