@@ -55,11 +55,11 @@ __all__ = [
 
 INSTALL_HINT = "pip install 'patchmap[exact]'"
 # the set-partitioning bound (.columns) in a second child beside the model, where it
-# applies. Off: on the county instances it proved none of the open states in 60 s and
-# took a core from the model (load 7-11 on 2 cores, model -> both: KS 19 -> 17, AR 18 -> 14
-# and 13 -> 13, MS 17 -> 28 and 11 -> 26); at low load, where the model's proofs of WV,
-# OK and KS need most of the 60 s, it was not measured
-COLUMNS = False
+# applies; the parent keeps the larger bound. On: the model uses about one core of two, and
+# on the county instances at low load (optimal.py --prove 60) both together prove the same
+# 7 of 12 as the model alone and raise the open states' bounds (LA 36 -> 38, AL 36 -> 45,
+# AR 23 -> 30, MS 20 -> 31, IA 21 -> 28; the model-alone figures are from a loaded run)
+COLUMNS = True
 COLUMN_UNITS = 500  # and only up to this many units (not measured beyond)
 ORBITOPE = False  # orbitope rows: measured no better than HiGHS's own symmetry handling, and
 # they stall its root on 300+ units (diagonal fixing and anchors stay)
