@@ -239,23 +239,19 @@ def coarsen(
         weight = cur.weights[:, 0]
         size = 0.5 * weight / mean_w + 0.5 * count + 1e-9
         mate = match(cur.graph, weight, size, cap, free, rng, labels)
-        n = cur.graph.n
-        parent = _parents(mate)
-        nc = int(parent.max()) + 1
-        if nc > MIN_SHRINK * n:
+        step = _contract_matching(cur, mate, problem, band)
+        if step is None:
             break
-        tol = level_tolerance(problem, nc) if band else problem.tol
-        nxt = contract(cur, parent, tol)
+        parent, nxt = step
         if labels is None:  # a map to solve (a plan to carry is a plan of every level)
             tight = _tight(nxt, parent, unit, problem.tol[0])
             if tight is not None:
                 mate[tight[parent]] = -1  # those pairs stay apart
-                parent = _parents(mate)
-                nc = int(parent.max()) + 1
-                if nc > MIN_SHRINK * n:
+                step = _contract_matching(cur, mate, problem, band)
+                if step is None:
                     break
-                tol = level_tolerance(problem, nc) if band else problem.tol
-                nxt = contract(cur, parent, tol)
+                parent, nxt = step
+        nc = int(parent.max()) + 1
         cur = nxt
         count = np.bincount(parent, weights=count, minlength=nc)
         if labels is not None:
@@ -264,6 +260,19 @@ def coarsen(
         free = np.asarray(cur.locked) < 0
         levels.append(Level(cur, parent))
     return levels
+
+
+def _contract_matching(
+    cur: Problem, mate: np.ndarray, problem: Problem, band: bool
+) -> tuple[np.ndarray, Problem] | None:
+    """The parents and coarse problem of a matching, or None when it shrinks ``cur`` too
+    little (more than :data:`MIN_SHRINK` of its nodes left)."""
+    parent = _parents(mate)
+    nc = int(parent.max()) + 1
+    if nc > MIN_SHRINK * cur.graph.n:
+        return None
+    tol = level_tolerance(problem, nc) if band else problem.tol
+    return parent, contract(cur, parent, tol)
 
 
 def _parents(mate: np.ndarray) -> np.ndarray:
