@@ -126,6 +126,28 @@ def test_many_territories_take_the_multilevel_plan(monkeypatch):
     assert np.abs(tot / (tot.sum() / 24) - 1).max() <= 0.005
 
 
+@pytest.mark.parametrize("k, runs", [(24, 1), (3, None)])
+def test_coarsest_level_runs_one_anytime_run_with_many_territories(monkeypatch, k, runs):
+    # with fewer units per territory than the gate, the coarsest level's anytime phase
+    # is one run from its best plan (no fresh restarts); with more, the default runs
+    p = grid_problem(80, 60, k)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(problem, **kw):
+        asked.append((problem.graph.n, kw.get("runs")))
+        raise Stop
+
+    monkeypatch.setattr(schedule, "solve", spy)
+    with pytest.raises(Stop):
+        schedule.multilevel(p, seed=0, effort=1.0)
+    assert len(asked) == 1 and asked[0][0] < p.graph.n  # the coarsest level
+    assert asked[0][1] == runs
+
+
 def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     # a V-cycle searches every level of a coarsening within the plan's territories in
     # the exact band: never a worse plan, always contiguous and inside the band
