@@ -213,6 +213,35 @@ def test_transplants_hand_a_heavy_unit_to_the_territory_nearest_it():
     assert transplants(grid(9, 1, lab, [0, 8], w2)) == []
 
 
+def test_transplants_also_strip_the_taker_down_to_its_path():
+    # a row of 10 units, homes at 0 (p), 5 (q) and 9 (r); p holds 0..3 with the heavy
+    # unit 3 (10 of 19), q 4..7, r 8 and 9. q's path to it (5, 4, 3) is lighter than all
+    # p holds; taking it on top of its own units puts q at 14 against a goal of 6.3,
+    # while q giving up its other units to its neighbours first holds 12
+    w = np.ones(10)
+    w[3] = 10.0
+    lab = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    plans = [list(p) for p in transplants(grid(10, 1, lab, [0, 5, 9], w))]
+    assert [0, 0, 0, 1, 1, 1, 1, 1, 2, 2] in plans  # the path added to what q holds
+    assert [0, 0, 0, 1, 1, 1, 2, 2, 2, 2] in plans  # q stripped to its path
+    assert len(plans) == 2
+
+
+def test_transplants_reroute_the_holder_along_its_lightest_path():
+    # a 3 x 3 grid, p's home at 0 and q's at 4; p holds the ring 0, 3, 6, 7, 8, 5, 2
+    # round q's 4, 1 and reaches the heavy unit 2 the long way (1+1+1+1+5+1+10 = 20);
+    # its own lightest path to it is 0, 1, 2 (12): p stripped to that path, q the rest
+    #   0 1 2
+    #   3 4 5
+    #   6 7 8
+    w = np.ones(9)
+    w[2] = 10.0
+    w[8] = 5.0
+    lab = np.array([0, 1, 0, 0, 1, 0, 0, 0, 0])
+    plans = [list(p) for p in transplants(grid(3, 3, lab, [0, 4], w))]
+    assert [0, 0, 0, 1, 1, 1, 1, 1, 1] in plans
+
+
 def test_steadier_keeps_the_start_when_the_search_worsens_the_worst_territory():
     # a row of 4 units, two territories with homes at the ends: with unit weights a 2 + 2
     # split is exact and 1 + 3 or 3 + 1 are 50% off; with weights 1, 1, 2, 1 the split

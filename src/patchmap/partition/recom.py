@@ -413,7 +413,17 @@ def transplants(
     balance. Takers: the ``per_unit`` territories whose path to the unit is lightest
     against their goal, when lighter than the holder's total; ``units``: the heaviest
     such units of off-target territories, ``heavy``: the least weight (share of a mean
-    goal)."""
+    goal).
+
+    Each taker is tried three ways: the path added to what it holds, and stripped first
+    (its other units go to their neighbours, as in :func:`relocations`) so that it holds
+    the path alone, once along the lightest path and once along the path costed with
+    :func:`hanging` (which cuts fewer territories apart on its way). A taker with a
+    territory of its own is far over with Los Angeles County on top of it, and the
+    refinement hands the county back; stripped, it holds about its lightest path, the
+    figure the pocket bound (:mod:`patchmap.certify.pockets`) allows it. The holder is
+    tried stripped too when its own lightest path to the unit is lighter than the one
+    through the units it holds (a territory reaching the county the long way round)."""
     k, w = s.k, s.W[:, 0]
     goal = np.array([s.bands.goal[t][0] for t in range(k)])
     tot = np.array([s.tot[t][0] for t in range(k)])
@@ -438,20 +448,71 @@ def transplants(
         g = sparse.csr_matrix((w[m.col[keep]] + step, (m.row[keep], m.col[keep])), shape=m.shape)
         d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
         paths.append((d + w[src].min(), pred))
+    csr = s.g.matrix.tocsr()
+    hang = None
     for u in cand.tolist():
         t = int(s.labn[u])
-        cost = np.array([p[0][u] / max(goal[h], 1e-300) if p is not None and h != t else np.inf
+        cost = np.array([p[0][u] / max(goal[h], 1e-300) if p is not None else np.inf
                          for h, p in enumerate(paths)])  # fmt: skip
-        for h in np.argsort(cost, kind="stable")[:per_unit].tolist():
-            if not np.isfinite(cost[h]) or cost[h] >= tot[t] / max(goal[t], 1e-300):
+        held = tot[t] / max(goal[t], 1e-300)
+        takers = [h for h in np.argsort(cost, kind="stable").tolist() if h != t][:per_unit]
+        if np.isfinite(cost[t]) and cost[t] < _held_path(s, t, u) / max(goal[t], 1e-300) * (
+            1 - 1e-9
+        ):
+            takers.append(t)
+        for h in takers:
+            if not np.isfinite(cost[h]) or cost[h] >= held:
                 continue
-            new = s.labels()
-            v, pred = u, paths[h][1]
-            while v >= 0 and locked[v] != h:
-                new[v] = h
-                v = int(pred[v])
-            plans.append(settle_locks(s.g, new, w, k, locked))
+            for strip, hung in ((False, False), (True, False), (True, True)):
+                if h == t and not strip:
+                    continue
+                new = s.labels()
+                pred = paths[h][1]
+                if strip:
+                    new[(new == h) & (locked < 0)] = -1
+                    _dissolve(csr, new, h)
+                if hung:
+                    if hang is None:
+                        hang = hanging(csr, s.labn, locked, w)
+                    pred = _hung_path(s, h, hang)
+                v = u
+                while v >= 0 and locked[v] != h:
+                    new[v] = h
+                    v = int(pred[v])
+                new = settle_locks(s.g, new, w, k, locked)
+                if not any(np.array_equal(new, p) for p in plans):
+                    plans.append(new)
     return plans
+
+
+def _hung_path(s: SearchState, h: int, hang: np.ndarray) -> np.ndarray:
+    """Predecessors of the lightest paths from territory h's locked units passing no other
+    territory's locked units, each unit entered costing its weight plus what its removal
+    cuts off from its territory's locked units (:func:`hanging`; h's own units go anyway)."""
+    w = s.W[:, 0]
+    locked = np.asarray(s.problem.locked)
+    m = s.g.matrix.tocoo()
+    keep = ((locked[m.row] < 0) | (locked[m.row] == h)) & (
+        (locked[m.col] < 0) | (locked[m.col] == h)
+    )
+    cost = w + np.where(s.labn == h, 0.0, hang) + 1e-9 * max(float(w.max()), 1.0)
+    g = sparse.csr_matrix((cost[m.col[keep]], (m.row[keep], m.col[keep])), shape=m.shape)
+    _, pred, _ = dijkstra(g, indices=np.flatnonzero(locked == h), min_only=True,
+                          return_predecessors=True)  # fmt: skip
+    return pred
+
+
+def _held_path(s: SearchState, t: int, u: int) -> float:
+    """The lightest path from territory t's locked units to its unit u through its own
+    units (both ends counted, as :func:`transplants` counts paths)."""
+    idx = np.flatnonzero(s.labn == t)
+    w = s.W[idx, 0]
+    m = s.g.matrix[idx][:, idx].tocoo()
+    step = 1e-9 * max(float(s.W[:, 0].max()), 1.0)
+    g = sparse.csr_matrix((w[m.col] + step, (m.row, m.col)), shape=(len(idx), len(idx)))
+    src = np.flatnonzero(s.lockn[idx])
+    d = dijkstra(g, indices=src, min_only=True)
+    return float(d[np.searchsorted(idx, u)] + w[src].min())
 
 
 def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
