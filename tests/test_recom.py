@@ -10,6 +10,7 @@ from patchmap.partition.objective import imbalance
 from patchmap.partition.problem import Graph, Problem
 from patchmap.partition.recom import (
     chain_balance,
+    far_side,
     flow_balance,
     flow_plan,
     give,
@@ -306,3 +307,14 @@ def test_hanging_is_what_a_units_removal_cuts_off_from_its_home():
         _, comp = connected_components(csr[idx][:, idx], directed=False)
         home = comp[list(idx).index(0 if t == 0 else 15)]
         assert got[u] == w[idx[comp != home]].sum()
+
+
+def test_far_side_is_the_half_of_a_territory_furthest_from_its_home():
+    # a row of 6: territory 0 (home 0) holds 0..3, territory 1 (home 5) holds 4, 5; the
+    # weights put half of territory 0 within unit 1 (1 + 4 of 10)
+    w = np.array([1.0, 4.0, 2.0, 3.0, 1.0, 1.0])
+    s = grid(6, 1, np.array([0, 0, 0, 0, 1, 1]), [0, 5], w)
+    assert list(far_side(s, 0)) == [2, 3]
+    assert list(far_side(s, 1)) == [4]  # the home alone holds half of territory 1
+    # a territory of its home alone has no far side
+    assert list(far_side(grid(6, 1, np.array([0, 0, 0, 0, 0, 1]), [0, 5], w), 1)) == []

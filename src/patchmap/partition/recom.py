@@ -35,6 +35,7 @@ __all__ = [
     "chain_balance",
     "flow_balance",
     "flow_plan",
+    "far_side",
     "give",
     "hanging",
     "probe",
@@ -51,6 +52,7 @@ HEAVY = 0.2  # a unit above this share of a mean goal is heavy (see transplants)
 HEAVY_UNITS = 2  # heavy units tried by transplants
 HEAVY_TAKERS = 2  # territories each is offered to
 RELOCATE = 3  # short territories tried by relocations
+RELOCATE_FAR = 3  # ... and over territories whose far side a short territory lands in
 RELOCATE_SIDES = 0.5  # ... only when the shortest and the most over are this close in size
 
 
@@ -515,7 +517,7 @@ def _held_path(s: SearchState, t: int, u: int) -> float:
     return float(d[np.searchsorted(idx, u)] + w[src].min())
 
 
-def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
+def relocations(s: SearchState, most: int = RELOCATE, far: int = RELOCATE_FAR) -> list[np.ndarray]:
     """Plans that move a short territory next to the surplus: its units (all but the
     locked ones) go to its neighbours, it takes the lightest path from its locked units
     to the nearest unit of a territory over its band (passing no other territory's
@@ -534,7 +536,13 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
     ``most`` short territories whose path is lightest against their goal, and only when
     the plan is off on both sides alike (the shortest territory and the most over within
     :data:`RELOCATE_SIDES` of each other in size): one territory far over with the rest
-    near their goals is a heavy unit's doing (:func:`transplants`), not a divide."""
+    near their goals is a heavy unit's doing (:func:`transplants`), not a divide.
+
+    Besides, for each of the ``far`` territories most over their band, the short
+    territory with the lightest such path to the half of it furthest from its home
+    (:func:`far_side`) lands there: the nearest over-band unit to a metro's short
+    territories is often one of a territory reaching out of the same metro, whose
+    surplus lies at its far end."""
     k, w = s.k, s.W[:, 0]
     goal = np.array([s.bands.goal[t][0] for t in range(k)])
     tot = np.array([s.tot[t][0] for t in range(k)])
@@ -550,6 +558,7 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
     lab = s.labn
     hang = hanging(csr, lab, locked, w)
     cands = []
+    paths: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for t in np.flatnonzero(dev < -tol).tolist():
         src = np.flatnonzero(locked == t)
         if not len(src):
@@ -563,12 +572,34 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
         g = sparse.csr_matrix((cost[m.col[keep]] + step, (m.row[keep], m.col[keep])),
                               shape=m.shape)  # fmt: skip
         d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
+        paths[t] = (d, pred)
         u = int(landing[np.argmin(d[landing])])
         if np.isfinite(d[u]):
             cands.append((float(d[u]) / max(goal[t], 1e-300), t, u, pred))
     cands.sort(key=lambda c: (c[0], c[1]))
+    picked = cands[:most]
+    if far > 0 and paths:
+        seen = {(t, u) for _, t, u, _ in picked}
+        for o in np.argsort(-dev, kind="stable").tolist():
+            if dev[o] <= tol or len(picked) >= most + far:
+                break
+            side = far_side(s, o)
+            if not len(side):
+                continue
+            best = min(
+                ((float(d[side].min()) / max(goal[t], 1e-300), t) for t, (d, _) in paths.items()
+                 if np.isfinite(d[side]).any()), default=None,
+            )  # fmt: skip
+            if best is None:
+                continue
+            t = best[1]
+            d, pred = paths[t]
+            u = int(side[np.argmin(d[side])])
+            if (t, u) not in seen:
+                seen.add((t, u))
+                picked.append((best[0], t, u, pred))
     plans = []
-    for _, t, u, pred in cands[:most]:
+    for _, t, u, pred in picked:
         new = s.labels()
         new[(new == t) & (locked < 0)] = -1
         _dissolve(csr, new, t)
@@ -583,6 +614,25 @@ def relocations(s: SearchState, most: int = RELOCATE) -> list[np.ndarray]:
             give(st, o, t, goal[t] - st.tot[t][0])
         plans.append(st.labels())
     return plans
+
+
+def far_side(s: SearchState, o: int) -> np.ndarray:
+    """Territory o's unlocked units beyond the distance from its locked units (along its
+    own units, straight-line lengths) within which half its weight lies."""
+    idx = np.flatnonzero(s.labn == o)
+    lk = s.lockn[idx]
+    if not lk.any() or lk.all():
+        return np.zeros(0, dtype=np.int64)
+    m = s.g.matrix[idx][:, idx].tocoo()
+    length = np.hypot(*(s.xy[idx][m.row] - s.xy[idx][m.col]).T) + 1e-6
+    g = sparse.csr_matrix((length, (m.row, m.col)), shape=(len(idx), len(idx)))
+    d = dijkstra(g, indices=np.flatnonzero(lk), min_only=True)
+    w = s.W[idx, 0]
+    order = np.argsort(d, kind="stable")
+    half = int(np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum()))
+    out = np.zeros(len(idx), dtype=bool)
+    out[order[half + 1 :]] = True
+    return idx[out & ~lk]
 
 
 def hanging(
