@@ -4,6 +4,9 @@ equal to it where the set-partitioning relaxation is exact on these small pieces
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 
@@ -137,3 +140,69 @@ def test_every_plan_in_hand_keeps_the_bound_true(county_graph, seed, n, k, tol):
         res = column_bound(inst, time_limit=20, incumbent=plans[i])
         assert res.lower_bound is not None and res.lower_bound <= best
         assert res.optimal == (cuts[i] == best)
+
+
+def _connected_sets_in_band(inst):
+    """Every connected set of units meeting the primary band (exhaustive enumeration)."""
+    mat = inst.matrix
+    pop = inst.weights[:, 0]
+    out = []
+    for bits in itertools.product([False, True], repeat=inst.n):
+        s = np.array(bits)
+        if inst.lo[0, 0] <= pop[s].sum() <= inst.hi[0, 0] and columns_module._is_connected(
+            [mat.indices[mat.indptr[v] : mat.indptr[v + 1]] for v in range(inst.n)], s
+        ):
+            out.append(s)
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("seed", "n", "k", "tol"),
+    [(1, 9, 2, 0.10), (7, 11, 2, 0.02), (14, 8, 4, 0.30), (5, 10, 3, 0.2)],
+)
+def test_pricing_least_value_is_the_enumerated_one(
+    county_graph, monkeypatch, seed, n, k, tol, size
+):
+    # the pricing program (its light-piece rows of every size, the rows added for pieces it
+    # met) never cuts off a connected set in the band: its proven least value of
+    # c(S) - pi(S) is at most, and in the end equal to, the least over every such set
+    monkeypatch.setattr(columns_module, "PIECE_UNITS", size)
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    sets = _connected_sets_in_band(inst)
+    assert sets
+    rng = np.random.default_rng(seed)
+    highspy = pytest.importorskip("highspy")
+
+    for trial in range(4):
+        # duals like the master's: a part in proportion to the population, and noise
+        pi = rng.uniform(-3, 3, inst.n) - trial * 4 * pop / pop.mean()
+        least = min(columns_module.boundary(inst, s) - pi[s].sum() for s in sets)
+        pricer = columns_module._Pricer(inst, highspy, 1, math.inf)
+        for _ in range(30):
+            found, lb = pricer.price(pi)
+            assert lb is not None and lb <= least + 1e-6
+            values = [columns_module.boundary(inst, s) - pi[s].sum() for s in found]
+            assert all(v >= least - 1e-6 for v in values)
+            if values and abs(min(values) - lb) < 1e-6:
+                break
+        assert abs(lb - least) < 1e-6
+
+
+def test_light_pieces_are_every_light_connected_set(county_graph):
+    ei, ej, pop = _piece(county_graph, 7, 11)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(2, 0.5), tolerances=[0.02])
+    mat = inst.matrix
+    nbrs = [mat.indices[mat.indptr[v] : mat.indptr[v + 1]] for v in range(inst.n)]
+    want = set()
+    for r in (1, 2, 3):
+        for c in itertools.combinations(range(inst.n), r):
+            s = np.zeros(inst.n, dtype=bool)
+            s[list(c)] = True
+            if pop[s].sum() < inst.lo[0, 0] and columns_module._is_connected(nbrs, s):
+                want.add(c)
+    got = columns_module._light_pieces(inst, 3)
+    assert {tuple(c) for c, _ in got} == want and len(got) == len(want)
+    for c, border in got:
+        assert set(border) == {int(w) for v in c for w in nbrs[v]} - set(c)

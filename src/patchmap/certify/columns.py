@@ -12,8 +12,10 @@ over every connected set in the band is a relaxation of the plans (a plan is a 0
 written down (the *restricted* master); the *pricing* problem looks for a set of negative
 reduced cost ``c(S) - pi(S) - mu`` (``pi``, ``mu``: the master's duals): a small
 mixed-integer program (``x[v]`` binary, ``y[e] >= |x[u] - x[v]|``, the band on ``x``, two
-units too far apart never together, a unit of a set of two or more has a neighbour in it),
-contiguity added lazily as separator rows (a relaxation until then: still valid). Cheap
+units too far apart never together, a connected set of one or two units lighter than the
+band's floor inside the set has a bordering unit in it too), contiguity added lazily as
+separator rows, and the same light-piece row for every light piece a solve met (a
+relaxation until then: still valid). Cheap
 columns come first: sets grown greedily from random seeds, and local search (add, drop or
 swap a unit) from the known sets of least reduced cost; the exact pricing runs only when
 they find nothing, and stops once it has run on as long again as it took to meet its
@@ -52,6 +54,7 @@ _TOL = 1e-6  # reduced costs below -_TOL enter the master
 _SAFE = 1e-5  # margin taken off every bound before rounding (solver tolerances)
 SMOOTHING = 0.7  # weight of the last priced duals in the next exact pricing (Wentges)
 _STARTS = 40  # known sets of least reduced cost the local search starts from
+PIECE_UNITS = 2  # the pricing program starts with the rows of every light piece up to this size
 
 
 @dataclass
@@ -96,6 +99,40 @@ def _connected(inst: Instance, members: np.ndarray) -> list[np.ndarray]:
     return [units[comp == c] for c in range(nc)]
 
 
+def _light_pieces(inst: Instance, size: int) -> list[tuple[list[int], list[int]]]:
+    """Every connected set of at most ``size`` units lighter than the band's floor, with
+    the units bordering it (each set once)."""
+    mat = inst.matrix
+    p = inst.weights[:, 0]
+    lo = float(inst.lo[0, 0])
+    nbrs = [set(mat.indices[mat.indptr[v] : mat.indptr[v + 1]].tolist()) for v in range(inst.n)]
+    level = [frozenset([v]) for v in range(inst.n) if p[v] < lo]
+    out = list(level)
+    seen = set(level)
+    for _ in range(size - 1):
+        grown = []
+        for c in level:
+            for w in set().union(*(nbrs[v] for v in c)) - c:
+                d = c | {w}
+                if d not in seen:
+                    seen.add(d)
+                    if p[list(d)].sum() < lo:
+                        grown.append(d)
+        out += grown
+        level = grown
+    return [(sorted(c), sorted(set().union(*(nbrs[v] for v in c)) - c)) for c in out]
+
+
+def _piece_rows(inst: Instance, size: int, inf: float) -> list:
+    """``x(C) - x(border of C) <= |C| - 1`` for each light connected set ``C`` of at most
+    ``size`` units: a connected set in the band holding all of ``C`` is more than ``C``,
+    so it holds a unit bordering ``C``."""
+    return [
+        (-inf, len(c) - 1.0, [*c, *b], [1.0] * len(c) + [-1.0] * len(b))
+        for c, b in _light_pieces(inst, size)
+    ]
+
+
 class _Pricer:
     """The pricing program: a set meeting the band, of least reduced cost."""
 
@@ -129,14 +166,9 @@ class _Pricer:
             a, b = np.nonzero(np.triu(d > cap, 1))
             for u, v in zip(a.tolist(), b.tolist(), strict=True):
                 rows.append((-inf, 1.0, [u, v], [1.0, 1.0]))
-        # a unit of a connected set of two or more units has a neighbour in it
-        mat = inst.matrix
-        p = inst.weights[:, 0]
-        for v in range(n):
-            if p[v] >= float(inst.lo[0, 0]):
-                continue
-            nb = mat.indices[mat.indptr[v] : mat.indptr[v + 1]].tolist()
-            rows.append((-inf, 0.0, [v, *nb], [1.0, *([-1.0] * len(nb))]))
+        # a light connected set (below the floor) inside a connected set in the band is not
+        # all of it: one of its bordering units is in too
+        rows += _piece_rows(inst, PIECE_UNITS, inf)
         self.h = h
         add_rows(self.h, rows)
         self.found: list[np.ndarray] = []
@@ -193,6 +225,10 @@ class _Pricer:
             for a in part.tolist():
                 rows.append((-self.hs.kHighsInf, 1.0, [a, b, *border.tolist()],
                              [1.0, 1.0, *([-1.0] * len(border))]))  # fmt: skip
+            if w[part].sum() < float(self.inst.lo[0, 0]) and len(part) > 1:
+                # a light piece, whatever else the set holds (see _piece_rows)
+                rows.append((-self.hs.kHighsInf, len(part) - 1.0, [*part.tolist(), *border.tolist()],
+                             [1.0] * len(part) + [-1.0] * len(border)))  # fmt: skip
         add_rows(self.h, rows)
         return len(rows)
 
