@@ -127,10 +127,12 @@ def _piece_rows(inst: Instance, size: int, inf: float) -> list:
     """``x(C) - x(border of C) <= |C| - 1`` for each light connected set ``C`` of at most
     ``size`` units: a connected set in the band holding all of ``C`` is more than ``C``,
     so it holds a unit bordering ``C``."""
-    return [
-        (-inf, len(c) - 1.0, [*c, *b], [1.0] * len(c) + [-1.0] * len(b))
-        for c, b in _light_pieces(inst, size)
-    ]
+    return [_piece_row(c, b, inf) for c, b in _light_pieces(inst, size)]
+
+
+def _piece_row(piece: list[int], border: list[int], inf: float) -> tuple:
+    """The row ``x(piece) - x(border) <= |piece| - 1`` of one light connected piece."""
+    return (-inf, len(piece) - 1.0, [*piece, *border], [1.0] * len(piece) + [-1.0] * len(border))
 
 
 class _Pricer:
@@ -227,8 +229,7 @@ class _Pricer:
                              [1.0, 1.0, *([-1.0] * len(border))]))  # fmt: skip
             if w[part].sum() < float(self.inst.lo[0, 0]) and len(part) > 1:
                 # a light piece, whatever else the set holds (see _piece_rows)
-                rows.append((-self.hs.kHighsInf, len(part) - 1.0, [*part.tolist(), *border.tolist()],
-                             [1.0] * len(part) + [-1.0] * len(border)))  # fmt: skip
+                rows.append(_piece_row(part.tolist(), border.tolist(), self.hs.kHighsInf))
         add_rows(self.h, rows)
         return len(rows)
 

@@ -38,6 +38,7 @@ __all__ = [
     "far_side",
     "give",
     "hanging",
+    "hung_paths",
     "probe",
     "relocations",
     "resplit",
@@ -419,10 +420,10 @@ def transplants(
 
     Each taker is tried three ways: the path added to what it holds, and stripped first
     (its other units go to their neighbours, as in :func:`relocations`) so that it holds
-    the path alone, once along the lightest path and once along the path costed with
-    :func:`hanging` (which cuts fewer territories apart on its way). A taker with a
-    territory of its own is far over with Los Angeles County on top of it, and the
-    refinement hands the county back; stripped, it holds about its lightest path, the
+    the path alone, once along the lightest path and once along :func:`hung_paths`
+    (which cuts fewer territories apart on its way). A taker with a
+    territory of its own is far over with the heavy unit on top of it, and the
+    refinement hands the unit back; stripped, it holds about its lightest path, the
     figure the pocket bound (:mod:`patchmap.certify.pockets`) allows it. The holder is
     tried stripped too when its own lightest path to the unit is lighter than the one
     through the units it holds (a territory reaching the county the long way round)."""
@@ -476,7 +477,7 @@ def transplants(
                 if hung:
                     if hang is None:
                         hang = hanging(csr, s.labn, locked, w)
-                    pred = _hung_path(s, h, hang)
+                    pred = hung_paths(s, h, hang)[1]
                 v = u
                 while v >= 0 and locked[v] != h:
                     new[v] = h
@@ -487,10 +488,11 @@ def transplants(
     return plans
 
 
-def _hung_path(s: SearchState, h: int, hang: np.ndarray) -> np.ndarray:
-    """Predecessors of the lightest paths from territory h's locked units passing no other
-    territory's locked units, each unit entered costing its weight plus what its removal
-    cuts off from its territory's locked units (:func:`hanging`; h's own units go anyway)."""
+def hung_paths(s: SearchState, h: int, hang: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and predecessors of the lightest paths from territory h's locked units
+    passing no other territory's locked units, each unit entered costing its weight plus
+    what its removal cuts off from its territory's locked units (:func:`hanging`; h's own
+    units go anyway)."""
     w = s.W[:, 0]
     locked = np.asarray(s.problem.locked)
     m = s.g.matrix.tocoo()
@@ -499,9 +501,9 @@ def _hung_path(s: SearchState, h: int, hang: np.ndarray) -> np.ndarray:
     )
     cost = w + np.where(s.labn == h, 0.0, hang) + 1e-9 * max(float(w.max()), 1.0)
     g = sparse.csr_matrix((cost[m.col[keep]], (m.row[keep], m.col[keep])), shape=m.shape)
-    _, pred, _ = dijkstra(g, indices=np.flatnonzero(locked == h), min_only=True,
+    d, pred, _ = dijkstra(g, indices=np.flatnonzero(locked == h), min_only=True,
                           return_predecessors=True)  # fmt: skip
-    return pred
+    return d, pred
 
 
 def _held_path(s: SearchState, t: int, u: int) -> float:
@@ -552,26 +554,15 @@ def relocations(s: SearchState, most: int = RELOCATE, far: int = RELOCATE_FAR) -
     landing = np.flatnonzero((dev[s.labn] > tol) & (locked < 0))
     if not len(landing) or min(-dev.min(), dev.max()) < RELOCATE_SIDES * np.abs(dev).max():
         return []
-    m = s.g.matrix.tocoo()
     csr = s.g.matrix.tocsr()
-    step = 1e-9 * max(float(w.max()), 1.0)
-    lab = s.labn
-    hang = hanging(csr, lab, locked, w)
+    hang = hanging(csr, s.labn, locked, w)
     cands = []
     paths: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for t in np.flatnonzero(dev < -tol).tolist():
         src = np.flatnonzero(locked == t)
         if not len(src):
             continue
-        keep = ((locked[m.row] < 0) | (locked[m.row] == t)) & (
-            (locked[m.col] < 0) | (locked[m.col] == t)
-        )
-        # entering a unit costs its weight and what its removal cuts off from its
-        # territory's home (t's own units go anyway)
-        cost = w + np.where(lab == t, 0.0, hang)
-        g = sparse.csr_matrix((cost[m.col[keep]] + step, (m.row[keep], m.col[keep])),
-                              shape=m.shape)  # fmt: skip
-        d, pred, _ = dijkstra(g, indices=src, min_only=True, return_predecessors=True)
+        d, pred = hung_paths(s, t, hang)
         paths[t] = (d, pred)
         u = int(landing[np.argmin(d[landing])])
         if np.isfinite(d[u]):

@@ -54,6 +54,7 @@ __all__ = [
     "anytime",
     "default_time_limit",
     "improve",
+    "many_territories",
     "multilevel",
     "transplanted",
     "solve",
@@ -211,7 +212,7 @@ def solve(
         levels and n > COARSEN_MIN_UNITS and n >= min(COARSEN_MIN_PER_TERRITORY * k, MANY_UNITS)
         and initial is None and homes is None
     )  # fmt: skip
-    many = large and n < COARSEN_MIN_PER_TERRITORY * k
+    many = large and many_territories(n, k)
     if large:
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
@@ -421,6 +422,12 @@ def anytime(
     return best[1]
 
 
+def many_territories(n: int, k: int) -> bool:
+    """Whether a map of ``n`` units has many territories: fewer units each than
+    :data:`COARSEN_MIN_PER_TERRITORY` (then the multilevel plan goes alone)."""
+    return n < COARSEN_MIN_PER_TERRITORY * k
+
+
 def multilevel(
     problem: Problem,
     *,
@@ -444,7 +451,7 @@ def multilevel(
     # restarts never beat it (the same plan in 23% less CPU); with fewer, larger
     # territories they do (California H3 r7 at K=20: 1,147 cut edges with one run, 1,090
     # with the restarts)
-    many = problem.graph.n < COARSEN_MIN_PER_TERRITORY * problem.k
+    many = many_territories(problem.graph.n, problem.k)
     lab = solve(
         stack[-1].problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
         time_limit=None if time_limit is None else COARSE_SHARE * time_limit, report=report,
