@@ -1,4 +1,5 @@
-"""Re-splitting pairs of territories (partition.recom): connected parts, homes kept."""
+"""Re-splitting pairs of territories (partition.recom), balancing along chains and flows
+(partition.flows), relocating territories (partition.relocate): connected parts, homes kept."""
 
 from __future__ import annotations
 
@@ -6,20 +7,11 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from patchmap.partition.flows import chain_balance, flow_balance, flow_plan, probe
 from patchmap.partition.objective import imbalance
 from patchmap.partition.problem import Graph, Problem
-from patchmap.partition.recom import (
-    chain_balance,
-    far_side,
-    flow_balance,
-    flow_plan,
-    give,
-    hanging,
-    probe,
-    relocations,
-    resplit,
-    transplants,
-)
+from patchmap.partition.recom import give, resplit
+from patchmap.partition.relocate import far_side, hanging, relocations, transplants
 from patchmap.partition.schedule import steadier
 from patchmap.partition.state import SearchState
 

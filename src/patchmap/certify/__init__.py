@@ -22,15 +22,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from patchmap.certify.bound import (
-    BoundResult,
-    cut_edges,
-    is_feasible,
-    lower_bound,
-    require_solver,
-)
+from patchmap.certify.bound import BoundResult, lower_bound, require_solver
 from patchmap.certify.infeasible import explain
-from patchmap.certify.model import Instance, formulate
+from patchmap.certify.model import Instance, cut_edges, formulate, is_feasible
 from patchmap.certify.report import Certificate, bound_json_path, write_bound_json
 from patchmap.notes import Note
 

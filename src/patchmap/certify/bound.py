@@ -36,22 +36,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse.csgraph import connected_components
 
 from patchmap.certify.columns import applies as columns_apply
 from patchmap.certify.columns import column_bound
-from patchmap.certify.model import MAX_CELLS, Formulation, Instance, add_rows, formulate
+from patchmap.certify.model import (
+    MAX_CELLS,
+    Formulation,
+    Instance,
+    add_rows,
+    better,
+    cut_edges,
+    formulate,
+    meets,
+    pieces,
+    trivial_bound,
+)
 from patchmap.errors import InputError
 
-__all__ = [
-    "BoundResult",
-    "cut_edges",
-    "is_feasible",
-    "lower_bound",
-    "pieces",
-    "require_solver",
-    "trivial_bound",
-]
+__all__ = ["BoundResult", "lower_bound", "require_solver"]
 
 INSTALL_HINT = "pip install 'patchmap[exact]'"
 # the set-partitioning bound (.columns) in a second child beside the model, where it
@@ -97,33 +99,6 @@ def require_solver():
             f"prove: the exact solver HiGHS is not installed ({INSTALL_HINT})"
         ) from None
     return highspy
-
-
-def cut_edges(inst: Instance, labels: np.ndarray) -> int:
-    """Number of edges whose two units carry different labels."""
-    lab = np.asarray(labels)
-    return int(np.count_nonzero(lab[inst.ei] != lab[inst.ej]))
-
-
-def trivial_bound(inst: Instance) -> int:
-    """k territories over c pieces of the graph cut at least k - c edges (the territories
-    of one piece, joined by the piece's edges, form a connected quotient graph)."""
-    if not inst.contiguous:
-        return 0
-    ncomp, _ = connected_components(inst.matrix, directed=False)
-    return max(0, inst.k - ncomp)
-
-
-def pieces(inst: Instance, labels: np.ndarray, j: int) -> list[np.ndarray]:
-    """The connected pieces of territory ``j`` (unit index arrays), largest first."""
-    units = np.flatnonzero(labels == j)
-    if len(units) <= 1:
-        return [units]
-    sub = inst.matrix[units][:, units]
-    nc, comp = connected_components(sub, directed=False)
-    out = [units[comp == c] for c in range(nc)]
-    w = inst.weights[:, 0]
-    return sorted(out, key=lambda u: (-w[u].sum(), -len(u)))
 
 
 @contextlib.contextmanager
@@ -393,7 +368,7 @@ def lower_bound(
     recv, send = ctx.Pipe(duplex=False)
     best, found, fixings = trivial_bound(inst), None, 0
     ub = None
-    if incumbent is not None and _meets(inst, np.asarray(incumbent, dtype=np.int64)):
+    if incumbent is not None and meets(inst, np.asarray(incumbent, dtype=np.int64)):
         ub = cut_edges(inst, incumbent)
     # the set-partitioning bound runs beside the exact model, on one thread of its own
     side = COLUMNS and inst.n <= COLUMN_UNITS and columns_apply(inst)
@@ -529,7 +504,7 @@ def _solve(
     found: np.ndarray | None = None
     rounds = 0
     ub = None
-    if incumbent is not None and _meets(inst, np.asarray(incumbent, dtype=np.int64)):
+    if incumbent is not None and meets(inst, np.asarray(incumbent, dtype=np.int64)):
         # a plan meeting everything: ask only for plans that beat it
         ub = cut_edges(inst, incumbent)
         prog.cutoff(ub - 1)
@@ -578,8 +553,8 @@ def _solve(
         if info.primal_solution_status >= 2:
             lab = prog.labels(np.asarray(h.getSolution().col_value))
             cut = prog.separate(lab)
-            if cut == 0 and _meets(inst, lab):
-                found = _better(inst, found, lab)
+            if cut == 0 and meets(inst, lab):
+                found = better(inst, found, lab)
                 found_cut[0] = cut_edges(inst, found)
             added += cut
         if math.isfinite(dual):
@@ -594,26 +569,3 @@ def _solve(
         if plan is not None:
             best = min(best, cut_edges(inst, plan))
     return BoundResult(best, status, found, time.perf_counter() - t0, rounds, form.fixings)
-
-
-def _meets(inst: Instance, labels: np.ndarray) -> bool:
-    """True when a labelling meets every band (with the model's hair of slack), every
-    fixed unit and, if asked, contiguity."""
-    k = inst.k
-    for c in range(inst.weights.shape[1]):
-        tot = np.bincount(labels, weights=inst.weights[:, c], minlength=k)
-        if (tot < inst.lo[:, c]).any() or (tot > inst.hi[:, c]).any():
-            return False
-    fx = inst.fixed >= 0
-    if (labels[fx] != inst.fixed[fx]).any():
-        return False
-    return not inst.contiguous or all(len(pieces(inst, labels, j)) == 1 for j in range(k))
-
-
-def _better(inst: Instance, a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
-    return b if a is None or cut_edges(inst, b) < cut_edges(inst, a) else a
-
-
-def is_feasible(inst: Instance, labels: np.ndarray) -> bool:
-    """True when ``labels`` meets every constraint of ``inst``."""
-    return _meets(inst, np.asarray(labels, dtype=np.int64))

@@ -16,7 +16,10 @@ territory (``allowed``), after
   rows ``x[i, j] <= sum of x[i', j-1] over i' before i``).
 
 Everything here removes only labellings that no feasible plan has, so a bound of the
-model is a bound for every plan. The solver-side code is in :mod:`.bound`.
+model is a bound for every plan. :func:`cut_edges`, :func:`pieces` and :func:`meets` judge
+a labelling of an instance (what it cuts, whether it meets every constraint), and
+:func:`trivial_bound` is the bound that needs no solver. The solver-side code is in
+:mod:`.bound`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,19 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-__all__ = ["MAX_CELLS", "Formulation", "Instance", "add_rows", "formulate"]
+__all__ = [
+    "MAX_CELLS",
+    "Formulation",
+    "Instance",
+    "add_rows",
+    "better",
+    "cut_edges",
+    "formulate",
+    "is_feasible",
+    "meets",
+    "pieces",
+    "trivial_bound",
+]
 
 MAX_CELLS = 400_000  # unit x territory pairs beyond which no exact model is built
 _DIST_UNITS = 2_000  # all-pairs distances up to this many units, from anchors only beyond
@@ -277,3 +292,54 @@ def formulate(inst: Instance) -> Formulation:
     fixings = int(n * k - allowed.sum())
     empty = np.flatnonzero(~allowed.any(axis=1))
     return Formulation(inst, allowed, anchors, order, list(chain), fixings, empty, group, far)
+
+
+def cut_edges(inst: Instance, labels: np.ndarray) -> int:
+    """Number of edges whose two units carry different labels."""
+    lab = np.asarray(labels)
+    return int(np.count_nonzero(lab[inst.ei] != lab[inst.ej]))
+
+
+def trivial_bound(inst: Instance) -> int:
+    """k territories over c pieces of the graph cut at least k - c edges (the territories
+    of one piece, joined by the piece's edges, form a connected quotient graph)."""
+    if not inst.contiguous:
+        return 0
+    ncomp, _ = connected_components(inst.matrix, directed=False)
+    return max(0, inst.k - ncomp)
+
+
+def pieces(inst: Instance, labels: np.ndarray, j: int) -> list[np.ndarray]:
+    """The connected pieces of territory ``j`` (unit index arrays), largest first."""
+    units = np.flatnonzero(labels == j)
+    if len(units) <= 1:
+        return [units]
+    sub = inst.matrix[units][:, units]
+    nc, comp = connected_components(sub, directed=False)
+    out = [units[comp == c] for c in range(nc)]
+    w = inst.weights[:, 0]
+    return sorted(out, key=lambda u: (-w[u].sum(), -len(u)))
+
+
+def meets(inst: Instance, labels: np.ndarray) -> bool:
+    """True when a labelling meets every band (with the model's hair of slack), every
+    fixed unit and, if asked, contiguity."""
+    k = inst.k
+    for c in range(inst.weights.shape[1]):
+        tot = np.bincount(labels, weights=inst.weights[:, c], minlength=k)
+        if (tot < inst.lo[:, c]).any() or (tot > inst.hi[:, c]).any():
+            return False
+    fx = inst.fixed >= 0
+    if (labels[fx] != inst.fixed[fx]).any():
+        return False
+    return not inst.contiguous or all(len(pieces(inst, labels, j)) == 1 for j in range(k))
+
+
+def better(inst: Instance, a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    """The plan of the two cutting fewer edges (``a`` on a tie; ``b`` when ``a`` is None)."""
+    return b if a is None or cut_edges(inst, b) < cut_edges(inst, a) else a
+
+
+def is_feasible(inst: Instance, labels: np.ndarray) -> bool:
+    """True when ``labels`` meets every constraint of ``inst``."""
+    return meets(inst, np.asarray(labels, dtype=np.int64))

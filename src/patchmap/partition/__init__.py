@@ -12,8 +12,14 @@ The package's files are the algorithm's parts, each usable on its own:
 - ``objective``: balance bands, cut-edge and compactness gains, the plan score
 - ``contiguity``: which units and blocks may leave a territory; repairs
 - ``seeding``: first labellings (recursive bisection, capacitated starts at rep homes)
-- ``balance`` and ``secondary``: balancing the primary and the secondary columns
+- ``balance`` and ``secondary``: balancing the primary and the secondary columns by
+  boundary moves
+- ``recom``: re-splitting a pair of territories, passing weight across a boundary
+- ``flows``: balancing along paths of territories and along a planned flow between them
+- ``relocate``: heavy units handed off, short territories moved next to the surplus
 - ``refine``: greedy, pair-swap and Fiduccia–Mattheyses refinement
+- ``tabu``: tabu search over single and paired moves inside the exact bands
+- ``coarsen``: multilevel coarsening of large maps and projecting plans back
 - ``schedule``: one search from a start, and the restarts
 - ``estimator`` (``Partitioner``), ``plan`` (``Plan``, ``build_plan``), ``hierarchy``
   (nested plans), ``realign`` (rebalancing a current plan), ``reps`` (rep homes),

@@ -37,10 +37,11 @@ from patchmap.logs import log, progress
 from patchmap.partition.balance import balance, settle
 from patchmap.partition.coarsen import COARSEN_MIN_UNITS, MIN_NODES, coarsen, project
 from patchmap.partition.contiguity import settle_locks
+from patchmap.partition.flows import chain_balance, flow_balance
 from patchmap.partition.objective import max_deviation, score
 from patchmap.partition.problem import MARGIN, Problem
-from patchmap.partition.recom import chain_balance, flow_balance, relocations, transplants
 from patchmap.partition.refine import fm, greedy, refine, swap_refine
+from patchmap.partition.relocate import relocations, transplants
 from patchmap.partition.secondary import secondary
 from patchmap.partition.seeding import capacity_seed, recursive_seed
 from patchmap.partition.state import SearchState
@@ -189,9 +190,9 @@ def solve(
     homes (see :func:`~patchmap.partition.seeding.capacity_seed`): recursive bisection
     can trap a rep whose home sits among others' in a pocket it cannot grow out of.
     A home start still off its balance target is rebalanced along a plan of flows
-    between neighbouring territories (:func:`~patchmap.partition.recom.flow_balance`),
+    between neighbouring territories (:func:`~patchmap.partition.flows.flow_balance`),
     then by re-splitting pairs of territories along chains
-    (:func:`~patchmap.partition.recom.chain_balance`), and the
+    (:func:`~patchmap.partition.flows.chain_balance`), and the
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
     gain. The anytime phase's plan stays unless it is off the exact band with a larger
     deviation than its start (:func:`steadier`). A rep-home plan still off at the end goes
@@ -334,9 +335,9 @@ def transplanted(
 ) -> np.ndarray:
     """A rep-home plan still off its exact band after the search: a heavy unit held along a long
     path is offered to the territories whose own path to it is lightest
-    (:func:`~patchmap.partition.recom.transplants`), and short territories move next to
+    (:func:`~patchmap.partition.relocate.transplants`), and short territories move next to
     the surplus, keeping a path to their homes
-    (:func:`~patchmap.partition.recom.relocations`); the search goes on from each
+    (:func:`~patchmap.partition.relocate.relocations`); the search goes on from each
     (refinement, then flow and chain balance for up to :data:`SETTLE_ROUNDS` rounds while
     they gain), and the best plan by :func:`score` wins. Relocations start again from a
     plan they improved, up to :data:`RELOCATE_ROUNDS` times."""
