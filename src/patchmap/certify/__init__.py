@@ -10,7 +10,8 @@ the bands, the plan's guesses about why are replaced by a proven reason
 (:mod:`.infeasible`); when the model finds a better plan than the search, that plan is
 returned instead (and the notes say so).
 
-The parts, one module per stage: ``model`` (instance, fixing, symmetry), ``bound`` (the
+The parts, one module per stage: ``model`` (instance, fixing, symmetry, and the checks of
+a labelling: cut edges, pieces, whether it meets the instance), ``bound`` (the
 HiGHS program and its contiguity rounds), ``columns`` (the set-partitioning bound by
 column generation, beside the model when ``bound.COLUMNS`` is on), ``infeasible``
 (reasons), ``report`` (certificate, ``<plan stem>.bound.json``).
