@@ -10,6 +10,7 @@ other homes wall a home in, :mod:`patchmap.certify.pockets`), and writes the ``#
 ``BENCHMARKS.md`` (``--instance county`` its ``## Rep home bases, counties`` section).
 
     python benchmarks/reps.py [--seeds 8] [--instance zcta|county] [--out BENCHMARKS.md]
+    python benchmarks/reps.py --only 1,12 --no-write   # a few draws, nothing written
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=8, help="rep draws (seeds 0..N-1)")
     ap.add_argument("--instance", choices=sorted(INSTANCES), default="zcta")
+    ap.add_argument("--only", help="comma-separated draws to run (instead of 0..N-1)")
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--no-write", action="store_true", help="print the table only")
     args = ap.parse_args(argv)
+    draws = [int(x) for x in args.only.split(",")] if args.only else list(range(args.seeds))
 
     section, k, what = INSTANCES[args.instance]
     ca = load_units(args.instance)
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     w = ca["population"].to_numpy(dtype=float)
     rows = []
     print("seed | max dev % | contiguous | homes respected | cut-edge frac | seconds | bound %")
-    for seed in range(args.seeds):
+    for seed in draws:
         reps, idx = draw_reps(ca, seed, k)
         t = time.perf_counter()
         plan = Partitioner(k, "population", seed=0).fit(ca, adjacency=adj, reps=reps)
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"{seed} | {100 * r['max_dev']:.2f} | {r['contiguous']} | {r['homes']} | "
               f"{r['cut']:.3f} | {r['s']:.2f} | {100 * r['bound']:.2f}", flush=True)  # fmt: skip
+    if args.no_write:
+        return 0
     bound = unit_bound(ca, adj, k)
     write_section(Path(args.out), section, render(rows, section, k, what, bound))
     return 0

@@ -310,3 +310,44 @@ def test_far_side_is_the_half_of_a_territory_furthest_from_its_home():
     assert list(far_side(s, 1)) == [4]  # the home alone holds half of territory 1
     # a territory of its home alone has no far side
     assert list(far_side(grid(6, 1, np.array([0, 0, 0, 0, 0, 1]), [0, 5], w), 1)) == []
+
+
+def test_relocations_land_on_the_far_side_of_a_territory_reaching_out():
+    # a ring of 11 units round a centre q0 (each on the circle at 30 degrees):
+    #   t0 - o1 - o0 - c1 - c2 - b1 - b2 - b3 - b4 - z1 - z2 - t0, and q0 - z1, q0 - z2
+    # territories: T (home t0) holds t0 alone, 3 of its goal 6; O (home o0) holds o1,
+    # c1, c2 and b1..b4, 9; Q (home q0) holds q0 (6) and the weightless z1, z2. O's
+    # surplus is its far end b2..b4; the over-band unit nearest T is o1, behind which
+    # lies only O's home, so landing there T cannot take any more of O: only landing
+    # on O's far side (at b4, by the path through z2 and z1) lets T take b3 and b2
+    names = ["t0", "o1", "o0", "c1", "c2", "b1", "b2", "b3", "b4", "z1", "z2", "q0"]
+    at = {x: i for i, x in enumerate(names)}
+    ring = names[:11] + ["t0"]
+    e = [(at[a], at[b]) for a, b in zip(ring[:-1], ring[1:], strict=True)]
+    e += [(at["q0"], at["z1"]), (at["q0"], at["z2"])]
+    n = len(names)
+    ei, ej = np.array(e).T
+    m = sparse.coo_matrix((np.ones(2 * len(e)), (np.r_[ei, ej], np.r_[ej, ei])), shape=(n, n))
+    ang = np.radians(30.0 * np.arange(11))
+    xy = np.r_[np.c_[np.cos(ang), np.sin(ang)], [[1.3 * np.cos(ang[9:11]).mean(),
+                                                  1.3 * np.sin(ang[9:11]).mean()]]]  # fmt: skip
+    w = np.array([3, 0.5, 1, 1, 1, 2.5, 1, 1, 1, 0, 0, 6], dtype=float)
+    locked = np.full(n, -1)
+    locked[[at["t0"], at["o0"], at["q0"]]] = [0, 1, 2]
+    pb = Problem(Graph(m.tocsr()), w[:, None], xy, np.ones(n), [1 / 3] * 3, [0.01], locked, 0.5)
+    lab = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2])
+    s = SearchState(pb, lab, np.random.default_rng(0))
+    assert list(far_side(s, 1)) == [at["b2"], at["b3"], at["b4"]]
+
+    def worst(plan):
+        t = SearchState(pb, plan, np.random.default_rng(0))
+        assert parts_connected(t)
+        assert [t.labn[at[h]] for h in ("t0", "o0", "q0")] == [0, 1, 2]
+        return max(abs(t.tot[i][0] / 6 - 1) for i in range(3))
+
+    near = relocations(s, far=0)
+    assert near and min(worst(p) for p in near) > 0.1  # landing at o1: T still short
+    plans = relocations(s)
+    assert min(worst(p) for p in plans) < 1e-9  # on the far side: every territory on 6
+    best = plans[int(np.argmin([worst(p) for p in plans]))]
+    assert [names[i] for i in np.flatnonzero(best == 0)] == ["t0", "b2", "b3", "b4", "z1", "z2"]
