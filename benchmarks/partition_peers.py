@@ -8,6 +8,7 @@ subprocess with a time limit, and is scored by the same functions from
 
     python benchmarks/partition_peers.py                 # all instances, 300 s per peer run
     python benchmarks/partition_peers.py --timeout 60 --instances ca_zcta
+    python benchmarks/partition_peers.py --instances us_h3r7 --bridge-factor 0  # tree only
 
 Peers are optional (``pip install -e ".[bench]"``); a missing one is reported, not fatal.
 """
@@ -198,17 +199,26 @@ def _r7_cells_sharing(region, areas):
 # one tool on one instance (runs in a subprocess)
 
 
-def run_tool(tool: str, instance: str, seed: int = 0, repeat: int = 3) -> dict:
+def _adjacency(units, bridge_factor: float | None):
+    """The instance's graph (``bridge_factor`` None: the library's default bridging)."""
+    from patchmap.units import build_adjacency
+
+    if bridge_factor is None:
+        return build_adjacency(units, id_col="unit_id")
+    return build_adjacency(units, id_col="unit_id", bridge_factor=bridge_factor)
+
+
+def run_tool(
+    tool: str, instance: str, seed: int = 0, repeat: int = 3, bridge_factor: float | None = None
+) -> dict:
     """Run ``tool``; return labels (list, one per unit in instance order) and seconds.
 
     Seconds are the best of up to ``repeat`` runs (as ``timeit`` reports), repeating only
     while the runs so far took under 20 s in all, so a busy machine skews less.
     """
-    from patchmap.units import build_adjacency
-
     units, k = load_instance(instance)
     t0 = time.perf_counter()
-    adj = build_adjacency(units, id_col="unit_id")
+    adj = _adjacency(units, bridge_factor)
     adj_s = time.perf_counter() - t0
     pop = units["population"].to_numpy(dtype=float)
     n = len(units)
@@ -340,16 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per tool (best counts)")
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     ap.add_argument(
+        "--bridge-factor",
+        type=float,
+        default=None,
+        help="islands' links besides the shortest tree (build_adjacency's bridge_factor; "
+        "0: the tree alone; default: the library's)",
+    )
+    ap.add_argument(
         "--worker", nargs=3, metavar=("TOOL", "INSTANCE", "JSON"), help=argparse.SUPPRESS
     )
     args = ap.parse_args(argv)
 
     if args.worker:
         tool, instance, out = args.worker
-        Path(out).write_text(json.dumps(run_tool(tool, instance, args.seed, args.repeat)))
+        res = run_tool(tool, instance, args.seed, args.repeat, args.bridge_factor)
+        Path(out).write_text(json.dumps(res))
         return 0
-
-    from patchmap.units import build_adjacency
 
     args.load = [os.getloadavg()[0]]
     rows = []
@@ -359,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         desc, k, tools = INSTANCES[instance]
         units, k = load_instance(instance)
         t0 = time.perf_counter()
-        adj = build_adjacency(units, id_col="unit_id")
+        adj = _adjacency(units, args.bridge_factor)
         adj_times[instance] = (time.perf_counter() - t0, len(adj.bridges), adj.n_edges)
         pop = units["population"].to_numpy(dtype=float)
         for tool in tools:
@@ -374,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.seed),
                     "--repeat",
                     str(args.repeat),
+                    *(
+                        []
+                        if args.bridge_factor is None
+                        else ["--bridge-factor", str(args.bridge_factor)]
+                    ),
                     "--worker",
                     tool,
                     instance,
@@ -479,6 +500,15 @@ def _findings(rows: list[dict]) -> list[str]:
 
 def render(rows: list[dict], adj_times: dict, args) -> str:
     """The BENCHMARKS.md section (markdown)."""
+    from patchmap.units import BRIDGE_FACTOR
+
+    factor = BRIDGE_FACTOR if args.bridge_factor is None else args.bridge_factor
+    links = (
+        "the shortest tree of links alone"
+        if factor <= 0
+        else f"the shortest tree of links plus every link between neighbouring pieces at "
+        f"most {factor:g}x the longest tree link on the tree path between them"
+    )
     shown = []
     for a in sys.argv[1:]:
         if os.path.isabs(a):  # never record this machine's paths
@@ -496,11 +526,15 @@ def render(rows: list[dict], adj_times: dict, args) -> str:
         f"- command: `{cmd}` (peer time limit {args.timeout:.0f} s, seed {args.seed})",
         f"- versions: {versions()}",
         "- balance measure: 2010 census population; every tool gets the same rook adjacency "
-        "graph (islands joined by bridge edges) and is scored by `patchmap.metrics`",
+        f"graph (islands joined by bridge edges: {links}) and is scored by "
+        "`patchmap.metrics`",
         "- seconds: the algorithm only, best of up to "
         f"{args.repeat} runs (graph construction and I/O excluded); building the "
         "adjacency took "
-        + ", ".join(f"{v[0]:.2f} s for {INSTANCES[k][0]}" for k, v in adj_times.items()),
+        + ", ".join(
+            f"{v[0]:.2f} s for {INSTANCES[k][0]} ({v[1]:,} bridges, {v[2]:,} edges)"
+            for k, v in adj_times.items()
+        ),
         "- max dev: largest |territory total / (total / K) - 1|; cut-edge frac: share of "
         "adjacency edges between territories; Polsby-Popper: mean over territories, equal-area "
         "projection",

@@ -47,8 +47,10 @@ def test_states_apart_are_bridged_and_reported(small_adj):
     # RI, DE and DC do not touch each other: at least two bridges join them
     assert small_adj.n_components_before >= 3
     b = small_adj.bridges
-    assert list(b.columns) == ["unit_a", "unit_b", "distance_km"]
-    assert len(b) == small_adj.n_components_before - 1
+    assert list(b.columns) == ["unit_a", "unit_b", "distance_km", "tree"]
+    # a shortest tree joins the pieces; links besides it come after it
+    assert int(b["tree"].sum()) == small_adj.n_components_before - 1
+    assert b["tree"].is_monotonic_decreasing
     assert (b["distance_km"] >= 0).all()
     ids = set(small_adj.ids)
     assert set(b["unit_a"]) <= ids and set(b["unit_b"]) <= ids
@@ -92,12 +94,16 @@ def test_synthetic_islands_join_by_shortest_gap():
     gdf = squares(mainland + island_a + island_b)
     adj = build_adjacency(gdf, id_col="unit_id")
     assert adj.n_components_before == 3
-    assert len(adj.bridges) == 2
+    assert int(adj.bridges["tree"].sum()) == 2
     assert connected_components(adj.matrix, directed=False)[0] == 1
     first = adj.bridges.sort_values("distance_km").iloc[0]
     ends = {first["unit_a"], first["unit_b"]}
     assert "u8_2" in ends and (ends - {"u8_2"}).pop().startswith("u4_")  # the east coast
     assert first["distance_km"] == pytest.approx(3 * 1.11, rel=0.03)
+    # the far island is about as near to the near one (6.6 km) as to the mainland (5.5
+    # km, its tree link): it is linked to both
+    far = adj.bridges[(adj.bridges["unit_a"] == "u8_9") | (adj.bridges["unit_b"] == "u8_9")]
+    assert len(far) == 2 and len(adj.bridges) == 3
 
 
 def test_channel_islands_are_bridged():
@@ -202,7 +208,9 @@ def test_many_islands_join_by_a_shortest_spanning_tree():
     adj = build_adjacency(gdf, id_col="unit_id")
     assert connected_components(adj.matrix, directed=False)[0] == 1
     ncomp = adj.n_components_before
-    assert len(adj.bridges) == ncomp - 1
+    tree_links = adj.bridges[adj.bridges["tree"]]
+    assert len(tree_links) == ncomp - 1
+    assert len(adj.bridges) > ncomp - 1  # scattered clusters have more than one neighbour
     # the same tree from all pairs of units, gaps measured on the ellipsoid
     rook = adj.matrix.copy().tolil()
     ids = list(adj.ids)
@@ -222,4 +230,120 @@ def test_many_islands_join_by_a_shortest_spanning_tree():
     # (a gap of 0, overlapping squares, is an edge: shifted off scipy's 'no edge')
     tree = minimum_spanning_tree(np.where(np.isinf(gap), 0, gap + 1e-6))
     assert tree.nnz == ncomp - 1
-    assert adj.bridges["distance_km"].sum() == pytest.approx(tree.sum(), rel=1e-3)
+    assert tree_links["distance_km"].sum() == pytest.approx(tree.sum(), rel=1e-3)
+
+
+def _scattered(seed: int, clusters: int = 60, sizes=(1, 4)) -> gpd.GeoDataFrame:
+    """Clusters of ``sizes`` (numpy's integers range) squares scattered over two degrees."""
+    rng = np.random.default_rng(seed)
+    geoms, names = [], []
+    for c in range(clusters):
+        x0, y0 = rng.uniform(0, 2.0, size=2)
+        for k in range(int(rng.integers(*sizes))):
+            s = rng.uniform(0.005, 0.02)
+            geoms.append(shapely.box(x0 + k * s, y0, x0 + (k + 1) * s, y0 + s))
+            names.append(f"c{c}_{k}")
+    return gpd.GeoDataFrame({"unit_id": names}, geometry=geoms, crs=4326)
+
+
+def _pieces(adj: Adjacency) -> np.ndarray:
+    """Each unit's piece (component of the graph without its bridges)."""
+    rook = adj.matrix.copy().tolil()
+    pos = {u: k for k, u in enumerate(adj.ids)}
+    for a, b in zip(adj.bridges["unit_a"], adj.bridges["unit_b"], strict=True):
+        rook[pos[a], pos[b]] = rook[pos[b], pos[a]] = 0
+    return connected_components(rook.tocsr(), directed=False)[1]
+
+
+def test_a_town_as_near_to_two_neighbours_is_linked_to_both():
+    """Two blocks two squares apart, and a square two squares from each: the shortest
+    tree takes two of the three equal gaps, the third is kept beside it; with
+    ``bridge_factor=0`` the tree alone remains."""
+    west = [(c, r) for c in range(3) for r in range(3)]
+    east = [(c, r) for c in range(5, 8) for r in range(3)]
+    town = [(3, 5)]  # two squares north of the gap's end
+    gdf = squares(west + east + town)
+    adj = build_adjacency(gdf, id_col="unit_id")
+    b = adj.bridges
+    assert adj.n_components_before == 3
+    assert int(b["tree"].sum()) == 2 and len(b) == 3
+    town_links = b[(b["unit_a"] == "u3_5") | (b["unit_b"] == "u3_5")]
+    assert len(town_links) >= 2 or len(town_links) == 1 and not town_links["tree"].all()
+    ends = set(b["unit_a"]) | set(b["unit_b"])
+    assert any(e.startswith("u2_") for e in ends) and any(e.startswith("u5_") for e in ends)
+    assert connected_components(adj.matrix, directed=False)[0] == 1
+    # every gap is two squares (about 2.2 km): no link differs much from the others
+    assert b["distance_km"].max() < 1.5 * b["distance_km"].min()
+    alone = build_adjacency(gdf, id_col="unit_id", bridge_factor=0)
+    assert len(alone.bridges) == 2 and alone.bridges["tree"].all()
+    assert adj.n_edges == alone.n_edges + 1
+
+
+def test_a_link_that_only_shortcuts_short_hops_is_left_out():
+    """A mainland and two islands in a row, one square apart: the far island's own gap to
+    the mainland (three squares) is three times the tree's longest hop between them
+    (one square), more than the factor 1.5 allows; a factor of 3.5 keeps it."""
+    mainland = [(c, r) for c in range(5) for r in range(5)]
+    gdf = squares([*mainland, (6, 2), (8, 2)])
+    adj = build_adjacency(gdf, id_col="unit_id")
+    assert len(adj.bridges) == 2 and adj.bridges["tree"].all()
+    wide = build_adjacency(gdf, id_col="unit_id", bridge_factor=3.5)
+    assert len(wide.bridges) == 3
+    extra = wide.bridges[~wide.bridges["tree"]].iloc[0]
+    # the nearest pair the triangulation offers past the near island (3 to 3.2 squares)
+    assert extra["unit_b"] == "u8_2" and extra["unit_a"].startswith("u4_")
+    assert 3 * 1.1 < extra["distance_km"] < 3.2 * 1.12
+
+
+@pytest.mark.parametrize("factor", [1.2, 1.5, 3.0])
+def test_no_link_is_longer_than_the_factor_allows(factor):
+    """Scattered clusters: every link besides the tree is at most ``factor`` times the
+    longest tree link on the tree path between its pieces, the tree still spans them
+    and the graph is connected."""
+    import networkx as nx
+
+    adj = build_adjacency(_scattered(11), id_col="unit_id", bridge_factor=factor)
+    assert connected_components(adj.matrix, directed=False)[0] == 1
+    comp = _pieces(adj)
+    pos = {u: k for k, u in enumerate(adj.ids)}
+    b = adj.bridges
+    ca = comp[[pos[u] for u in b["unit_a"]]]
+    cb = comp[[pos[u] for u in b["unit_b"]]]
+    assert (ca != cb).all()
+    # one link per pair of pieces
+    assert len({(min(x, y), max(x, y)) for x, y in zip(ca, cb, strict=True)}) == len(b)
+    tree = nx.Graph()
+    tree.add_nodes_from(range(adj.n_components_before))
+    for x, y, d, t in zip(ca, cb, b["distance_km"], b["tree"], strict=True):
+        if t:
+            tree.add_edge(int(x), int(y), d=float(d))
+    assert nx.is_tree(tree)
+    extra = b[~b["tree"]]
+    assert len(extra) > 0
+    for x, y, d in zip(ca[~b["tree"]], cb[~b["tree"]], extra["distance_km"], strict=True):
+        path = nx.shortest_path(tree, int(x), int(y))
+        hop = max(tree.edges[p, q]["d"] for p, q in zip(path, path[1:], strict=False))
+        assert d <= factor * hop + 2e-3  # lengths are rounded to metres
+        assert d >= hop - 2e-3  # a shortest tree: no link undercuts its path's longest hop
+
+
+def test_bridges_do_not_depend_on_the_units_order():
+    """The same units give the same bridges, in whatever order (one square per cluster:
+    no two gaps tie)."""
+    gdf = _scattered(5, sizes=(1, 2))
+    adj = build_adjacency(gdf, id_col="unit_id")
+    again = build_adjacency(gdf, id_col="unit_id")
+    pd_b = adj.bridges
+    assert pd_b.equals(again.bridges)
+    shuffled = gdf.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    other = build_adjacency(shuffled, id_col="unit_id")
+
+    def links(b):
+        return {
+            (min(a, z), max(a, z), round(d, 3), bool(t))
+            for a, z, d, t in zip(
+                b["unit_a"], b["unit_b"], b["distance_km"], b["tree"], strict=True
+            )
+        }
+
+    assert links(other.bridges) == links(adj.bridges)

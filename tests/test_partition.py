@@ -102,9 +102,12 @@ def test_territory_table(small_plan):
 def test_separate_states_are_bridged_and_reported(small_plan):
     # RI, DE and DC do not touch: the plan names the bridge edges it relied on
     b = small_plan.bridges
-    assert list(b.columns) == ["unit_a", "unit_b", "distance_km"]
-    assert len(b) >= 2
+    assert list(b.columns) == ["unit_a", "unit_b", "distance_km", "tree"]
+    assert int(b["tree"].sum()) == small_plan.adjacency.n_components_before - 1 >= 2
     assert any("bridge" in n for n in small_plan.notes)
+    # Delaware (19703) is about as near to mainland Rhode Island as to Block Island: both
+    more = len(b) - int(b["tree"].sum())
+    assert more >= 1 and any(f"and {more} more between pieces" in n for n in small_plan.notes)
 
 
 def test_deterministic_for_a_seed(small, small_adj, small_plan):

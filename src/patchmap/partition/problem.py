@@ -342,10 +342,18 @@ def within_note(group: str) -> Note:
 
 def bridges_note(adjacency: Adjacency) -> Note:
     """The note of a unit map in several pieces joined by bridge edges."""
+    count, pieces = len(adjacency.bridges), int(adjacency.n_components_before)
+    more = count - (pieces - 1)
+    beside = (
+        f": a shortest tree of {pieces - 1} joining them and {more} more between pieces "
+        "about as near"
+        if more > 0
+        else ""
+    )
     return Note(
         "bridges",
-        f"{len(adjacency.bridges)} bridge edge(s) join {adjacency.n_components_before} "
-        "separate pieces of the unit map (islands or gaps); see plan.bridges",
-        count=len(adjacency.bridges),
-        pieces=int(adjacency.n_components_before),
+        f"{count} bridge edge(s) join {pieces} separate pieces of the unit map (islands or "
+        f"gaps){beside}; see plan.bridges",
+        count=count,
+        pieces=pieces,
     )

@@ -5,7 +5,9 @@ contiguity), not a single corner point. Everything is vectorized: one STRtree qu
 the touching pairs, shared edges of coverages are matched by hashing ring segments, and
 only the pairs left over (vertices that do not line up) go through shapely's exact
 boundary intersection. Disconnected pieces (islands, sparse H3 cells) are joined by the
-shortest gap between components, and the plan reports every such bridge.
+shortest gaps between components (a shortest spanning tree, plus the links between
+neighbouring pieces not much longer than the tree's hops between them), and the plan
+reports every such bridge.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from patchmap.notes import Note
 from patchmap.units.meta import recorded
 
 __all__ = [
+    "BRIDGE_FACTOR",
     "Adjacency",
     "build_adjacency",
     "edge_adjacency",
@@ -40,7 +43,11 @@ __all__ = [
     "show_id",
 ]
 
-BRIDGE_COLUMNS = ["unit_a", "unit_b", "distance_km"]
+BRIDGE_COLUMNS = ["unit_a", "unit_b", "distance_km", "tree"]
+
+#: a link between two pieces besides the shortest tree joining them is kept when it is at
+#: most this many times the longest tree link on the tree path between the two pieces
+BRIDGE_FACTOR = 1.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,27 +306,44 @@ def _near_pairs(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bridge(
-    geoms: np.ndarray, i: np.ndarray, j: np.ndarray, crs=None, outer: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    geoms: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    crs=None,
+    outer: np.ndarray | None = None,
+    factor: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Join connected components by their shortest gaps: a minimum spanning tree of the
-    components, each edge between the two nearest units of two components.
+    components, each edge between the two nearest units of two components, plus the
+    other short links between neighbouring components.
 
     Candidate gaps come in bulk from one Delaunay triangulation of the components'
     boundary vertices (a pair of components' nearest vertices are joined by one of its
     edges); the units at either end of a candidate are measured exactly (nearest points
-    of the polygons), and the nearest pair of units of two components is their gap. With
-    ``crs`` (the projection of ``geoms``) the gaps compared and returned are geodesic
-    lengths, so a projection centred far away does not stretch or shrink them.
-    ``outer`` is passed to :func:`_rim_points`. Returns bridge endpoints (``lo < hi``),
-    their lengths (metres, or projection units without ``crs``) and the number of
-    components before bridging.
+    of the polygons), and the nearest such pair of units of two components is their
+    link (one per pair of components whose boundaries face each other in the
+    triangulation; for the tree's links, the nearest pair of all).
+    With ``crs`` (the projection of ``geoms``) the gaps compared and returned are
+    geodesic lengths, so a projection centred far away does not stretch or shrink them.
+
+    The minimum spanning tree of the links is the core: it alone makes the graph
+    connected. A tree alone hangs every group of islands on one link, so each link's
+    end is a cut vertex (a pocket behind it must be split exactly there). Every other
+    link is kept too when it is at most ``factor`` times the longest tree link on the
+    tree path between its two components (the longest hop a territory joining them
+    through the tree must make anyway): a town about as near to two neighbours is
+    linked to both, a far link that only shortcuts short hops is not. ``factor`` 0
+    keeps the tree alone. ``outer`` is passed to :func:`_rim_points`. Returns bridge
+    endpoints (``lo < hi``), their lengths (metres, or projection units without
+    ``crs``), whether each is a tree link, and the number of components before
+    bridging; tree links come first, each group shortest first.
     """
     n = len(geoms)
     g = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
     ncomp, comp = connected_components(g, directed=False)
     empty = np.zeros(0, dtype=np.int64)
     if ncomp == 1:
-        return empty, empty, np.zeros(0), 1
+        return empty, empty, np.zeros(0), np.zeros(0, dtype=bool), 1
     xy, who = _rim_points(geoms, comp, outer)
     flat, at = np.unique(np.ascontiguousarray(xy).view(np.complex128).ravel(), return_inverse=True)
     pts = np.column_stack([flat.real, flat.imag])
@@ -351,17 +375,36 @@ def _bridge(
     lo, hi, gap, ca, cb = lo[first], hi[first], gap[first], ca[first], cb[first]
     if crs is not None:
         gap = _geodesic_gap_m(geoms[lo], geoms[hi], crs)
+    rank = np.lexsort((hi, lo, gap))
     parent = np.arange(ncomp)
-    keep = []
-    for r in np.lexsort((hi, lo, gap)).tolist():
+    tree = np.zeros(len(lo), dtype=bool)
+    count = 0
+    for r in rank.tolist():
         ra, rb = _root(parent, int(ca[r])), _root(parent, int(cb[r]))
         if ra != rb:
             parent[ra] = rb
-            keep.append(r)
-            if len(keep) == ncomp - 1:
+            tree[r] = True
+            count += 1
+            if count == ncomp - 1:
                 break
-    keep = np.asarray(keep, dtype=np.int64)
-    return lo[keep], hi[keep], gap[keep], ncomp
+    kept = tree.copy()
+    if factor > 0:
+        # a link is kept unless its components are joined by tree links all shorter
+        # than gap / factor: tree links join in order of length, links are asked in
+        # order of gap / factor (the same order as gap)
+        hops = rank[tree[rank]]
+        parent = np.arange(ncomp)
+        t = 0
+        for r in rank[~tree[rank]].tolist():
+            reach = gap[r] / factor
+            while t < len(hops) and gap[hops[t]] < reach:
+                ra, rb = _root(parent, int(ca[hops[t]])), _root(parent, int(cb[hops[t]]))
+                parent[ra] = rb
+                t += 1
+            if _root(parent, int(ca[r])) != _root(parent, int(cb[r])):
+                kept[r] = True
+    out = np.r_[rank[tree[rank]], rank[kept[rank] & ~tree[rank]]]
+    return lo[out], hi[out], gap[out], tree[out], ncomp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,17 +432,19 @@ def _assemble(
     shared_m: np.ndarray,
     crs=None,
     outer: np.ndarray | None = None,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Adjacency:
     """Bridge components, then pack the graph and geometry facts into an Adjacency.
 
     ``crs`` is the projection of ``geoms``: with it bridges are chosen and measured by
     the geodesic distance between the two units' nearest points (a projection centred
     far away stretches or shrinks long gaps, such as Kauai to Kodiak). ``outer`` (units
-    that can lie on a component's boundary) only saves work (see :func:`_rim_points`)."""
+    that can lie on a component's boundary) only saves work (see :func:`_rim_points`);
+    ``bridge_factor`` is :func:`_bridge`'s ``factor``."""
     n = len(ids)
     centroids = shapely.centroid(geoms)
     xy = shapely.get_coordinates(centroids)
-    bi, bj, bd, before = _bridge(geoms, i, j, crs, outer)
+    bi, bj, bd, bt, before = _bridge(geoms, i, j, crs, outer, bridge_factor)
     ii = np.concatenate([i, bi]).astype(np.int64)
     jj = np.concatenate([j, bj]).astype(np.int64)
     data = np.ones(len(ii) * 2)
@@ -410,7 +455,12 @@ def _assemble(
         (np.r_[shared_m, shared_m] / 1000.0, (np.r_[i, j], np.r_[j, i])), shape=(n, n)
     )
     bridges = pd.DataFrame(
-        {"unit_a": ids[bi], "unit_b": ids[bj], "distance_km": np.round(bd / 1000.0, 3)},
+        {
+            "unit_a": ids[bi],
+            "unit_b": ids[bj],
+            "distance_km": np.round(bd / 1000.0, 3),
+            "tree": bt,
+        },
         columns=BRIDGE_COLUMNS,
     )
     return Adjacency(
@@ -426,13 +476,17 @@ def _assemble(
 
 
 def h3_adjacency(
-    cell_ids: Sequence[str] | np.ndarray, geometry: gpd.GeoSeries | None = None
+    cell_ids: Sequence[str] | np.ndarray,
+    geometry: gpd.GeoSeries | None = None,
+    *,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Adjacency:
     """Adjacency of H3 cells of one resolution from H3's own neighbour index (no geometry tests).
 
     Every hexagon shares an edge with each cell of its ``grid_ring(cell, 1)``, so the
     rook graph comes straight from H3; polygons (given, or drawn from H3) are used only for
-    areas, perimeters and bridging gaps between separate clusters of cells.
+    areas, perimeters and bridging gaps between separate clusters of cells
+    (``bridge_factor`` as in :func:`build_adjacency`).
     """
     ids = np.asarray(cell_ids, dtype=object)
     if len(ids) == 0:
@@ -465,7 +519,7 @@ def h3_adjacency(
     # a cell with all six neighbours present lies inside its cluster
     degree = np.bincount(np.r_[i, j], minlength=len(ids))
     outer = np.flatnonzero(degree < 6)
-    return _assemble(ids, geoms, i, j, shared, crs, outer)
+    return _assemble(ids, geoms, i, j, shared, crs, outer, bridge_factor)
 
 
 def build_adjacency(
@@ -474,12 +528,21 @@ def build_adjacency(
     id_col: str | None = None,
     snap_m: float = 0.0,
     min_shared_m: float = 0.01,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Adjacency:
     """Rook adjacency of unit polygons, islands bridged; H3 cell ids take a fast path.
 
     ``id_col`` names the unit id column (the index when None). ``snap_m`` (metres) also
     joins units whose boundaries run within that distance (for coverages with slivers);
     boundaries must overlap by more than ``min_shared_m`` metres to count as shared.
+
+    Pieces that do not touch (islands, towns apart on a sparse grid) are joined by bridge
+    edges, listed in ``bridges`` with their geodesic length: the shortest tree of links
+    joining all pieces (``tree`` True; it alone makes the graph connected), and every
+    other link between neighbouring pieces that is at most ``bridge_factor`` times the
+    longest tree link on the tree path between them (so a town about as near to two
+    neighbours is joined to both, not hung on one link); ``bridge_factor=0`` keeps the
+    tree alone.
     """
     if not isinstance(units, gpd.GeoDataFrame):
         raise InputError("units must be a GeoDataFrame of polygons")
@@ -489,12 +552,14 @@ def build_adjacency(
     geoms = _polygons(units, ids)
     meta = recorded(units)
     if (meta["unit_kind"] == "h3") if meta is not None else _is_h3(ids):
-        return h3_adjacency(ids, gpd.GeoSeries(geoms, crs=units.crs or 4326))
+        return h3_adjacency(
+            ids, gpd.GeoSeries(geoms, crs=units.crs or 4326), bridge_factor=bridge_factor
+        )
     gs = gpd.GeoSeries(geoms, crs=units.crs or 4326)
     crs = equal_area_crs(gs)
     projected = np.asarray(gs.to_crs(crs).values)
     i, j, length = _rook_pairs(projected, snap_m, min_shared_m)
-    return _assemble(ids, projected, i, j, length, crs)
+    return _assemble(ids, projected, i, j, length, crs, bridge_factor=bridge_factor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +647,7 @@ def edge_adjacency(
     edges: str | os.PathLike | pd.DataFrame,
     *,
     id_col: str | None = None,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Adjacency:
     """The adjacency graph given by an edge list (see :func:`read_edges`) instead of the
     one built from the polygons: for barriers (a mountain range, a bay: leave the edge
@@ -590,7 +656,8 @@ def edge_adjacency(
     Geometry, when the units have it, still gives areas, centroids, perimeters and
     shared boundary lengths (compactness is measured on the real shapes). A graph that
     falls apart is joined by the shortest gaps between its pieces (listed in
-    ``bridges``, as for polygons); without geometry that is an :class:`InputError`.
+    ``bridges``, as for polygons, ``bridge_factor`` as in :func:`build_adjacency`);
+    without geometry that is an :class:`InputError`.
     """
     if len(units) == 0:
         raise InputError("units: no units (empty table)")
@@ -606,7 +673,7 @@ def edge_adjacency(
         crs = equal_area_crs(gs)
         projected = np.asarray(gs.to_crs(crs).values)
         ri, rj, length = _rook_pairs(projected, 0.0, 0.01)
-        adj = _assemble(ids, projected, i, j, np.zeros(len(i)), crs)
+        adj = _assemble(ids, projected, i, j, np.zeros(len(i)), crs, bridge_factor=bridge_factor)
         shared = sparse.csr_matrix(
             (np.r_[length, length] / 1000.0, (np.r_[ri, rj], np.r_[rj, ri])), shape=(n, n)
         )
