@@ -199,26 +199,17 @@ def _r7_cells_sharing(region, areas):
 # one tool on one instance (runs in a subprocess)
 
 
-def _adjacency(units, bridge_factor: float | None):
-    """The instance's graph (``bridge_factor`` None: the library's default bridging)."""
-    from patchmap.units import build_adjacency
-
-    if bridge_factor is None:
-        return build_adjacency(units, id_col="unit_id")
-    return build_adjacency(units, id_col="unit_id", bridge_factor=bridge_factor)
-
-
-def run_tool(
-    tool: str, instance: str, seed: int = 0, repeat: int = 3, bridge_factor: float | None = None
-) -> dict:
+def run_tool(tool: str, instance: str, seed: int, repeat: int, bridge_factor: float) -> dict:
     """Run ``tool``; return labels (list, one per unit in instance order) and seconds.
 
     Seconds are the best of up to ``repeat`` runs (as ``timeit`` reports), repeating only
     while the runs so far took under 20 s in all, so a busy machine skews less.
     """
+    from patchmap.units import build_adjacency
+
     units, k = load_instance(instance)
     t0 = time.perf_counter()
-    adj = _adjacency(units, bridge_factor)
+    adj = build_adjacency(units, id_col="unit_id", bridge_factor=bridge_factor)
     adj_s = time.perf_counter() - t0
     pop = units["population"].to_numpy(dtype=float)
     n = len(units)
@@ -360,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         "--worker", nargs=3, metavar=("TOOL", "INSTANCE", "JSON"), help=argparse.SUPPRESS
     )
     args = ap.parse_args(argv)
+    from patchmap.units import BRIDGE_FACTOR, build_adjacency
+
+    if args.bridge_factor is None:
+        args.bridge_factor = BRIDGE_FACTOR
 
     if args.worker:
         tool, instance, out = args.worker
@@ -375,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         desc, k, tools = INSTANCES[instance]
         units, k = load_instance(instance)
         t0 = time.perf_counter()
-        adj = _adjacency(units, args.bridge_factor)
+        adj = build_adjacency(units, id_col="unit_id", bridge_factor=args.bridge_factor)
         adj_times[instance] = (time.perf_counter() - t0, len(adj.bridges), adj.n_edges)
         pop = units["population"].to_numpy(dtype=float)
         for tool in tools:
@@ -390,11 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.seed),
                     "--repeat",
                     str(args.repeat),
-                    *(
-                        []
-                        if args.bridge_factor is None
-                        else ["--bridge-factor", str(args.bridge_factor)]
-                    ),
+                    "--bridge-factor",
+                    str(args.bridge_factor),
                     "--worker",
                     tool,
                     instance,
@@ -500,9 +492,7 @@ def _findings(rows: list[dict]) -> list[str]:
 
 def render(rows: list[dict], adj_times: dict, args) -> str:
     """The BENCHMARKS.md section (markdown)."""
-    from patchmap.units import BRIDGE_FACTOR
-
-    factor = BRIDGE_FACTOR if args.bridge_factor is None else args.bridge_factor
+    factor = args.bridge_factor
     links = (
         "the shortest tree of links alone"
         if factor <= 0
