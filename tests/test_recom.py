@@ -8,11 +8,11 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition.flows import chain_balance, flow_balance, flow_plan, probe
-from patchmap.partition.objective import imbalance
+from patchmap.partition.objective import imbalance, max_deviation
 from patchmap.partition.problem import Graph, Problem
 from patchmap.partition.recom import give, resplit
 from patchmap.partition.relocate import far_side, hanging, relocations, transplants
-from patchmap.partition.schedule import steadier
+from patchmap.partition.schedule import steadier, transplanted
 from patchmap.partition.state import SearchState
 
 
@@ -312,7 +312,7 @@ def test_far_side_is_the_half_of_a_territory_furthest_from_its_home():
     assert list(far_side(grid(6, 1, np.array([0, 0, 0, 0, 0, 1]), [0, 5], w), 1)) == []
 
 
-def test_relocations_land_on_the_far_side_of_a_territory_reaching_out():
+def far_ring() -> tuple[Problem, np.ndarray, dict[str, int]]:
     # a ring of 11 units round a centre q0 (each on the circle at 30 degrees):
     #   t0 - o1 - o0 - c1 - c2 - b1 - b2 - b3 - b4 - z1 - z2 - t0, and q0 - z1, q0 - z2
     # territories: T (home t0) holds t0 alone, 3 of its goal 6; O (home o0) holds o1,
@@ -336,6 +336,13 @@ def test_relocations_land_on_the_far_side_of_a_territory_reaching_out():
     locked[[at["t0"], at["o0"], at["q0"]]] = [0, 1, 2]
     pb = Problem(Graph(m.tocsr()), w[:, None], xy, np.ones(n), [1 / 3] * 3, [0.01], locked, 0.5)
     lab = np.array([0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2])
+    return pb, lab, at
+
+
+def test_relocations_land_on_the_far_side_of_a_territory_reaching_out():
+    # the ring of far_ring: T short at t0, O over with its surplus at its far end b2..b4
+    pb, lab, at = far_ring()
+    names = list(at)
     s = SearchState(pb, lab, np.random.default_rng(0))
     assert list(far_side(s, 1)) == [at["b2"], at["b3"], at["b4"]]
 
@@ -351,3 +358,49 @@ def test_relocations_land_on_the_far_side_of_a_territory_reaching_out():
     assert min(worst(p) for p in plans) < 1e-9  # on the far side: every territory on 6
     best = plans[int(np.argmin([worst(p) for p in plans]))]
     assert [names[i] for i in np.flatnonzero(best == 0)] == ["t0", "b2", "b3", "b4", "z1", "z2"]
+
+
+def test_transplanted_stops_at_its_deadline_and_its_rounds():
+    # far_ring's plan is 50% off (T holds 3 of 6, O 9); the repair lands T on O's far side
+    pb, lab, _ = far_ring()
+
+    def worst(plan):
+        return max_deviation(SearchState(pb, plan, np.random.default_rng(0)))
+
+    plan, left = transplanted(pb, lab, seed=0)
+    assert worst(plan) < 1e-9 and left == 0
+    # a deadline already past: no plan is searched, the start comes back, and the
+    # candidates left unsearched are counted (the relocations of far_ring: 3)
+    plan, left = transplanted(pb, lab, seed=0, deadline=float("-inf"))
+    assert list(plan) == list(lab) and left == 3
+    # the deterministic knob: no rounds, no repair
+    plan, left = transplanted(pb, lab, seed=0, rounds=0)
+    assert list(plan) == list(lab) and left == 0
+
+
+def test_a_tiny_time_limit_stops_the_rep_home_repair_with_a_note():
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from patchmap.notes import with_code
+    from patchmap.partition import Partitioner
+
+    # two 5 x 5 blocks joined by one unit, three reps on the left and one on the right:
+    # no plan is within its band, so the repair runs after the search
+    cells = [(c, r) for c in range(11) for r in range(5) if c != 5 or r == 2]
+    units = gpd.GeoDataFrame(
+        {"unit_id": [f"u{c}_{r}" for c, r in cells], "population": 1.0},
+        geometry=[shapely.box(c * 0.01, r * 0.01, (c + 1) * 0.01, (r + 1) * 0.01) for c, r in cells],
+        crs=4326,
+    )  # fmt: skip
+    at = [(0, 0), (1, 1), (2, 2), (8, 2)]
+    reps = pd.DataFrame({"rep_id": ["a", "b", "c", "d"],
+                         "lat": [r * 0.01 + 0.005 for _, r in at],
+                         "lon": [c * 0.01 + 0.005 for c, _ in at]})  # fmt: skip
+    free = Partitioner(4, "population", seed=0, effort=0).fit(units, reps=reps)
+    assert not with_code(free.notes, "repair_stopped")
+    cut = Partitioner(4, "population", seed=0, effort=0, time_limit=1e-6).fit(units, reps=reps)
+    (note,) = with_code(cut.notes, "repair_stopped")
+    assert note.data["skipped"] > 0 and note.data["time_limit"] == 1e-6
+    assert "time limit" in note

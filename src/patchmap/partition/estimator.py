@@ -125,7 +125,10 @@ class Partitioner(BaseEstimator):
         (``effort``) ends it, with a safety cap of 7 s of the process's CPU time up to
         1,000 units, rising to 40 s at 50,000; CPU time is what a busy machine does not
         eat into, so the default plan does not depend on the load. A run cut short by a
-        given limit depends on the machine's speed.
+        given limit depends on the machine's speed. With rep homes, the repair of a plan
+        still off its band after the search (moving territories next to the surplus)
+        stops at the same deadline when a limit is given (``plan.notes`` says so, code
+        ``repair_stopped``); without one its rounds alone bound it.
 
     Parameters are checked when a plan is made (scikit-learn's contract), and
     :meth:`fit` returns the :class:`Plan` (see the module docstring).
@@ -332,7 +335,7 @@ class Partitioner(BaseEstimator):
                 lab = solve(
                     problem, seed=cfg.seed, n_init=cfg.n_init, max_rounds=cfg.max_rounds,
                     initial=init_codes, homes=home_idx, effort=cfg.effort,
-                    time_limit=cfg.time_limit, report=report,
+                    time_limit=cfg.time_limit, report=report, notes=notes,
                 )  # fmt: skip
         fixed_names = initial is not None or locked is not None or reps is not None
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from patchmap.logs import log, progress
+from patchmap.notes import Note
 from patchmap.partition.balance import balance, settle
 from patchmap.partition.coarsen import COARSEN_MIN_UNITS, MIN_NODES, coarsen, project
 from patchmap.partition.contiguity import settle_locks
@@ -182,6 +183,7 @@ def solve(
     report: Callable | None = None,
     levels: bool = True,
     runs: int | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Restarts of seed + search; the best labelling (integer codes) wins.
 
@@ -196,7 +198,8 @@ def solve(
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
     gain. The anytime phase's plan stays unless it is off the exact band with a larger
     deviation than its start (:func:`steadier`). A rep-home plan still off at the end goes
-    to :func:`transplanted`.
+    to :func:`transplanted`, which a given ``time_limit`` stops at the anytime phase's
+    deadline (a note appended to ``notes`` says so).
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -284,12 +287,12 @@ def solve(
         sc = score(s)
         if best is None or sc < best[0]:
             best = (sc, s.labels())
+    # after a multilevel solve the cap covers the whole solve, and one run refines
+    # the best plan (a fresh restart costs more than it wins on a large map)
+    deadline = (start if large else clock()) + limit
     if effort <= 0 or (n > ANYTIME_MAX_UNITS and not large) or n <= k:
         lab = found = best[1]
     else:
-        # after a multilevel solve the cap covers the whole solve, and one run refines
-        # the best plan (a fresh restart costs more than it wins on a large map)
-        deadline = (start if large else clock()) + limit
         if large and not many:
             # V-cycles on the best plan (the multilevel one or the flat restart): each
             # ends in a tabu search on the full map, and they stop when one gains
@@ -308,11 +311,34 @@ def solve(
     if homes is not None and initial is None:
         # the plan steadier set aside can still be the better start for transplants
         # (county rep draw 5: 24.56% from the start steadier kept, 7.70% from the other)
+        # A given time limit stops it at the anytime phase's deadline; without one its
+        # rounds alone (RELOCATE_ROUNDS) set its work, so the default plan does not
+        # depend on the machine
         starts = [lab] if found is lab else [lab, found]
+        stop = None if time_limit is None else deadline
+        repaired = []
+        for p in starts:
+            repaired.append(
+                transplanted(
+                    problem, p, seed=seed, max_rounds=max_rounds, deadline=stop, clock=clock
+                )
+            )
         lab = min(
-            (transplanted(problem, p, seed=seed, max_rounds=max_rounds) for p in starts),
+            (p for p, _ in repaired),
             key=lambda p: score(SearchState(problem, p, np.random.default_rng(0))),
         )
+        skipped = sum(left for _, left in repaired)
+        if skipped and notes is not None:
+            notes.append(
+                Note(
+                    "repair_stopped",
+                    f"rep homes: the repair after the search stopped at the time limit "
+                    f"({time_limit:g} s) with {skipped} candidate plan(s) unsearched; a "
+                    f"longer time_limit (or none) may balance the plan better",
+                    skipped=skipped,
+                    time_limit=time_limit,
+                )
+            )
     return lab
 
 
@@ -331,8 +357,15 @@ def steadier(problem: Problem, start: np.ndarray, found: np.ndarray) -> np.ndarr
 
 
 def transplanted(
-    problem: Problem, lab: np.ndarray, *, seed: int, max_rounds: int = 6
-) -> np.ndarray:
+    problem: Problem,
+    lab: np.ndarray,
+    *,
+    seed: int,
+    max_rounds: int = 6,
+    rounds: int = RELOCATE_ROUNDS,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[np.ndarray, int]:
     """A rep-home plan still off its exact band after the search: a heavy unit held along a long
     path is offered to the territories whose own path to it is lightest
     (:func:`~patchmap.partition.relocate.transplants`), and short territories move next to
@@ -340,20 +373,29 @@ def transplanted(
     (:func:`~patchmap.partition.relocate.relocations`); the search goes on from each
     (refinement, then flow and chain balance for up to :data:`SETTLE_ROUNDS` rounds while
     they gain), and the best plan by :func:`score` wins. Relocations start again from a
-    plan they improved, up to :data:`RELOCATE_ROUNDS` times."""
+    plan they improved, up to ``rounds`` times (the work is set by ``rounds``, the same
+    for the same input). No plan is searched, and no settle round starts, once ``clock()``
+    reads past ``deadline`` (None: no deadline). Returns the best plan and the number of
+    plans left unsearched at the deadline (0 when the rounds ran their course)."""
     s = SearchState(problem, lab, np.random.default_rng([seed, 12]))
     best = (score(s), lab)
     if max_deviation(s) <= problem.tol[0] / MARGIN:
-        return lab  # inside the exact band (if not the search's narrower one)
+        return lab, 0  # inside the exact band (if not the search's narrower one)
+
+    def late() -> bool:
+        return deadline is not None and clock() > deadline
+
     plans = transplants(s) + relocations(s)
-    for r in range(RELOCATE_ROUNDS):
+    for r in range(rounds):
         start = best[0]
-        for new in plans:
+        for i, new in enumerate(plans):
+            if late():
+                return best[1], len(plans) - i
             t = SearchState(problem, new, np.random.default_rng([seed, 12]))
             improve(t, max_rounds)
             sc = score(t)
             for _ in range(SETTLE_ROUNDS):
-                if sc[0] <= 0:
+                if sc[0] <= 0 or late():
                     break
                 flow_balance(t)
                 chain_balance(t, t.rng)
@@ -364,10 +406,10 @@ def transplanted(
                 sc = now
             if sc < best[0]:
                 best = (sc, t.labels())
-        if best[0] >= start or best[0][0] <= 0 or r + 1 == RELOCATE_ROUNDS:
+        if best[0] >= start or best[0][0] <= 0 or r + 1 == rounds:
             break
         plans = relocations(SearchState(problem, best[1], np.random.default_rng([seed, 12, r])))
-    return best[1]
+    return best[1], 0
 
 
 def anytime(
