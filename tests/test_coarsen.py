@@ -174,11 +174,39 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     assert (fine_components(p.graph, lab) == 1).all()
     tot = np.bincount(lab, weights=p.weights[:, 0], minlength=5)
     assert np.abs(tot / (tot.sum() / 5) - 1).max() <= 0.005 + 1e-12
-    # more cycles only while they gain (the first is the one above); none at effort 0
+    # more cycles never lose what the first found (the one above); none at effort 0
     assert schedule.vcycles(p, start, seed=0, effort=0.0) is start
     more = schedule.vcycles(p, start, seed=0, effort=0.6)
     assert cut(more) <= cut(lab)
     assert (fine_components(p.graph, more) == 1).all()
+
+
+def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
+    # with rivals, each start gets one cycle, and the next cycle starts from the best
+    # result (here the rival's own start is a different multilevel plan)
+    p = grid_problem(80, 60, 5)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = schedule.multilevel(p, seed=0, effort=0.0)
+    rival = schedule.multilevel(p, seed=5, effort=0.0)
+    assert not np.array_equal(start, rival)
+    given, found = [], []
+    real = schedule.vcycle
+
+    def spy(problem, lab, **kw):
+        given.append(lab)
+        out = real(problem, lab, **kw)
+        found.append(out)
+        return out
+
+    monkeypatch.setattr(schedule, "vcycle", spy)
+    out = schedule.vcycles(p, start, seed=0, effort=0.6, rivals=[rival])
+    assert given[0] is start and given[1] is rival and len(given) >= 3
+    first = min(found[:2], key=lambda f: f[0])
+    assert np.array_equal(given[2], first[1])
+    best = min(found, key=lambda f: f[0])
+    assert best[0] <= first[0] and np.array_equal(out, best[1])  # the best plan found
+    assert (fine_components(p.graph, out) == 1).all()
 
 
 @pytest.mark.parametrize("weighted", [False, True])

@@ -16,10 +16,11 @@ A map above :data:`~patchmap.partition.coarsen.COARSEN_MIN_UNITS` units (with at
 :data:`COARSEN_MIN_PER_TERRITORY` per territory, or at least :data:`MANY_UNITS` in all)
 is first solved multilevel
 (:func:`multilevel`: coarsen, search the coarsest level, refine level by level); that
-plan and the flat restart compete, and the winner goes through V-cycles
-(:func:`vcycles`: the map coarsened within the plan's territories, a tabu search inside
-the exact bands on every level from the coarsest up, again while a cycle cuts fewer
-edges): the anytime phase of a large map, its cap covering the whole solve.
+plan and the flat restart each get one V-cycle (:func:`vcycle`: the map coarsened
+within the plan's territories, a tabu search inside the exact bands on every level from
+the coarsest up), and the better goes through more (:func:`vcycles`) until a few in a
+row cut no fewer edges or the time is up: the anytime phase of a large map, its cap
+covering the whole solve.
 With many territories (fewer units each than the gate) the multilevel plan goes alone,
 without the V-cycles and the flat restart: on lower-48 H3 r7 cells at K=50 a V-cycle
 cost as much as the rest of the solve and gained nothing, and the flat restart, as
@@ -29,7 +30,7 @@ costly, cut 10% more edges (a restart runs only if the plan misses its target).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -125,9 +126,10 @@ RELOCATE_ROUNDS = 6  # rounds of relocations, each from the best plan the last o
 SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
 TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
 COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
-VCYCLES = 16  # most V-cycles on the best plan of a large map (they stop when one gains nothing)
-VCYCLE_STEPS = 100  # most tabu steps on each level of a V-cycle at effort 1
-VCYCLE_WORK = 5_000_000  # ... and at most this many units x steps per level (a cycle's
+VCYCLES = 40  # most V-cycles on a large map (the time limit usually ends them first)
+VCYCLE_PATIENCE = 3  # ... and they stop after this many in a row that cut no fewer edges
+VCYCLE_STEPS = 200  # most tabu steps on each level of a V-cycle at effort 1
+VCYCLE_WORK = 10_000_000  # ... and at most this many units x steps per level (a cycle's
 # coarsening, states and kicks grow with the map: about the same work on every large map)
 COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
 MANY_UNITS = 50_000  # ... or with at least this many units (then the multilevel plan alone)
@@ -217,6 +219,7 @@ def solve(
         and initial is None and homes is None
     )  # fmt: skip
     many = large and many_territories(n, k)
+    pool: list[np.ndarray] = []  # a large map's plans, for the V-cycles to screen
     if large:
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
@@ -225,6 +228,7 @@ def solve(
         )  # fmt: skip
         if lab is not None:
             best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
+            pool.append(lab)
         else:
             large = False
     rng_master = np.random.default_rng(seed)
@@ -284,9 +288,11 @@ def solve(
         lab = settle_locks(graph, lab, W[:, 0], k, lock_codes)
         s = SearchState(problem, lab, rng)
         improve(s, max_rounds)
-        sc = score(s)
+        sc, lab = score(s), s.labels()
+        if large:
+            pool.append(lab)
         if best is None or sc < best[0]:
-            best = (sc, s.labels())
+            best = (sc, lab)
     # after a multilevel solve the cap covers the whole solve, and one run refines
     # the best plan (a fresh restart costs more than it wins on a large map)
     deadline = (start if large else clock()) + limit
@@ -294,12 +300,12 @@ def solve(
         lab = found = best[1]
     else:
         if large and not many:
-            # V-cycles on the best plan (the multilevel one or the flat restart): each
-            # ends in a tabu search on the full map, and they stop when one gains
-            # nothing, so no anytime run follows
+            # V-cycles: one on each plan (the multilevel one and the flat restart),
+            # then more on the best; each ends in a tabu search on the full map, so no
+            # anytime run follows
             lab = vcycles(
                 problem, best[1], seed=seed + 1, effort=effort, deadline=deadline,
-                clock=clock, report=report,
+                clock=clock, report=report, rivals=[p for p in pool if p is not best[1]],
             )  # fmt: skip
         else:
             lab = anytime(
@@ -566,24 +572,40 @@ def vcycles(
     deadline: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
     report: Callable | None = None,
+    rivals: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
-    """Up to :data:`VCYCLES` V-cycles (:func:`vcycle`, each with a different matching)
-    while they cut fewer edges, and never past ``deadline``. Each level's search takes
-    :data:`VCYCLE_STEPS` steps at ``effort`` 1, fewer on a map of more than
-    :data:`VCYCLE_WORK` / :data:`VCYCLE_STEPS` units (units x steps at most
-    :data:`VCYCLE_WORK`)."""
+    """V-cycles (:func:`vcycle`, each with a different matching) on the best plan, up
+    to :data:`VCYCLES` in all and never past ``deadline``; they stop when
+    :data:`VCYCLE_PATIENCE` cycles in a row cut no fewer edges than the best plan so
+    far (one cycle's gain varies widely with its matching, so one that gains nothing
+    does not end them). With ``rivals`` (other plans of the map) every start, ``lab``
+    first, gets one cycle and the best of them goes on: a start's cut edges say little
+    about where its cycles lead (a multilevel plan's boundaries are ragged where a flat
+    restart's are smooth, the layout of its territories is what counts), one cycle's
+    result says more. Each level's search takes :data:`VCYCLE_STEPS` steps at
+    ``effort`` 1, fewer on a map of more than :data:`VCYCLE_WORK` /
+    :data:`VCYCLE_STEPS` units (units x steps at most :data:`VCYCLE_WORK`)."""
     steps = int(round(effort * min(VCYCLE_STEPS, VCYCLE_WORK / problem.graph.n)))
     if steps <= 0:
         return lab
+    starts = [lab, *rivals]
     best = None
+    stale = 0
     for c in range(VCYCLES):
         if c and deadline is not None and clock() > deadline:
             break
+        screening = c < len(starts)
         key, new = vcycle(
-            problem, lab, seed=seed + c, steps=steps, deadline=deadline, clock=clock,
-            report=report,
+            problem, starts[c] if screening else lab, seed=seed + c, steps=steps,
+            deadline=deadline, clock=clock, report=report,
         )  # fmt: skip
-        if best is not None and key[:2] >= best[:2]:
-            break  # no fewer cut edges (a tighter balance alone does not count)
-        best, lab = key, new
+        gained = best is None or key[:2] < best[:2]
+        if best is None or key < best:
+            # fewer cut edges, or as many in a tighter balance: the next cycle's start
+            # (only fewer cut edges count as a gain)
+            best, lab = key, new
+        if not screening:
+            stale = 0 if gained else stale + 1
+            if stale >= VCYCLE_PATIENCE:
+                break
     return lab
