@@ -13,7 +13,7 @@ import pytest
 from patchmap import geodata
 from patchmap.certify import Instance, lower_bound
 from patchmap.certify import bound as bound_module
-from patchmap.certify import columns as columns_module
+from patchmap.certify import pricing as pricing_module
 from patchmap.certify.columns import column_bound
 from patchmap.units.adjacency import build_adjacency
 from test_certify import DISTRICTING, _brute, _districting, _feasible_plans, _piece
@@ -122,11 +122,11 @@ def test_local_search_keeps_a_connected_set_in_the_band(county_graph, seed, n, k
         pi = rng.uniform(0, 6, inst.n)
         for j in range(k):
             start = plan == j
-            out = columns_module._improve(inst, nbrs, deg, pi, start)
+            out = pricing_module.improve(inst, nbrs, deg, pi, start)
             assert inst.lo[0, 0] <= pop[out].sum() <= inst.hi[0, 0]
-            assert columns_module._is_connected(nbrs, out)
-            value = columns_module.boundary(inst, out) - pi[out].sum()
-            assert value <= columns_module.boundary(inst, start) - pi[start].sum() + 1e-9
+            assert pricing_module.is_connected(nbrs, out)
+            value = pricing_module.boundary(inst, out) - pi[out].sum()
+            assert value <= pricing_module.boundary(inst, start) - pi[start].sum() + 1e-9
             moved += int((out != start).any())
     assert moved  # the search does move somewhere
 
@@ -149,7 +149,7 @@ def _connected_sets_in_band(inst):
     out = []
     for bits in itertools.product([False, True], repeat=inst.n):
         s = np.array(bits)
-        if inst.lo[0, 0] <= pop[s].sum() <= inst.hi[0, 0] and columns_module._is_connected(
+        if inst.lo[0, 0] <= pop[s].sum() <= inst.hi[0, 0] and pricing_module.is_connected(
             [mat.indices[mat.indptr[v] : mat.indptr[v + 1]] for v in range(inst.n)], s
         ):
             out.append(s)
@@ -167,7 +167,7 @@ def test_pricing_least_value_is_the_enumerated_one(
     # the pricing program (its light-piece rows of every size, the rows added for pieces it
     # met) never cuts off a connected set in the band: its proven least value of
     # c(S) - pi(S) is at most, and in the end equal to, the least over every such set
-    monkeypatch.setattr(columns_module, "PIECE_UNITS", size)
+    monkeypatch.setattr(pricing_module, "PIECE_UNITS", size)
     ei, ej, pop = _piece(county_graph, seed, n)
     inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
     sets = _connected_sets_in_band(inst)
@@ -178,12 +178,12 @@ def test_pricing_least_value_is_the_enumerated_one(
     for trial in range(4):
         # duals like the master's: a part in proportion to the population, and noise
         pi = rng.uniform(-3, 3, inst.n) - trial * 4 * pop / pop.mean()
-        least = min(columns_module.boundary(inst, s) - pi[s].sum() for s in sets)
-        pricer = columns_module._Pricer(inst, highspy, 1, math.inf)
+        least = min(pricing_module.boundary(inst, s) - pi[s].sum() for s in sets)
+        pricer = pricing_module.Pricer(inst, highspy, 1, math.inf)
         for _ in range(30):
             found, lb = pricer.price(pi)
             assert lb is not None and lb <= least + 1e-6
-            values = [columns_module.boundary(inst, s) - pi[s].sum() for s in found]
+            values = [pricing_module.boundary(inst, s) - pi[s].sum() for s in found]
             assert all(v >= least - 1e-6 for v in values)
             if values and abs(min(values) - lb) < 1e-6:
                 break
@@ -200,9 +200,9 @@ def test_light_pieces_are_every_light_connected_set(county_graph):
         for c in itertools.combinations(range(inst.n), r):
             s = np.zeros(inst.n, dtype=bool)
             s[list(c)] = True
-            if pop[s].sum() < inst.lo[0, 0] and columns_module._is_connected(nbrs, s):
+            if pop[s].sum() < inst.lo[0, 0] and pricing_module.is_connected(nbrs, s):
                 want.add(c)
-    got = columns_module._light_pieces(inst, 3)
+    got = pricing_module.light_pieces(inst, 3)
     assert {tuple(c) for c, _ in got} == want and len(got) == len(want)
     for c, border in got:
         assert set(border) == {int(w) for v in c for w in nbrs[v]} - set(c)

@@ -13,8 +13,8 @@ returned instead (and the notes say so).
 The parts, one module per stage: ``model`` (instance, fixing, symmetry, and the checks of
 a labelling: cut edges, pieces, whether it meets the instance), ``bound`` (the
 HiGHS program and its contiguity rounds), ``columns`` (the set-partitioning bound by
-column generation, beside the model when ``bound.COLUMNS`` is on), ``infeasible``
-(reasons), ``report`` (certificate, ``<plan stem>.bound.json``).
+column generation, beside the model when ``bound.COLUMNS`` is on) and ``pricing`` (its
+pricing programs), ``infeasible`` (reasons), ``report`` (certificate, ``<plan stem>.bound.json``).
 """
 
 from __future__ import annotations
