@@ -13,6 +13,7 @@ import pytest
 from patchmap import geodata
 from patchmap.certify import Instance, lower_bound
 from patchmap.certify import bound as bound_module
+from patchmap.certify import columns as columns_module
 from patchmap.certify import pricing as pricing_module
 from patchmap.certify.columns import column_bound
 from patchmap.units.adjacency import build_adjacency
@@ -206,3 +207,94 @@ def test_light_pieces_are_every_light_connected_set(county_graph):
     assert {tuple(c) for c, _ in got} == want and len(got) == len(want)
     for c, border in got:
         assert set(border) == {int(w) for v in c for w in nbrs[v]} - set(c)
+
+
+def _in_slot(s, anchors, slot):
+    """Whether the set ``s`` (a mask) is in ``slot``: it holds that anchor (and no other
+    one), or no anchor at all (-1)."""
+    held = anchors[s[anchors]]
+    return len(held) == 0 if slot == -1 else held.tolist() == [slot]
+
+
+ANCHORED = [(1, 9, 2, 0.10), (7, 11, 2, 0.02), (14, 8, 4, 0.30), (5, 10, 3, 0.2), (3, 9, 3, 0.3)]
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), ANCHORED)
+def test_anchors_never_share_a_set_and_slots_cover_every_set(county_graph, seed, n, k, tol):
+    # the pricing's anchors are pairwise too far apart for one connected set in the band,
+    # so every such set is in one slot at most (in one exactly unless there are K
+    # anchors: then no territory is without one); and these pieces do have anchors
+    highspy = pytest.importorskip("highspy")
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    anchors = pricing_module.Pricer(inst, highspy, 1, math.inf).anchors
+    assert 1 <= len(anchors) <= k
+    for s in _connected_sets_in_band(inst):
+        assert s[anchors].sum() <= 1
+        inside = sum(
+            _in_slot(s, anchors, slot) for slot, _ in columns_module.slot_counts(inst.k, anchors)
+        )
+        # a set holding no anchor has no slot only when every territory holds an anchor
+        assert inside == 1 or (len(anchors) == k and not s[anchors].any())
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), ANCHORED)
+def test_slot_bound_never_above_any_plan(county_graph, seed, n, k, tol):
+    # at any multipliers, the anchor-split bound, from the pricing's proven least value
+    # in each slot, is at most every plan's cut edges (brute force), and each slot's
+    # proven least value is the enumerated one; it is never below Farley's bound (one
+    # slot of K), and above it somewhere (it does split)
+    highspy = pytest.importorskip("highspy")
+    inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
+    sets = _connected_sets_in_band(inst)
+    pop = inst.weights[:, 0]
+    rng = np.random.default_rng(seed)
+    pricer = pricing_module.Pricer(inst, highspy, 1, math.inf)
+    anchors = pricer.anchors
+    slots = columns_module.slot_counts(inst.k, anchors)
+    stronger = 0
+    for trial in range(6):
+        pi = rng.uniform(-3, 3, inst.n) + trial * pop / pop.mean()
+        mu = float(rng.uniform(-5, 20)) if trial % 2 else math.inf
+        value = {i: pricing_module.boundary(inst, s) - pi[s].sum() for i, s in enumerate(sets)}
+        proven = []
+        for slot, count in slots:
+            least = min(v for i, v in value.items() if _in_slot(sets[i], anchors, slot))
+            for _ in range(30):
+                found, lb = pricer.price(pi, slot=slot)
+                assert lb is not None and lb <= least + 1e-6
+                vals = [pricing_module.boundary(inst, s) - pi[s].sum() for s in found]
+                assert all(_in_slot(s, anchors, slot) for s in found)
+                if vals and abs(min(vals) - lb) < 1e-6:
+                    break
+            assert abs(lb - least) < 1e-6
+            proven.append((count, lb))
+        bound = columns_module.lagrangian(float(pi.sum()), mu, proven)
+        assert bound <= best + 1e-6
+        # every plan, term by term: each territory is in a slot, and the plan fills every
+        # slot's count exactly (what the bound assumes)
+        for plan in plans:
+            held = [[slot for slot, _ in slots if _in_slot(plan == j, anchors, slot)]
+                    for j in range(k)]  # fmt: skip
+            assert all(len(h) == 1 for h in held)
+            filled = [sum(h == [slot] for h in held) for slot, _ in slots]
+            assert filled == [count for _, count in slots]
+        farley = columns_module.lagrangian(float(pi.sum()), mu, [(k, min(value.values()))])
+        assert farley <= bound + 1e-6
+        stronger += bound > farley + 1e-6
+    assert stronger
+
+
+@pytest.mark.parametrize("slots", [True, False])
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), [(14, 8, 4, 0.30), (5, 10, 3, 0.2)])
+def test_column_bound_with_and_without_slots(county_graph, monkeypatch, seed, n, k, tol, slots):
+    # the whole column generation, anchor slots on or off, from every plan in hand: never
+    # above the brute-force optimum, "optimal" only at it, and the optimum at convergence
+    monkeypatch.setattr(columns_module, "SLOTS", slots)
+    inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
+    res = column_bound(inst, time_limit=20)
+    assert res.lower_bound is not None and res.lower_bound <= best
+    for i in np.argsort(cuts)[::-1][:4]:
+        res = column_bound(inst, time_limit=20, incumbent=plans[i])
+        assert res.lower_bound is not None and res.lower_bound <= best
+        assert res.optimal == (cuts[i] == best)

@@ -33,6 +33,14 @@ cuts at least ``(sum pi + K mu + K r) / 2`` edges, at every iteration. With a pl
 hand cutting ``ub`` edges, pricing asks only for sets below the reduced cost that would
 lift the bound to ``ub``: no such set proves the plan optimal.
 
+The anchor split (``SLOTS``): the anchors are units pairwise too far apart to share a
+territory, so every plan has exactly one territory holding each anchor and ``K - |A|``
+holding none. The pricing then runs once per slot (an anchor's sets, the sets holding no
+anchor), each at the same limit, and the bound adds each slot's proven least value as many
+times as plans have territories in it (:func:`lagrangian`): never below Farley's, as each
+slot's least value is at least the least over every set, and each slot's program is
+rooted (smaller), so an interrupted solve proves more.
+
 Only contiguous instances whose territories are interchangeable (one band, nothing
 fixed) are handled (:func:`applies`).
 """
@@ -48,12 +56,13 @@ import numpy as np
 from patchmap.certify.model import Instance
 from patchmap.certify.pricing import Pricer, boundary, grow_sets, improve
 
-__all__ = ["ColumnBound", "applies", "boundary", "column_bound"]
+__all__ = ["ColumnBound", "applies", "boundary", "column_bound", "lagrangian", "slot_counts"]
 
 _TOL = 1e-6  # reduced costs below -_TOL enter the master
 _SAFE = 1e-5  # margin taken off every bound before rounding (solver tolerances)
 SMOOTHING = 0.7  # weight of the last priced duals in the next exact pricing (Wentges)
 _STARTS = 40  # known sets of least reduced cost the local search starts from
+SLOTS = True  # price each anchor's sets apart, and the sets holding no anchor (lagrangian)
 
 
 @dataclass
@@ -133,6 +142,42 @@ class _Master:
         )
 
 
+def lagrangian(tot: float, mu: float, slots: list[tuple[int, float]]) -> float:
+    """The bound on the cut edges of every plan at multipliers ``pi`` (``tot`` their sum)
+    and ``mu``, from ``slots``: (count, r) pairs, ``r`` a proven lower bound on
+    ``c(S) - pi(S)`` over the sets ``S`` of a slot, ``count`` territories of every plan
+    in that slot, the counts summing to ``K``.
+
+    Derivation. Let ``A`` be the anchors: units pairwise too far apart to share a
+    territory (the pricing's distance rows; at most ``K`` of them). In a plan
+    ``S_1..S_K`` (a partition of the units into ``K`` sets in the band), each anchor
+    ``a`` lies in exactly one territory, no territory holds two, so exactly one territory
+    holds ``a`` and no other anchor (slot ``a``, count 1) and the other ``K - |A|`` hold
+    no anchor (count ``K - |A|``). Every unit lies in exactly one territory, so
+    ``sum_j pi(S_j) = sum pi`` and
+
+        sum_j c(S_j) = sum pi + sum_j (c(S_j) - pi(S_j))
+                     >= sum pi + sum over slots of count * r
+                     >= sum pi + sum over slots of count * min(r, mu).
+
+    The last step only weakens the bound (kept from Farley's form: one slot of count
+    ``K`` gives ``sum pi + K mu + K min(0, r - mu)``, his bound with the least reduced
+    cost ``r - mu`` clipped at 0). Any ``pi`` and ``mu`` do; a plan cuts half of
+    ``sum_j c(S_j)``. The slots are a split of the single slot, never weaker: each
+    slot's least value is at least the least over every set."""
+    return (tot + sum(count * min(r, mu) for count, r in slots)) / 2
+
+
+def slot_counts(k: int, anchors) -> list[tuple[int | None, int]]:
+    """The pricing's slots and how many territories of every plan each holds (see
+    lagrangian): the sets holding no anchor (``-1``, ``K - |A|`` territories, left out at
+    0), and each anchor's sets (one territory); no anchor: one slot of every set (None)."""
+    if not len(anchors):
+        return [(None, k)]
+    out: list[tuple[int | None, int]] = [(-1, k - len(anchors))] if k > len(anchors) else []
+    return out + [(int(a), 1) for a in anchors]
+
+
 def column_bound(
     inst: Instance,
     *,
@@ -184,6 +229,15 @@ def column_bound(
     it = 0
     lp, lp_opt = None, False
     centre = None  # the duals of the last exact pricing (the smoothing's centre)
+    # the pricing's slots (see lagrangian): each anchor's sets, and the sets holding none
+    slots = slot_counts(k, pricer.anchors if SLOTS else [])
+
+    def offer(lag: float) -> None:
+        nonlocal best
+        if lag > best:
+            best = lag
+            if on_bound is not None:
+                on_bound(math.ceil(best - _SAFE))
 
     def reduced(pi: np.ndarray, mu: float) -> np.ndarray:
         if not master.sets:
@@ -236,27 +290,36 @@ def column_bound(
                     continue
             centre = (spi, smu)
         tot, mu_now = float(spi.sum()), float(smu)
+        done: list[tuple[int, float]] = []  # (count, proven least value) of priced slots
+        sets, rmin = [], math.inf
+        for i, (slot, count) in enumerate(slots):
 
-        def running(r, tot=tot, mu_now=mu_now):
-            # the bound the pricing has proven so far, passed on as it rises
-            nonlocal best
-            lag = (tot + k * mu_now + k * min(0.0, r - mu_now)) / 2
-            if lag > best:
-                best = lag
-                if on_bound is not None:
-                    on_bound(math.ceil(best - _SAFE))
+            def running(r, count=count, tot=tot, mu_now=mu_now, done=done):
+                # the bound the pricing has proven so far, passed on as it rises (once
+                # every other slot has its own)
+                if len(done) == len(slots) - 1:
+                    offer(lagrangian(tot, mu_now, [*done, (count, r)]))
 
-        pricer.on_dual = running
-        if goal is not None:
-            sets, rmin = pricer.price(spi, limit=limit, sols=sols)
-        else:
-            sets, rmin = pricer.price(pi)
-        if rmin == math.inf:  # not one set meets the band: no plan at all
-            return ColumnBound(None, None, False, None, False, it,
-                               time.perf_counter() - t0, infeasible=True)  # fmt: skip
+            pricer.on_dual = running
+            now = time.perf_counter()
+            # every slot gets its share of the time left, so each proves something
+            until = now + (deadline - now) / (len(slots) - i)
+            if goal is not None:
+                got, r = pricer.price(spi, limit=limit, sols=sols, slot=slot, until=until)
+            else:
+                got, r = pricer.price(pi, slot=slot, until=until)
+            sets += got
+            if r == math.inf:  # not one set meets the band (in a slot some plan needs)
+                return ColumnBound(None, None, False, None, False, it,
+                                   time.perf_counter() - t0, infeasible=True)  # fmt: skip
+            if r is None or rmin is None:
+                rmin = None
+            else:
+                done.append((count, r))
+                rmin = min(rmin, r)
         if rmin is not None:
             # any multipliers give a bound: every plan cuts at least this many edges
-            running(rmin)
+            offer(lagrangian(tot, mu_now, done))
             history.append((time.perf_counter() - t0, best))
         if goal is not None and math.ceil(best - _SAFE) >= goal:
             break  # the plan is proven optimal, or the bound is all the LP can give

@@ -26,6 +26,7 @@ __all__ = [
     "Pricer",
     "boundary",
     "connected_parts",
+    "far_units",
     "grow_sets",
     "improve",
     "is_connected",
@@ -38,6 +39,21 @@ PIECE_UNITS = 2  # the pricing program starts with the rows of every light piece
 def boundary(inst: Instance, members: np.ndarray) -> int:
     """Edges with exactly one end in the set (a boolean mask over the units)."""
     return int((members[inst.ei] != members[inst.ej]).sum())
+
+
+def far_units(far: np.ndarray, weight: np.ndarray, limit: int) -> np.ndarray:
+    """Up to ``limit`` units pairwise ``far`` (a symmetric boolean matrix: never in one
+    territory), greedy, heaviest first among the units with the fewest units not far
+    from them (as the model's anchors)."""
+    close = ~far
+    order = np.lexsort((-np.asarray(weight, dtype=float), close.sum(axis=1)))
+    out: list[int] = []
+    for i in order.tolist():
+        if len(out) >= limit:
+            break
+        if far[i, out].all():
+            out.append(i)
+    return np.asarray(out, dtype=np.int64)
 
 
 def connected_parts(inst: Instance, members: np.ndarray) -> list[np.ndarray]:
@@ -112,6 +128,7 @@ class Pricer:
         for c in range(inst.weights.shape[1]):
             rows.append((float(inst.lo[0, c]), float(inst.hi[0, c]), allv,
                          inst.weights[:, c].tolist()))  # fmt: skip
+        self.anchors = np.zeros(0, dtype=np.int64)
         if inst.contiguous and n <= 2_000:
             # two units whose lightest path is heavier than the cap never share a territory
             d = weighted_distances(inst)
@@ -119,6 +136,7 @@ class Pricer:
             a, b = np.nonzero(np.triu(d > cap, 1))
             for u, v in zip(a.tolist(), b.tolist(), strict=True):
                 rows.append((-inf, 1.0, [u, v], [1.0, 1.0]))
+            self.anchors = far_units((d > cap) & (d > cap).T, inst.weights[:, 0], inst.k)
         # a light connected set (below the floor) inside a connected set in the band is not
         # all of it: one of its bordering units is in too
         rows += piece_rows(inst, PIECE_UNITS, inf)
@@ -130,6 +148,7 @@ class Pricer:
             event.subscribe(self._interrupt)
         h.cbMipImprovingSolution.subscribe(self._seen)
         self.limit = math.inf
+        self.stop = deadline  # the current solve's own deadline (see price)
         self.grace = False  # stop a solve some time after its first set (see _interrupt)
         self.start, self.first = 0.0, None
         self.on_dual = None  # called with each lower bound on the least value, mid-solve
@@ -148,7 +167,7 @@ class Pricer:
         to meet its first connected set below the limit (later sets are only columns)."""
         now = time.perf_counter()
         late = self.first is not None and now - self.first >= self.first - self.start
-        event.interrupt(bool(now >= self.deadline or late))
+        event.interrupt(bool(now >= self.stop or late))
 
     def _seen(self, event) -> None:
         x = np.asarray(event.data_out.mip_solution)[: self.inst.n] > 0.5
@@ -184,14 +203,25 @@ class Pricer:
         add_rows(self.h, rows)
         return len(rows)
 
-    def price(self, pi: np.ndarray, limit: float = math.inf, sols: int = 0):
+    def price(
+        self,
+        pi: np.ndarray,
+        limit: float = math.inf,
+        sols: int = 0,
+        slot: int | None = None,
+        until: float = math.inf,
+    ):
         """Look for connected sets meeting the band of ``c(S) - pi(S)`` below ``limit``
         (the least one when ``limit`` is infinite), stopping after ``sols`` improving
-        sets (0: no stop). Returns (the connected sets the solver met, a proven lower
-        bound on the least value over every connected set in the band, or None if the
-        time ran out before one). No set below ``limit`` makes ``limit`` the bound; no
-        set at all makes it infinite."""
+        sets (0: no stop) and at ``until`` (or the deadline). ``slot`` restricts the sets
+        to the ones holding anchor ``slot`` (a unit of ``anchors``), or no anchor at all
+        (``-1``); None: every set. Returns (the connected sets the solver met, a proven
+        lower bound on the least value over every connected set in the band and the slot,
+        or None if the time ran out before one). No set below ``limit`` makes ``limit``
+        the bound; no set at all makes it infinite."""
         h, n = self.h, self.inst.n
+        self._slot(slot)
+        self.stop = min(self.deadline, until)
         h.changeColsCost(n, np.arange(n, dtype=np.int32), -np.asarray(pi, dtype=float))
         h.setOptionValue("objective_bound", float(limit))
         self.limit = float(limit)
@@ -200,7 +230,7 @@ class Pricer:
         h.setOptionValue("mip_max_improving_sols", int(sols) if sols else 2_147_483_647)
         best_lb = None
         while True:
-            left = self.deadline - time.perf_counter()
+            left = self.stop - time.perf_counter()
             if left <= 0.01:
                 return self._keep(), best_lb
             h.setOptionValue("time_limit", float(left))
@@ -227,6 +257,24 @@ class Pricer:
             else:  # stopped at sets in pieces only: cut them off and look again
                 for x in self.found:
                     self.separate(x)
+
+    def _slot(self, slot: int | None) -> None:
+        """Column bounds of the anchors for ``slot`` (see price): the slot's anchor at 1,
+        the others at 0 (two anchors are too far apart to share a set anyway), or every
+        anchor at 0, or every anchor free."""
+        a = self.anchors
+        if not len(a):
+            if slot is not None and slot != -1:
+                raise ValueError(f"unit {slot} is not an anchor")
+            return
+        lo, hi = np.zeros(len(a)), np.zeros(len(a))
+        if slot is None:
+            hi[:] = 1.0
+        elif slot >= 0:
+            if slot not in a:
+                raise ValueError(f"unit {slot} is not an anchor")
+            lo[a == slot] = hi[a == slot] = 1.0
+        self.h.changeColsBounds(len(a), a.astype(np.int32), lo, hi)
 
     def _keep(self):
         out, seen = [], set()
