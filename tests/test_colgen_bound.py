@@ -298,3 +298,25 @@ def test_column_bound_with_and_without_slots(county_graph, monkeypatch, seed, n,
         res = column_bound(inst, time_limit=20, incumbent=plans[i])
         assert res.lower_bound is not None and res.lower_bound <= best
         assert res.optimal == (cuts[i] == best)
+
+
+@pytest.mark.parametrize(("seed", "n", "k", "tol"), ANCHORED)
+def test_pricing_with_a_limit_proves_no_more_than_the_least(county_graph, seed, n, k, tol):
+    # with a limit below the least value, HiGHS prunes at it and may report a dual bound
+    # past the least: the pricing's proven bound stays at most the least (every slot)
+    highspy = pytest.importorskip("highspy")
+    ei, ej, pop = _piece(county_graph, seed, n)
+    inst = Instance.from_bands(ei, ej, pop, shares=np.full(k, 1 / k), tolerances=[tol])
+    sets = _connected_sets_in_band(inst)
+    rng = np.random.default_rng(seed)
+    pricer = pricing_module.Pricer(inst, highspy, 1, math.inf)
+    anchors = pricer.anchors
+    for trial in range(8):
+        pi = rng.uniform(-3, 3, inst.n) + trial * pop / pop.mean()
+        for slot, _count in [(None, k), *columns_module.slot_counts(k, anchors)]:
+            inside = [s for s in sets if slot is None or _in_slot(s, anchors, slot)]
+            least = min(pricing_module.boundary(inst, s) - pi[s].sum() for s in inside)
+            for below in (0.1, 1.0, 3.0):
+                found, lb = pricer.price(pi, limit=least - below, slot=slot)
+                assert not found
+                assert lb is not None and lb <= least + 1e-6
