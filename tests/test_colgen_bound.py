@@ -211,16 +211,19 @@ def test_light_pieces_are_every_light_connected_set(county_graph):
 
 def _in_slot(s, anchors, slot):
     """Whether the set ``s`` (a mask) is in ``slot``: it holds that anchor (and no other
-    one), or no anchor at all (-1)."""
+    one), no anchor at all (-1), or one anchor, any (-2)."""
     held = anchors[s[anchors]]
-    return len(held) == 0 if slot == -1 else held.tolist() == [slot]
+    if slot in (-1, -2):
+        return len(held) == -1 - slot
+    return held.tolist() == [slot]
 
 
 ANCHORED = [(1, 9, 2, 0.10), (7, 11, 2, 0.02), (14, 8, 4, 0.30), (5, 10, 3, 0.2), (3, 9, 3, 0.3)]
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize(("seed", "n", "k", "tol"), ANCHORED)
-def test_anchors_never_share_a_set_and_slots_cover_every_set(county_graph, seed, n, k, tol):
+def test_anchors_never_share_a_set_and_slots_cover_every_set(county_graph, seed, n, k, tol, split):
     # the pricing's anchors are pairwise too far apart for one connected set in the band,
     # so every such set is in one slot at most (in one exactly unless there are K
     # anchors: then no territory is without one); and these pieces do have anchors
@@ -232,14 +235,16 @@ def test_anchors_never_share_a_set_and_slots_cover_every_set(county_graph, seed,
     for s in _connected_sets_in_band(inst):
         assert s[anchors].sum() <= 1
         inside = sum(
-            _in_slot(s, anchors, slot) for slot, _ in columns_module.slot_counts(inst.k, anchors)
+            _in_slot(s, anchors, slot)
+            for slot, _ in columns_module.slot_counts(inst.k, anchors, split)
         )
         # a set holding no anchor has no slot only when every territory holds an anchor
         assert inside == 1 or (len(anchors) == k and not s[anchors].any())
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize(("seed", "n", "k", "tol"), ANCHORED)
-def test_slot_bound_never_above_any_plan(county_graph, seed, n, k, tol):
+def test_slot_bound_never_above_any_plan(county_graph, seed, n, k, tol, split):
     # at any multipliers, the anchor-split bound, from the pricing's proven least value
     # in each slot, is at most every plan's cut edges (brute force), and each slot's
     # proven least value is the enumerated one; it is never below Farley's bound (one
@@ -251,7 +256,7 @@ def test_slot_bound_never_above_any_plan(county_graph, seed, n, k, tol):
     rng = np.random.default_rng(seed)
     pricer = pricing_module.Pricer(inst, highspy, 1, math.inf)
     anchors = pricer.anchors
-    slots = columns_module.slot_counts(inst.k, anchors)
+    slots = columns_module.slot_counts(inst.k, anchors, split)
     stronger = 0
     for trial in range(6):
         pi = rng.uniform(-3, 3, inst.n) + trial * pop / pop.mean()
@@ -282,15 +287,23 @@ def test_slot_bound_never_above_any_plan(county_graph, seed, n, k, tol):
         farley = columns_module.lagrangian(float(pi.sum()), mu, [(k, min(value.values()))])
         assert farley <= bound + 1e-6
         stronger += bound > farley + 1e-6
-    assert stronger
+    assert stronger or (not split and len(anchors) > 1)
 
 
-@pytest.mark.parametrize("slots", [True, False])
+@pytest.mark.parametrize(
+    ("slots", "split", "early"),
+    [(True, True, True), (True, True, False), (True, False, True), (False, True, True)],
+)
 @pytest.mark.parametrize(("seed", "n", "k", "tol"), [(14, 8, 4, 0.30), (5, 10, 3, 0.2)])
-def test_column_bound_with_and_without_slots(county_graph, monkeypatch, seed, n, k, tol, slots):
-    # the whole column generation, anchor slots on or off, from every plan in hand: never
-    # above the brute-force optimum, "optimal" only at it, and the optimum at convergence
+def test_column_bound_with_and_without_slots(
+    county_graph, monkeypatch, seed, n, k, tol, slots, split, early
+):
+    # the whole column generation, anchor slots on or off (split per anchor or not, a
+    # round ended at the first slot with columns or not), from every plan in hand: never
+    # above the brute-force optimum, "optimal" only at it
     monkeypatch.setattr(columns_module, "SLOTS", slots)
+    monkeypatch.setattr(columns_module, "SPLIT", split)
+    monkeypatch.setattr(columns_module, "EARLY", early)
     inst, plans, cuts, best = _plans_of_a_piece(county_graph, seed, n, k, tol)
     res = column_bound(inst, time_limit=20)
     assert res.lower_bound is not None and res.lower_bound <= best
@@ -313,7 +326,10 @@ def test_pricing_with_a_limit_proves_no_more_than_the_least(county_graph, seed, 
     anchors = pricer.anchors
     for trial in range(8):
         pi = rng.uniform(-3, 3, inst.n) + trial * pop / pop.mean()
-        for slot, _count in [(None, k), *columns_module.slot_counts(k, anchors)]:
+        every = columns_module.slot_counts(k, anchors) + columns_module.slot_counts(
+            k, anchors, False
+        )
+        for slot, _count in [(None, k), *every]:
             inside = [s for s in sets if slot is None or _in_slot(s, anchors, slot)]
             least = min(pricing_module.boundary(inst, s) - pi[s].sum() for s in inside)
             for below in (0.1, 1.0, 3.0):

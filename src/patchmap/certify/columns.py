@@ -39,7 +39,8 @@ holding none. The pricing then runs once per slot (an anchor's sets, the sets ho
 anchor), each at the same limit, and the bound adds each slot's proven least value as many
 times as plans have territories in it (:func:`lagrangian`): never below Farley's, as each
 slot's least value is at least the least over every set, and each slot's program is
-rooted (smaller), so an interrupted solve proves more.
+rooted (smaller), so an interrupted solve proves more. With ``EARLY``, a slot that finds
+columns ends the round (the round's bound cannot close) and is priced first next round.
 
 Only contiguous instances whose territories are interchangeable (one band, nothing
 fixed) are handled (:func:`applies`).
@@ -62,7 +63,14 @@ _TOL = 1e-6  # reduced costs below -_TOL enter the master
 _SAFE = 1e-5  # margin taken off every bound before rounding (solver tolerances)
 SMOOTHING = 0.7  # weight of the last priced duals in the next exact pricing (Wentges)
 _STARTS = 40  # known sets of least reduced cost the local search starts from
-SLOTS = True  # price each anchor's sets apart, and the sets holding no anchor (lagrangian)
+# price the sets holding an anchor apart from those holding none (lagrangian). Off: the
+# column child alone, engine plans, 120 s at load 3-6 (about 60 CPU s, i.e. a 60 s run at
+# low load), one run each, bound (optimum) global / split / split with EARLY:
+# AR 30 / 31 / 31 (33), IA 30 / 30 / 28 (33), KS proven in 24 CPU s / 28 / proven in
+# 34 CPU s (32): no proof gained, KS slower, so the single global pricing stays
+SLOTS = False
+SPLIT = True  # and each anchor's sets apart (off: the sets holding one anchor, any, at once)
+EARLY = True  # a slot that finds columns ends the round (the others are not priced)
 
 
 @dataclass
@@ -153,7 +161,8 @@ def lagrangian(tot: float, mu: float, slots: list[tuple[int, float]]) -> float:
     ``S_1..S_K`` (a partition of the units into ``K`` sets in the band), each anchor
     ``a`` lies in exactly one territory, no territory holds two, so exactly one territory
     holds ``a`` and no other anchor (slot ``a``, count 1) and the other ``K - |A|`` hold
-    no anchor (count ``K - |A|``). Every unit lies in exactly one territory, so
+    no anchor (count ``K - |A|``); unsplit, ``|A|`` territories hold one anchor each (slot
+    ``-2``, count ``|A|``). Every unit lies in exactly one territory, so
     ``sum_j pi(S_j) = sum pi`` and
 
         sum_j c(S_j) = sum pi + sum_j (c(S_j) - pi(S_j))
@@ -168,13 +177,17 @@ def lagrangian(tot: float, mu: float, slots: list[tuple[int, float]]) -> float:
     return (tot + sum(count * min(r, mu) for count, r in slots)) / 2
 
 
-def slot_counts(k: int, anchors) -> list[tuple[int | None, int]]:
+def slot_counts(k: int, anchors, split: bool = True) -> list[tuple[int | None, int]]:
     """The pricing's slots and how many territories of every plan each holds (see
     lagrangian): the sets holding no anchor (``-1``, ``K - |A|`` territories, left out at
-    0), and each anchor's sets (one territory); no anchor: one slot of every set (None)."""
+    0), and each anchor's sets (one territory each), or with ``split`` off the sets holding
+    one anchor, any (``-2``, ``|A|`` territories); no anchor: one slot of every set
+    (None)."""
     if not len(anchors):
         return [(None, k)]
     out: list[tuple[int | None, int]] = [(-1, k - len(anchors))] if k > len(anchors) else []
+    if not split:
+        return [*out, (-2, len(anchors))]
     return out + [(int(a), 1) for a in anchors]
 
 
@@ -230,7 +243,7 @@ def column_bound(
     lp, lp_opt = None, False
     centre = None  # the duals of the last exact pricing (the smoothing's centre)
     # the pricing's slots (see lagrangian): each anchor's sets, and the sets holding none
-    slots = slot_counts(k, pricer.anchors if SLOTS else [])
+    slots = slot_counts(k, pricer.anchors if SLOTS else [], SPLIT)
 
     def offer(lag: float) -> None:
         nonlocal best
@@ -309,6 +322,13 @@ def column_bound(
             else:
                 got, r = pricer.price(pi, slot=slot, until=until)
             sets += got
+            if EARLY and any(boundary(inst, x) - float(spi[x].sum()) - smu < -_TOL for x in got):
+                # columns for the master: this round's bound cannot close; the slot goes
+                # first next round (the last one still completes the round's bound)
+                slots.insert(0, slots.pop(i))
+                if i < len(slots) - 1:
+                    rmin = None
+                    break
             if r == math.inf:  # not one set meets the band (in a slot some plan needs)
                 return ColumnBound(None, None, False, None, False, it,
                                    time.perf_counter() - t0, infeasible=True)  # fmt: skip
@@ -321,7 +341,7 @@ def column_bound(
             # any multipliers give a bound: every plan cuts at least this many edges
             offer(lagrangian(tot, mu_now, done))
             history.append((time.perf_counter() - t0, best))
-        if goal is not None and math.ceil(best - _SAFE) >= goal:
+        if goal is not None and best > -math.inf and math.ceil(best - _SAFE) >= goal:
             break  # the plan is proven optimal, or the bound is all the LP can give
         enter = [x for x in sets if boundary(inst, x) - float(spi[x].sum()) - smu < -_TOL]
         if sum(master.add(x) for x in enter):

@@ -142,6 +142,7 @@ class Pricer:
         rows += piece_rows(inst, PIECE_UNITS, inf)
         self.h = h
         add_rows(self.h, rows)
+        self.anchor_row: int | None = None  # the row counting anchors (see _slot)
         self.found: list[np.ndarray] = []
         self.pi = np.zeros(n)
         for event in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
@@ -214,8 +215,8 @@ class Pricer:
         """Look for connected sets meeting the band of ``c(S) - pi(S)`` below ``limit``
         (the least one when ``limit`` is infinite), stopping after ``sols`` improving
         sets (0: no stop) and at ``until`` (or the deadline). ``slot`` restricts the sets
-        to the ones holding anchor ``slot`` (a unit of ``anchors``), or no anchor at all
-        (``-1``); None: every set. Returns (the connected sets the solver met, a proven
+        to the ones holding anchor ``slot`` (a unit of ``anchors``), no anchor at all
+        (``-1``) or one anchor, any (``-2``); None: every set. Returns (the connected sets the solver met, a proven
         lower bound on the least value over every connected set in the band and the slot,
         or None if the time ran out before one). No set below ``limit`` makes ``limit``
         the bound; no set at all makes it infinite."""
@@ -262,22 +263,33 @@ class Pricer:
                     self.separate(x)
 
     def _slot(self, slot: int | None) -> None:
-        """Column bounds of the anchors for ``slot`` (see price): the slot's anchor at 1,
-        the others at 0 (two anchors are too far apart to share a set anyway), or every
-        anchor at 0, or every anchor free."""
+        """Column bounds of the anchors and the bounds of their count for ``slot`` (see
+        price): the slot's anchor at 1, the others at 0 (two anchors are too far apart to
+        share a set anyway); every anchor at 0; one anchor in the set; or every set."""
         a = self.anchors
         if not len(a):
             if slot is not None and slot != -1:
-                raise ValueError(f"unit {slot} is not an anchor")
+                raise ValueError(f"{slot} is not a slot without anchors")
             return
-        lo, hi = np.zeros(len(a)), np.zeros(len(a))
-        if slot is None:
-            hi[:] = 1.0
-        elif slot >= 0:
+        lo, hi = np.zeros(len(a)), np.ones(len(a))
+        count = (1.0, 1.0) if slot == -2 else (0.0, 1.0)
+        if slot == -1:
+            hi[:] = 0.0
+        elif slot is not None and slot >= 0:
             if slot not in a:
                 raise ValueError(f"unit {slot} is not an anchor")
-            lo[a == slot] = hi[a == slot] = 1.0
+            hi[a != slot] = 0.0
+            lo[a == slot] = 1.0
+        elif slot is not None and slot != -2:
+            raise ValueError(f"{slot} is not a slot")
         self.h.changeColsBounds(len(a), a.astype(np.int32), lo, hi)
+        if self.anchor_row is None and slot == -2:
+            # the count of anchors in the set (at most one: they are pairwise far), added
+            # at the first slot that needs it
+            self.anchor_row = self.h.getNumRow()
+            add_rows(self.h, [(0.0, 1.0, a.tolist(), [1.0] * len(a))])
+        if self.anchor_row is not None:
+            self.h.changeRowBounds(self.anchor_row, *count)
 
     def _keep(self):
         out, seen = [], set()
