@@ -103,6 +103,27 @@ def ca():
     return geodata.zcta_polygons(["CA"]).rename(columns={"zcta": "unit_id"})
 
 
+@pytest.fixture
+def dumbbell_reps():
+    """Two 5 x 5 blocks of unit squares joined by one unit, three reps' homes on the left
+    and one on the right: no plan gives every rep an equal share (units, reps)."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    cells = [(c, r) for c in range(11) for r in range(5) if c != 5 or r == 2]
+    units = gpd.GeoDataFrame(
+        {"unit_id": [f"u{c}_{r}" for c, r in cells], "population": 1.0},
+        geometry=[shapely.box(c * 0.01, r * 0.01, (c + 1) * 0.01, (r + 1) * 0.01) for c, r in cells],
+        crs=4326,
+    )  # fmt: skip
+    at = [(0, 0), (1, 1), (2, 2), (8, 2)]
+    reps = pd.DataFrame({"rep_id": ["a", "b", "c", "d"],
+                         "lat": [r * 0.01 + 0.005 for _, r in at],
+                         "lon": [c * 0.01 + 0.005 for c, _ in at]})  # fmt: skip
+    return units, reps
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _bundled_geodata_only():
     """Tests read the committed geodata, never a developer's national cache."""

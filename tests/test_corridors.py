@@ -70,23 +70,10 @@ def test_capacity_shares_move_the_bound():
     assert corridor_bound(m, xy, w, homes, shares=np.array([1, 1, 1, 3]) / 6).deviation == 0.0
 
 
-def test_a_missed_rep_plan_names_the_neck_as_its_proof():
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
-
+def test_a_missed_rep_plan_names_the_neck_as_its_proof(dumbbell_reps):
     from patchmap.partition import Partitioner
 
-    cells = [(c, r) for c in range(11) for r in range(5) if c != 5 or r == 2]
-    units = gpd.GeoDataFrame(
-        {"unit_id": [f"u{c}_{r}" for c, r in cells], "population": 1.0},
-        geometry=[shapely.box(c * 0.01, r * 0.01, (c + 1) * 0.01, (r + 1) * 0.01) for c, r in cells],
-        crs=4326,
-    )  # fmt: skip
-    at = [(0, 0), (1, 1), (2, 2), (8, 2)]  # three reps on the left, one on the right
-    reps = pd.DataFrame({"rep_id": ["a", "b", "c", "d"],
-                         "lat": [r * 0.01 + 0.005 for _, r in at],
-                         "lon": [c * 0.01 + 0.005 for c, _ in at]})  # fmt: skip
+    units, reps = dumbbell_reps
     plan = Partitioner(4, "population", seed=0, effort=0).fit(units, reps=reps)
     note = next(n for n in plan.notes if getattr(n, "code", "") == "crowded_homes")
     assert "cannot be met" in note and "only links" in note

@@ -378,26 +378,11 @@ def test_transplanted_stops_at_its_deadline_and_its_rounds():
     assert list(plan) == list(lab) and left == 0
 
 
-def test_a_tiny_time_limit_stops_the_rep_home_repair_with_a_note():
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
-
+def test_a_tiny_time_limit_stops_the_rep_home_repair_with_a_note(dumbbell_reps):
     from patchmap.notes import with_code
     from patchmap.partition import Partitioner
 
-    # two 5 x 5 blocks joined by one unit, three reps on the left and one on the right:
-    # no plan is within its band, so the repair runs after the search
-    cells = [(c, r) for c in range(11) for r in range(5) if c != 5 or r == 2]
-    units = gpd.GeoDataFrame(
-        {"unit_id": [f"u{c}_{r}" for c, r in cells], "population": 1.0},
-        geometry=[shapely.box(c * 0.01, r * 0.01, (c + 1) * 0.01, (r + 1) * 0.01) for c, r in cells],
-        crs=4326,
-    )  # fmt: skip
-    at = [(0, 0), (1, 1), (2, 2), (8, 2)]
-    reps = pd.DataFrame({"rep_id": ["a", "b", "c", "d"],
-                         "lat": [r * 0.01 + 0.005 for _, r in at],
-                         "lon": [c * 0.01 + 0.005 for c, _ in at]})  # fmt: skip
+    units, reps = dumbbell_reps
     free = Partitioner(4, "population", seed=0, effort=0).fit(units, reps=reps)
     assert not with_code(free.notes, "repair_stopped")
     cut = Partitioner(4, "population", seed=0, effort=0, time_limit=1e-6).fit(units, reps=reps)
