@@ -8,6 +8,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from patchmap.partition import coarsen as co
+from patchmap.partition import multilevel as ml
 from patchmap.partition import schedule
 from patchmap.partition.contiguity import can_remove
 from patchmap.partition.objective import score
@@ -92,9 +93,9 @@ def test_node_weight_cap_holds():
 @pytest.mark.parametrize("k", [3, 8])
 def test_multilevel_plan_contiguous_and_balanced(monkeypatch, k):
     p = grid_problem(80, 60, k)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
-    lab = schedule.multilevel(p, seed=0, effort=0.0)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
+    lab = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
     assert lab is not None and lab.shape == (p.graph.n,)
     assert (fine_components(p.graph, lab) == 1).all()
     tot = np.bincount(lab, weights=p.weights[:, 0], minlength=k)
@@ -109,8 +110,8 @@ def test_many_territories_take_the_multilevel_plan(monkeypatch):
     # below the per-territory gate but above MANY_UNITS: the multilevel plan alone, no
     # flat restart (one costs more than the whole multilevel solve at K=200, 140k units)
     p = grid_problem(80, 60, 24)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
-    monkeypatch.setattr(schedule, "MANY_UNITS", 4000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "MANY_UNITS", 4000)
     seeded = []
     seed = schedule.recursive_seed
 
@@ -131,7 +132,7 @@ def test_coarsest_level_runs_one_anytime_run_with_many_territories(monkeypatch, 
     # with fewer units per territory than the gate, the coarsest level's anytime phase
     # is one run from its best plan (no fresh restarts); with more, the default runs
     p = grid_problem(80, 60, k)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
     asked = []
 
     class Stop(Exception):
@@ -141,9 +142,8 @@ def test_coarsest_level_runs_one_anytime_run_with_many_territories(monkeypatch, 
         asked.append((problem.graph.n, kw.get("runs")))
         raise Stop
 
-    monkeypatch.setattr(schedule, "solve", spy)
     with pytest.raises(Stop):
-        schedule.multilevel(p, seed=0, effort=1.0)
+        ml.multilevel(p, seed=0, effort=1.0, solve=spy)
     assert len(asked) == 1 and asked[0][0] < p.graph.n  # the coarsest level
     assert asked[0][1] == runs
 
@@ -152,22 +152,22 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     # a V-cycle searches every level of a coarsening within the plan's territories in
     # the exact band: never a worse plan, always contiguous and inside the band
     p = grid_problem(80, 60, 5)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
-    start = schedule.multilevel(p, seed=0, effort=0.0)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
 
     def cut(lab):
         return int((lab[p.graph.ei] != lab[p.graph.ej]).sum())
 
     searched = []
-    real = schedule.pair_search
+    real = ml.pair_search
 
     def spy(s, *a, **kw):
         searched.append(s.g.n)
         return real(s, *a, **kw)
 
-    monkeypatch.setattr(schedule, "pair_search", spy)
-    key, lab = schedule.vcycle(p, start, seed=0, steps=60)
+    monkeypatch.setattr(ml, "pair_search", spy)
+    key, lab = ml.vcycle(p, start, seed=0, steps=60)
     assert len(searched) >= 3 and searched[-1] == p.graph.n  # coarse levels, then the map
     assert searched == sorted(searched)
     assert key[0] == 0 and key[1] == cut(lab) <= cut(start)
@@ -175,8 +175,8 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     tot = np.bincount(lab, weights=p.weights[:, 0], minlength=5)
     assert np.abs(tot / (tot.sum() / 5) - 1).max() <= 0.005 + 1e-12
     # more cycles never lose what the first found (the one above); none at effort 0
-    assert schedule.vcycles(p, start, seed=0, effort=0.0) is start
-    more = schedule.vcycles(p, start, seed=0, effort=0.6)
+    assert ml.vcycles(p, start, seed=0, effort=0.0) is start
+    more = ml.vcycles(p, start, seed=0, effort=0.6)
     assert cut(more) <= cut(lab)
     assert (fine_components(p.graph, more) == 1).all()
 
@@ -185,13 +185,13 @@ def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
     # with rivals, each start gets one cycle, and the next cycle starts from the best
     # result (here the rival's own start is a different multilevel plan)
     p = grid_problem(80, 60, 5)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
-    monkeypatch.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", 100)
-    start = schedule.multilevel(p, seed=0, effort=0.0)
-    rival = schedule.multilevel(p, seed=5, effort=0.0)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
+    rival = ml.multilevel(p, seed=5, effort=0.0, solve=schedule.solve)
     assert not np.array_equal(start, rival)
     given, found = [], []
-    real = schedule.vcycle
+    real = ml.vcycle
 
     def spy(problem, lab, **kw):
         given.append(lab)
@@ -199,8 +199,8 @@ def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
         found.append(out)
         return out
 
-    monkeypatch.setattr(schedule, "vcycle", spy)
-    out = schedule.vcycles(p, start, seed=0, effort=0.6, rivals=[rival])
+    monkeypatch.setattr(ml, "vcycle", spy)
+    out = ml.vcycles(p, start, seed=0, effort=0.6, rivals=[rival])
     assert given[0] is start and given[1] is rival and len(given) >= 3
     first = min(found[:2], key=lambda f: f[0])
     assert np.array_equal(given[2], first[1])

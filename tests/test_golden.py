@@ -25,6 +25,7 @@ import pytest
 
 from patchmap import geodata, metrics
 from patchmap.partition import Partitioner, Plan, schedule
+from patchmap.partition import multilevel as ml
 
 
 @cache
@@ -94,8 +95,8 @@ def _schedule_for(name: str) -> Iterator[list]:
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(schedule, "COARSEN_MIN_UNITS", 1000)
-        mp.setattr(schedule, "COARSEN_MIN_PER_TERRITORY", MULTILEVEL[name])
+        mp.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+        mp.setattr(ml, "COARSEN_MIN_PER_TERRITORY", MULTILEVEL[name])
         mp.setattr(schedule, "multilevel", spy)
         yield calls
 

@@ -20,7 +20,9 @@ The package's files are the algorithm's parts, each usable on its own:
 - ``refine``: greedy, pair-swap and Fiduccia–Mattheyses refinement
 - ``tabu``: tabu search over single and paired moves inside the exact bands
 - ``coarsen``: multilevel coarsening of large maps and projecting plans back
-- ``schedule``: one search from a start, and the restarts
+- ``search``: one search from a start (rounds of refinement and rebalancing)
+- ``multilevel``: a large map solved multilevel, then V-cycles
+- ``schedule``: the restarts, the anytime phase, and which path a map takes
 - ``estimator`` (``Partitioner``), ``plan`` (``Plan``, ``build_plan``), ``hierarchy``
   (nested plans), ``realign`` (rebalancing a current plan), ``reps`` (rep homes),
   ``constraints`` (the checks a plan is judged by)

@@ -12,7 +12,7 @@ territory that is connected is connected on the fine map (every coarse node is a
 connected set of units).
 
 :func:`coarsen` builds the levels down to about :data:`NODES_PER_TERRITORY` nodes per
-territory; the schedule (:func:`~patchmap.partition.schedule.multilevel`) solves the
+territory; the schedule (:func:`~patchmap.partition.multilevel.multilevel`) solves the
 coarsest level with the full search, then projects the plan back level by level
 (:func:`project`) and refines it on each. Locked units are never merged, so a lock
 stays a lock on every level. Coarse levels hold the primary column to a wider band

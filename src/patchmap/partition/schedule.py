@@ -1,26 +1,18 @@
 """The schedule: how seeding, balancing and refinement are strung together.
 
-:func:`improve` runs one search from a start: balance, then rounds of refinement with a
-primary band that starts wide and narrows (8x, 4x, 2x, 1x its tolerance), each followed
-by a rebalance, pair swaps and Fiduccia–Mattheyses passes; the best plan seen is kept,
-and a last tightening keeps a tighter balance if it costs (almost) no cut edges.
 :func:`solve` runs restarts from different seeds (recursive bisection, or with rep homes
-capacitated starts first) and keeps the best plan: balance targets first, then fewest
-cut edges. With an ``effort`` above 0, :func:`solve` then searches on (the anytime
-phase, :func:`anytime`): tabu search over single and paired moves inside the exact
-balance band (:func:`~patchmap.partition.tabu.pair_search`) from the best plan, then
-from fresh restarts, for a number of steps set by ``effort`` (deterministic for a seed)
-and never past ``time_limit``.
+capacitated starts first), each searched by
+:func:`~patchmap.partition.search.improve`, and keeps the best plan: balance targets
+first, then fewest cut edges. With an ``effort`` above 0, :func:`solve` then searches
+on (the anytime phase, :func:`anytime`): tabu search over single and paired moves
+inside the exact balance band (:func:`~patchmap.partition.tabu.pair_search`) from the
+best plan, then from fresh restarts, for a number of steps set by ``effort``
+(deterministic for a seed) and never past ``time_limit``.
 
-A map above :data:`~patchmap.partition.coarsen.COARSEN_MIN_UNITS` units (with at least
-:data:`COARSEN_MIN_PER_TERRITORY` per territory, or at least :data:`MANY_UNITS` in all)
-is first solved multilevel
-(:func:`multilevel`: coarsen, search the coarsest level, refine level by level); that
-plan and the flat restart each get one V-cycle (:func:`vcycle`: the map coarsened
-within the plan's territories, a tabu search inside the exact bands on every level from
-the coarsest up), and the better goes through more (:func:`vcycles`) until a few in a
-row cut no fewer edges or the time is up: the anytime phase of a large map, its cap
-covering the whole solve.
+A large map (:func:`~patchmap.partition.multilevel.large_map`) goes the multilevel
+path (:mod:`~patchmap.partition.multilevel`): the multilevel plan is the first
+candidate, and it and the flat restart each get one V-cycle, the better going through
+more, as the anytime phase of a large map, its cap covering the whole solve.
 With many territories (fewer units each than the gate) the multilevel plan goes alone,
 without the V-cycles and the flat restart: on lower-48 H3 r7 cells at K=50 a V-cycle
 cost as much as the rest of the solve and gained nothing, and the flat restart, as
@@ -30,21 +22,20 @@ costly, cut 10% more edges (a restart runs only if the plan misses its target).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 from patchmap.logs import log, progress
 from patchmap.notes import Note
-from patchmap.partition.balance import balance, settle
-from patchmap.partition.coarsen import COARSEN_MIN_UNITS, MIN_NODES, coarsen, project
+from patchmap.partition.balance import balance
 from patchmap.partition.contiguity import settle_locks
 from patchmap.partition.flows import chain_balance, flow_balance
+from patchmap.partition.multilevel import large_map, many_territories, multilevel, vcycles
 from patchmap.partition.objective import max_deviation, score
 from patchmap.partition.problem import MARGIN, Problem
-from patchmap.partition.refine import fm, greedy, refine, swap_refine
 from patchmap.partition.relocate import relocations, transplants
-from patchmap.partition.secondary import secondary
+from patchmap.partition.search import improve
 from patchmap.partition.seeding import capacity_seed, recursive_seed
 from patchmap.partition.state import SearchState
 from patchmap.partition.tabu import PAIR_LIMIT, pair_search
@@ -56,14 +47,9 @@ __all__ = [
     "HOME_STARTS",
     "anytime",
     "default_time_limit",
-    "improve",
-    "many_territories",
-    "multilevel",
     "transplanted",
     "solve",
     "steadier",
-    "vcycle",
-    "vcycles",
 ]
 
 ANYTIME_MAX_UNITS = 20_000  # above this the anytime phase runs only after a multilevel solve
@@ -123,53 +109,6 @@ HOME_STARTS = ("plain", "match", "linear")  # capacitated starts with rep homes
 CHAIN_ROUNDS = 4  # extra chain rebalancing rounds for the best home start still off
 SETTLE_ROUNDS = 2  # flow and chain balance rounds after a transplant or relocation
 RELOCATE_ROUNDS = 6  # rounds of relocations, each from the best plan the last one found
-SLACK = [8.0, 4.0, 2.0, 1.0]  # primary band multipliers for successive refinement rounds
-TIGHTEN_COST = 0.01  # extra cut edges (fraction) the final tightening may cost
-COARSE_SHARE = 0.3  # share of a given time limit the coarsest level's search may use
-VCYCLES = 40  # most V-cycles on a large map (the time limit usually ends them first)
-VCYCLE_PATIENCE = 3  # ... and they stop after this many in a row that cut no fewer edges
-VCYCLE_STEPS = 200  # most tabu steps on each level of a V-cycle at effort 1
-VCYCLE_WORK = 10_000_000  # ... and at most this many units x steps per level (a cycle's
-# coarsening, states and kicks grow with the map: about the same work on every large map)
-COARSEN_MIN_PER_TERRITORY = 1000  # multilevel only with at least this many units per territory
-MANY_UNITS = 50_000  # ... or with at least this many units (then the multilevel plan alone)
-LEVEL_ROUNDS = 2  # refinement rounds on each level of a multilevel solve
-
-
-def improve(s: SearchState, rounds: int) -> None:
-    """Balance, then alternate refinement (with a shrinking band) and rebalancing,
-    keeping the best plan seen; finally tighten the balance if that is (almost) free."""
-    settle(s, 0.5)
-    secondary(s)
-    best = score(s)
-    best_lab = s.labels()
-    for r in range(rounds):
-        slack = SLACK[min(r, len(SLACK) - 1)]
-        moved = refine(s, slack=slack)
-        settle(s, 0.5)
-        secondary(s)
-        swap_refine(s)
-        refine(s)
-        fm(s)
-        now = score(s)
-        if now < best:
-            best, best_lab = now, s.labels()
-        if moved == 0 and slack == 1.0:
-            break
-    if score(s) != best:
-        s.load(best_lab)
-    # as tight as it goes, as long as that costs (almost) no cut edges: rebalance to
-    # half the band, refine inside it, and keep the result only if it holds up
-    before, cut0 = s.labels(), s.cut_edges()
-    settle(s, 0.5)
-    s.bands.set_primary(0.5)
-    try:
-        swap_refine(s)
-        greedy(s, 4)
-    finally:
-        s.bands.set_primary(1.0)
-    if s.cut_edges() > cut0 * (1 + TIGHTEN_COST) or score(s)[0] > 0:
-        s.load(before)
 
 
 def solve(
@@ -214,17 +153,14 @@ def solve(
     clock = time.perf_counter if time_limit is not None else time.process_time
     limit = time_limit if time_limit is not None else default_time_limit(n)
     start = clock()
-    large = (
-        levels and n > COARSEN_MIN_UNITS and n >= min(COARSEN_MIN_PER_TERRITORY * k, MANY_UNITS)
-        and initial is None and homes is None
-    )  # fmt: skip
+    large = levels and large_map(n, k) and initial is None and homes is None
     many = large and many_territories(n, k)
     pool: list[np.ndarray] = []  # a large map's plans, for the V-cycles to screen
     if large:
         # a large map: the multilevel plan is the first candidate, the restarts compete
         lab = multilevel(
             problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
-            time_limit=time_limit, report=report,
+            time_limit=time_limit, report=report, solve=solve,
         )  # fmt: skip
         if lab is not None:
             best = (score(SearchState(problem, lab, np.random.default_rng(seed))), lab)
@@ -469,143 +405,3 @@ def anytime(
         if best is None or key < best[0]:
             best = (key, lab)
     return best[1]
-
-
-def many_territories(n: int, k: int) -> bool:
-    """Whether a map of ``n`` units has many territories: fewer units each than
-    :data:`COARSEN_MIN_PER_TERRITORY` (then the multilevel plan goes alone)."""
-    return n < COARSEN_MIN_PER_TERRITORY * k
-
-
-def multilevel(
-    problem: Problem,
-    *,
-    seed: int,
-    n_init: int | str = "auto",
-    max_rounds: int = 6,
-    effort: float = 0.0,
-    time_limit: float | None = None,
-    report: Callable | None = None,
-) -> np.ndarray | None:
-    """A large map solved multilevel (see :mod:`~patchmap.partition.coarsen`): coarsen,
-    solve the coarsest level with the full search (restarts and the anytime phase),
-    then project the plan back level by level, balancing and refining on each. None
-    when the map does not coarsen."""
-    rng = np.random.default_rng([seed, 11])
-    stack = coarsen(problem, rng)
-    if not stack:
-        return None
-    # with many territories (fewer units each than the gate) the coarsest level's anytime
-    # phase is one run from its best plan: on lower-48 H3 r7 cells at K=200 the fresh
-    # restarts never beat it (the same plan in 23% less CPU); with fewer, larger
-    # territories they do (California H3 r7 at K=20: 1,147 cut edges with one run, 1,090
-    # with the restarts)
-    many = many_territories(problem.graph.n, problem.k)
-    lab = solve(
-        stack[-1].problem, seed=seed, n_init=n_init, max_rounds=max_rounds, effort=effort,
-        time_limit=None if time_limit is None else COARSE_SHARE * time_limit, report=report,
-        levels=False, runs=1 if many else None,
-    )  # fmt: skip
-    return uncoarsen(problem, stack, lab, rng)
-
-
-def uncoarsen(
-    problem: Problem, stack: list, lab: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """A plan of the coarsest level of ``stack`` projected back to ``problem`` level by
-    level, refined by :data:`LEVEL_ROUNDS` rounds on each."""
-    finer = [problem] + [lv.problem for lv in stack[:-1]]
-    for level, fine in zip(reversed(stack), reversed(finer), strict=True):
-        s = SearchState(fine, project(lab, level), rng)
-        improve(s, LEVEL_ROUNDS)
-        lab = s.labels()
-    return lab
-
-
-def vcycle(
-    problem: Problem,
-    lab: np.ndarray,
-    *,
-    seed: int,
-    steps: int,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-    report: Callable | None = None,
-) -> tuple[tuple, np.ndarray]:
-    """One V-cycle from a plan inside the exact bands, in the manner of KaHIP's: the map
-    coarsens within the plan's territories (so the plan is a plan of every level, with
-    the same cut edges and totals), down to the level whose mean node still fits in the
-    lightest territory's band (coarser, no move keeps the band); then from the coarsest
-    level up, a tabu search of ``steps`` steps inside the exact bands
-    (:func:`~patchmap.partition.tabu.pair_search`) on each level, its plan projected to
-    the next. A coarse move carries a whole stretch of boundary, a fine one a unit. No
-    level returns a plan worse than it was given, so neither does the cycle: the rank
-    (:func:`~patchmap.partition.tabu.rank`) and plan of the finest level's search."""
-    tol = [problem.tol[0] / MARGIN] + list(problem.tol[1:])
-    lightest = float(np.min(problem.shares))
-    floor = int(np.ceil(1.0 / (2.0 * tol[0] * lightest)))
-    rng = np.random.default_rng([seed, 13])
-    stack = coarsen(problem, rng, labels=lab, band=False, target=max(floor, MIN_NODES))
-    problems = [problem] + [level.problem for level in stack]
-    cur = np.asarray(lab)
-    for level in stack:  # the plan of each level (its nodes lie within one territory)
-        cur = np.rint(np.bincount(level.parent, weights=cur) / np.bincount(level.parent))
-        cur = cur.astype(np.int64)
-    key = None
-    for i in range(len(stack), -1, -1):
-        if i < len(stack):
-            cur = project(cur, stack[i])
-        s = SearchState(problems[i], cur, rng)
-        key, cur = pair_search(
-            s, tol, steps, deadline=deadline, seed=int(rng.integers(2**31)),
-            report=report if i == 0 else None, clock=clock,
-        )  # fmt: skip
-    return key, cur
-
-
-def vcycles(
-    problem: Problem,
-    lab: np.ndarray,
-    *,
-    seed: int,
-    effort: float,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-    report: Callable | None = None,
-    rivals: Sequence[np.ndarray] = (),
-) -> np.ndarray:
-    """V-cycles (:func:`vcycle`, each with a different matching) on the best plan, up
-    to :data:`VCYCLES` in all and never past ``deadline``; they stop when
-    :data:`VCYCLE_PATIENCE` cycles in a row cut no fewer edges than the best plan so
-    far (one cycle's gain varies widely with its matching, so one that gains nothing
-    does not end them). With ``rivals`` (other plans of the map) every start, ``lab``
-    first, gets one cycle and the best of them goes on: a start's cut edges say little
-    about where its cycles lead (a multilevel plan's boundaries are ragged where a flat
-    restart's are smooth, the layout of its territories is what counts), one cycle's
-    result says more. Each level's search takes :data:`VCYCLE_STEPS` steps at
-    ``effort`` 1, fewer on a map of more than :data:`VCYCLE_WORK` /
-    :data:`VCYCLE_STEPS` units (units x steps at most :data:`VCYCLE_WORK`)."""
-    steps = int(round(effort * min(VCYCLE_STEPS, VCYCLE_WORK / problem.graph.n)))
-    if steps <= 0:
-        return lab
-    starts = [lab, *rivals]
-    best = None
-    stale = 0
-    for c in range(VCYCLES):
-        if c and deadline is not None and clock() > deadline:
-            break
-        screening = c < len(starts)
-        key, new = vcycle(
-            problem, starts[c] if screening else lab, seed=seed + c, steps=steps,
-            deadline=deadline, clock=clock, report=report,
-        )  # fmt: skip
-        gained = best is None or key[:2] < best[:2]
-        if best is None or key < best:
-            # fewer cut edges, or as many in a tighter balance: the next cycle's start
-            # (only fewer cut edges count as a gain)
-            best, lab = key, new
-        if not screening:
-            stale = 0 if gained else stale + 1
-            if stale >= VCYCLE_PATIENCE:
-                break
-    return lab
