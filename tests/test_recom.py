@@ -378,14 +378,42 @@ def test_transplanted_stops_at_its_deadline_and_its_rounds():
     assert list(plan) == list(lab) and left == 0
 
 
-def test_a_tiny_time_limit_stops_the_rep_home_repair_with_a_note(dumbbell_reps):
+def test_a_tiny_time_limit_stops_the_rep_home_starts_and_repair_with_notes(dumbbell_reps):
+    # a time limit already past after the first start (1e-6 s): the first home start
+    # still runs (there is a plan, every home in its territory), the other home starts,
+    # the chain rounds and every restart are skipped, and the repair searches nothing
     from patchmap.notes import with_code
     from patchmap.partition import Partitioner
+    from patchmap.partition.schedule import HOME_STARTS, RETRIES
 
     units, reps = dumbbell_reps
     free = Partitioner(4, "population", seed=0, effort=0).fit(units, reps=reps)
     assert not with_code(free.notes, "repair_stopped")
+    assert not with_code(free.notes, "starts_stopped")
     cut = Partitioner(4, "population", seed=0, effort=0, time_limit=1e-6).fit(units, reps=reps)
     (note,) = with_code(cut.notes, "repair_stopped")
     assert note.data["skipped"] > 0 and note.data["time_limit"] == 1e-6
     assert "time limit" in note
+    (note,) = with_code(cut.notes, "starts_stopped")
+    # the dumbbell cannot be balanced, so every restart would run: n_init ("auto": 3 on
+    # 55 units) and the retries, besides the two home starts after the first
+    assert note.data["skipped"] == len(HOME_STARTS) - 1 + 3 + RETRIES
+    assert note.data["chain_cut"] and note.data["time_limit"] == 1e-6
+    assert f"{note.data['skipped']} start(s) not begun" in note
+    assert cut.territories["contiguous"].all()
+    home_of = cut.assignment.reindex(cut.homes.to_numpy()).to_numpy()
+    assert list(home_of) == list(cut.homes.index)
+
+
+def test_a_tiny_time_limit_stops_the_restarts_of_a_plain_plan(dumbbell_reps):
+    # without reps the restarts honour a given limit too (the first always runs)
+    from patchmap.notes import with_code
+    from patchmap.partition import Partitioner
+
+    units, _ = dumbbell_reps
+    free = Partitioner(4, "population", seed=0, effort=0).fit(units)
+    assert not with_code(free.notes, "starts_stopped")
+    cut = Partitioner(4, "population", seed=0, effort=0, time_limit=1e-6).fit(units)
+    (note,) = with_code(cut.notes, "starts_stopped")
+    assert note.data["skipped"] >= 2 and not note.data["chain_cut"]  # n_init 3, one ran
+    assert len(cut.assignment) == len(units) and cut.territories["contiguous"].all()

@@ -644,8 +644,9 @@ OPTIONS: tuple[Option, ...] = (
         "time_limit",
         NUMBER,
         None,
-        "Stop the search after this long, wall clock (default: when its steps are done, "
-        "capped at 7 s of CPU time up to 1,000 units, up to 40 s for large maps).",
+        "Stop the search (starts, search and repair) after this long, wall clock; the "
+        "first start always finishes (default: when its steps are done, the search after "
+        "the starts capped at 7 s of CPU time up to 1,000 units, up to 40 s for large maps).",
         commands=("partition",),
         table="partition",
         low=0,

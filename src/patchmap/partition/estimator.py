@@ -121,14 +121,17 @@ class Partitioner(BaseEstimator):
         exact bands, see :mod:`patchmap.partition.tabu`), in multiples of the default
         number of steps; 0 skips it. The same seed and effort give the same plan.
     time_limit:
-        Seconds (wall clock) the anytime search may run at most. None: the step budget
-        (``effort``) ends it, with a safety cap of 7 s of the process's CPU time up to
-        1,000 units, rising to 40 s at 50,000; CPU time is what a busy machine does not
-        eat into, so the default plan does not depend on the load. A run cut short by a
-        given limit depends on the machine's speed. With rep homes, the repair of a plan
-        still off its band after the search (moving territories next to the surplus)
-        stops at the same deadline when a limit is given (``plan.notes`` says so, code
-        ``repair_stopped``); without one its rounds alone bound it.
+        Seconds (wall clock) the whole search may take: no start (a rep-home start, a
+        restart) begins once it is past, the anytime search and, with rep homes, the
+        repair of a plan still off its band (moving territories next to the surplus)
+        stop at it. The first start always runs, so a plan comes back; one start can
+        itself take a few seconds on a large map, so the solve can end that much past
+        the limit. ``plan.notes`` says what was skipped (codes ``starts_stopped`` and
+        ``repair_stopped``). None: the step budget (``effort``) ends the anytime search,
+        with a safety cap of 7 s of the process's CPU time up to 1,000 units, rising to
+        40 s at 50,000 (the starts and the repair's rounds are not capped); CPU time is
+        what a busy machine does not eat into, so the default plan does not depend on
+        the load. A run cut short by a given limit depends on the machine's speed.
 
     Parameters are checked when a plan is made (scikit-learn's contract), and
     :meth:`fit` returns the :class:`Plan` (see the module docstring).

@@ -7,7 +7,9 @@ first, then fewest cut edges. With an ``effort`` above 0, :func:`solve` then sea
 on (the anytime phase, :func:`anytime`): tabu search over single and paired moves
 inside the exact balance band (:func:`~patchmap.partition.tabu.pair_search`) from the
 best plan, then from fresh restarts, for a number of steps set by ``effort``
-(deterministic for a seed) and never past ``time_limit``.
+(deterministic for a seed).
+A given ``time_limit`` bounds the whole solve (starts, search and repair); the default
+cap bounds the anytime phase alone.
 
 A large map (:func:`~patchmap.partition.multilevel.large_map`) goes the multilevel
 path (:mod:`~patchmap.partition.multilevel`): the multilevel plan is the first
@@ -49,6 +51,7 @@ __all__ = [
     "default_time_limit",
     "transplanted",
     "solve",
+    "starts_stopped",
     "steadier",
 ]
 
@@ -139,8 +142,13 @@ def solve(
     best of them, when still off, for up to :data:`CHAIN_ROUNDS` more rounds while they
     gain. The anytime phase's plan stays unless it is off the exact band with a larger
     deviation than its start (:func:`steadier`). A rep-home plan still off at the end goes
-    to :func:`transplanted`, which a given ``time_limit`` stops at the anytime phase's
-    deadline (a note appended to ``notes`` says so).
+    to :func:`transplanted`.
+    A given ``time_limit`` (wall clock) bounds the whole solve: no home start, chain round
+    or restart begins once it is past (the first start always runs, so there is a plan;
+    one start can itself take a while), the anytime phase and :func:`transplanted` stop
+    at the same deadline, and a note appended to ``notes`` says what was skipped
+    (:func:`starts_stopped`; ``repair_stopped`` for the repair). Without one, the default
+    cap (:func:`default_time_limit`) bounds the anytime phase alone.
     ``n_init`` restarts (``"auto"``: 3 up to 1,000 units, 2 up to 5,000, else 1), plus up
     to a few more while no plan meets the primary target.
     """
@@ -153,6 +161,16 @@ def solve(
     clock = time.perf_counter if time_limit is not None else time.process_time
     limit = time_limit if time_limit is not None else default_time_limit(n)
     start = clock()
+    # a given limit bounds the whole solve: no start (rep-home start, chain round,
+    # restart) begins once it is past, though one start always runs so there is a plan;
+    # the default cap bounds the anytime phase alone (the starts are the same work on any
+    # machine, so with default settings a plan does not depend on its speed)
+    cutoff = None if time_limit is None else start + time_limit
+
+    def late() -> bool:
+        return cutoff is not None and clock() > cutoff
+
+    skipped, chain_cut = 0, False  # starts not begun, chain rounds cut at the time limit
     large = levels and large_map(n, k) and initial is None and homes is None
     many = large and many_territories(n, k)
     pool: list[np.ndarray] = []  # a large map's plans, for the V-cycles to screen
@@ -170,6 +188,9 @@ def solve(
     rng_master = np.random.default_rng(seed)
     if homes is not None and initial is None:
         for i, mode in enumerate(HOME_STARTS):
+            if best is not None and late():
+                skipped += len(HOME_STARTS) - i
+                break
             rng = np.random.default_rng(seed + 1 + i)
             lab = capacity_seed(graph, problem.xy, W[:, 0], k, lock_codes, share, homes, mode)
             if lab is None:
@@ -188,6 +209,9 @@ def solve(
             # the best start is still off: more rounds while they gain
             s = SearchState(problem, best[1], np.random.default_rng([seed, 11]))
             for _ in range(CHAIN_ROUNDS):
+                if late():
+                    chain_cut = True
+                    break
                 flow_balance(s)
                 chain_balance(s, s.rng)
                 improve(s, max_rounds)
@@ -211,6 +235,11 @@ def solve(
             # runs only while the time left covers that (lower-48 H3 r7 cells, K=200:
             # 4 restarts took 420 s CPU and never beat the multilevel plan)
             break
+        if best is not None and late():
+            # the rest would run: the first n_init, and the retries while off target
+            more = best[0][0] != 0 and not large
+            skipped += len(seeds) - r if more else max(n_init - r, 0)
+            break
         rng = np.random.default_rng(int(sd))
         if initial is not None and r == 0:
             lab = initial.copy()
@@ -231,7 +260,9 @@ def solve(
             best = (sc, lab)
     # after a multilevel solve the cap covers the whole solve, and one run refines
     # the best plan (a fresh restart costs more than it wins on a large map)
-    deadline = (start if large else clock()) + limit
+    deadline = cutoff if cutoff is not None else (start if large else clock()) + limit
+    if (skipped or chain_cut) and notes is not None:
+        notes.append(starts_stopped(skipped, chain_cut, time_limit))
     if effort <= 0 or (n > ANYTIME_MAX_UNITS and not large) or n <= k:
         lab = found = best[1]
     else:
@@ -257,7 +288,7 @@ def solve(
         # rounds alone (RELOCATE_ROUNDS) set its work, so the default plan does not
         # depend on the machine
         starts = [lab] if found is lab else [lab, found]
-        stop = None if time_limit is None else deadline
+        stop = cutoff
         repaired = []
         for p in starts:
             repaired.append(
@@ -282,6 +313,23 @@ def solve(
                 )
             )
     return lab
+
+
+def starts_stopped(skipped: int, chain_cut: bool, time_limit: float) -> Note:
+    """The note of a solve whose time limit passed before its starts were done:
+    ``skipped`` starts (rep-home starts and restarts) not begun, and whether the extra
+    chain rebalancing rounds of the best rep-home start were cut."""
+    what = f"{skipped} start(s) not begun" if skipped else ""
+    if chain_cut:
+        what += (" and " if what else "") + "the best rep-home start's rebalancing cut short"
+    return Note(
+        "starts_stopped",
+        f"the time limit ({time_limit:g} s) passed before the starts were done: {what}; "
+        f"a longer time_limit (or none) may find a better plan",
+        skipped=skipped,
+        chain_cut=chain_cut,
+        time_limit=time_limit,
+    )
 
 
 def steadier(problem: Problem, start: np.ndarray, found: np.ndarray) -> np.ndarray:
