@@ -347,3 +347,89 @@ def test_bridges_do_not_depend_on_the_units_order():
         }
 
     assert links(other.bridges) == links(adj.bridges)
+
+
+def _town(tmp_path):
+    """test_a_town_as_near_to_two_neighbours_is_linked_to_both's map as a unit file:
+    3 bridges by default, 2 (the tree) with bridge factor 0."""
+    west = [(c, r) for c in range(3) for r in range(3)]
+    east = [(c, r) for c in range(5, 8) for r in range(3)]
+    path = tmp_path / "town.parquet"
+    squares(west + east + [(3, 5)], population=1.0).to_parquet(path)
+    return path
+
+
+def test_cli_bridge_factor(tmp_path):
+    from conftest import run_cli
+
+    units = _town(tmp_path)
+    base = ["partition", units, "--balance", "population", "--territories", "2", "--effort", "0"]
+    for extra, bridges in (((), 3), (("--bridge-factor", "0"), 2), (("--bridge-factor", "9"), 3)):
+        r = run_cli(*base, "--out", tmp_path / "p.csv", *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{bridges} bridge edge(s)" in r.stdout + r.stderr
+    for bad in ("0.5", "-1", "nan", "wide"):
+        r = run_cli(*base, "--out", tmp_path / "bad.csv", "--bridge-factor", bad)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "bridge-factor" in lines[0], r.stderr
+        assert not (tmp_path / "bad.csv").exists()
+
+
+def test_cli_bridge_factor_bridges_the_pieces_of_a_given_graph(tmp_path):
+    # --adjacency with the blocks' own edges but nothing joining the three pieces: the
+    # given graph is bridged by the shapes, with the factor given
+    from conftest import run_cli
+
+    units = _town(tmp_path)
+    adj = build_adjacency(gpd.read_parquet(units), id_col="unit_id", bridge_factor=0)
+    m = adj.matrix.tocoo()
+    ids = np.asarray(adj.ids)
+    bridged = set(zip(adj.bridges["unit_a"], adj.bridges["unit_b"], strict=True))
+    pairs = [(a, b) for a, b in zip(ids[m.row], ids[m.col], strict=True) if a < b]
+    rows = [f"{a},{b}\n" for a, b in pairs if (a, b) not in bridged and (b, a) not in bridged]
+    assert len(rows) == adj.n_edges - 2
+    edges = tmp_path / "edges.csv"
+    edges.write_text("unit_a,unit_b\n" + "".join(rows))
+    base = ["partition", units, "--balance", "population", "--territories", "2", "--effort", "0",
+            "--adjacency", edges, "--out", tmp_path / "p.csv"]  # fmt: skip
+    for extra, bridges in (((), 3), (("--bridge-factor", "0"), 2)):
+        r = run_cli(*base, *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{bridges} bridge edge(s)" in r.stdout + r.stderr
+
+
+def test_plan_file_and_library_bridge_factor(tmp_path):
+    from patchmap.config import load_config
+    from patchmap.pipeline import partition_file, plan_units
+
+    units = _town(tmp_path)
+    (tmp_path / "a.csv").write_text("account_id,zip\n1,87101\n")
+    head = (
+        f'[accounts]\npath = "a.csv"\n[units]\nkind = "{units.as_posix()}"\nunit_id = "unit_id"\n'
+        '[partition]\nterritories = 2\nbalance = "population"\n'
+    )
+    (tmp_path / "plan.toml").write_text(head + "bridge_factor = 0\n")
+    assert load_config(tmp_path / "plan.toml").partition["bridge_factor"] == 0
+    (tmp_path / "plan.toml").write_text(head + "bridge_factr = 0\n")
+    with pytest.raises(InputError, match="unknown key 'bridge_factr'.*bridge_factor"):
+        load_config(tmp_path / "plan.toml")
+    (tmp_path / "plan.toml").write_text(head + 'bridge_factor = "wide"\n')
+    with pytest.raises(InputError, match="bridge_factor"):
+        load_config(tmp_path / "plan.toml")
+    # a value out of range: the plan file's words name the key
+    (tmp_path / "plan.toml").write_text(head + "bridge_factor = 0.5\n")
+    cfg = load_config(tmp_path / "plan.toml")
+    from patchmap.options import PLAN, OptionError
+
+    with pytest.raises(OptionError) as exc:
+        plan_units(gpd.read_parquet(units), id_col="unit_id", settings=cfg.partition)
+    assert exc.value.worded(PLAN).startswith("bridge_factor: expected 0")
+    # the library: the pipeline function and build_adjacency take it
+    plan = partition_file(units, tmp_path / "p.csv", balance="population", territories=2,
+                          effort=0, bridge_factor=0)  # fmt: skip
+    assert len(plan.bridges) == 2
+    with pytest.raises(InputError, match=r"^bridge_factor: expected 0 .* got 0\.5"):
+        partition_file(units, tmp_path / "q.csv", balance="population", territories=2,
+                       bridge_factor=0.5)  # fmt: skip
+    with pytest.raises(InputError, match="bridge_factor"):
+        build_adjacency(gpd.read_parquet(units), id_col="unit_id", bridge_factor=0.5)

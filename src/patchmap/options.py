@@ -663,6 +663,17 @@ OPTIONS: tuple[Option, ...] = (
         table="partition",
     ),
     Option(
+        "bridge_factor",
+        NUMBER,
+        1.5,
+        "Units that do not touch (islands) are joined by the shortest tree of links between "
+        "the pieces, plus every other link at most this many times the longest tree link on "
+        "the tree path between them: 0 keeps the tree alone, else a number >= 1 (also for the "
+        "pieces of an --adjacency graph that falls apart).",
+        commands=("partition",),
+        table="partition",
+    ),
+    Option(
         "prove",
         BOOL,
         False,

@@ -64,7 +64,12 @@ from patchmap.scoring import (
     write_scored,
 )
 from patchmap.segments.named import named_rows, owner_shares, read_named
-from patchmap.units.adjacency import build_adjacency, edge_adjacency
+from patchmap.units.adjacency import (
+    BRIDGE_FACTOR,
+    build_adjacency,
+    check_bridge_factor,
+    edge_adjacency,
+)
 from patchmap.units.custom import load_user_units
 
 Echo = Callable[[str], None]
@@ -371,10 +376,12 @@ def plan_units(
         raise error(
             "partition", "{territories}: give the number of territories (or {reps} / {current})"
         )
+    factor = x.get("bridge_factor", BRIDGE_FACTOR)
+    check_bridge_factor(factor)  # before the graph is read: a bad value costs no build
     if x.get("adjacency") is not None:
-        adjacency = edge_adjacency(units, x["adjacency"], id_col=id_col)
+        adjacency = edge_adjacency(units, x["adjacency"], id_col=id_col, bridge_factor=factor)
     else:
-        adjacency = build_adjacency(units, id_col=id_col)
+        adjacency = build_adjacency(units, id_col=id_col, bridge_factor=factor)
     locked = None
     if x["locked"] is not None:
         locked = read_locked(x["locked"], ids)

@@ -112,10 +112,12 @@ def _sub_adjacency(adj: Adjacency, idx: np.ndarray, units: gpd.GeoDataFrame, id_
     bridges = adj.bridges[adj.bridges["unit_a"].isin(ids) & adj.bridges["unit_b"].isin(ids)]
     if ncomp > 1 and isinstance(units, gpd.GeoDataFrame):
         if not adj.given:
-            return build_adjacency(units, id_col=id_col)
+            return build_adjacency(units, id_col=id_col, bridge_factor=adj.bridge_factor)
         upper = sparse.triu(m, k=1).tocoo()
         edges = pd.DataFrame({"unit_a": ids[upper.row], "unit_b": ids[upper.col]}, dtype=object)
-        part = edge_adjacency(units, edges.astype(str), id_col=id_col)
+        part = edge_adjacency(
+            units, edges.astype(str), id_col=id_col, bridge_factor=adj.bridge_factor
+        )
         return replace(part, bridges=pd.concat([bridges, part.bridges], ignore_index=True))
     return replace(
         adj,

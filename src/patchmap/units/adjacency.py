@@ -31,10 +31,12 @@ from patchmap.io import listed_lines, read_table
 from patchmap.logs import log
 from patchmap.metrics import equal_area_crs
 from patchmap.notes import Note
+from patchmap.options import default, error
 from patchmap.units.meta import recorded
 
 __all__ = [
     "BRIDGE_FACTOR",
+    "check_bridge_factor",
     "Adjacency",
     "build_adjacency",
     "edge_adjacency",
@@ -47,7 +49,7 @@ BRIDGE_COLUMNS = ["unit_a", "unit_b", "distance_km", "tree"]
 
 #: a link between two pieces besides the shortest tree joining them is kept when it is at
 #: most this many times the longest tree link on the tree path between the two pieces
-BRIDGE_FACTOR = 1.5
+BRIDGE_FACTOR = default("partition", "bridge_factor")
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +73,7 @@ class Adjacency:
     perimeter_km: np.ndarray | None = None
     xy_km: np.ndarray | None = None
     given: bool = False
+    bridge_factor: float = BRIDGE_FACTOR  # the factor its bridges were chosen with
 
     @property
     def n_units(self) -> int:
@@ -444,6 +447,7 @@ def _assemble(
     n = len(ids)
     centroids = shapely.centroid(geoms)
     xy = shapely.get_coordinates(centroids)
+    check_bridge_factor(bridge_factor)
     bi, bj, bd, bt, before = _bridge(geoms, i, j, crs, outer, bridge_factor)
     ii = np.concatenate([i, bi]).astype(np.int64)
     jj = np.concatenate([j, bj]).astype(np.int64)
@@ -472,7 +476,23 @@ def _assemble(
         area_km2=shapely.area(geoms) / 1e6,
         perimeter_km=shapely.length(geoms) / 1000.0,
         xy_km=xy / 1000.0,
+        bridge_factor=float(bridge_factor),
     )
+
+
+def check_bridge_factor(factor: float) -> None:
+    """``bridge_factor`` is 0 (the shortest tree alone) or a number >= 1; a factor
+    between 0 and 1 keeps no link the tree does not (each is at least as long as the
+    longest tree link on its path), so it is refused as a likely slip."""
+    ok = isinstance(factor, (int, float, np.integer, np.floating)) and not isinstance(
+        factor, (bool, np.bool_)
+    )
+    if not ok or not np.isfinite(factor) or not (factor == 0 or factor >= 1):
+        raise error(
+            "partition",
+            f"{{bridge_factor}}: expected 0 (the shortest tree alone) or a number >= 1, "
+            f"got {factor!r}",
+        )
 
 
 def h3_adjacency(
