@@ -209,6 +209,69 @@ def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
     assert (fine_components(p.graph, out) == 1).all()
 
 
+def test_combine_coarsens_within_both_plans_and_keeps_the_first(monkeypatch):
+    # a combine cycle merges nodes only where both plans agree (every coarse node lies
+    # within one territory of each), and returns a plan no worse than the one it started
+    p = grid_problem(80, 60, 5)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
+    other = ml.multilevel(p, seed=5, effort=0.0, solve=schedule.solve)
+    assert not np.array_equal(start, other)
+    stacks = []
+    real = ml.coarsen
+
+    def spy(*a, **kw):
+        stacks.append(real(*a, **kw))
+        return stacks[-1]
+
+    monkeypatch.setattr(ml, "coarsen", spy)
+    key, lab = ml.vcycle(p, start, seed=0, steps=60, other=other)
+    (stack,) = stacks
+    assert len(stack) >= 2
+    for plan in (start, other):
+        fine = np.asarray(plan)
+        for level in stack:  # each coarse node holds units of one territory only
+            n = level.problem.graph.n
+            lo = np.full(n, fine.max() + 1)
+            hi = np.full(n, -1)
+            np.minimum.at(lo, level.parent, fine)
+            np.maximum.at(hi, level.parent, fine)
+            assert (lo == hi).all()
+            fine = lo
+
+    def cut(x):
+        return int((x[p.graph.ei] != x[p.graph.ej]).sum())
+
+    assert key[0] == 0 and key[1] == cut(lab) <= cut(start)
+    assert (fine_components(p.graph, lab) == 1).all()
+
+
+def test_vcycles_combine_the_best_with_the_runner_up(monkeypatch):
+    # after the screening, every other cycle combines the best plan with the second-best
+    # screened one (the other lineage); the cycles in between are plain
+    p = grid_problem(80, 60, 5)
+    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
+    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
+    start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
+    rival = ml.multilevel(p, seed=5, effort=0.0, solve=schedule.solve)
+    calls = []
+    real = ml.vcycle
+
+    def spy(problem, lab, **kw):
+        out = real(problem, lab, **kw)
+        calls.append((kw.get("other"), out))
+        return out
+
+    monkeypatch.setattr(ml, "vcycle", spy)
+    ml.vcycles(p, start, seed=0, effort=0.6, rivals=[rival])
+    assert len(calls) >= 3
+    assert calls[0][0] is None and calls[1][0] is None  # the screening
+    runner = max((calls[0][1], calls[1][1]), key=lambda f: f[0])
+    assert calls[2][0] is not None and np.array_equal(calls[2][0], runner[1])
+    assert all((c[0] is None) == (i % 2 == 1) for i, c in enumerate(calls[2:]))
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_can_remove_on_a_coarse_graph_with_repeated_neighbours(weighted):
     """A coarse graph lists a neighbour once per fine edge: the unit whose neighbours in
