@@ -375,6 +375,24 @@ def test_cli_bridge_factor(tmp_path):
         assert not (tmp_path / "bad.csv").exists()
 
 
+def test_cli_evaluate_measures_on_the_graph_of_the_bridge_factor(tmp_path):
+    # a plan made with --bridge-factor 0 is measured on the same graph by evaluate
+    from conftest import run_cli
+
+    units = _town(tmp_path)
+    plan = tmp_path / "p.csv"
+    r = run_cli("partition", units, "--balance", "population", "--territories", "2",
+                "--effort", "0", "--bridge-factor", "0", "--out", plan)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    for extra, bridges in (((), 3), (("--bridge-factor", "0"), 2)):
+        r = run_cli("evaluate", units, plan, "--balance", "population", *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{bridges} bridge edge(s)" in r.stdout
+    r = run_cli("evaluate", units, plan, "--balance", "population", "--bridge-factor", "0.5")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "bridge-factor" in lines[0], r.stderr
+
+
 def test_cli_bridge_factor_bridges_the_pieces_of_a_given_graph(tmp_path):
     # --adjacency with the blocks' own edges but nothing joining the three pieces: the
     # given graph is bridged by the shapes, with the factor given

@@ -19,7 +19,7 @@ from patchmap.metrics import cut_edge_fraction, territory_metrics
 from patchmap.notes import Note
 from patchmap.partition.plan import Plan
 from patchmap.partition.problem import resolve_adjacency
-from patchmap.units.adjacency import build_adjacency
+from patchmap.units.adjacency import BRIDGE_FACTOR, build_adjacency
 
 __all__ = ["evaluate_plan"]
 
@@ -31,6 +31,7 @@ def evaluate_plan(
     *,
     tolerance: float | None = None,
     adjacency: Any = None,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Plan:
     """The plan ``plan`` (a ``unit_id,territory`` table or PLAN.csv path) over ``units``
     measured as a :class:`~patchmap.partition.plan.Plan`; its assignment is the one given.
@@ -39,7 +40,8 @@ def evaluate_plan(
     notes name every territory whose deviation exceeds it. ``adjacency`` is the unit graph
     contiguity and cut edges are measured on: an :class:`~patchmap.units.adjacency.Adjacency`,
     an edge list (``unit_a,unit_b`` file path or DataFrame, as ``partition --adjacency``
-    takes), or None for the polygons' graph.
+    takes), or None for the polygons' graph; ``bridge_factor`` joins its islands as
+    ``partition`` does, so a plan is measured on the graph it was made on.
     """
     cols = [balance] if isinstance(balance, str) else list(balance)
     if not cols:
@@ -49,9 +51,9 @@ def evaluate_plan(
         raise InputError(f"units: balance column {missing[0]!r} not found")
     u = units.reset_index(drop=True)
     pf = plan_frame(plan, u)
-    adjacency = resolve_adjacency(u, adjacency, "unit_id")
+    adjacency = resolve_adjacency(u, adjacency, "unit_id", bridge_factor)
     if adjacency is None:
-        adjacency = build_adjacency(u, id_col="unit_id")
+        adjacency = build_adjacency(u, id_col="unit_id", bridge_factor=bridge_factor)
     labels = pf["territory"].to_numpy(dtype=object)
     terr = territory_metrics(u, labels, cols, adjacency)
     pp = terr["polsby_popper"].to_numpy(dtype=float)

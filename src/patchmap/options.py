@@ -669,8 +669,9 @@ OPTIONS: tuple[Option, ...] = (
         "Units that do not touch (islands) are joined by the shortest tree of links between "
         "the pieces, plus every other link at most this many times the longest tree link on "
         "the tree path between them: 0 keeps the tree alone, else a number >= 1 (also for the "
-        "pieces of an --adjacency graph that falls apart).",
-        commands=("partition",),
+        "pieces of an --adjacency graph that falls apart); evaluate measures a plan on the "
+        "graph this factor gives.",
+        commands=("partition", "evaluate"),
         table="partition",
     ),
     Option(

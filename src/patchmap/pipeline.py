@@ -522,6 +522,7 @@ def evaluate_file(
         settings["balance"],
         tolerance=settings["tolerance"],
         adjacency=settings["adjacency"],
+        bridge_factor=settings["bridge_factor"],
     )
     devs = ", ".join(f"{c} {100 * d:.2f}%" for c, d in plan.max_deviations.items())
     echo(f"{plan_path}: {plan.n_territories} territories over {len(plan.assignment)} units")

@@ -21,7 +21,13 @@ from scipy import sparse
 from patchmap.errors import InputError, LockError
 from patchmap.notes import Note
 from patchmap.options import default
-from patchmap.units.adjacency import Adjacency, build_adjacency, edge_adjacency, show_id
+from patchmap.units.adjacency import (
+    BRIDGE_FACTOR,
+    Adjacency,
+    build_adjacency,
+    edge_adjacency,
+    show_id,
+)
 
 __all__ = [
     "COMPACTNESS",
@@ -218,11 +224,15 @@ def prepare(
 
 
 def resolve_adjacency(
-    units: gpd.GeoDataFrame | pd.DataFrame, adjacency, id_col: str | None
+    units: gpd.GeoDataFrame | pd.DataFrame,
+    adjacency,
+    id_col: str | None,
+    bridge_factor: float = BRIDGE_FACTOR,
 ) -> Adjacency | None:
     """``adjacency`` as an :class:`Adjacency`: given as one, kept; as an edge list (a file
     path or a DataFrame with ``unit_a,unit_b``), read against the units'
-    ids (see :func:`~patchmap.units.adjacency.edge_adjacency`); None stays None."""
+    ids, its pieces joined with ``bridge_factor`` (see
+    :func:`~patchmap.units.adjacency.edge_adjacency`); None stays None."""
     if adjacency is None or isinstance(adjacency, Adjacency):
         return adjacency
     col = id_col if id_col is not None and id_col in units.columns else None
@@ -230,7 +240,7 @@ def resolve_adjacency(
         raise InputError(
             f"id column {id_col!r} not found (columns: {', '.join(map(str, units.columns))})"
         )
-    return edge_adjacency(units, adjacency, id_col=col)
+    return edge_adjacency(units, adjacency, id_col=col, bridge_factor=bridge_factor)
 
 
 def territory_shares(shares: Sequence[float] | None, k: int) -> np.ndarray:
