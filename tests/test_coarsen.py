@@ -181,14 +181,21 @@ def test_vcycle_refines_a_plan_without_losing_it(monkeypatch):
     assert (fine_components(p.graph, more) == 1).all()
 
 
-def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
-    # with rivals, each start gets one cycle, and the next cycle starts from the best
-    # result (here the rival's own start is a different multilevel plan)
+def two_multilevel_plans(monkeypatch):
+    """An 80 x 60 grid into 5 with the multilevel thresholds lowered, and two of its
+    multilevel plans (seeds 0 and 5): a start and a rival for the V-cycles."""
     p = grid_problem(80, 60, 5)
     monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
     monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
     start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
     rival = ml.multilevel(p, seed=5, effort=0.0, solve=schedule.solve)
+    return p, start, rival
+
+
+def test_vcycles_screen_every_start_and_go_on_from_the_best(monkeypatch):
+    # with rivals, each start gets one cycle, and the next cycle starts from the best
+    # result (here the rival's own start is a different multilevel plan)
+    p, start, rival = two_multilevel_plans(monkeypatch)
     assert not np.array_equal(start, rival)
     given, found = [], []
     real = ml.vcycle
@@ -250,11 +257,7 @@ def test_combine_coarsens_within_both_plans_and_keeps_the_first(monkeypatch):
 def test_vcycles_combine_the_best_with_the_runner_up(monkeypatch):
     # after the screening, every other cycle combines the best plan with the second-best
     # screened one (the other lineage); the cycles in between are plain
-    p = grid_problem(80, 60, 5)
-    monkeypatch.setattr(ml, "COARSEN_MIN_UNITS", 1000)
-    monkeypatch.setattr(ml, "COARSEN_MIN_PER_TERRITORY", 100)
-    start = ml.multilevel(p, seed=0, effort=0.0, solve=schedule.solve)
-    rival = ml.multilevel(p, seed=5, effort=0.0, solve=schedule.solve)
+    p, start, rival = two_multilevel_plans(monkeypatch)
     calls = []
     real = ml.vcycle
 
